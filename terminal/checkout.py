@@ -1,0 +1,513 @@
+"""One sale end to end: invoice → tap or QR → LNURL-withdraw → settlement (service layer).
+
+`Checkout` is shared by the command line and the touchscreen app; it owns no transport of its
+own. Each state change is written to the ledger *before* the side effect it announces
+(write-ahead), so a restart at any point can resume from the ledger:
+- the invoice is the idempotency key and the backend's invoice status is the truth;
+- a tap's counter is stored before any network call, so the same `p`/`c` is never used twice;
+- a callback whose outcome is unknown is resolved through the invoice status, never resent.
+
+When the backend cannot be reached (observed: the invoice creation failed with
+`BackendUnavailable`), a tap verified locally may be accepted under the offline policy and queued
+for the sync worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+from terminal import lnurl
+from terminal.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    Invoice,
+    InvoiceRequest,
+    InvoiceStatus,
+)
+from terminal.boltcard import Keyring, TapReason, TapVerification
+from terminal.connectivity import Connectivity
+from terminal.money import Money, NoRate, RateError, RatePolicy, currency
+from terminal.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
+from terminal.risk import Exposure, OfflineLimits, OfflineTap, decide_offline
+from terminal.sale import IllegalTransition, LateTap, Sale, SaleState
+
+if TYPE_CHECKING:
+    from terminal.withdraw import WithdrawClient
+
+log = logging.getLogger(__name__)
+
+
+class Ledger(Protocol):
+    """What checkout needs from the ledger (terminal.ledger.Ledger implements it)."""
+
+    def save_sale(self, record: SaleRecord) -> None: ...
+    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
+    def open_sales(self) -> list[SaleRecord]: ...
+    def card(self, card_id: str) -> CardState: ...
+    def save_card(self, state: CardState) -> None: ...
+    def advance_counter(self, card_id: str, issuer: str, counter: int) -> int: ...
+    def add_payout(self, payout: QueuedPayout) -> None: ...
+    def exposure(self) -> Exposure: ...
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class TapResult:
+    """What the screen shows right after a tap.
+
+    kind: "accepted" (the issuer took the invoice; wait for settlement), "pin-required",
+    "refused" (this card cannot pay; the sale stays open), "queued", "declined" (offline policy),
+    "late" (the sale has ended or already has a card), "unknown" (the callback's outcome is
+    unknown: it is being resolved through the invoice status).
+    """
+
+    kind: str
+    code: str | None = None
+    message: str = ""
+    pin_limit_msat: int | None = None
+
+
+@dataclass(frozen=True)
+class SaleOutcome:
+    status: str  # paid | failed | expired | cancelled | queued | declined
+    sale_id: str
+    reason: str | None
+    message: str
+    payment_hash: str | None
+    amount_msat: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "sale_id": self.sale_id,
+            "payment_hash": self.payment_hash,
+            "amount_msat": self.amount_msat,
+        }
+
+
+TAP_MESSAGES = {
+    TapReason.MALFORMED: "This card's data could not be read. Ask the customer to tap again.",
+    TapReason.CMAC_MISMATCH: "This card failed its security check (forged or altered data).",
+    TapReason.UNKNOWN_ISSUER: "This card is not from an issuer configured on this terminal.",
+}
+
+
+# --------------------------------------------------------------------------- checkout
+
+
+class Checkout:
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        withdraw: WithdrawClient,
+        keyring: Keyring,
+        ledger: Ledger,
+        terminal_id: str,
+        network: str,
+        offline_limits: OfflineLimits | None = None,
+        rates: RatePolicy | None = None,
+        connectivity: Connectivity | None = None,
+        invoice_expiry_s: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.withdraw = withdraw
+        self.keyring = keyring
+        self.ledger = ledger
+        self.terminal_id = terminal_id
+        self.network = network
+        self.offline_limits = offline_limits or OfflineLimits()
+        self.rates = rates or RatePolicy()
+        self.connectivity = connectivity or Connectivity()
+        self.invoice_expiry_s = invoice_expiry_s
+        self.clock = clock
+
+    async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "") -> SaleSession:
+        """Record the sale, then create its invoice. Offline, the session can still queue a tap."""
+        code = currency(currency_code).code
+        now = self.clock()
+        record = SaleRecord(
+            id=uuid.uuid4().hex,
+            created_at=now,
+            amount_minor=amount_minor,
+            currency=code,
+            memo=memo,
+            terminal_id=self.terminal_id,
+            updated_at=now,
+        )
+        session = SaleSession(self, record, record.to_sale())
+        session.persist()
+        await session.create_invoice()
+        return session
+
+    async def refresh_rate(self, currency_code: str) -> None:
+        """Fetch the display rate; a failure leaves the last good rate (and its age) in place."""
+        if currency(currency_code).is_sat:
+            return
+        try:
+            rate = await self.backend.display_rate(currency_code)
+        except BackendError as exc:
+            self._observe_failure(exc)
+            return
+        self.connectivity.success(self.clock())
+        try:
+            self.rates.accept(rate, now=self.clock())
+        except RateError as exc:  # a zero or negative rate is refused, the last good one kept
+            log.warning("rate for %s refused: %s", currency_code, exc.message)
+
+    def resume(self, sale_id: str) -> SaleSession:
+        record = self.ledger.get_sale(sale_id)
+        if record is None:
+            raise KeyError(sale_id)
+        return SaleSession(self, record, record.to_sale())
+
+    async def recover(self) -> list[SaleOutcome]:
+        """After a restart: settle every open sale that has an invoice through its status."""
+        outcomes = []
+        for record in self.ledger.open_sales():
+            session = SaleSession(self, record, record.to_sale())
+            outcomes.append(await session.reconcile())
+        return outcomes
+
+    def _observe_failure(self, exc: BackendError) -> None:
+        if isinstance(exc, BackendUnavailable):
+            self.connectivity.failure(self.clock(), exc.message)
+
+
+class SaleSession:
+    """One sale in progress. Methods are called from the event loop, one at a time."""
+
+    def __init__(self, checkout: Checkout, record: SaleRecord, sale: Sale) -> None:
+        self.checkout = checkout
+        self.record = record
+        self.sale = sale
+        self.invoice: Invoice | None = _invoice_of(record)
+        self.offline = False
+        self._pending_request: lnurl.WithdrawRequest | None = None
+        self._message = ""
+
+    # -- persistence ----------------------------------------------------------------------------
+    def persist(self) -> None:
+        self.record.follow(self.sale)
+        self.record.updated_at = self.checkout.clock()
+        self.checkout.ledger.save_sale(self.record)
+
+    def _apply(self, event: str, detail: str | None = None) -> None:
+        self.sale.apply(event, self.checkout.clock(), detail)
+        self.persist()
+
+    @property
+    def state(self) -> SaleState:
+        return self.sale.state
+
+    # -- invoice --------------------------------------------------------------------------------
+    async def create_invoice(self) -> None:
+        co = self.checkout
+        request = InvoiceRequest(
+            amount_minor=self.record.amount_minor,
+            currency=self.record.currency,
+            memo=self.record.memo or f"Sale {self.record.id[:8]}",
+            idempotency_key=self.record.id,
+            expires_in_s=co.invoice_expiry_s,
+            metadata={"saleId": self.record.id, "terminalId": co.terminal_id},
+        )
+        try:
+            invoice = await co.backend.create_invoice(request)
+        except BackendUnavailable as exc:
+            co._observe_failure(exc)
+            self.offline = True
+            log.warning("sale %s: backend unreachable, offline mode", self.record.id[:8])
+            return
+        except BackendError as exc:
+            self._message = exc.message
+            self._apply("fail", _code(exc, "backend-refused"))
+            return
+        co.connectivity.success(co.clock())
+        self.invoice = invoice
+        self.record.bolt11 = invoice.bolt11
+        self.record.payment_hash = invoice.payment_hash
+        self.record.amount_msat = invoice.amount_msat
+        self.record.invoice_ref = invoice.backend_ref
+        self.record.invoice_expires_at = invoice.expires_at
+        if self.record.amount_msat and self.record.currency != "SAT":
+            sats = Decimal(invoice.amount_msat) / 1000
+            self.record.rate_minor_per_sat = str(Decimal(self.record.amount_minor) / sats)
+        # Taps reach a session only after open_sale returns, so nothing is held here; the UI
+        # keeps a tap that arrives while the invoice is being created and passes it on.
+        self.sale.invoice_ready(co.clock())
+        self.persist()
+
+    # -- taps -----------------------------------------------------------------------------------
+    async def tap(self, url: str, pin: str | None = None) -> TapResult:
+        """Handle one card tap (the URL read once from the card)."""
+        co = self.checkout
+        if self.sale.is_final:
+            late = LateTap(self.record.id, self.sale.state, "")
+            return TapResult("late", "sale-ended", _late_text(late.state))
+        verification = co.keyring.verify_tap(url)
+        if verification.reason is not None and verification.reason is not TapReason.UNKNOWN_ISSUER:
+            return TapResult("refused", verification.reason.value,
+                             TAP_MESSAGES.get(verification.reason, verification.detail))
+        if verification.valid:
+            previous = co.ledger.advance_counter(
+                verification.card_id, verification.issuer, verification.counter
+            )
+            if previous >= verification.counter:
+                return TapResult(
+                    "refused", "replayed-tap",
+                    "This tap was already used (replayed card data). Ask the customer to tap "
+                    "again.",
+                )
+        else:
+            previous = -1
+        if self.offline or self.invoice is None:
+            return self._tap_offline(url, verification, previous)
+        return await self._tap_online(url, verification, pin)
+
+    async def _tap_online(self, url: str, v: TapVerification, pin: str | None) -> TapResult:
+        co = self.checkout
+        if self.sale.state is not SaleState.INVOICED:
+            return TapResult("late", "card-in-progress",
+                             "A card is already being charged for this sale.")
+        self.sale.apply("tap", co.clock())
+        self.record.method = "card"
+        self.record.card_id = v.card_id
+        self.record.issuer = v.issuer
+        self.record.counter = v.counter
+        self.persist()
+        try:
+            request = await co.withdraw.fetch_request(url)
+        except lnurl.LnurlError as exc:
+            return self._tap_refused(exc)
+        self._apply("withdraw_requested")
+        self._pending_request = request
+        return await self.submit(pin)
+
+    async def submit(self, pin: str | None = None) -> TapResult:
+        """Send the invoice to the issuer (again only after a PIN was asked for; never twice)."""
+        co = self.checkout
+        request = self._pending_request
+        if request is None or self.invoice is None:
+            return TapResult("late", "no-pending-tap", "There is no card waiting for a PIN.")
+        amount = self.invoice.amount_msat
+        try:
+            lnurl.check_amount(request, amount, pin)
+        except lnurl.PinRequired:
+            return TapResult("pin-required", "pin-required", "Enter the card's PIN.",
+                             pin_limit_msat=request.pin_limit_msat)
+        except lnurl.LnurlError as exc:
+            return self._tap_refused(exc)
+        self._pending_request = None
+        self._apply("callback_sent")  # write-ahead: from here the outcome may be "sent"
+        try:
+            accepted = await co.withdraw.submit(request, self.invoice.bolt11, amount, pin)
+        except lnurl.CallbackOutcomeUnknown:
+            return TapResult("unknown", "callback-outcome-unknown",
+                             "Waiting for the payment to confirm…")
+        except lnurl.LnurlError as exc:
+            return self._tap_refused(exc)
+        return TapResult("accepted", None, accepted.reason or "Payment sent, confirming…")
+
+    def _tap_refused(self, exc: lnurl.LnurlError) -> TapResult:
+        code = getattr(exc, "code", None) or "issuer-error"
+        message = getattr(exc, "user_message", None) or str(exc)
+        self._pending_request = None
+        if not self.sale.is_final and self.sale.state in (
+            SaleState.CARD_READ, SaleState.WITHDRAW_REQUESTED, SaleState.CALLBACK_SENT
+        ):
+            self._apply("tap_failed", code)
+            self.record.reason = code
+            self.persist()
+        return TapResult("refused", code, message)
+
+    def _tap_offline(self, url: str, v: TapVerification, previous: int) -> TapResult:
+        co = self.checkout
+        if self.sale.state is not SaleState.CREATED:
+            return TapResult("late", "sale-ended", _late_text(self.sale.state))
+        try:
+            amount_msat = self._offline_amount_msat()
+        except RateError as exc:
+            self._decline("offline-no-rate", str(exc))
+            return TapResult("declined", "offline-no-rate", str(exc))
+        card = co.ledger.card(v.card_id) if v.valid else CardState(card_id="?")
+        decision = decide_offline(
+            OfflineTap(
+                verified=v.valid,
+                counter=v.counter,
+                last_counter=previous,
+                amount_msat=amount_msat,
+                card_queued_msat=card.queued_msat,
+                card_blocked=card.blocked,
+            ),
+            co.ledger.exposure(),
+            co.offline_limits,
+            co.clock(),
+        )
+        if not decision.accepted:
+            self._decline(decision.code, decision.message)
+            return TapResult("declined", decision.code, decision.message)
+        now = co.clock()
+        payout = QueuedPayout(
+            id=uuid.uuid4().hex,
+            sale_id=self.record.id,
+            store_id=None,
+            amount_sats=amount_msat // 1000,
+            card_id=v.card_id,
+            issuer=v.issuer,
+            counter=v.counter,
+            tap_url=url,
+            status=PayoutStatus.QUEUED,
+            created_at=now,
+            metadata={"terminal_id": co.terminal_id},
+        )
+        co.ledger.add_payout(payout)
+        card.queued_msat += amount_msat
+        card.issuer = v.issuer
+        co.ledger.save_card(card)
+        self.record.method = "card"
+        self.record.card_id = v.card_id
+        self.record.issuer = v.issuer
+        self.record.counter = v.counter
+        self.record.amount_msat = amount_msat
+        self._apply("queued")
+        return TapResult("queued", None, decision.message)
+
+    def _offline_amount_msat(self) -> int:
+        co = self.checkout
+        amount = Money(self.record.amount_minor, currency(self.record.currency))
+        msat, quote = co.rates.price(amount, now=co.clock())
+        if quote is not None:
+            self.record.rate_minor_per_sat = str(quote.rate.minor_per_sat)
+            self.record.rate_age_s = quote.age_s
+        return int(msat.value)
+
+    def _decline(self, code: str | None, message: str) -> None:
+        self._apply("declined", code)
+        self._message = message
+
+    # -- QR and settlement ----------------------------------------------------------------------
+    async def wait_settled(self, timeout_s: float | None = None) -> SaleOutcome:
+        """Follow the invoice until it is paid or expires (or the timeout passes)."""
+        co = self.checkout
+        if self.sale.is_final or self.invoice is None:
+            return self.outcome()
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for status in co.backend.watch(self.invoice):
+                    if self._settle(status):
+                        break
+        except TimeoutError:
+            pass
+        except BackendError as exc:
+            co._observe_failure(exc)
+        return self.outcome()
+
+    async def reconcile(self) -> SaleOutcome:
+        """Ask the backend once for the invoice status and settle the sale if it is final."""
+        co = self.checkout
+        if self.sale.is_final:
+            return self.outcome()
+        if self.invoice is None:
+            if self.sale.state is SaleState.CREATED and not self.offline:
+                self._apply("fail", "interrupted-before-invoice")
+            return self.outcome()
+        try:
+            status = await co.backend.invoice_status(self.invoice)
+        except BackendError as exc:
+            co._observe_failure(exc)
+            return self.outcome()
+        self._settle(status)
+        return self.outcome()
+
+    def _settle(self, status: InvoiceStatus) -> bool:
+        if status is InvoiceStatus.PAID and not self.sale.is_final:
+            if self.record.method is None:
+                self.record.method = "qr"
+            self._apply("paid")
+        elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:
+            try:
+                self._apply("expired", "invoice-expired")
+            except IllegalTransition:
+                return False
+        return self.sale.is_final
+
+    async def cancel(self) -> bool:
+        try:
+            self._apply("cancel", "cancelled-by-merchant")
+        except IllegalTransition:
+            return False
+        return True
+
+    def fail(self, code: str) -> None:
+        if not self.sale.is_final:
+            self._apply("fail", code)
+
+    def outcome(self) -> SaleOutcome:
+        state = self.sale.state
+        status = {
+            SaleState.PAID: "paid",
+            SaleState.FAILED: "failed",
+            SaleState.EXPIRED: "expired",
+            SaleState.CANCELLED: "cancelled",
+            SaleState.QUEUED: "queued",
+            SaleState.SUBMITTED: "queued",
+            SaleState.DECLINED: "declined",
+        }.get(state, "pending")
+        return SaleOutcome(
+            status=status,
+            sale_id=self.record.id,
+            reason=self.record.reason if status != "paid" else None,
+            message=self._message or _status_text(status),
+            payment_hash=self.record.payment_hash,
+            amount_msat=self.record.amount_msat,
+        )
+
+
+def _invoice_of(record: SaleRecord) -> Invoice | None:
+    if not record.bolt11:
+        return None
+    return Invoice(
+        bolt11=record.bolt11,
+        payment_hash=record.payment_hash or "",
+        amount_msat=record.amount_msat or 0,
+        expires_at=record.invoice_expires_at or 0.0,
+        backend_ref=record.invoice_ref or record.bolt11,
+    )
+
+
+def _code(exc: BackendError, default: str) -> str:
+    return exc.code.lower().replace("_", "-") if exc.code else default
+
+
+def _late_text(state: SaleState) -> str:
+    if state is SaleState.PAID:
+        return "This sale is already paid: the card was not charged again."
+    return f"This sale has ended ({state.value}). Start a new sale to charge the card."
+
+
+def _status_text(status: str) -> str:
+    return {
+        "paid": "Paid.",
+        "failed": "The payment failed.",
+        "expired": "The invoice expired before it was paid.",
+        "cancelled": "The sale was cancelled.",
+        "queued": "Accepted offline: it will be paid when the terminal reconnects.",
+        "declined": "Declined.",
+        "pending": "Waiting for payment.",
+    }[status]
+
+
+__all__ = ["Checkout", "SaleOutcome", "SaleSession", "TapResult", "NoRate"]

@@ -1,0 +1,51 @@
+"""The `flash-terminal` command line.
+
+Each command group lives in its own module exposing `register(subparsers)`; this module only
+assembles them. Exit codes are a contract: 0 success, 2 usage error (argparse's own), 3 invalid
+card data, 4 payment failed or declined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from terminal import __version__
+from terminal.cli import card, charge, sandbox
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+COMMAND_GROUPS = [card, charge, sandbox]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flash-terminal",
+        description="Flash Terminal: Lightning point of sale for Boltcard taps and QR invoices.",
+    )
+    parser.add_argument("--version", action="version", version=f"flash-terminal {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def run() -> None:  # pragma: no cover - console entry
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Terminal configuration: one TOML file (documented in `config.example.toml`) plus an optional
+0600 secrets file beside it.
+
+Secrets (API keys, issuer keys, admin PIN hash) may live in either file, but `enroll` writes them to
+`secrets.toml` (mode 0600) and the loader warns-by-refusing when that file is readable by others.
+Reprs never show secret values.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_CONFIG = "FLASH_TERMINAL_CONFIG"
+DEFAULT_CONFIG_PATHS = (Path("/etc/flash-terminal/terminal.toml"),)
+NETWORKS = ("bitcoin", "testnet", "signet", "regtest")
+CURRENCIES = ("USD", "JMD", "SAT")
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or invalid. The message names the key."""
+
+
+@dataclass(frozen=True)
+class FlashSettings:
+    http_url: str
+    ws_url: str | None = None
+    username: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    wallet_currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class BTCPaySettings:
+    url: str
+    store_id: str
+    api_key: str = field(repr=False, default="")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    kind: str  # "flash" | "btcpay"
+    flash: FlashSettings | None = None
+    btcpay: BTCPaySettings | None = None
+
+
+@dataclass(frozen=True)
+class LnurlSettings:
+    allow_insecure_hosts: tuple[str, ...] = ()
+    allow_private_hosts: tuple[str, ...] = ()
+    issuer_allowlist: tuple[str, ...] = ()
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 10.0
+    callback_timeout_s: float = 20.0
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class IssuerSettings:
+    name: str
+    kind: str  # "deterministic" | "table"
+    issuer_key: bytes | None = field(default=None, repr=False)
+    versions: dict[str, int] = field(default_factory=dict)  # card_id -> key version
+    cards: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    hosts: tuple[str, ...] = ()
+    p_param: str = "p"
+    c_param: str = "c"
+
+
+@dataclass(frozen=True)
+class OfflineSettings:
+    """Limits for taps accepted while the backend is unreachable (safe defaults: small)."""
+
+    enabled: bool = True
+    floor_limit_msat: int = 20_000_000  # per tap (20,000 sats)
+    per_card_cap_msat: int = 50_000_000
+    total_cap_msat: int = 200_000_000
+    max_queued: int = 50
+    max_age_s: int = 24 * 3600
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    path: str = "usb"
+    card_file: str | None = None  # a simulated card instead of a reader (demo, training)
+
+
+@dataclass(frozen=True)
+class PrinterSettings:
+    enabled: bool = False
+    port: str | None = None
+    baudrate: int = 19200
+    width_mm: int = 58
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    network: str
+    display_currency: str
+    data_dir: Path
+    backend: BackendSettings
+    terminal_id: str | None = None
+    currencies: tuple[str, ...] = ()
+    max_rate_age_s: int = 600
+    invoice_expiry_s: int = 300
+    lnurl: LnurlSettings = field(default_factory=LnurlSettings)
+    issuers: tuple[IssuerSettings, ...] = ()
+    offline: OfflineSettings = field(default_factory=OfflineSettings)
+    reader: ReaderSettings = field(default_factory=ReaderSettings)
+    printer: PrinterSettings = field(default_factory=PrinterSettings)
+    admin_pin_hash: str | None = field(default=None, repr=False)
+    source: Path | None = None
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.exists():
+            return candidate
+    raise ConfigError(
+        f"no configuration: pass --config FILE or set {ENV_CONFIG} "
+        "(see config.example.toml; `flash-terminal sandbox serve` writes a ready one)"
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    file = config_path(path)
+    raw = _read_toml(file)
+    secrets_file = file.with_name("secrets.toml")
+    if secrets_file.exists():
+        _check_private(secrets_file)
+        raw = _merge(raw, _read_toml(secrets_file))
+    return parse_config(raw, source=file)
+
+
+def parse_config(raw: dict[str, Any], *, source: Path | None = None) -> Config:
+    base = source.parent if source else Path.cwd()
+    term = _table(raw, "terminal")
+    network = _choice(term.get("network", "bitcoin"), NETWORKS, "terminal.network")
+    display = _choice(term.get("display_currency", "USD"), CURRENCIES, "terminal.display_currency")
+    currencies = tuple(
+        _choice(c, CURRENCIES, "terminal.currencies") for c in term.get("currencies", [display])
+    )
+    data_dir = Path(term.get("data_dir", "data"))
+    if not data_dir.is_absolute():
+        data_dir = base / data_dir
+    return Config(
+        name=str(term.get("name", "Flash Terminal")),
+        network=network,
+        display_currency=display,
+        currencies=currencies,
+        data_dir=data_dir,
+        terminal_id=term.get("id"),
+        max_rate_age_s=int(term.get("max_rate_age_s", 600)),
+        invoice_expiry_s=int(term.get("invoice_expiry_s", 300)),
+        backend=_backend(_table(raw, "backend")),
+        lnurl=_lnurl(raw.get("lnurl", {})),
+        issuers=tuple(_issuer(i, n) for n, i in enumerate(raw.get("issuers", []))),
+        offline=_dataclass_from(OfflineSettings, raw.get("offline", {}), "offline"),
+        reader=_dataclass_from(ReaderSettings, raw.get("reader", {}), "reader"),
+        printer=_dataclass_from(PrinterSettings, raw.get("printer", {}), "printer"),
+        admin_pin_hash=_table(raw, "admin", required=False).get("pin_hash"),
+        source=source,
+    )
+
+
+def _backend(raw: dict[str, Any]) -> BackendSettings:
+    kind = _choice(raw.get("kind", "flash"), ("flash", "btcpay"), "backend.kind")
+    if kind == "flash":
+        flash = _table(raw, "flash", where="backend.flash")
+        if "http_url" not in flash:
+            raise ConfigError("backend.flash.http_url is required")
+        if not flash.get("username") and not flash.get("api_key"):
+            raise ConfigError("backend.flash needs a username (receive-only) or an api_key")
+        return BackendSettings(kind, flash=_dataclass_from(FlashSettings, flash, "backend.flash"))
+    btcpay = _table(raw, "btcpay", where="backend.btcpay")
+    for key in ("url", "store_id", "api_key"):
+        if not btcpay.get(key):
+            raise ConfigError(f"backend.btcpay.{key} is required")
+    return BackendSettings(kind, btcpay=_dataclass_from(BTCPaySettings, btcpay, "backend.btcpay"))
+
+
+def _lnurl(raw: dict[str, Any]) -> LnurlSettings:
+    values = dict(raw)
+    for key in ("allow_insecure_hosts", "allow_private_hosts", "issuer_allowlist"):
+        if key in values:
+            values[key] = tuple(str(h).lower() for h in values[key])
+    return _dataclass_from(LnurlSettings, values, "lnurl")
+
+
+def _issuer(raw: dict[str, Any], index: int) -> IssuerSettings:
+    where = f"issuers[{index}]"
+    name = str(raw.get("name") or f"issuer-{index + 1}")
+    kind = _choice(raw.get("kind", "deterministic"), ("deterministic", "table"), f"{where}.kind")
+    issuer_key = None
+    if kind == "deterministic":
+        issuer_key = _hex_key(raw.get("issuer_key"), f"{where}.issuer_key")
+    cards = tuple(dict(c) for c in raw.get("cards", ()))
+    if kind == "table" and not cards:
+        raise ConfigError(f"{where}.cards: a key-table issuer needs at least one card")
+    return IssuerSettings(
+        name=name,
+        kind=kind,
+        issuer_key=issuer_key,
+        versions={str(k): int(v) for k, v in raw.get("versions", {}).items()},
+        cards=cards,
+        hosts=tuple(str(h).lower() for h in raw.get("hosts", ())),
+        p_param=str(raw.get("p_param", "p")),
+        c_param=str(raw.get("c_param", "c")),
+    )
+
+
+def _hex_key(value: Any, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(str(value))
+    except ValueError:
+        raise ConfigError(f"{where} must be 32 hex characters") from None
+    if len(key) != 16:
+        raise ConfigError(f"{where} must be 32 hex characters (an AES-128 key)")
+    return key
+
+
+def _dataclass_from(cls: type, raw: dict[str, Any], where: str) -> Any:
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    return cls(**raw)
+
+
+def _table(raw: dict[str, Any], key: str, *, where: str | None = None, required: bool = True):
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"[{where or key}] section is missing")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where or key} must be a table")
+    return value
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _check_private(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{path} holds secrets and must be mode 0600 (is {mode:04o}): chmod 600")

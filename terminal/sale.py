@@ -1,0 +1,156 @@
+"""The sale state machine (core, no I/O).
+
+A sale moves through an explicit transition table. Online:
+
+    CREATED ─invoice_ready→ INVOICED ─tap→ CARD_READ ─withdraw_requested→ WITHDRAW_REQUESTED
+        ─callback_sent→ CALLBACK_SENT ─paid→ PAID
+    INVOICED (QR shown) ─paid→ PAID;  any open state ─expired→ EXPIRED | ─fail→ FAILED
+    CARD_READ / WITHDRAW_REQUESTED / CALLBACK_SENT ─tap_failed→ INVOICED (the issuer refused this
+        card; the invoice is still open for another card or the QR)
+
+Offline (the backend is unreachable, the tap was verified locally and approved by the policy):
+
+    CREATED ─queued→ QUEUED ─submitted→ SUBMITTED ─paid→ PAID | ─fail→ FAILED
+    CREATED ─declined→ DECLINED (the offline policy refused; the rule is the reason)
+
+A tap that arrives before the invoice exists is held and handed back when the invoice is ready.
+After a terminal state the sale accepts no taps: `tap()` answers with a `LateTap` instead of
+changing anything. Any other event not in the table raises `IllegalTransition`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SaleState(enum.Enum):
+    CREATED = "created"
+    INVOICED = "invoiced"
+    CARD_READ = "card_read"
+    WITHDRAW_REQUESTED = "withdraw_requested"
+    CALLBACK_SENT = "callback_sent"
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    DECLINED = "declined"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {SaleState.PAID, SaleState.FAILED, SaleState.EXPIRED, SaleState.CANCELLED, SaleState.DECLINED}
+)
+
+S = SaleState
+_OPEN_ONLINE = (S.INVOICED, S.CARD_READ, S.WITHDRAW_REQUESTED, S.CALLBACK_SENT)
+
+# event -> {from_state: to_state}
+TRANSITIONS: dict[str, dict[SaleState, SaleState]] = {
+    "invoice_ready": {S.CREATED: S.INVOICED},
+    "tap": {S.INVOICED: S.CARD_READ},
+    "withdraw_requested": {S.CARD_READ: S.WITHDRAW_REQUESTED},
+    "callback_sent": {S.WITHDRAW_REQUESTED: S.CALLBACK_SENT},
+    "tap_failed": {S.CARD_READ: S.INVOICED, S.WITHDRAW_REQUESTED: S.INVOICED,
+                   S.CALLBACK_SENT: S.INVOICED},
+    "paid": {**{s: S.PAID for s in _OPEN_ONLINE}, S.SUBMITTED: S.PAID},
+    "expired": {s: S.EXPIRED for s in _OPEN_ONLINE},
+    "fail": {**{s: S.FAILED for s in (S.CREATED, *_OPEN_ONLINE)},
+             S.QUEUED: S.FAILED, S.SUBMITTED: S.FAILED},
+    # A payment in flight (CALLBACK_SENT, SUBMITTED) cannot be cancelled: only its outcome ends it.
+    "cancel": {S.CREATED: S.CANCELLED, S.INVOICED: S.CANCELLED, S.CARD_READ: S.CANCELLED,
+               S.WITHDRAW_REQUESTED: S.CANCELLED},
+    "queued": {S.CREATED: S.QUEUED},
+    "submitted": {S.QUEUED: S.SUBMITTED},
+    "declined": {S.CREATED: S.DECLINED},
+}
+
+
+class IllegalTransition(Exception):
+    def __init__(self, sale_id: str, state: SaleState, event: str) -> None:
+        super().__init__(f"sale {sale_id}: '{event}' is not allowed in state {state.value}")
+        self.state = state
+        self.event = event
+
+
+@dataclass(frozen=True)
+class Transition:
+    at: float
+    event: str
+    from_state: SaleState
+    to_state: SaleState
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class LateTap:
+    """Answer to a tap that the sale can no longer use (it has ended or already has a card)."""
+
+    sale_id: str
+    state: SaleState
+    message: str
+
+
+@dataclass
+class Sale:
+    id: str
+    created_at: float
+    state: SaleState = SaleState.CREATED
+    reason: str | None = None
+    pending_tap: Any = field(default=None, repr=False)
+    history: list[Transition] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.history:
+            self.history.append(
+                Transition(self.created_at, "created", SaleState.CREATED, SaleState.CREATED)
+            )
+
+    # -- events -------------------------------------------------------------------------------
+    def apply(self, event: str, at: float, detail: str | None = None) -> SaleState:
+        targets = TRANSITIONS.get(event)
+        if targets is None or self.state not in targets:
+            raise IllegalTransition(self.id, self.state, event)
+        previous, self.state = self.state, targets[self.state]
+        if self.state in (S.FAILED, S.DECLINED, S.EXPIRED, S.CANCELLED) and detail:
+            self.reason = detail
+        self.history.append(Transition(at, event, previous, self.state, detail))
+        return self.state
+
+    def tap(self, tap: Any, at: float) -> LateTap | None:
+        """Offer a tap. Returns None when taken (now or held for the invoice), else a LateTap."""
+        if self.state.is_terminal:
+            return LateTap(self.id, self.state, _late_message(self.state))
+        if self.state is SaleState.CREATED:
+            if self.pending_tap is not None:
+                return LateTap(self.id, self.state, "a card was already tapped for this sale")
+            self.pending_tap = tap
+            return None
+        if self.state is not SaleState.INVOICED:
+            return LateTap(self.id, self.state, "a card is already being charged for this sale")
+        self.apply("tap", at)
+        return None
+
+    def invoice_ready(self, at: float) -> Any:
+        """Mark the invoice ready; returns a tap held while it was being created (or None)."""
+        self.apply("invoice_ready", at)
+        held, self.pending_tap = self.pending_tap, None
+        if held is not None:
+            self.apply("tap", at)
+        return held
+
+    @property
+    def is_final(self) -> bool:
+        return self.state.is_terminal
+
+
+def _late_message(state: SaleState) -> str:
+    if state is SaleState.PAID:
+        return "this sale is already paid: the card was not charged again"
+    return f"this sale has ended ({state.value}): start a new sale to charge the card"

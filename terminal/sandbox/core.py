@@ -1,0 +1,436 @@
+"""Sandbox domain logic: the merchant's Flash account, its invoices, and the Boltcard issuer.
+
+Everything here runs on the server's event loop thread (one writer, no locks); every change is
+persisted before it is acknowledged, and invoice status changes are pushed to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import math
+import secrets
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import bolt11
+
+from .faults import Faults
+from .issuer_keys import TapRejected, card_id_for, check_c, decrypt_p, derive_card_keys, k1_for
+from .lightning import Rates, currency_for, mint_invoice
+from .store import Card, InvoiceRecord, Keys, SendRecord, State, Store, WithdrawSession
+
+USD_INVOICE_DEFAULT_EXPIRY_S = 5 * 60  # Flash: USD invoices expire after 5 minutes
+BTC_INVOICE_DEFAULT_EXPIRY_S = 24 * 60 * 60  # Flash: sat invoices after 24 hours
+MAX_EXPIRES_IN_MIN = 24 * 60
+MIN_WITHDRAWABLE_MSAT = 1000
+WITHDRAW_SESSION_TTL_S = 10 * 60
+DEFAULT_DESCRIPTION = "Boltcard payment"
+MEMO_MAX_LEN = 1024
+INVOICE_RETENTION_S = 24 * 60 * 60
+
+
+class InvoiceStatus(enum.Enum):
+    PENDING = "PENDING"
+    PAID = "PAID"
+    EXPIRED = "EXPIRED"
+
+
+class SandboxError(Exception):
+    """A request the sandbox refuses; `code` follows Flash's payload error codes."""
+
+    def __init__(self, message: str, code: str = "INVALID_INPUT") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class WithdrawRefused(Exception):
+    """An LNURL-withdraw callback refused; `reason` goes into {"status":"ERROR","reason":…}."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SandboxCore:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        network: str,
+        faults: Faults,
+        rates: Rates,
+        username: str,
+        issuer_key: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        currency_for(network)  # fail early on an unknown network
+        self.network = network
+        self.faults = faults
+        self.rates = rates
+        self.clock = clock
+        self.store = Store(data_dir)
+        self.keys: Keys = self.store.load_keys(issuer_key)
+        self.state: State = self.store.load_state(username)
+        self.public_base = ""  # http://host:port, set once the socket is bound
+        self._watchers: dict[str, set[asyncio.Queue[InvoiceStatus]]] = {}
+
+    # --- persistence and notifications -------------------------------------------------------
+
+    def save(self) -> None:
+        self.store.save_state(self.state)
+
+    def watch(self, payment_hash: str) -> asyncio.Queue[InvoiceStatus]:
+        queue: asyncio.Queue[InvoiceStatus] = asyncio.Queue()
+        self._watchers.setdefault(payment_hash, set()).add(queue)
+        return queue
+
+    def unwatch(self, payment_hash: str, queue: asyncio.Queue[InvoiceStatus]) -> None:
+        queues = self._watchers.get(payment_hash)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._watchers[payment_hash]
+
+    def _notify(self, payment_hash: str, status: InvoiceStatus) -> None:
+        for queue in self._watchers.get(payment_hash, ()):
+            queue.put_nowait(status)
+
+    # --- invoices ------------------------------------------------------------------------------
+
+    def create_invoice(
+        self,
+        wallet_id: str,
+        *,
+        usd_cents: Decimal | None = None,
+        sats: int | None = None,
+        memo: str | None = None,
+        expires_in_min: int | None = None,
+    ) -> InvoiceRecord:
+        wallet = self.state.account.wallet(wallet_id)
+        if wallet is None:
+            raise SandboxError(f"Wallet {wallet_id} not found", "NOT_FOUND")
+        memo = memo or ""
+        if len(memo) > MEMO_MAX_LEN:
+            raise SandboxError(f"Memo is longer than {MEMO_MAX_LEN} characters")
+        if expires_in_min is not None and not 1 <= expires_in_min <= MAX_EXPIRES_IN_MIN:
+            raise SandboxError(f"expiresIn must be between 1 and {MAX_EXPIRES_IN_MIN} minutes")
+        if usd_cents is not None:
+            if wallet.currency not in ("USD", "USDT"):
+                raise SandboxError("Wallet is not a USD wallet", "INVALID_INPUT")
+            if usd_cents < 1:
+                raise SandboxError("Amount must be at least 1 US cent")
+            amount_msat = self.rates.msat_for_usd_cents(usd_cents)
+            default_expiry = USD_INVOICE_DEFAULT_EXPIRY_S
+        else:
+            assert sats is not None
+            if wallet.currency != "BTC":
+                raise SandboxError("Wallet is not a BTC wallet", "INVALID_INPUT")
+            if sats < 1:
+                raise SandboxError("Amount must be at least 1 satoshi")
+            amount_msat = sats * 1000
+            default_expiry = BTC_INVOICE_DEFAULT_EXPIRY_S
+        if self.faults.take("invoice_create_error_next"):
+            raise SandboxError(self.faults.invoice_create_error_message, "UNKNOWN_CLIENT_ERROR")
+        expiry_s = expires_in_min * 60 if expires_in_min is not None else default_expiry
+        now = int(self.clock())
+        minted = mint_invoice(self.keys.node_key, self.network, amount_msat, memo, expiry_s, now)
+        record = InvoiceRecord(
+            payment_hash=minted.payment_hash,
+            payment_request=minted.payment_request,
+            preimage=minted.preimage,
+            payment_secret=minted.payment_secret,
+            amount_msat=amount_msat,
+            wallet_id=wallet.id,
+            memo=memo,
+            created_at=now,
+            expires_at=now + expiry_s,
+            usd_cents=str(usd_cents) if usd_cents is not None else None,
+            satoshis=sats,
+        )
+        self._prune_invoices(now)
+        self.state.invoices[record.payment_hash] = record
+        self.save()
+        return record
+
+    def _prune_invoices(self, now: float) -> None:
+        """Forget unpaid invoices a day past expiry, so a long training session stays small."""
+        stale = [h for h, r in self.state.invoices.items()
+                 if r.paid_at is None and r.expires_at < now - INVOICE_RETENTION_S]
+        for payment_hash in stale:
+            del self.state.invoices[payment_hash]
+
+    def find_invoice(self, payment_request: str) -> InvoiceRecord | None:
+        try:
+            decoded = bolt11.decode(payment_request.strip())
+        except Exception:
+            return None
+        return self.state.invoices.get(decoded.payment_hash)
+
+    def status(self, record: InvoiceRecord) -> InvoiceStatus:
+        if record.paid_at is not None:
+            return InvoiceStatus.PAID
+        if self.clock() >= record.expires_at:
+            return InvoiceStatus.EXPIRED
+        return InvoiceStatus.PENDING
+
+    def settle(self, record: InvoiceRecord, paid_by: str) -> None:
+        """Mark paid, credit the merchant wallet, persist, then tell subscribers."""
+        record.paid_at = self.clock()
+        record.paid_by = paid_by
+        wallet = self.state.account.wallet(record.wallet_id)
+        if wallet is not None:
+            if record.usd_cents is not None:
+                wallet.balance += int(Decimal(record.usd_cents))
+            else:
+                wallet.balance += record.amount_msat // 1000
+        self.save()
+        self._notify(record.payment_hash, InvoiceStatus.PAID)
+
+    def expire_now(self, record: InvoiceRecord) -> None:
+        """Admin: end an unpaid invoice's life at once (tests and training)."""
+        if record.paid_at is not None:
+            raise SandboxError("Invoice already paid", "ALREADY_PAID")
+        record.expires_at = min(record.expires_at, self.clock())
+        self.save()
+        self._notify(record.payment_hash, InvoiceStatus.EXPIRED)
+
+    def pay(self, payment_request: str, paid_by: str = "sandbox-pay") -> InvoiceStatus:
+        """The phone-wallet stand-in. Returns PAID, or raises for unknown/expired/already paid."""
+        record = self.find_invoice(payment_request)
+        if record is None:
+            raise SandboxError("Unknown invoice: not issued by this sandbox", "NOT_FOUND")
+        status = self.status(record)
+        if status is InvoiceStatus.PAID:
+            raise SandboxError("Invoice already paid", "ALREADY_PAID")
+        if status is InvoiceStatus.EXPIRED:
+            raise SandboxError("Invoice expired", "EXPIRED")
+        self.settle(record, paid_by)
+        return InvoiceStatus.PAID
+
+    def send(self, wallet_id: str, payment_request: str, idempotency_key: str | None) -> str:
+        """lnInvoicePaymentSend: debit a merchant wallet; pays sandbox invoices internally."""
+        if idempotency_key and idempotency_key in self.state.sends:
+            return self.state.sends[idempotency_key].status
+        wallet = self.state.account.wallet(wallet_id)
+        if wallet is None:
+            raise SandboxError(f"Wallet {wallet_id} not found", "NOT_FOUND")
+        try:
+            decoded = bolt11.decode(payment_request.strip())
+        except Exception:
+            raise SandboxError("Invalid lightning payment request") from None
+        if decoded.currency != currency_for(self.network):
+            raise SandboxError("Invoice is for another network")
+        if not decoded.amount_msat:
+            raise SandboxError("Invoice has no amount")
+        own = self.state.invoices.get(decoded.payment_hash)
+        if own is not None and self.status(own) is InvoiceStatus.PAID:
+            return self._record_send(idempotency_key, decoded.payment_hash, "ALREADY_PAID")
+        if own is not None and self.status(own) is InvoiceStatus.EXPIRED:
+            raise SandboxError("Invoice expired", "EXPIRED")
+        sats = -(-int(decoded.amount_msat) // 1000)
+        if wallet.currency == "BTC":
+            cost = sats
+        else:
+            cost = math.ceil(sats * self.rates.usd_cents_per_sat())
+        if cost > wallet.balance:
+            raise SandboxError("Insufficient balance for this payment", "INSUFFICIENT_BALANCE")
+        wallet.balance -= cost
+        if own is not None:
+            self.settle(own, "send")
+        else:
+            self.save()
+        return self._record_send(idempotency_key, decoded.payment_hash, "SUCCESS")
+
+    def _record_send(self, key: str | None, payment_hash: str, status: str) -> str:
+        if key:
+            self.state.sends[key] = SendRecord(key, payment_hash, status)
+            self.save()
+        return status
+
+    # --- Boltcard issuer ---------------------------------------------------------------------
+
+    @property
+    def lnurlw_base(self) -> str:
+        return self.public_base.replace("http://", "lnurlw://", 1) + "/ln"
+
+    def register_card(
+        self,
+        uid: bytes,
+        balance_sats: int,
+        *,
+        pin: str | None = None,
+        pin_limit_sats: int | None = None,
+        per_tap_limit_sats: int | None = None,
+        enabled: bool = True,
+    ) -> dict[str, Any]:
+        """Issue (or re-issue, with the next key version and a reset counter) a card."""
+        if len(uid) != 7:
+            raise SandboxError("UID must be 7 bytes")
+        if balance_sats < 0:
+            raise SandboxError("balance_sats must not be negative")
+        if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
+            raise SandboxError("PIN must be 4 to 8 digits")
+        card_id = card_id_for(self.keys.issuer_key, uid).hex()
+        previous = self.state.cards.get(card_id)
+        version = previous.version + 1 if previous else 1
+        card = Card(
+            card_id=card_id,
+            uid=uid.hex(),
+            version=version,
+            balance_msat=balance_sats * 1000,
+            enabled=enabled,
+            per_tap_limit_msat=per_tap_limit_sats * 1000 if per_tap_limit_sats else None,
+            pin=pin,
+            pin_limit_msat=pin_limit_sats * 1000 if pin_limit_sats is not None else None,
+        )
+        self.state.cards[card_id] = card
+        self.save()
+        keys = derive_card_keys(self.keys.issuer_key, uid, version)
+        return {
+            "card_id": card_id,
+            "uid": uid.hex(),
+            "version": version,
+            "k0": keys.k0.hex(),
+            "k1": keys.k1.hex(),
+            "k2": keys.k2.hex(),
+            "k3": keys.k3.hex(),
+            "k4": keys.k4.hex(),
+            "lnurlw_base": self.lnurlw_base,
+            "balance_msat": card.balance_msat,
+        }
+
+    def update_card(self, card_id: str, changes: dict[str, Any]) -> Card:
+        card = self.state.cards.get(card_id)
+        if card is None:
+            raise SandboxError("Card not found", "NOT_FOUND")
+        allowed = {"enabled", "balance_msat", "per_tap_limit_msat", "pin", "pin_limit_msat",
+                   "counter"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise SandboxError(f"cannot change {sorted(unknown)}")
+        for key, value in changes.items():
+            setattr(card, key, value)
+        self.save()
+        return card
+
+    def withdraw_request(self, p: str, c: str) -> dict[str, Any]:
+        """GET /ln?p=&c=: verify SUN, consume the counter (like the boltcard service), open k1."""
+        picc = decrypt_p(k1_for(self.keys.issuer_key), p)
+        card = self.state.cards.get(card_id_for(self.keys.issuer_key, picc.uid).hex())
+        if card is None:
+            raise TapRejected("Card not found")
+        keys = derive_card_keys(self.keys.issuer_key, picc.uid, card.version)
+        check_c(keys.k2, picc, c)
+        if picc.counter <= card.counter:
+            raise TapRejected("This link is already used: tap counter did not increase")
+        card.counter = picc.counter
+        if not card.enabled:
+            self.save()
+            raise TapRejected("Card is disabled")
+        max_msat = card.balance_msat
+        if card.per_tap_limit_msat is not None:
+            max_msat = min(max_msat, card.per_tap_limit_msat)
+        self._prune_withdrawals()
+        session = WithdrawSession(
+            k1=secrets.token_hex(16),
+            card_id=card.card_id,
+            created_at=self.clock(),
+            min_msat=MIN_WITHDRAWABLE_MSAT,
+            max_msat=max_msat,
+        )
+        self.state.withdrawals[session.k1] = session
+        self.save()
+        answer: dict[str, Any] = {
+            "tag": "withdrawRequest",
+            "callback": f"{self.public_base}/ln/callback",
+            "k1": session.k1,
+            "minWithdrawable": session.min_msat,
+            "maxWithdrawable": (
+                self.faults.advertise_max_withdrawable_msat
+                if self.faults.advertise_max_withdrawable_msat is not None
+                else max_msat
+            ),
+            "currentBalance": card.balance_msat,
+            "defaultDescription": DEFAULT_DESCRIPTION,
+        }
+        if card.pin is not None and card.pin_limit_msat is not None:
+            answer["pinLimit"] = card.pin_limit_msat
+        return answer
+
+    def _prune_withdrawals(self) -> None:
+        cutoff = self.clock() - WITHDRAW_SESSION_TTL_S
+        for k1 in [k for k, s in self.state.withdrawals.items() if s.created_at < cutoff]:
+            del self.state.withdrawals[k1]
+
+    def withdraw_check(self, k1: str, pr: str, pin: str | None) -> tuple[Card, InvoiceRecord]:
+        """GET /ln/callback: every check, in issuer order; consumes k1 at the first attempt."""
+        session = self.state.withdrawals.get(k1)
+        if session is None or self.clock() - session.created_at > WITHDRAW_SESSION_TTL_S:
+            raise WithdrawRefused("Unknown or expired withdraw request: tap again")
+        if session.used:
+            raise WithdrawRefused("Withdraw request already used (k1 replayed): tap again")
+        session.used = True
+        self.save()
+        if self.faults.take("decline_withdraw_next"):
+            raise WithdrawRefused(self.faults.decline_reason)
+        card = self.state.cards.get(session.card_id)
+        if card is None:
+            raise WithdrawRefused("Card not found")
+        if not card.enabled:
+            raise WithdrawRefused("Card is disabled")
+        try:
+            decoded = bolt11.decode(pr.strip())
+        except Exception:
+            raise WithdrawRefused("Invalid payment request") from None
+        if decoded.currency != currency_for(self.network):
+            raise WithdrawRefused("Invoice is for another network")
+        if not decoded.amount_msat:
+            raise WithdrawRefused("Invoice must have an amount")
+        amount = int(decoded.amount_msat)
+        needs_pin = card.pin is not None and card.pin_limit_msat is not None
+        if needs_pin and amount >= card.pin_limit_msat:  # type: ignore[operator]
+            if not pin:
+                raise WithdrawRefused("PIN required for this amount")
+            if not secrets.compare_digest(pin.encode(), card.pin.encode()):
+                raise WithdrawRefused("Wrong PIN")
+        if amount < session.min_msat:
+            raise WithdrawRefused(f"Amount below minimum of {session.min_msat} msat")
+        if card.per_tap_limit_msat is not None and amount > card.per_tap_limit_msat:
+            raise WithdrawRefused("Amount exceeds the card's per-payment limit")
+        if amount > card.balance_msat:
+            raise WithdrawRefused("Insufficient balance")
+        record = self.state.invoices.get(decoded.payment_hash)
+        if record is None:
+            raise WithdrawRefused("Payment failed: no route to destination")
+        status = self.status(record)
+        if status is InvoiceStatus.PAID:
+            raise WithdrawRefused("Invoice already paid")
+        if status is InvoiceStatus.EXPIRED:
+            raise WithdrawRefused("Invoice expired")
+        return card, record
+
+    def withdraw_pay(self, card: Card, record: InvoiceRecord) -> None:
+        """Debit the card and settle the invoice (re-checked: a delayed payout may race)."""
+        if record.paid_at is not None or card.balance_msat < record.amount_msat:
+            return
+        card.balance_msat -= record.amount_msat
+        self.settle(record, f"boltcard:{card.card_id}")
+
+    def card_state(self, card_id: str) -> dict[str, Any]:
+        card = self.state.cards.get(card_id)
+        if card is None:
+            raise SandboxError("Card not found", "NOT_FOUND")
+        return card.public()
+
+    def invoice_state(self, record: InvoiceRecord) -> dict[str, Any]:
+        data = dataclasses.asdict(record)
+        data.pop("preimage")
+        data.pop("payment_secret")
+        data["status"] = self.status(record).value
+        return data

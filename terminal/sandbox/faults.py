@@ -1,0 +1,107 @@
+"""Fault injection and latency for the sandbox: what a flaky gateway, phone network or issuer does.
+
+One `Faults` record is shared by every route. Durable settings (latency, a WebSocket that never
+pushes) stay until changed; one-shot faults are counters ("the next 2 GraphQL requests answer 502")
+that each affected request consumes, so tests can say exactly which request fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+# Route names used as keys of `latency_s` and `server_error_next`.
+ROUTES = ("graphql", "ws", "ln", "ln_callback", "sandbox_pay")
+ALL_ROUTES = "*"
+
+
+class FaultsError(ValueError):
+    """An admin request asked for a fault setting that does not exist or has the wrong type."""
+
+
+@dataclass
+class Faults:
+    # Seconds added before answering, per route name (or "*" for every route).
+    latency_s: dict[str, float] = field(default_factory=dict)
+    # Next N HTTP requests on a route answer `server_error_status` with an HTML gateway page.
+    server_error_next: dict[str, int] = field(default_factory=dict)
+    server_error_status: int = 502
+    # Next N GraphQL HTTP requests answer 200 with a truncated JSON body.
+    malformed_json_next: int = 0
+    # Next N GraphQL HTTP requests answer HTTP 200 + TOO_MANY_REQUESTS (Flash's rate limiter).
+    rate_limit_next: int = 0
+    retry_after_s: int = 30
+    # Next N invoice creations answer with a payload error (e.g. the Ibex upstream is down).
+    invoice_create_error_next: int = 0
+    invoice_create_error_message: str = "Unable to create invoice, please try again later"
+    # Next N WebSocket connections are dropped (close 1011) after `ws_drop_after_messages`
+    # server messages (1 = right after connection_ack).
+    ws_drop_next: int = 0
+    ws_drop_after_messages: int = 1
+    # Subscriptions never push updates (the client must fall back to polling).
+    ws_silent: bool = False
+    # Next N LNURL-withdraw callbacks are declined with `decline_reason`.
+    decline_withdraw_next: int = 0
+    decline_reason: str = "Payment declined by issuer"
+    # Callback answers OK "payment pending" at once and pays after this many seconds (BTCPay-like);
+    # None pays before answering.
+    withdraw_pay_delay_s: float | None = None
+    # HTTP status of LNURL error bodies: 200 like the boltcard service / LNbits, 400 like BTCPay.
+    lnurl_error_http_status: int = 200
+    # Advertise this maxWithdrawable (msat) instead of the real balance-capped one.
+    advertise_max_withdrawable_msat: int | None = None
+
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def latency_for(self, route: str) -> float:
+        return float(self.latency_s.get(route, self.latency_s.get(ALL_ROUTES, 0.0)))
+
+    def take(self, counter: str, route: str | None = None) -> bool:
+        """Consume one shot of a counter fault; True when this request must fail."""
+        with self._lock:
+            if route is None:
+                remaining = getattr(self, counter)
+                if remaining > 0:
+                    setattr(self, counter, remaining - 1)
+                    return True
+                return False
+            table: dict[str, int] = getattr(self, counter)
+            for key in (route, ALL_ROUTES):
+                if table.get(key, 0) > 0:
+                    table[key] -= 1
+                    return True
+            return False
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply settings by name (the admin endpoint's JSON), checking names and types."""
+        names = {f.name: f for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        with self._lock:
+            for key, value in changes.items():
+                if key not in names:
+                    raise FaultsError(f"unknown fault setting {key!r}")
+                current = getattr(self, key)
+                if value is None and names[key].default is None:
+                    setattr(self, key, None)  # optional settings switch off with null
+                    continue
+                if isinstance(current, dict) and not isinstance(value, dict):
+                    raise FaultsError(f"fault setting {key!r} takes an object")
+                if isinstance(current, bool) and not isinstance(value, bool):
+                    raise FaultsError(f"fault setting {key!r} takes true or false")
+                numeric = isinstance(current, int | float) and not isinstance(current, bool)
+                if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+                    raise FaultsError(f"fault setting {key!r} takes a number")
+                if isinstance(current, str) and not isinstance(value, str):
+                    raise FaultsError(f"fault setting {key!r} takes text")
+                setattr(self, key, dict(value) if isinstance(value, dict) else value)
+
+    def reset(self) -> None:
+        self.update({k: v for k, v in Faults().as_dict().items()})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if not f.name.startswith("_")
+        }

@@ -1,0 +1,59 @@
+"""The Boltcard issuer's LNURL-withdraw endpoints (`/ln`, `/ln/callback`), boltcard-service style.
+
+The counter is consumed at the first GET and k1 at the first callback; errors are
+`{"status":"ERROR","reason":…}` with HTTP 200 (or 400, BTCPay-like, by fault setting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .core import SandboxCore, WithdrawRefused
+from .http_faults import apply_http_faults
+from .issuer_keys import TapRejected
+
+
+def lnurl_error(core: SandboxCore, reason: str) -> JSONResponse:
+    return JSONResponse({"status": "ERROR", "reason": reason},
+                        status_code=core.faults.lnurl_error_http_status)
+
+
+async def withdraw_request(request: Request) -> Response:
+    core: SandboxCore = request.app.state.core
+    faulted = await apply_http_faults(core.faults, "ln")
+    if faulted is not None:
+        return faulted
+    p = request.query_params.getlist("p")
+    c = request.query_params.getlist("c")
+    if len(p) != 1 or len(c) != 1:
+        return lnurl_error(core, "Missing or repeated p/c parameters")
+    try:
+        return JSONResponse(core.withdraw_request(p[0], c[0]))
+    except TapRejected as exc:
+        return lnurl_error(core, exc.reason)
+
+
+async def withdraw_callback(request: Request) -> Response:
+    core: SandboxCore = request.app.state.core
+    faulted = await apply_http_faults(core.faults, "ln_callback")
+    if faulted is not None:
+        return faulted
+    k1 = request.query_params.get("k1")
+    pr = request.query_params.get("pr")
+    if not k1 or not pr:
+        return lnurl_error(core, "Missing k1 or pr parameter")
+    try:
+        card, record = core.withdraw_check(k1, pr, request.query_params.get("pin"))
+    except WithdrawRefused as exc:
+        return lnurl_error(core, exc.reason)
+    delay = core.faults.withdraw_pay_delay_s
+    if delay is None:
+        core.withdraw_pay(card, record)
+        return JSONResponse({"status": "OK"})
+    # BTCPay-like: the payout is still in flight when the callback answers.
+    loop = asyncio.get_running_loop()
+    loop.call_later(delay, core.withdraw_pay, card, record)
+    return JSONResponse({"status": "OK", "reason": "payment pending"})

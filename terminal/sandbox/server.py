@@ -1,0 +1,302 @@
+"""The sandbox server: one uvicorn + Starlette app on loopback serving Flash's GraphQL API
+(HTTP and graphql-transport-ws), a Boltcard issuer's LNURL-withdraw, and sandbox admin routes.
+
+`Sandbox` runs on the caller's event loop (`await start()` / `await stop()`); `SandboxThread`
+runs one in a background thread for synchronous code (tests, the demo, the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from . import admin_routes, lnurl_routes
+from .config import write_terminal_config
+from .core import SandboxCore
+from .faults import Faults
+from .flash_http import graphql_http
+from .flash_ws import graphql_ws
+from .lightning import Rates
+
+T = TypeVar("T")
+DEFAULT_USERNAME = "sandbox-merchant"
+THREAD_TIMEOUT_S = 15.0
+
+
+async def _health(_request: Any) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+def build_app(core: SandboxCore) -> Starlette:
+    app = Starlette(routes=[
+        Route("/graphql", graphql_http, methods=["POST"]),
+        WebSocketRoute("/graphql", graphql_ws),
+        Route("/ln", lnurl_routes.withdraw_request, methods=["GET"]),
+        Route("/ln/callback", lnurl_routes.withdraw_callback, methods=["GET"]),
+        Route("/sandbox/pay", admin_routes.pay, methods=["POST"]),
+        Route("/sandbox/expire", admin_routes.expire, methods=["POST"]),
+        Route("/sandbox/invoices/{payment_hash}", admin_routes.invoice, methods=["GET"]),
+        Route("/sandbox/cards", admin_routes.register_card, methods=["POST"]),
+        Route("/sandbox/cards/{card_id}", admin_routes.card, methods=["GET", "POST"]),
+        Route("/sandbox/faults", admin_routes.faults, methods=["GET", "POST", "DELETE"]),
+        Route("/sandbox/info", admin_routes.info, methods=["GET"]),
+        Route("/health", _health, methods=["GET"]),
+    ])
+    app.state.core = core
+    app.state.connections = set()
+    return app
+
+
+class Sandbox:
+    """A Flash API + Boltcard issuer stand-in on `host:port` (0 picks a free port)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        network: str = "regtest",
+        faults: Faults | None = None,
+        issuer_key: bytes | None = None,
+        rates: Rates | None = None,
+        username: str = DEFAULT_USERNAME,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.faults = faults if faults is not None else Faults()
+        self.core = SandboxCore(
+            self.data_dir,
+            network=network,
+            faults=self.faults,
+            rates=rates or Rates(),
+            username=username,
+            issuer_key=issuer_key,
+            clock=clock,
+        )
+        self._server: uvicorn.Server | None = None
+        self._socket: socket.socket | None = None
+        self._main: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only for it,
+        # and without it every keep-alive response stalls 40 ms (Nagle + delayed ACK).
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        self.core.public_base = f"http://{self.host}:{self.port}"
+        config = uvicorn.Config(
+            build_app(self.core),
+            log_level="warning",
+            access_log=False,  # URLs carry p/c and PINs: never log them
+            lifespan="off",
+            ws="websockets-sansio",
+            timeout_graceful_shutdown=2,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        self._server = server
+        self._main = asyncio.create_task(server.main_loop())
+
+    async def stop(self) -> None:
+        server, main = self._server, self._main
+        if server is None or main is None:
+            return
+        self._server = self._main = None
+        server.should_exit = True
+        await main
+        await server.shutdown(sockets=[self._socket] if self._socket else None)
+
+    async def serve_forever(self, stop: asyncio.Event | None = None) -> None:
+        """Start, serve until `stop` is set (or the task is cancelled), then stop cleanly."""
+        await self.start()
+        try:
+            await (stop or asyncio.Event()).wait()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    # --- where things are ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.url}/graphql"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/graphql"
+
+    @property
+    def lnurlw_base(self) -> str:
+        return f"lnurlw://{self.host}:{self.port}/ln"
+
+    @property
+    def issuer_key(self) -> bytes:
+        return self.core.keys.issuer_key
+
+    @property
+    def api_key(self) -> str:
+        return self.core.keys.api_key
+
+    @property
+    def username(self) -> str:
+        return self.core.state.account.username
+
+    def wallet_id(self, currency: str = "USD") -> str:
+        wallet = self.core.state.account.wallet_in(currency)
+        if wallet is None:
+            raise LookupError(f"sandbox account has no {currency} wallet")
+        return wallet.id
+
+    # --- actions (call on the server's loop thread, or before start) ---------------------------
+
+    def register_card(self, uid: bytes, balance_sats: int, **options: Any) -> dict[str, Any]:
+        """Keys k0..k4 (hex), version, card_id, lnurlw_base, balance_msat. Options: pin,
+        pin_limit_sats, per_tap_limit_sats, enabled."""
+        return self.core.register_card(uid, balance_sats, **options)
+
+    def pay_invoice(self, bolt11: str) -> str:
+        return self.core.pay(bolt11).value
+
+    def write_terminal_config(self, path: Path | None = None) -> Path:
+        return write_terminal_config(
+            path or self.data_dir / "terminal.toml",
+            data_dir=self.data_dir,
+            network=self.core.network,
+            http_url=self.http_url,
+            ws_url=self.ws_url,
+            username=self.username,
+            issuer_key=self.issuer_key,
+            host=self.host,
+        )
+
+
+class SandboxThread:
+    """A `Sandbox` on its own event loop in a daemon thread; a context manager.
+
+    Methods that touch sandbox state hop onto that loop, so they are safe from any thread.
+    """
+
+    def __init__(self, data_dir: Path, **kwargs: Any) -> None:
+        self.sandbox = Sandbox(data_dir, **kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SandboxThread:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.sandbox.start())
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.sandbox.stop())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="flash-sandbox", daemon=True)
+        self._thread.start()
+        if not ready.wait(THREAD_TIMEOUT_S):
+            raise TimeoutError("sandbox server did not start")
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(THREAD_TIMEOUT_S)
+
+    def __enter__(self) -> SandboxThread:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` on the sandbox loop and return its result."""
+        if self._loop is None:
+            return fn(*args, **kwargs)
+
+        async def invoke() -> T:
+            return fn(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(invoke(), self._loop).result(THREAD_TIMEOUT_S)
+
+    # --- the same surface as Sandbox ---------------------------------------------------------
+
+    url = property(lambda self: self.sandbox.url)
+    http_url = property(lambda self: self.sandbox.http_url)
+    ws_url = property(lambda self: self.sandbox.ws_url)
+    lnurlw_base = property(lambda self: self.sandbox.lnurlw_base)
+    port = property(lambda self: self.sandbox.port)
+    issuer_key = property(lambda self: self.sandbox.issuer_key)
+    api_key = property(lambda self: self.sandbox.api_key)
+    username = property(lambda self: self.sandbox.username)
+    faults = property(lambda self: self.sandbox.faults)
+    core = property(lambda self: self.sandbox.core)
+    data_dir = property(lambda self: self.sandbox.data_dir)
+
+    def wallet_id(self, currency: str = "USD") -> str:
+        return self.call(self.sandbox.wallet_id, currency)
+
+    def register_card(self, uid: bytes, balance_sats: int, **options: Any) -> dict[str, Any]:
+        return self.call(self.sandbox.register_card, uid, balance_sats, **options)
+
+    def pay_invoice(self, bolt11: str) -> str:
+        return self.call(self.sandbox.pay_invoice, bolt11)
+
+    def update_card(self, card_id: str, **changes: Any) -> dict[str, Any]:
+        return self.call(lambda: self.sandbox.core.update_card(card_id, changes).public())
+
+    def card_state(self, card_id: str) -> dict[str, Any]:
+        return self.call(self.sandbox.core.card_state, card_id)
+
+    def set_faults(self, **changes: Any) -> None:
+        self.call(self.sandbox.faults.update, changes)
+
+    def write_terminal_config(self, path: Path | None = None) -> Path:
+        return self.call(self.sandbox.write_terminal_config, path)

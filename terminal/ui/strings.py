@@ -1,0 +1,143 @@
+"""Every text the screens show, in one place so the terminal can be translated.
+
+Keys are stable identifiers; values are `str.format` templates. `t(key, **fields)` looks one up.
+A translation is a dict with the same keys installed with `use(table)`.
+"""
+
+from __future__ import annotations
+
+EN: dict[str, str] = {
+    # status bar
+    "status.online": "Online",
+    "status.offline": "Offline",
+    "status.connecting": "Connecting",
+    "status.reader.ready": "Reader ready",
+    "status.reader.absent": "No reader",
+    "status.reader.demo": "Demo cards",
+    "status.queue.none": "Queue empty",
+    "status.queue": "Queued {amount} ({count})",
+    "status.printer.none": "No printer",
+    "status.printer.ready": "Printer ready",
+    "status.printer.error": "Printer error",
+    # sale
+    "sale.title": "New sale",
+    "sale.charge": "Charge",
+    "sale.next": "Next",
+    "sale.clear": "Clear",
+    "sale.memo.hint": "Memo (optional)",
+    "sale.sats": "≈ {sats}",
+    "sale.rate_age": "rate {age}",
+    "sale.no_rate": "No exchange rate yet: check the connection",
+    "sale.enter_amount": "Enter the amount",
+    "sale.max": "The most one sale can be is {max}",
+    "sale.switch": "Currency: {code}",
+    # tip
+    "tip.title": "Add a tip?",
+    "tip.none": "No tip",
+    "tip.percent": "{percent}%",
+    "tip.custom": "Custom",
+    "tip.line": "Tip {tip} · Total {total}",
+    # pay
+    "pay.title": "Tap card or scan",
+    "pay.creating": "Creating invoice…",
+    "pay.waiting": "Waiting for payment",
+    "pay.card_read": "Card read, checking…",
+    "pay.confirming": "Payment sent, confirming…",
+    "pay.offline": "Offline: tap a card (no QR while offline)",
+    "pay.expires": "Expires in {time}",
+    "pay.expired": "Invoice expired",
+    "pay.cancel": "Cancel",
+    "pay.pin.title": "Card PIN for {amount}",
+    "pay.pin.ok": "OK",
+    "pay.pin.hint": "Customer: enter your card PIN",
+    # result
+    "result.paid": "Paid",
+    "result.queued": "Accepted offline",
+    "result.failed": "Payment failed",
+    "result.refused": "Card refused",
+    "result.declined": "Declined",
+    "result.expired": "Invoice expired",
+    "result.cancelled": "Sale cancelled",
+    "result.method.card": "Card",
+    "result.method.qr": "QR wallet",
+    "result.print": "Print receipt",
+    "result.reprint": "Reprint",
+    "result.new_sale": "New sale",
+    "result.try_again": "Try again",
+    "result.cancel_sale": "Cancel sale",
+    "result.back_in": "Back in {seconds} s",
+    "result.printed": "Receipt printed",
+    "next.paid": "Hand over the goods.",
+    "next.queued": "It will be paid when the terminal is back online.",
+    "next.retry": "Ask for another card, or pay with the QR code.",
+    "next.new_sale": "Start the sale again.",
+    "next.check_connection": "Check the connection, then start the sale again.",
+    # plain-word reasons by code
+    "reason.insufficient-balance": "Not enough funds on the card.",
+    "reason.limit-exceeded": "The amount is above this card's limit.",
+    "reason.card-disabled": "This card is disabled by its issuer.",
+    "reason.replayed-tap": "This tap was already used (copied card data).",
+    "reason.wrong-pin": "Wrong PIN.",
+    "reason.invalid-pin": "A PIN is 4 to 8 digits.",
+    "reason.pin-required": "This amount needs the card's PIN.",
+    "reason.amount-out-of-range": "The card cannot pay this amount.",
+    "reason.issuer-unreachable": "The card's issuer cannot be reached.",
+    "reason.issuer-error": "The card's issuer refused the payment.",
+    "reason.invoice-expired": "The invoice expired before it was paid.",
+    "reason.cancelled-by-merchant": "The sale was cancelled.",
+    "reason.cmac-mismatch": "This card failed its security check.",
+    "reason.malformed": "This card's data could not be read.",
+    "reason.url-refused": "This card points to an address the terminal does not trust.",
+    "reason.backend-refused": "The payment server refused to create the invoice.",
+    "reason.outcome-unknown": "The payment outcome is not known yet.",
+    "reason.unknown": "The payment did not go through.",
+    # history
+    "history.title": "Today's sales",
+    "history.empty": "No sales yet today",
+    "history.filter.all": "All",
+    "history.total": "{count} sales · {total}",
+    "history.export": "Export",
+    "history.exported": "Exported {count} sales to {path}",
+    "history.reprint": "Reprint",
+    "history.back": "Back",
+    # admin
+    "admin.title": "Admin",
+    "admin.enter_pin": "Enter the admin PIN",
+    "admin.wrong_pin": "Wrong PIN: {left} attempts left",
+    "admin.locked": "Locked: try again in {seconds} s",
+    "admin.no_pin": "No admin PIN configured ([admin] pin_hash)",
+    "admin.unlocked": "Unlocked",
+    "admin.lock": "Lock",
+    "admin.history": "History",
+    "admin.section.backend": "Backend",
+    "admin.section.offline": "Offline limits",
+    "admin.section.issuers": "Card issuers",
+    "admin.section.devices": "Reader and printer",
+    "admin.section.about": "About",
+    # demo strip
+    "demo.tap_a": "Tap card A",
+    "demo.tap_b": "Tap card B",
+    "demo.pay_qr": "Pay QR",
+    "demo.label": "DEMO",
+}
+
+_table: dict[str, str] = EN
+
+
+def use(table: dict[str, str]) -> None:
+    """Install a translation (missing keys fall back to English)."""
+    global _table
+    _table = {**EN, **table}
+
+
+def t(key: str, **fields: object) -> str:
+    template = _table.get(key) or EN.get(key) or key
+    return template.format(**fields) if fields else template
+
+
+def reason_text(code: str | None) -> str:
+    """Plain words for a reason code; unknown codes fall back to a generic sentence."""
+    if not code:
+        return t("reason.unknown")
+    key = f"reason.{code}"
+    return t(key) if key in _table or key in EN else t("reason.unknown")

@@ -1,0 +1,877 @@
+"""FlashBackend against real servers on 127.0.0.1.
+
+`MiniFlash` is a small Flash of our own (starlette + uvicorn, GraphQL executed by graphql-core
+against the real public schema, graphql-transport-ws by hand, real signed BOLT11s). It exists for
+gateway behaviours that are awkward to provoke elsewhere: HTML 401 bodies, mid-stream socket drops,
+silent (dead) sockets, lost mutation responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import bolt11
+import pytest
+import uvicorn
+from graphql import build_schema, graphql, parse, validate
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from terminal.backends import flash as flash_mod
+from terminal.backends.base import (
+    Backend,
+    BackendError,
+    BackendProtocolError,
+    BackendRateLimited,
+    BackendRejected,
+    BackendUnauthorized,
+    BackendUnavailable,
+    InvoiceRequest,
+    InvoiceStatus,
+)
+from terminal.backends.flash import FlashBackend, ReconnectPolicy, RetryPolicy
+from terminal.backends.flash_ws import WSTimings
+
+SCHEMA = build_schema((Path(__file__).parent / "vectors" / "flash-schema.graphql").read_text())
+API_KEY = "fk_test_0123456789abcdef_SECRET"
+USERNAME = "merchant"
+NODE_KEY = hashlib.sha256(b"mini-flash node key").hexdigest()
+# 1 sat = 0.1 US cent (BTC at 100,000 USD); 1 USD = 157 JMD, so 1 US cent = 157 JMD cents.
+USD_CENTS_PER_SAT = Decimal("0.1")
+JMD_CENTS_PER_USD_CENT = Decimal(157)
+PRICE_OFFSET = 12
+BOLT11_PREFIX = {"mainnet": "bc", "regtest": "bcrt"}
+
+
+def run(scenario: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(scenario(), timeout)
+
+    return asyncio.run(bounded())
+
+
+def sale(amount: int = 1250, currency: str = "USD", key: str = "sale-1") -> InvoiceRequest:
+    return InvoiceRequest(
+        amount_minor=amount, currency=currency, memo="coffee", idempotency_key=key
+    )
+
+
+# ----------------------------------------------------------------------------- MiniFlash
+
+
+@dataclass
+class Faults:
+    rate_limit_reads: int = 0  # next N queries answer TOO_MANY_REQUESTS
+    rate_limit_mutations: int = 0
+    retry_after_s: float = 0.2
+    http_503_reads: int = 0
+    http_503_mutations: int = 0
+    unauthorized_json: bool = False  # 401 {"error":"invalid_api_key"} instead of HTML
+    hang_mutations: bool = False  # never answer a mutation (the answer is "lost")
+    payload_error: str | None = None  # next invoice creation answers payload errors[]
+    wrong_hash: bool = False
+    price_factor: Decimal = Decimal(1)  # mis-price BOLT11 amounts for USD invoices
+    ws_refuse: bool = False  # refuse the WebSocket handshake
+    ws_silent: bool = False  # ack + accept subscribe, then never answer anything (dead socket)
+
+
+@dataclass
+class MiniFlash:
+    network: str = "regtest"
+    wallet_currency: str = "USD"
+    faults: Faults = field(default_factory=Faults)
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
+    mutations_received: int = 0
+    ws_connections: int = 0
+    ws_subscriptions: int = 0
+    ws_client_pings: int = 0
+    status_answers: int = 0  # status queries answered (their status already computed)
+    currency_list_calls: int = 0
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _sockets: set[WebSocket] = field(default_factory=set)
+    _watchers: dict[str, set[asyncio.Queue[str]]] = field(default_factory=dict)
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # --- test controls
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _bump(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def pay(self, payment_request: str) -> None:
+        self.invoices[payment_request]["status"] = "PAID"
+        for queue in self._watchers.get(payment_request, set()):
+            queue.put_nowait("PAID")
+
+    async def drop_sockets(self) -> None:
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1011)
+        self._sockets.clear()
+
+    def status_polls(self) -> list[float]:
+        return [t for t, op, _ in self.requests if op == "LnInvoicePaymentStatus"]
+
+    # --- pricing and invoices
+    def minor_per_sat(self, currency: str) -> Decimal:
+        return USD_CENTS_PER_SAT * (JMD_CENTS_PER_USD_CENT if currency == "JMD" else 1)
+
+    def minor_per_usd_cent(self, currency: str) -> Decimal:
+        return JMD_CENTS_PER_USD_CENT if currency == "JMD" else Decimal(1)
+
+    def mint(self, amount_msat: int, memo: str, expires_in_min: int | None) -> dict[str, Any]:
+        preimage = os.urandom(32)
+        payment_hash = hashlib.sha256(preimage).hexdigest()
+        tags = bolt11.Tags()
+        tags.add(bolt11.TagChar.payment_hash, payment_hash)
+        tags.add(bolt11.TagChar.payment_secret, os.urandom(32).hex())
+        tags.add(bolt11.TagChar.description, memo or "")
+        tags.add(bolt11.TagChar.expire_time, 60 * (expires_in_min or 5))
+        tags.add(bolt11.TagChar.min_final_cltv_expiry, 18)
+        invoice = bolt11.Bolt11(
+            currency=BOLT11_PREFIX[self.network],
+            date=int(time.time()),
+            tags=tags,
+            amount_msat=bolt11.MilliSatoshi(amount_msat),
+        )
+        pr = bolt11.encode(invoice, NODE_KEY)
+        self.invoices[pr] = {"hash": payment_hash, "status": "PENDING"}
+        if self.faults.wrong_hash:
+            payment_hash = hashlib.sha256(b"another invoice").hexdigest()
+        return {"paymentHash": payment_hash, "paymentRequest": pr,
+                "paymentSecret": "00" * 32, "satoshis": None}  # fmt: skip
+
+    # --- GraphQL resolvers (root value; graphql-core calls them with info + arguments)
+    def root(self, authed: bool) -> dict[str, Any]:
+        server = self
+
+        def wallet_obj() -> dict[str, Any]:
+            currency = server.wallet_currency
+            typename = "UsdWallet" if currency == "USD" else "BTCWallet"
+            return {"__typename": typename, "id": f"wallet-{currency.lower()}",
+                    "walletCurrency": currency, "balance": 0}  # fmt: skip
+
+        def payload_errors() -> list[dict[str, Any]]:
+            message, server.faults.payload_error = server.faults.payload_error, None
+            return [{"__typename": "GraphQLApplicationError", "message": message,
+                     "code": "INVALID_INPUT", "path": ["amount"]}]  # fmt: skip
+
+        def usd_invoice(input: dict[str, Any]) -> dict[str, Any]:
+            if server.faults.payload_error:
+                return {"errors": payload_errors(), "invoice": None}
+            sats = Decimal(str(input["amount"])) / USD_CENTS_PER_SAT * server.faults.price_factor
+            msat = int(sats.to_integral_value()) * 1000
+            return {"errors": [], "invoice": server.mint(msat, input.get("memo"),
+                                                         input.get("expiresIn"))}
+
+        def sat_invoice(input: dict[str, Any]) -> dict[str, Any]:
+            if server.faults.payload_error:
+                return {"errors": payload_errors(), "invoice": None}
+            msat = int(input["amount"]) * 1000 * int(server.faults.price_factor)
+            return {"errors": [], "invoice": server.mint(msat, input.get("memo"),
+                                                         input.get("expiresIn"))}
+
+        def account_default_wallet(info: Any, username: str, walletCurrency: str | None = None):
+            if username != USERNAME:  # as Galoy: an error, not a null
+                raise LookupError(f"Account does not exist for username {username}")
+            return wallet_obj()
+
+        def need_auth() -> None:
+            if not authed:
+                raise PermissionError("Not authorized")
+
+        def price(currency: str) -> dict[str, Any]:
+            scale = Decimal(10) ** PRICE_OFFSET
+            return {
+                "id": currency, "timestamp": 1_750_000_000, "denominatorCurrency": currency,
+                "btcSatPrice": {"base": int(server.minor_per_sat(currency) * scale),
+                                "offset": PRICE_OFFSET, "currencyUnit": "x"},
+                "usdCentPrice": {"base": int(server.minor_per_usd_cent(currency) * scale),
+                                 "offset": PRICE_OFFSET, "currencyUnit": "x"},
+            }  # fmt: skip
+
+        def currency_list(info: Any) -> list[dict[str, Any]]:
+            server.currency_list_calls += 1
+            return [
+                {"id": "USD", "symbol": "$", "fractionDigits": 2, "name": "US Dollar", "flag": ""},
+                {"id": "JMD", "symbol": "J$", "fractionDigits": 2, "name": "Jamaican Dollar",
+                 "flag": ""},
+            ]  # fmt: skip
+
+        def status(info: Any, input: dict[str, Any]) -> dict[str, Any]:
+            server.status_answers += 1
+            record = server.invoices.get(input["paymentRequest"])
+            if record is None:
+                return {"status": None, "errors": [{"__typename": "GraphQLApplicationError",
+                                                    "message": "Invoice not found"}]}  # fmt: skip
+            return {"status": record["status"], "errors": []}
+
+        def create_own(kind: Callable[[dict[str, Any]], dict[str, Any]]):
+            def resolver(info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                need_auth()
+                assert input["walletId"] == f"wallet-{server.wallet_currency.lower()}"
+                return kind(input)
+
+            return resolver
+
+        def create_for(kind: Callable[[dict[str, Any]], dict[str, Any]]):
+            def resolver(info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                assert input["recipientWalletId"] == f"wallet-{server.wallet_currency.lower()}"
+                return kind(input)
+
+            return resolver
+
+        return {
+            "accountDefaultWallet": account_default_wallet,
+            "me": lambda info: (
+                {"defaultAccount": {"__typename": "ConsumerAccount", "id": "acct-1",
+                                    "defaultWalletId": wallet_obj()["id"], "displayCurrency": "JMD",
+                                    "wallets": [wallet_obj()]}}  # fmt: skip
+                if authed
+                else None
+            ),
+            "realtimePrice": lambda info, currency="USD": price(currency),
+            "currencyList": currency_list,
+            "globals": lambda info: {"network": server.network},
+            "lnInvoicePaymentStatus": status,
+            "lnUsdInvoiceCreate": create_own(usd_invoice),
+            "lnUsdInvoiceCreateOnBehalfOfRecipient": create_for(usd_invoice),
+            "lnInvoiceCreate": create_own(sat_invoice),
+            "lnInvoiceCreateOnBehalfOfRecipient": create_for(sat_invoice),
+        }
+
+    # --- HTTP
+    async def http(self, request: Request) -> Response:
+        body = await request.json()
+        op = body.get("operationName") or "?"
+        self.requests.append((time.monotonic(), op, dict(request.headers)))
+        await self._bump()
+        key = request.headers.get("x-api-key")
+        if key is not None and key != API_KEY:
+            if self.faults.unauthorized_json:
+                return JSONResponse({"error": "invalid_api_key"}, status_code=401)
+            return HTMLResponse("<html><body><h1>401 Authorization Required</h1></body></html>",
+                                status_code=401)  # fmt: skip
+        document = parse(body["query"])
+        errors = validate(SCHEMA, document)
+        if errors:
+            failed = {"code": "GRAPHQL_VALIDATION_FAILED"}
+            return JSONResponse(
+                {"errors": [{"message": e.message, "extensions": failed} for e in errors]},
+                status_code=400,
+            )
+        is_mutation = body["query"].lstrip().startswith("mutation")
+        if is_mutation:
+            self.mutations_received += 1
+        limited = "rate_limit_mutations" if is_mutation else "rate_limit_reads"
+        if getattr(self.faults, limited) > 0:
+            setattr(self.faults, limited, getattr(self.faults, limited) - 1)
+            return JSONResponse({"data": None, "errors": [{"message": "Too many requests",
+                "extensions": {"code": "TOO_MANY_REQUESTS",
+                               "retryAfterSeconds": self.faults.retry_after_s}}]})  # fmt: skip
+        failing = "http_503_mutations" if is_mutation else "http_503_reads"
+        if getattr(self.faults, failing) > 0:
+            setattr(self.faults, failing, getattr(self.faults, failing) - 1)
+            return HTMLResponse("<html>503 Service Temporarily Unavailable</html>", 503)
+        result = await graphql(SCHEMA, body["query"], root_value=self.root(key == API_KEY),
+                               variable_values=body.get("variables"),
+                               operation_name=body.get("operationName"))  # fmt: skip
+        await self._bump()
+        if is_mutation and self.faults.hang_mutations:
+            await self._release.wait()  # the invoice exists; its answer never arrives
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [e.formatted for e in result.errors]
+        return JSONResponse(out)
+
+    # --- graphql-transport-ws
+    async def ws(self, websocket: WebSocket) -> None:
+        if self.faults.ws_refuse or "graphql-transport-ws" not in websocket.scope["subprotocols"]:
+            await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
+            return
+        await websocket.accept(subprotocol="graphql-transport-ws")
+        self.ws_connections += 1
+        self._sockets.add(websocket)
+        await self._bump()
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        watched: str | None = None
+        forward: asyncio.Task[None] | None = None
+        try:
+            init = json.loads(await websocket.receive_text())
+            assert init["type"] == "connection_init"
+            await websocket.send_text(json.dumps({"type": "connection_ack"}))
+            while True:
+                message = json.loads(await websocket.receive_text())
+                kind = message["type"]
+                if kind == "ping":
+                    self.ws_client_pings += 1
+                    await self._bump()
+                    if not self.faults.ws_silent:
+                        await websocket.send_text(json.dumps({"type": "pong"}))
+                elif kind == "subscribe":
+                    payload = message["payload"]
+                    assert validate(SCHEMA, parse(payload["query"])) == []
+                    watched = payload["variables"]["input"]["paymentRequest"]
+                    self._watchers.setdefault(watched, set()).add(queue)
+                    self.ws_subscriptions += 1
+                    await self._bump()
+                    if not self.faults.ws_silent:
+                        forward = asyncio.create_task(self._forward(websocket, message["id"],
+                                                                    queue))  # fmt: skip
+                elif kind == "complete":
+                    break
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            if forward is not None:
+                forward.cancel()
+            if watched is not None:
+                self._watchers[watched].discard(queue)
+            self._sockets.discard(websocket)
+
+    async def _forward(self, websocket: WebSocket, sub_id: str, queue: asyncio.Queue[str]) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                status = await queue.get()
+                await websocket.send_text(json.dumps({"id": sub_id, "type": "next", "payload": {
+                    "data": {"lnInvoicePaymentStatus": {"status": status, "errors": []}}}}))
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/graphql", self.http, methods=["POST"]),
+                                 WebSocketRoute("/graphql", self.ws)])  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def serving(server: MiniFlash):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # connections queue in the backlog until uvicorn accepts: no start-up race
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(server.app(), lifespan="off", log_level="warning",
+                            ws="websockets-sansio")  # fmt: skip
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{port}/graphql", f"ws://127.0.0.1:{port}/graphql"
+    finally:
+        server._release.set()
+        await server.drop_sockets()
+        uv.should_exit = True
+        await task
+        sock.close()
+
+
+def backend(http_url: str, ws_url: str | None, **kwargs: Any) -> FlashBackend:
+    defaults: dict[str, Any] = dict(
+        username=USERNAME,
+        network="regtest",
+        poll_interval_s=0.05,
+        retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, max_retry_after_s=2),
+        reconnect=ReconnectPolicy(initial_s=0.01, max_s=0.05),
+        ws_timings=WSTimings(open_timeout_s=2, ack_timeout_s=2, ping_interval_s=5,
+                             pong_timeout_s=2),  # fmt: skip
+    )
+    defaults.update(kwargs)
+    return FlashBackend(http_url, ws_url, **defaults)
+
+
+async def collect(agen: Any, out: list[InvoiceStatus]) -> None:
+    async for status in agen:
+        out.append(status)
+
+
+# ----------------------------------------------------------------------------- happy paths
+
+
+def test_flash_backend_is_a_backend():
+    b = FlashBackend("https://api.example.test/graphql", None, username="m")
+    assert isinstance(b, Backend)
+    asyncio.run(b.aclose())
+
+
+def test_receive_only_creates_a_checked_usd_invoice():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            invoice = await b.create_invoice(sale(1250))
+            await b.aclose()
+        decoded = bolt11.decode(invoice.bolt11)
+        # 12.50 USD at 0.1 cent/sat = 12,500 sat, read from the BOLT11 (satoshis is null).
+        assert invoice.amount_msat == 12_500_000 == decoded.amount_msat
+        assert invoice.payment_hash == decoded.payment_hash
+        assert invoice.expires_at == decoded.date + 300
+        assert invoice.backend_ref == invoice.bolt11
+        ops = [op for _, op, _ in server.requests]
+        assert "AccountDefaultWallet" in ops and "LnUsdInvoiceCreateOnBehalfOfRecipient" in ops
+        assert all("x-api-key" not in h for _, _, h in server.requests)
+
+    run(scenario)
+
+
+def test_api_key_mode_uses_own_wallet_and_header():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, username=None, api_key=API_KEY)
+            first = await b.create_invoice(sale(100, key="a"))
+            second = await b.create_invoice(sale(200, key="b"))
+            await b.aclose()
+        assert b.mode == "api-key" and not b.uses_websocket  # keys do not work on the socket
+        assert first.amount_msat == 1_000_000 and second.amount_msat == 2_000_000
+        ops = [op for _, op, _ in server.requests]
+        assert ops.count("MeWallets") == 1  # wallet id cached
+        assert ops.count("LnUsdInvoiceCreate") == 2
+        assert all(h.get("x-api-key") == API_KEY for _, _, h in server.requests)
+
+    run(scenario)
+
+
+def test_same_sale_twice_creates_one_invoice():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            one = await b.create_invoice(sale(key="sale-7"))
+            two = await b.create_invoice(sale(key="sale-7"))
+            await b.aclose()
+        assert one == two and server.mutations_received == 1
+
+    run(scenario)
+
+
+def test_jmd_sale_on_usd_wallet_is_converted_to_cents():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            invoice = await b.create_invoice(sale(157_00, currency="JMD"))  # 157 JMD = 1 USD
+            await b.aclose()
+        assert invoice.amount_msat == 1000 * 1000  # 100 cents at 0.1 cent/sat = 1000 sat
+
+    run(scenario)
+
+
+def test_btc_wallet_sat_invoice_has_the_exact_amount():
+    async def scenario():
+        server = MiniFlash(wallet_currency="BTC")
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, wallet_currency="BTC")
+            invoice = await b.create_invoice(sale(2100, currency="SAT"))
+            server.faults.price_factor = Decimal(2)
+            with pytest.raises(BackendProtocolError) as err:
+                await b.create_invoice(sale(2100, currency="SAT", key="other"))
+            await b.aclose()
+        assert invoice.amount_msat == 2_100_000
+        assert err.value.code == "bad_invoice:amount_mismatch"
+
+    run(scenario)
+
+
+def test_display_rate_and_cached_currency_list():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            jmd = await b.display_rate("jmd")
+            usd = await b.display_rate("USD")
+            await b.aclose()
+        assert jmd.currency == "JMD" and jmd.minor_per_sat == Decimal("15.7")
+        assert usd.minor_per_sat == Decimal("0.1") and usd.fraction_digits == 2
+        assert jmd.timestamp == 1_750_000_000
+        assert server.currency_list_calls == 1
+
+    run(scenario)
+
+
+def test_health_reports_network_mismatch():
+    async def scenario():
+        server = MiniFlash(network="mainnet")
+        async with serving(server) as (http_url, ws_url):
+            wrong = backend(http_url, ws_url)  # regtest
+            right = backend(http_url, ws_url, network="bitcoin")
+            bad, good = await wrong.health(), await right.health()
+            await wrong.aclose()
+            await right.aclose()
+        assert not bad.ok and "mainnet" in bad.detail
+        assert good.ok and good.latency_ms is not None
+
+    run(scenario)
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def test_subscription_delivers_paid():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            # Polls 60 s apart: only the socket can report the payment in time.
+            b = backend(http_url, ws_url, poll_interval_s=60, safety_poll_s=60)
+            invoice = await b.create_invoice(sale())
+            statuses = b.watch(invoice)
+            first = await anext(statuses)
+            # Subscribed, and the catch-up query after subscribing answered: from here on only
+            # the socket can report the payment.
+            await server.wait_for(lambda: server.ws_subscriptions == 1
+                                  and server.status_answers == 2)  # fmt: skip
+            await server.pay(invoice.bolt11)
+            rest = [s async for s in statuses]
+            assert await b.invoice_status(invoice) is InvoiceStatus.PAID
+            await b.aclose()
+        assert [first, *rest] == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+        assert server.status_answers == 3
+
+    run(scenario)
+
+
+def test_dropped_socket_falls_back_to_polling():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            invoice = await b.create_invoice(sale())
+            statuses = b.watch(invoice)
+            first = await anext(statuses)
+            await server.wait_for(lambda: server.ws_subscriptions == 1)
+            server.faults.ws_refuse = True  # the socket stays down
+            await server.drop_sockets()
+            polls_at_drop = len(server.status_polls())
+            await server.wait_for(lambda: len(server.status_polls()) > polls_at_drop)
+            await server.pay(invoice.bolt11)
+            rest = [s async for s in statuses]
+            await b.aclose()
+        assert [first, *rest] == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+        assert server.ws_subscriptions == 1  # so PAID came by polling
+
+    run(scenario)
+
+
+def test_dropped_socket_reconnects_and_resubscribes():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, poll_interval_s=60, safety_poll_s=60)
+            invoice = await b.create_invoice(sale())
+            statuses = b.watch(invoice)
+            first = await anext(statuses)
+            await server.wait_for(lambda: server.ws_subscriptions == 1
+                                  and server.status_answers == 2)  # fmt: skip
+            await server.drop_sockets()
+            # The drop triggers one query at once, the resubscription one more; the 60 s polls
+            # never fire, so PAID must come through the new socket.
+            await server.wait_for(lambda: server.ws_subscriptions == 2
+                                  and server.status_answers == 4)  # fmt: skip
+            await server.pay(invoice.bolt11)
+            rest = [s async for s in statuses]
+            await b.aclose()
+        assert [first, *rest] == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+        assert server.ws_connections == 2 and server.status_answers == 4
+
+    run(scenario)
+
+
+def test_silent_socket_is_declared_dead_and_replaced():
+    async def scenario():
+        server = MiniFlash()
+        server.faults.ws_silent = True
+        async with serving(server) as (http_url, ws_url):
+            timings = WSTimings(ping_interval_s=0.05, pong_timeout_s=0.1, ack_timeout_s=2)
+            b = backend(http_url, ws_url, ws_timings=timings)
+            invoice = await b.create_invoice(sale())
+            seen: list[InvoiceStatus] = []
+            watcher = asyncio.create_task(collect(b.watch(invoice), seen))
+            await server.wait_for(lambda: server.ws_connections >= 2)
+            await server.pay(invoice.bolt11)
+            await watcher
+            await b.aclose()
+        assert server.ws_client_pings >= 1  # the client probed before giving up
+        assert seen[-1] is InvoiceStatus.PAID
+
+    run(scenario)
+
+
+def test_watch_without_websocket_polls_until_expired():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, _):
+            b = backend(http_url, None)
+            invoice = await b.create_invoice(sale())
+            seen: list[InvoiceStatus] = []
+            watcher = asyncio.create_task(collect(b.watch(invoice), seen))
+            await server.wait_for(lambda: len(server.status_polls()) >= 2)
+            server.invoices[invoice.bolt11]["status"] = "EXPIRED"
+            await watcher
+            await b.aclose()
+        assert seen == [InvoiceStatus.PENDING, InvoiceStatus.EXPIRED]
+        assert server.ws_connections == 0
+
+    run(scenario)
+
+
+def test_watch_surfaces_a_refused_status_query():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, _):
+            b = backend(http_url, None)
+            invoice = await b.create_invoice(sale())
+            del server.invoices[invoice.bolt11]
+            with pytest.raises(BackendRejected, match="Invoice not found"):
+                async for _ in b.watch(invoice):
+                    pass
+            await b.aclose()
+
+    run(scenario)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("json_body", [False, True])
+def test_unauthorized_key_gives_a_clear_message_without_the_key(json_body, caplog):
+    wrong_key = "fk_wrong_key_do_not_leak_42"
+
+    async def scenario():
+        server = MiniFlash()
+        server.faults.unauthorized_json = json_body
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, username=None, api_key=wrong_key)
+            with pytest.raises(BackendUnauthorized) as err:
+                await b.create_invoice(sale())
+            health = await b.health()
+            text = repr(b)
+            await b.aclose()
+        return err.value, health, text
+
+    caplog.set_level(logging.DEBUG)
+    error, health, text = run(scenario)
+    assert "API key" in error.message and "401" in error.message
+    assert ("invalid API key" in error.message) == json_body
+    assert not health.ok
+    for shown in (error.message, str(error), health.detail, text, caplog.text):
+        assert wrong_key not in shown
+
+
+def test_rate_limited_read_honours_retry_after():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            invoice = await b.create_invoice(sale())
+            server.faults.rate_limit_reads, server.faults.retry_after_s = 1, 0.2
+            status = await b.invoice_status(invoice)
+            server.faults.rate_limit_reads, server.faults.retry_after_s = 1, 60
+            with pytest.raises(BackendRateLimited) as err:  # too long to wait: raised
+                await b.invoice_status(invoice)
+            await b.aclose()
+        polls = server.status_polls()
+        assert status is InvoiceStatus.PENDING
+        assert polls[1] - polls[0] >= 0.2
+        assert err.value.retry_after_s == 60
+
+    run(scenario)
+
+
+def test_rate_limited_creation_is_not_retried():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            server.faults.rate_limit_mutations = 1
+            with pytest.raises(BackendRateLimited):
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert server.mutations_received == 1
+
+    run(scenario)
+
+
+def test_unavailable_read_is_retried_but_creation_is_not():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            server.faults.http_503_reads = 2
+            rate = await b.display_rate("USD")  # third attempt succeeds
+            server.faults.http_503_mutations = 1
+            with pytest.raises(BackendUnavailable) as err:
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert rate.minor_per_sat == Decimal("0.1")
+        assert server.mutations_received == 1 and err.value.code == "5xx"
+
+    run(scenario)
+
+
+def test_lost_creation_answer_is_not_resent():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, timeout_s=0.3)
+            await b.display_rate("USD")  # warm the wallet-independent path
+            server.faults.hang_mutations = True
+            with pytest.raises(BackendUnavailable) as err:
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert err.value.code == "outcome_unknown" and "Not re-sent" in err.value.message
+        assert server.mutations_received == 1
+
+    run(scenario)
+
+
+def test_unreachable_backend_is_unavailable_not_sent():
+    async def scenario():
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        b = backend(f"http://127.0.0.1:{port}/graphql", None)
+        with pytest.raises(BackendUnavailable) as err:
+            await b.create_invoice(sale())
+        await b.aclose()
+        return err.value
+
+    error = run(scenario)
+    assert error.code == "not_sent"
+
+
+def test_payload_errors_are_surfaced():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            server.faults.payload_error = "Amount exceeds the recipient's limit"
+            with pytest.raises(BackendRejected) as err:
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert "Amount exceeds the recipient's limit" in err.value.message
+        assert err.value.code == "INVALID_INPUT"
+
+    run(scenario)
+
+
+def test_invoice_whose_hash_mismatches_is_refused():
+    async def scenario():
+        server = MiniFlash()
+        server.faults.wrong_hash = True
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            with pytest.raises(BackendProtocolError) as err:
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert err.value.code == "bad_invoice:hash_mismatch"
+
+    run(scenario)
+
+
+def test_invoice_for_another_network_is_refused():
+    async def scenario():
+        server = MiniFlash(network="mainnet")
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)  # regtest terminal
+            with pytest.raises(BackendProtocolError) as err:
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert err.value.code == "bad_invoice:wrong_network"
+
+    run(scenario)
+
+
+def test_implausibly_priced_usd_invoice_is_refused():
+    async def scenario():
+        server = MiniFlash()
+        server.faults.price_factor = Decimal("0.5")  # Flash-side pricing accident
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            with pytest.raises(BackendProtocolError) as err:
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert err.value.code == "implausible_amount"
+
+    run(scenario)
+
+
+def test_unknown_username_is_rejected():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, username="nobody")
+            with pytest.raises(BackendError) as err:
+                await b.create_invoice(sale())
+            await b.aclose()
+        assert "nobody" in err.value.message
+
+    run(scenario)
+
+
+def test_configuration_is_validated():
+    with pytest.raises(ValueError, match="https"):
+        FlashBackend("http://api.flashapp.me/graphql", None, username="m")
+    with pytest.raises(ValueError, match="username"):
+        FlashBackend("https://api.flashapp.me/graphql", None)
+    with pytest.raises(ValueError, match="wallet_currency"):
+        FlashBackend("https://api.flashapp.me/graphql", None, username="m", wallet_currency="EUR")
+    b = FlashBackend("https://api.x.test/graphql", "wss://ws.x.test/graphql", api_key=API_KEY)
+    assert API_KEY not in repr(b) and not b.uses_websocket
+    asyncio.run(b.aclose())
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@given(base=st.integers(min_value=1, max_value=2**53 - 1), offset=st.integers(0, 20))
+def test_price_is_base_over_ten_to_the_offset_exactly(base, offset):
+    # Property: the parsed price equals base / 10^offset with no float rounding.
+    value = flash_mod._price_value({"base": base, "offset": offset})
+    assert Fraction(value) == Fraction(base, 10**offset)
+
+
+@given(code=st.sampled_from(["TOO_MANY_REQUESTS", "UNAUTHENTICATED", "INTERNAL_SERVER_ERROR",
+                             "GRAPHQL_VALIDATION_FAILED", "SOMETHING_ELSE"]),
+       retry=st.floats(min_value=0, max_value=1e6, allow_nan=False))  # fmt: skip
+def test_top_level_error_codes_map_to_typed_errors(code, retry):
+    # Property: each gateway code maps to exactly one typed error; rate limits carry the delay.
+    error = flash_mod._top_level_error(
+        [{"message": "m", "extensions": {"code": code, "retryAfterSeconds": retry}}], "Op"
+    )
+    expected = {
+        "TOO_MANY_REQUESTS": BackendRateLimited,
+        "UNAUTHENTICATED": BackendUnauthorized,
+        "INTERNAL_SERVER_ERROR": BackendUnavailable,
+        "GRAPHQL_VALIDATION_FAILED": BackendProtocolError,
+        "SOMETHING_ELSE": BackendRejected,
+    }[code]
+    assert type(error) is expected
+    if code == "TOO_MANY_REQUESTS":
+        assert error.retry_after_s == retry
+
+
+@given(st.one_of(st.text(), st.none(), st.integers()))
+def test_unknown_status_values_are_protocol_errors(raw):
+    # Property: only PENDING/PAID/EXPIRED are statuses; anything else is refused, never guessed.
+    if raw in ("PENDING", "PAID", "EXPIRED"):
+        assert flash_mod._status_value(raw).name == raw
+    else:
+        with pytest.raises(BackendProtocolError):
+            flash_mod._status_value(raw)
