@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -405,8 +406,9 @@ class SaleSession:
         if self.sale.is_final or self.invoice is None:
             return self.outcome()
         try:
-            async with asyncio.timeout(timeout_s):
-                async for status in co.backend.watch(self.invoice):
+            async with asyncio.timeout(timeout_s), aclosing(co.backend.watch(self.invoice)) as watch:
+                # aclosing: leaving early must stop the backend's socket and poll tasks now.
+                async for status in watch:
                     if self._settle(status):
                         break
         except TimeoutError:

@@ -234,11 +234,12 @@ def _sats(msat: int) -> str:
 # --- decoding (LUD-01, LUD-17) -----------------------------------------------------------------
 
 
-def decode_lnurl(text: str) -> str:
+def decode_lnurl(text: str, *, insecure_hosts: Iterable[str] = ()) -> str:
     """Return the http(s) URL a card or QR points to.
 
     Accepts `lnurlw://…` (LUD-17: scheme case-insensitive; `https://`, or `http://` for
-    `.onion`), a bech32 `LNURL1…` (LUD-01: either case, any length, optional `lightning:`),
+    `.onion` and for the development hosts in `insecure_hosts`, i.e. the policy's
+    `allow_insecure_hosts`, empty in production), a bech32 `LNURL1…` (LUD-01: either case, any length, optional `lightning:`),
     and a plain `https://`/`http://` URL. Whether the URL may be contacted is `check_url`'s
     decision, not this function's. Raises only `LnurlDecodeError`.
     """
@@ -252,7 +253,8 @@ def decode_lnurl(text: str) -> str:
     if _LNURLW_RE.match(s):
         rest = s[len("lnurlw://") :]
         host = _hostname_of("https://" + rest)
-        scheme = "http" if host.endswith(".onion") else "https"
+        plain = host.endswith(".onion") or host.lower() in insecure_hosts
+        scheme = "http" if plain else "https"
         return _require_http_url(f"{scheme}://{rest}")
     lowered = s.lower()
     if lowered.startswith(LNURL_HRP + "1"):
@@ -598,6 +600,12 @@ def check_amount(request: WithdrawRequest, amount_msat: int, pin: str | None = N
     if isinstance(amount_msat, bool) or not isinstance(amount_msat, int):
         raise TypeError("amount_msat must be an int")
     lo, hi = request.min_withdrawable_msat, request.max_withdrawable_msat
+    balance = request.current_balance_msat
+    if balance is not None and amount_msat > balance:
+        # LUD-14's currentBalance says it plainly: tell the merchant "balance", not "range".
+        raise InsufficientBalance(
+            f"balance {_sats(balance)} sats < {_sats(amount_msat)} sats"
+        )
     if amount_msat <= 0 or not lo <= amount_msat <= hi:
         raise AmountOutOfRange(amount_msat, lo, hi)
     if pin is not None:

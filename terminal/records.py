@@ -64,6 +64,8 @@ class SaleRecord:
 
     def to_sale(self) -> Sale:
         sale = Sale(self.id, self.created_at, SaleState(self.state), self.reason)
+        if not self.history:  # a new record: keep the sale's own "created" entry
+            return sale
         sale.history = [
             Transition(h.at, h.event, SaleState(h.from_state), SaleState(h.to_state), h.detail)
             for h in self.history

@@ -227,7 +227,7 @@ class WithdrawClient:
         e.g. `ReplayedTap` for "This link is already used."), `IssuerUnreachable`,
         `IssuerGarbage` (and `ResponseTooLarge`).
         """
-        url = decode_lnurl(lnurl_or_url)
+        url = decode_lnurl(lnurl_or_url, insecure_hosts=self.policy.allow_insecure_hosts)
         target = check_url(url, self.policy)
         try:
             with anyio.fail_after(self.timeouts.fetch_deadline):

@@ -875,3 +875,177 @@ def test_unknown_status_values_are_protocol_errors(raw):
     else:
         with pytest.raises(BackendProtocolError):
             flash_mod._status_value(raw)
+
+
+# ----------------------------------------------------------------------------- the project sandbox
+# The same client against `terminal.sandbox` (graphql-core executing Flash's schema, its own
+# graphql-transport-ws server, its fault injection), started once for these tests.
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    from terminal.sandbox.server import SandboxThread
+
+    with SandboxThread(tmp_path_factory.mktemp("flash-sandbox")) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(sandbox):
+    sandbox.call(sandbox.faults.reset)
+    yield sandbox
+    sandbox.call(sandbox.faults.reset)
+
+
+def sandbox_backend(sb: Any, **kwargs: Any) -> FlashBackend:
+    kwargs.setdefault("username", sb.username)
+    return backend(sb.http_url, sb.ws_url, **kwargs)
+
+
+async def pay(sb: Any, invoice: Any) -> None:
+    # SandboxThread hops onto the sandbox's own loop; keep ours free meanwhile.
+    assert await asyncio.to_thread(sb.pay_invoice, invoice.bolt11) == "PAID"
+
+
+def test_sandbox_receive_only_invoice_is_watched_to_paid(sb):
+    async def scenario():
+        b = sandbox_backend(sb)
+        invoice = await b.create_invoice(sale(1250, key="sb-1"))
+        print("created", flush=True)
+        statuses = b.watch(invoice)
+        first = await anext(statuses)
+        print("first", first, flush=True)
+        await pay(sb, invoice)
+        print("paid", flush=True)
+        rest = [s async for s in statuses]
+        print("rest", rest, flush=True)
+        health = await b.health()
+        print("health", flush=True)
+        await b.aclose()
+        return invoice, [first, *rest], health
+
+    invoice, seen, health = run(scenario)
+    decoded = bolt11.decode(invoice.bolt11)
+    assert invoice.amount_msat == decoded.amount_msat > 0
+    assert invoice.payment_hash == decoded.payment_hash
+    assert seen == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+    assert health.ok
+
+
+def test_sandbox_subscription_pushes_paid(sb):
+    # The socket alone: the sandbox pushes the current status on subscribe, then the change.
+    from terminal.backends import flash_documents as docs
+    from terminal.backends import flash_ws
+
+    async def scenario():
+        b = sandbox_backend(sb)
+        invoice = await b.create_invoice(sale(300, key="sb-ws"))
+        await b.aclose()
+        pushes = flash_ws.subscribe(
+            sb.ws_url,
+            docs.LN_INVOICE_PAYMENT_STATUS_SUBSCRIPTION,
+            {"input": {"paymentRequest": invoice.bolt11}},
+            operation_name="LnInvoicePaymentStatusSubscription",
+        )
+        first = await anext(pushes)
+        await pay(sb, invoice)
+        second = await anext(pushes)
+        await pushes.aclose()
+        return first, second
+
+    first, second = run(scenario)
+    assert first["data"]["lnInvoicePaymentStatus"]["status"] == "PENDING"
+    assert second["data"]["lnInvoicePaymentStatus"]["status"] == "PAID"
+
+
+def test_sandbox_api_key_mode(sb):
+    async def scenario():
+        b = sandbox_backend(sb, username=None, api_key=sb.api_key)
+        invoice = await b.create_invoice(sale(157_00, currency="JMD", key="sb-key"))
+        status = await b.invoice_status(invoice)
+        rate = await b.display_rate("JMD")
+        await b.aclose()
+        return invoice, status, rate, repr(b)
+
+    invoice, status, rate, text = run(scenario)
+    assert status is InvoiceStatus.PENDING
+    # Within the plausibility tolerance of what the sandbox's own JMD rate says.
+    expected = Decimal(157_00) / rate.minor_per_sat * 1000
+    assert abs(invoice.amount_msat - expected) <= expected * Decimal("0.05") + 1000
+    assert sb.api_key not in text
+
+
+def test_sandbox_dropped_sockets_fall_back_to_polling(sb):
+    sb.set_faults(ws_drop_next=1000, ws_drop_after_messages=1)  # every socket dies after ack
+
+    async def scenario():
+        b = sandbox_backend(sb, safety_poll_s=60)
+        invoice = await b.create_invoice(sale(500, key="sb-drop"))
+        statuses = b.watch(invoice)
+        first = await anext(statuses)
+        await pay(sb, invoice)
+        rest = [s async for s in statuses]
+        await b.aclose()
+        return [first, *rest]
+
+    assert run(scenario) == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+
+
+def test_sandbox_silent_subscription_is_caught_by_the_safety_poll(sb):
+    sb.set_faults(ws_silent=True)  # connected, acked, never pushes
+
+    async def scenario():
+        b = sandbox_backend(sb, poll_interval_s=60, safety_poll_s=0.1)
+        invoice = await b.create_invoice(sale(500, key="sb-silent"))
+        statuses = b.watch(invoice)
+        first = await anext(statuses)
+        await pay(sb, invoice)
+        rest = [s async for s in statuses]
+        await b.aclose()
+        return [first, *rest]
+
+    assert run(scenario) == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+
+
+def test_sandbox_rate_limited_read_is_retried_after_the_delay(sb):
+    async def scenario():
+        b = sandbox_backend(sb)
+        invoice = await b.create_invoice(sale(100, key="sb-rl"))
+        sb.set_faults(rate_limit_next=1, retry_after_s=0.2)
+        started = time.monotonic()
+        status = await b.invoice_status(invoice)
+        elapsed = time.monotonic() - started
+        await b.aclose()
+        return status, elapsed
+
+    status, elapsed = run(scenario)
+    assert status is InvoiceStatus.PENDING and elapsed >= 0.2
+
+
+def test_sandbox_errors_are_typed(sb):
+    async def scenario():
+        b = sandbox_backend(sb)
+        sb.set_faults(invoice_create_error_next=1)
+        with pytest.raises(BackendRejected) as rejected:
+            await b.create_invoice(sale(100, key="sb-err"))
+        sb.set_faults(server_error_next={"graphql": 1})
+        rate = await b.display_rate("USD")  # one 502 page, then retried
+        sb.set_faults(server_error_next={"graphql": 1})
+        with pytest.raises(BackendUnavailable):
+            await b.create_invoice(sale(100, key="sb-502"))  # creation: never re-sent
+        await b.aclose()
+        bad = sandbox_backend(sb, username=None, api_key="fk_not_the_key")
+        with pytest.raises(BackendUnauthorized) as unauthorized:
+            await bad.create_invoice(sale(100, key="sb-401"))
+        await bad.aclose()
+        nobody = sandbox_backend(sb, username="nobody-here")
+        with pytest.raises(BackendRejected) as unknown:
+            await nobody.create_invoice(sale(100, key="sb-404"))
+        await nobody.aclose()
+        return rejected.value, rate, unauthorized.value, unknown.value
+
+    rejected, rate, unauthorized, unknown = run(scenario)
+    assert "Unable to create invoice" in rejected.message
+    assert rate.minor_per_sat > 0
+    assert "invalid API key" in unauthorized.message and "fk_not_the_key" not in unauthorized.message
+    assert "nobody-here" in unknown.message and unknown.code == "NOT_FOUND"

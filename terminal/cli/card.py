@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from terminal.cli import card_decode, card_simulate
+from terminal.cli import card_decode, card_program, card_simulate
 
-SUBCOMMANDS = [card_decode, card_simulate]
+SUBCOMMANDS = [card_decode, card_simulate, card_program]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

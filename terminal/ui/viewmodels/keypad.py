@@ -43,7 +43,10 @@ class AmountEntry(Observable):
         elif key == POINT:
             accepted = self._point()
         elif key == DOUBLE_ZERO:
+            before = self.text  # both zeros or neither
             accepted = self._digit("0") and self._digit("0")
+            if not accepted:
+                self.text = before
         elif key in DIGITS:
             accepted = self._digit(key)
         else:

@@ -1,4 +1,5 @@
-"""What makes a state unmistakable: a tone (colour), an icon and words, decided here, not in Kivy."""
+"""What makes a state unmistakable: a tone (colour), an icon and words; decided here, not in
+Kivy."""
 
 from __future__ import annotations
 

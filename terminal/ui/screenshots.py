@@ -1,0 +1,109 @@
+"""`scripts/screenshots`: every screen in a realistic state, rendered in a real Kivy window
+(`SDL_VIDEODRIVER=offscreen` works without a display) at 800×480, against the sandbox.
+
+    python -m terminal.ui.screenshots [OUT_DIR]   (default build/screenshots)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("KIVY_NO_ARGS", "1")
+os.environ.setdefault("KIVY_NO_FILELOG", "1")
+os.environ.setdefault("KIVY_WINDOW_WIDTH", "800")
+os.environ.setdefault("KIVY_WINDOW_HEIGHT", "480")
+
+SCREENS = ("sale", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin")
+
+
+async def capture(out: Path) -> list[Path]:
+    from terminal.demo import CARD_A_PIN, DEMO_ADMIN_PIN, DemoEnvironment
+    from terminal.ui.app import FlashTerminalApp, run_app
+    from terminal.ui.driver import screenshot, touch, until
+    from terminal.ui.viewmodels import Screen
+
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="flash-shots-") as tmp:
+        env = await DemoEnvironment.start(Path(tmp))
+        c = env.controller()
+        app = FlashTerminalApp(c, demo=env, config=env.config, data_dir=Path(tmp),
+                               admin_hint=f"Demo admin PIN: {DEMO_ADMIN_PIN}")
+        running = asyncio.ensure_future(run_app(app))
+        try:
+            await app.started.wait()
+            await until(c, lambda: c.status.online is True)
+            sale = app.screens["sale"]
+            for key in "1250":
+                touch(sale.ids.keypad.children[::-1][_KEY_INDEX[key]])
+            sale.ids.memo.text = "2 coffees"
+            written.append(await screenshot(out / "sale.png"))
+
+            touch(sale.ids.charge)
+            await until(c, lambda: c.pay.invoice is not None)
+            written.append(await screenshot(out / "pay.png"))
+
+            app.demo_tap("A")
+            await until(c, lambda: c.screen is Screen.RESULT)
+            c.result.auto_return_s = 3600  # hold still for the picture
+            written.append(await screenshot(out / "result-paid.png"))
+            c.result_done()
+
+            for key in "9":
+                c.sale.press(key)
+            touch(sale.ids.charge)
+            await until(c, lambda: c.pay.invoice is not None)
+            app.demo_tap("B")
+            await until(c, lambda: c.screen is Screen.RESULT)
+            written.append(await screenshot(out / "result-failed.png"))
+            c.result_done()
+            await until(c, lambda: c.screen is Screen.PAY)
+            env.pay_qr(c.pay.invoice.bolt11)
+            await until(c, lambda: c.screen is Screen.RESULT and c.result.paid)
+            c.result_done()
+
+            c.sale.switch_currency(), c.sale.switch_currency()  # SAT
+            c.sale.entry.type("150000")
+            touch(sale.ids.charge)
+            await until(c, lambda: c.pay.invoice is not None)
+            app.demo_tap("A")
+            await until(c, lambda: c.pay.show_pin_pad)
+            for d in CARD_A_PIN[:2]:
+                c.pay.pin.press(d)
+            written.append(await screenshot(out / "pay-pin.png"))
+            await c.cancel()
+
+            c.go(Screen.ADMIN)
+            written.append(await screenshot(out / "admin-locked.png"))
+            for d in DEMO_ADMIN_PIN:
+                c.admin.press(d)
+            c.admin.submit()
+            written.append(await screenshot(out / "admin.png"))
+            c.go(Screen.HISTORY)
+            written.append(await screenshot(out / "history.png"))
+        finally:
+            app.stop()
+            await running
+            await env.stop()
+    return written
+
+
+_KEY_INDEX = {str(d): i for i, d in enumerate("123456789")} | {".": 9, "0": 10}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0] if args else "build/screenshots")
+    from kivy.core.window import Window
+
+    Window.size = (800, 480)
+    for path in asyncio.run(capture(out)):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

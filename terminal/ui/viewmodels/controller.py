@@ -1,0 +1,344 @@
+"""The terminal as the screens see it: which screen is up and what each one shows.
+
+`TerminalController` turns merchant input (keypad, Charge, Cancel, PIN) and reader events (taps)
+into calls on `terminal.checkout`, and the answers into view-model state. It runs on the asyncio
+loop and imports no Kivy, so the whole flow is tested (and run by `demo --headless`) without a
+window. A reader thread hands taps over with `tap_threadsafe`; nothing here blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from terminal.checkout import Checkout, SaleOutcome, SaleSession, TapResult
+from terminal.money import Money, currency
+from terminal.ui.strings import t
+from terminal.ui.viewmodels.admin import AdminLock
+from terminal.ui.viewmodels.history import HistoryViewModel, SalesSource
+from terminal.ui.viewmodels.observable import Observable
+from terminal.ui.viewmodels.pay import PayInvoice, PayPhase, PayViewModel
+from terminal.ui.viewmodels.result import ResultInfo, ResultViewModel
+from terminal.ui.viewmodels.sale import ChargeRequest, SaleViewModel
+from terminal.ui.viewmodels.status import StatusViewModel
+from terminal.ui.viewmodels.tip import TipSettings
+
+log = logging.getLogger(__name__)
+
+SETTLE_GRACE_S = 5.0
+
+
+class Screen(enum.Enum):
+    SALE = "sale"
+    PAY = "pay"
+    RESULT = "result"
+    HISTORY = "history"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class UiSettings:
+    currencies: tuple[str, ...] = ("USD",)
+    tips: TipSettings = TipSettings()
+    merchant: str = "Flash Terminal"
+    terminal_id: str | None = None
+    reader: str = "absent"  # ready | absent | demo
+    receipt_width: int = 32
+
+
+ReceiptSink = Callable[[str], None]
+
+
+class TerminalController(Observable):
+    def __init__(
+        self,
+        checkout: Checkout,
+        sales: SalesSource,
+        *,
+        admin_pin_hash: str | None,
+        settings: UiSettings | None = None,
+        printer: object | None = None,
+        receipt_sink: ReceiptSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.checkout = checkout
+        self.settings = settings or UiSettings()
+        self.clock = clock
+        self.printer = printer
+        self.receipt_sink = receipt_sink
+        self.sale = SaleViewModel(checkout.rates, self.settings.currencies,
+                                  tips=self.settings.tips, clock=clock)
+        self.pay = PayViewModel(clock)
+        self.result = ResultViewModel(clock)
+        self.status = StatusViewModel(clock)
+        self.history = HistoryViewModel(sales, clock=clock)
+        self.admin = AdminLock(admin_pin_hash)
+        self.screen = Screen.SALE
+        self.notice = ""  # a one-line message (late tap, tap with no sale) shown over any screen
+        self.session: SaleSession | None = None
+        self._opening = False
+        self._held_tap: str | None = None
+        self._watch: asyncio.Task[SaleOutcome] | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._result_shown = asyncio.Event()
+        self.status.update(reader=self.settings.reader, printer="ready" if printer else "none")
+
+    # -- navigation -------------------------------------------------------------------------
+    def go(self, screen: Screen) -> None:
+        if screen in (Screen.HISTORY, Screen.ADMIN) and self.screen in (Screen.PAY,):
+            return  # never leave an open invoice for the back office
+        if screen is Screen.HISTORY and not self.admin.unlocked:
+            screen = Screen.ADMIN  # history sits behind the admin PIN
+        self.screen = screen
+        if screen is Screen.SALE:
+            self.admin.lock()
+        self.changed()
+
+    def say(self, text: str) -> None:
+        self.notice = text
+        self.changed()
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ui task failed", exc_info=task.exception())
+
+    # -- rates and status -------------------------------------------------------------------
+    async def refresh_rates(self) -> None:
+        for code in self.settings.currencies:
+            if not currency(code).is_sat:
+                await self.checkout.refresh_rate(code)
+        self.refresh_status()
+        self.sale.changed()
+
+    def refresh_status(self) -> None:
+        link = self.checkout.connectivity
+        online = None if link.state.value == "unknown" else link.online
+        try:
+            exposure = self.checkout.ledger.exposure()
+        except Exception:  # a status bar must never take the screen down
+            log.exception("exposure unavailable")
+            exposure = None
+        self.status.update(online=online, exposure=exposure)
+
+    def tick(self) -> None:
+        """Once a second (the app's clock): countdowns, auto-return, the status bar's clock."""
+        if self.screen is Screen.PAY:
+            self.pay.tick()
+        if self.screen is Screen.RESULT and self.result.due:
+            self.result_done()
+        self.refresh_status()
+
+    # -- a sale -----------------------------------------------------------------------------
+    def charge_pressed(self) -> None:
+        request = self.sale.next()
+        if request is not None:
+            self.spawn(self.charge(request))
+
+    async def charge(self, request: ChargeRequest | None = None) -> bool:
+        """Open the sale and show its invoice. False when nothing could be charged."""
+        request = request or self.sale.request()
+        if request.amount_minor <= 0 or self._opening or self.session_open:
+            return False
+        self._result_shown.clear()
+        self._opening = True
+        self.pay.reset(Money(request.amount_minor, currency(request.currency)))
+        self.notice = ""
+        self.go(Screen.PAY)
+        try:
+            session = await self.checkout.open_sale(request.amount_minor, request.currency,
+                                                    request.memo)
+        finally:
+            self._opening = False
+        self.session = session
+        self.refresh_status()
+        if session.sale.is_final:  # the backend refused to create the invoice
+            self._show_outcome(session.outcome())
+            return False
+        inv = session.invoice
+        self.pay.invoice_ready(
+            PayInvoice(inv.bolt11, inv.amount_msat, inv.expires_at) if inv is not None else None
+        )
+        if inv is not None:
+            self._watch = self.spawn(self._follow(session))
+        held, self._held_tap = self._held_tap, None
+        if held is not None:
+            await self.handle_tap(held)
+        return True
+
+    @property
+    def session_open(self) -> bool:
+        return self.session is not None and not self.session.sale.is_final
+
+    async def _follow(self, session: SaleSession) -> SaleOutcome:
+        inv = session.invoice
+        timeout = max(1.0, (inv.expires_at if inv else self.clock()) - self.clock()) + \
+            SETTLE_GRACE_S
+        outcome = await session.wait_settled(timeout)
+        if session is self.session and outcome.status != "pending":
+            self._show_outcome(outcome)
+        return outcome
+
+    # -- taps -------------------------------------------------------------------------------
+    def tap_threadsafe(self, loop: asyncio.AbstractEventLoop, url: str) -> None:
+        """From the reader thread: hand the tap to the loop (the only thread touching state)."""
+        loop.call_soon_threadsafe(lambda: self.spawn(self.handle_tap(url)))
+
+    async def handle_tap(self, url: str) -> TapResult | None:
+        if self._opening:
+            self._held_tap = url  # the invoice is on its way: use this tap once it is ready
+            return None
+        session = self.session
+        if session is None or self.screen is Screen.SALE and not self.session_open:
+            self.say(t("sale.enter_amount"))
+            return None
+        self.pay.set_phase(PayPhase.CARD_READ)
+        if self.screen is Screen.RESULT and self.session_open:
+            self._result_shown.clear()
+            self.go(Screen.PAY)
+        result = await session.tap(url)
+        self._after_tap(session, result)
+        return result
+
+    async def submit_pin(self) -> TapResult | None:
+        session = self.session
+        if session is None or not self.pay.pin.complete:
+            return None
+        pin = self.pay.pin.take()
+        self.pay.set_phase(PayPhase.CARD_READ)
+        result = await session.submit(pin)
+        self._after_tap(session, result)
+        return result
+
+    def _after_tap(self, session: SaleSession, result: TapResult) -> None:
+        kind = result.kind
+        if kind == "late":
+            self.say(result.message)
+            if self.screen is Screen.PAY and self.session_open:
+                self.pay.set_phase(PayPhase.WAITING)
+            return
+        if kind == "pin-required":
+            self.pay.set_phase(PayPhase.PIN)
+        elif kind in ("accepted", "unknown"):
+            self.pay.set_phase(PayPhase.CONFIRMING)
+        elif kind == "refused":
+            self.pay.set_phase(PayPhase.WAITING if session.invoice else PayPhase.OFFLINE)
+            self._show(ResultInfo(
+                "refused", self.pay.amount_text, self.pay.sats_text, method="card",
+                reason=result.code, message=result.message, at=self.clock(),
+                sale_open=not session.sale.is_final,
+            ))
+        elif kind in ("queued", "declined"):
+            self._show_outcome(session.outcome(), message=result.message)
+        self.refresh_status()
+
+    # -- endings ----------------------------------------------------------------------------
+    def _show_outcome(self, outcome: SaleOutcome, message: str = "") -> None:
+        session = self.session
+        method = session.record.method if session is not None else None
+        self._show(ResultInfo(
+            outcome.status if outcome.status != "pending" else "failed",
+            self.pay.amount_text, self.pay.sats_text, method=method, reason=outcome.reason,
+            message=message or outcome.message, at=self.clock(), sale_open=False,
+        ))
+
+    def _show(self, info: ResultInfo) -> None:
+        self.result.show(info)
+        self.notice = ""
+        self.go(Screen.RESULT)
+        self._result_shown.set()
+        self.refresh_status()
+
+    async def wait_result(self, timeout: float | None = None) -> ResultInfo:
+        async with asyncio.timeout(timeout):
+            await self._result_shown.wait()
+        return self.result.info
+
+    async def cancel(self) -> None:
+        session = self.session
+        if session is not None and not session.sale.is_final and not await session.cancel():
+            self.say(t("pay.confirming"))  # in flight: only its outcome can end it
+            return
+        self._stop_watch()
+        self.new_sale()
+
+    def result_done(self) -> None:
+        """Leave the Result screen: back to Pay when the invoice is still open, else a new sale."""
+        if self.session_open and self.result.info.sale_open:
+            self._result_shown.clear()
+            self.pay.set_phase(PayPhase.WAITING if self.pay.invoice else PayPhase.OFFLINE)
+            self.go(Screen.PAY)
+        else:
+            self.new_sale()
+
+    def new_sale(self) -> None:
+        if self.session_open:
+            return
+        self._stop_watch()
+        self.session = None
+        self._result_shown.clear()
+        self.sale.reset()
+        self.notice = ""
+        self.go(Screen.SALE)
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None and not self._watch.done():
+            self._watch.cancel()
+        self._watch = None
+
+    # -- receipts ---------------------------------------------------------------------------
+    def receipt_text(self, sale_id: str | None = None, *, reprint: bool = False) -> str:
+        from hw.printer import as_text
+        from terminal.receipts import sale_receipt
+
+        record = self._record(sale_id)
+        if record is None:
+            return ""
+        doc = sale_receipt(record, merchant=self.settings.merchant,
+                           terminal_id=self.settings.terminal_id, reprint=reprint)
+        return as_text(doc, self.settings.receipt_width)
+
+    def _record(self, sale_id: str | None):
+        if sale_id is None:
+            return self.session.record if self.session is not None else None
+        return self.checkout.ledger.get_sale(sale_id)
+
+    async def print_receipt(self, sale_id: str | None = None) -> str:
+        """Print (or hand to the receipt sink) the receipt; returns a status line to show."""
+        from terminal.receipts import print_receipt, sale_receipt, status_text
+
+        record = self._record(sale_id)
+        if record is None:
+            return ""
+        reprint = self.result.printed if sale_id is None else True
+        if self.printer is None:
+            if self.receipt_sink is not None:
+                self.receipt_sink(self.receipt_text(sale_id, reprint=reprint))
+            if sale_id is None:
+                self.result.mark_printed()
+            return t("result.printed")
+        doc = sale_receipt(record, merchant=self.settings.merchant,
+                           terminal_id=self.settings.terminal_id, reprint=reprint)
+        outcome = await print_receipt(self.printer, doc)  # type: ignore[arg-type]
+        self.status.update(printer="ready" if outcome.ok else "error")
+        if outcome.ok and sale_id is None:
+            self.result.mark_printed()
+        return status_text(outcome)
+
+    async def aclose(self) -> None:
+        self._stop_watch()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,48 @@
+"""Small widgets shared by the screens: the QR code, the status bar and the demo strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kivy.graphics.texture import Texture
+from kivy.lang import Builder
+from kivy.properties import ObjectProperty, StringProperty
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.widget import Widget
+
+from terminal.ui.qr import luminance_bytes, qr_matrix
+from terminal.ui.viewmodels.tones import COLOURS
+
+Builder.load_file(str(Path(__file__).with_suffix(".kv")))
+
+
+class QRCodeWidget(Widget):
+    """Draws `data` as a QR code, square and as large as the widget allows, modules sharp."""
+
+    data = StringProperty("")
+    texture = ObjectProperty(None, allownone=True)
+
+    def on_data(self, _instance, value: str) -> None:
+        if not value:
+            self.texture = None
+            return
+        matrix = qr_matrix(value)
+        n = len(matrix)
+        tex = Texture.create(size=(n, n), colorfmt="luminance")
+        tex.mag_filter = tex.min_filter = "nearest"  # no blur between modules
+        tex.blit_buffer(luminance_bytes(matrix), colorfmt="luminance", bufferfmt="ubyte")
+        self.texture = tex
+
+
+class StatusBar(BoxLayout):
+    def show(self, vm) -> None:
+        ids = self.ids
+        ids.link.text, ids.link.bg = vm.link_text, COLOURS[vm.link_tone]
+        ids.reader.text, ids.reader.bg = vm.reader_text, COLOURS[vm.reader_tone]
+        ids.queue.text, ids.queue.bg = vm.queue_text, COLOURS[vm.queue_tone]
+        ids.printer.text = vm.printer_text
+        ids.clock.text = vm.clock_text
+
+
+class DemoStrip(BoxLayout):
+    app = ObjectProperty(None)

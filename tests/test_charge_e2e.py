@@ -1,0 +1,146 @@
+"""One complete sale against the sandbox, through the CLI contract and the checkout service.
+
+Real parts throughout: the sandbox's Flash GraphQL + issuer on 127.0.0.1, the simulated card read
+through the NTAG 424 DNA command code, the ledger on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from terminal.app import build_terminal
+from terminal.cli import main
+from terminal.config import load_config
+from terminal.sandbox.server import SandboxThread
+from terminal.simcards import tap as tap_card
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sandbox")
+    with SandboxThread(data) as sb:
+        sb.write_terminal_config()
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def config_path(sandbox) -> Path:
+    return sandbox.sandbox.data_dir / "terminal.toml"
+
+
+def new_card(tmp_path: Path, config_path: Path, balance: int, capsys, *extra: str) -> Path:
+    card = tmp_path / f"card-{balance}.json"
+    data = str(config_path.parent)
+    assert main(["sandbox", "card", "new", str(card), "--data", data,
+                 "--balance", str(balance), "--json", *extra]) == 0
+    capsys.readouterr()
+    return card
+
+
+def charge(capsys, config_path: Path, *args: str) -> tuple[int, dict]:
+    code = main(["charge", *args, "--config", str(config_path), "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1])
+
+
+def test_charge_with_a_simulated_card_is_paid(tmp_path, config_path, capsys):
+    card = new_card(tmp_path, config_path, 100_000, capsys)
+    code, result = charge(capsys, config_path, "5", "--currency", "USD", "--card-file", str(card))
+    assert result["status"] == "paid", result
+    assert code == 0
+    assert set(result) >= {"status", "reason", "sale_id", "payment_hash", "amount_msat"}
+    assert result["reason"] is None
+    assert result["amount_msat"] > 0 and len(result["payment_hash"]) == 64
+
+
+def test_insufficient_balance_fails_with_its_reason(tmp_path, config_path, capsys):
+    card = new_card(tmp_path, config_path, 10, capsys)
+    code, result = charge(capsys, config_path, "5", "--currency", "USD", "--card-file", str(card))
+    assert code == 4
+    assert result["status"] == "failed"
+    assert result["reason"] == "insufficient-balance"
+    assert "balance" in result["message"].lower()
+
+
+def test_replayed_tap_is_refused_before_any_network_call(tmp_path, config_path, capsys):
+    card = new_card(tmp_path, config_path, 100_000, capsys)
+    url = tap_card(card)
+    code, first = charge(capsys, config_path, "100", "--currency", "SAT", "--tap", url)
+    assert code == 0 and first["status"] == "paid"
+    code, second = charge(capsys, config_path, "100", "--currency", "SAT", "--tap", url)
+    assert code == 4
+    assert second["reason"] == "replayed-tap"
+
+
+def test_forged_tap_is_refused_locally(tmp_path, config_path, capsys):
+    card = new_card(tmp_path, config_path, 100_000, capsys)
+    url = tap_card(card)
+    forged = url[:-1] + ("0" if url[-1] != "0" else "1")
+    code, result = charge(capsys, config_path, "1", "--currency", "USD", "--tap", forged)
+    assert code == 4 and result["reason"] == "cmac-mismatch"
+
+
+def test_usage_errors_exit_2(config_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["charge", "5", "--config", str(config_path), "--json"])  # no tap/card/qr
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["charge", "abc", "--qr", "--config", str(config_path)])
+    assert exc.value.code == 2
+
+
+def test_qr_sale_is_paid_when_a_wallet_pays_and_a_late_tap_is_answered(
+    tmp_path, sandbox, config_path, capsys
+):
+    card = new_card(tmp_path, config_path, 100_000, capsys)
+
+    async def scenario():
+        terminal = build_terminal(load_config(config_path))
+        try:
+            session = await terminal.checkout.open_sale(250, "SAT", "coffee")
+            assert session.invoice is not None
+            sandbox.pay_invoice(session.invoice.bolt11)
+            outcome = await session.wait_settled(10)
+            late = await session.tap(tap_card(card))
+            return session, outcome, late
+        finally:
+            await terminal.aclose()
+
+    session, outcome, late = asyncio.run(scenario())
+    assert outcome.status == "paid"
+    assert session.record.method == "qr"
+    assert late.kind == "late" and "already paid" in late.message
+    states = [h.to_state for h in session.record.history]
+    assert states == ["created", "invoiced", "paid"]
+
+
+def test_callback_timeout_is_resolved_through_the_invoice_status(
+    tmp_path, sandbox, config_path, capsys
+):
+    card = new_card(tmp_path, config_path, 100_000, capsys)
+    sandbox.set_faults(latency_s={"ln_callback": 3.0})
+    try:
+        async def scenario():
+            config = load_config(config_path)
+            terminal = build_terminal(config)
+            from terminal.withdraw import Timeouts
+
+            terminal.withdraw.timeouts = Timeouts(callback_read=0.5, callback_deadline=0.8)
+            try:
+                session = await terminal.checkout.open_sale(300, "SAT")
+                result = await session.tap(tap_card(card))
+                outcome = await session.wait_settled(15)
+                return result, outcome, session
+            finally:
+                await terminal.aclose()
+
+        result, outcome, session = asyncio.run(scenario())
+    finally:
+        sandbox.set_faults(latency_s={})
+    assert result.kind == "unknown"
+    assert outcome.status == "paid"
+    assert [h.event for h in session.record.history].count("callback_sent") == 1

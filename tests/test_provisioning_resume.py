@@ -1,0 +1,278 @@
+"""Crash safety of programming and wiping: the card pulled after every APDU, then resumed.
+
+Real simulated card (`hw.sim`), real journal files on disk; a fresh `ProvisioningJournal` object
+for every attempt stands for a terminal that lost power in between.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from hw.nfc import card_session
+from hw.ntag424 import CardRemovedError, Ntag424
+from hw.sim.card import SimulatedNtag424
+from hw.sim.nfcpy_device import SimReader, installed
+from terminal.boltcard import derive_card_keys, verify_tap_url
+from terminal.keyexchange import FileKeySource, IssuerKeySource, IssuerResponse
+from terminal.provisioning import (
+    BoltcardKeys,
+    CardNotBlank,
+    KeysDoNotMatch,
+    inspect_card,
+    program_card,
+    wipe_card,
+)
+from terminal.provisioning_journal import ProvisioningJournal
+
+UID = bytes.fromhex("04A1B2C3D4E5F6")
+BASE_URL = "lnurlw://pos.example/ln"
+KEYS = BoltcardKeys(*(bytes([0x10 * (n + 1)]) * 16 for n in range(5)), version=1)
+WRONG = BoltcardKeys(*(bytes([0x0F + n]) * 16 for n in range(5)), version=1)
+ISSUER_KEY = bytes.fromhex("00000000000000000000000000000001")
+
+
+def source(keys: BoltcardKeys = KEYS) -> FileKeySource:
+    return FileKeySource(IssuerResponse(keys=keys, lnurlw_base=BASE_URL))
+
+
+class PullAfter:
+    """Transport that lets `n` APDUs through, then the card leaves the field.
+
+    `answer_last=False`: the n-th APDU runs on the card but its answer is lost.
+    """
+
+    def __init__(self, card: SimulatedNtag424, n: int, answer_last: bool) -> None:
+        self.card, self.left, self.answer_last = card, n, answer_last
+        self.count = 0
+
+    def transceive(self, apdu: bytes) -> bytes:
+        if self.left <= 0:
+            self.card.deactivate()
+            raise CardRemovedError()
+        response = self.card.transceive(apdu)
+        self.left -= 1
+        self.count += 1
+        if self.left == 0 and not self.answer_last:
+            self.card.deactivate()
+            raise CardRemovedError()
+        return response
+
+
+def fresh_card() -> SimulatedNtag424:
+    card = SimulatedNtag424.factory(UID)
+    card.power_on()
+    return card
+
+
+def tag_on(card: SimulatedNtag424, n: int = 10**6, answer_last: bool = True) -> Ntag424:
+    card.deactivate()
+    card.power_on()
+    return Ntag424(PullAfter(card, n, answer_last))
+
+
+def failures(card: SimulatedNtag424) -> list[int]:
+    return [card.state.consecutive_auth_failures] + [k.tot_fail_ctr for k in card.state.keys]
+
+
+def count_apdus(run) -> int:
+    card = fresh_card()
+    transport = PullAfter(card, 10**6, True)
+    run(card, Ntag424(transport))
+    return transport.count
+
+
+def program(tag: Ntag424, journal_path: Path, **kwargs) -> str | None:
+    return program_card(tag, kwargs.pop("src", source()), ProvisioningJournal(journal_path),
+                        **kwargs).url
+
+
+# --- programming ------------------------------------------------------------------------------
+
+
+def test_program_then_tap_verifies(tmp_path: Path) -> None:
+    card = fresh_card()
+    url = program(tag_on(card), tmp_path / "j.jsonl")
+    result = verify_tap_url(url, KEYS.k1, KEYS.k2)
+    assert result.valid and result.uid == UID and result.counter == 1
+    tap = Ntag424(card).read_ndef_url()
+    assert verify_tap_url(tap, KEYS.k1, KEYS.k2).counter == 2
+    assert [k.version for k in card.state.keys] == [1] * 5
+    assert [k.value for k in card.state.keys] == [KEYS.key(n) for n in range(5)]
+    journal = ProvisioningJournal(tmp_path / "j.jsonl")
+    assert journal.pending() == [] and len(journal.entries()) == 1
+    assert stat.S_IMODE(os.stat(tmp_path / "j.jsonl").st_mode) == 0o600
+
+
+@pytest.mark.parametrize("answer_last", [True, False], ids=["answered", "answer-lost"])
+@pytest.mark.parametrize("random_uid", [False, True], ids=["uid", "random-uid"])
+def test_program_pulled_after_every_apdu_then_resumed(
+    tmp_path: Path, answer_last: bool, random_uid: bool
+) -> None:
+    src = IssuerKeySource(ISSUER_KEY, url=BASE_URL)
+    derived = derive_card_keys(ISSUER_KEY, UID, 1)
+
+    def run(card: SimulatedNtag424, tag: Ntag424) -> None:
+        program_card(tag, src, ProvisioningJournal(tmp_path / "count.jsonl"),
+                     random_uid=random_uid)
+
+    total = count_apdus(run)
+    assert total > 20
+    for n in range(1, total + 1 if not answer_last else total):
+        card = fresh_card()
+        journal = tmp_path / f"j{n}.jsonl"
+        with pytest.raises(CardRemovedError):
+            program(tag_on(card, n, answer_last), journal, src=src, random_uid=random_uid)
+        # Power cut: a new journal object reads what the last run wrote; the card decides.
+        url = program(tag_on(card), journal, src=src, random_uid=random_uid)
+        result = verify_tap_url(url, derived.k1, derived.k2)
+        assert result.valid and result.uid == UID, f"after {n} APDUs"
+        assert [k.version for k in card.state.keys] == [1] * 5, f"after {n} APDUs"
+        assert card.state.random_uid is random_uid
+        assert failures(card) == [0] * 6, f"after {n} APDUs"
+        assert ProvisioningJournal(journal).pending() == []
+
+
+def test_key_exchange_keys_are_not_fetched_again_on_resume(tmp_path: Path) -> None:
+    """An issuer may hand out new keys per request: a resume uses the journal's keys."""
+    card = fresh_card()
+    journal = tmp_path / "j.jsonl"
+    calls: list[bytes] = []
+
+    class CountingSource(FileKeySource):
+        def keys_for(self, uid, facts):  # type: ignore[no-untyped-def]
+            calls.append(uid)
+            return super().keys_for(uid, facts)
+
+    first = CountingSource(IssuerResponse(keys=KEYS, lnurlw_base=BASE_URL))
+    with pytest.raises(CardRemovedError):
+        program(tag_on(card, 22, False), journal, src=first)
+    other = CountingSource(IssuerResponse(keys=WRONG, lnurlw_base=BASE_URL))
+    url = program(tag_on(card), journal, src=other)
+    assert calls == [UID]
+    assert verify_tap_url(url, KEYS.k1, KEYS.k2).valid
+
+
+def test_programmed_card_without_journal_entry_is_refused(tmp_path: Path) -> None:
+    card = fresh_card()
+    program(tag_on(card), tmp_path / "a.jsonl")
+    with pytest.raises(CardNotBlank):
+        program(tag_on(card), tmp_path / "other.jsonl", src=source(WRONG))
+    assert failures(card) == [0] * 6
+
+
+# --- wiping -----------------------------------------------------------------------------------
+
+
+def programmed_card(tmp_path: Path, random_uid: bool = False) -> SimulatedNtag424:
+    card = fresh_card()
+    program(tag_on(card), tmp_path / "program.jsonl", random_uid=random_uid)
+    return card
+
+
+def assert_factory(card: SimulatedNtag424) -> None:
+    facts = inspect_card(tag_on(card))
+    assert facts.factory
+    assert [(k.value, k.version) for k in card.state.keys] == [(bytes(16), 0)] * 5
+
+
+def test_wipe_returns_card_to_factory(tmp_path: Path) -> None:
+    card = programmed_card(tmp_path)
+    journal = ProvisioningJournal(tmp_path / "w.jsonl")
+    outcome = wipe_card(tag_on(card), source(), journal)
+    assert outcome.card_id is not None
+    assert_factory(card)
+    assert journal.pending() == []
+    # Blank again: it takes new keys.
+    again = program(tag_on(card), tmp_path / "p2.jsonl", src=source(WRONG))
+    assert verify_tap_url(again, WRONG.k1, WRONG.k2).valid
+
+
+@pytest.mark.parametrize("answer_last", [True, False], ids=["answered", "answer-lost"])
+@pytest.mark.parametrize("random_uid", [False, True], ids=["uid", "random-uid"])
+def test_wipe_pulled_after_every_apdu_then_resumed(
+    tmp_path: Path, answer_last: bool, random_uid: bool
+) -> None:
+    def run(card: SimulatedNtag424, tag: Ntag424) -> None:
+        program(Ntag424(card), tmp_path / "count-p.jsonl", random_uid=random_uid)
+        wipe_card(tag, source(), ProvisioningJournal(tmp_path / "count-w.jsonl"))
+
+    total = count_apdus(run)
+    assert total > 15
+    for n in range(1, total + 1 if not answer_last else total):
+        card = programmed_card(tmp_path, random_uid)
+        journal = tmp_path / f"w{n}.jsonl"
+        with pytest.raises(CardRemovedError):
+            wipe_card(tag_on(card, n, answer_last), source(), ProvisioningJournal(journal))
+        wipe_card(tag_on(card), source(), ProvisioningJournal(journal))
+        assert_factory(card)
+        assert failures(card) == [0] * 6, f"after {n} APDUs"
+        assert ProvisioningJournal(journal).pending() == []
+
+
+def test_wrong_keys_never_touch_the_failure_counter(tmp_path: Path) -> None:
+    card = programmed_card(tmp_path)
+    journal = ProvisioningJournal(tmp_path / "w.jsonl")
+    for _ in range(20):  # far more than any lock-out threshold
+        with pytest.raises(KeysDoNotMatch):
+            wipe_card(tag_on(card), source(WRONG), journal)
+    assert failures(card) == [0] * 6
+    assert card.state.auth_delay_frames == 0
+    assert journal.entries() == []  # nothing recorded for keys that do not fit
+    wipe_card(tag_on(card), source(), journal)
+    assert_factory(card)
+
+
+def test_wipe_with_issuer_key_uses_the_cards_version(tmp_path: Path) -> None:
+    card = fresh_card()
+    src = IssuerKeySource(ISSUER_KEY, version=3, url=BASE_URL)
+    program(tag_on(card), tmp_path / "p.jsonl", src=src)
+    assert [k.version for k in card.state.keys] == [3] * 5
+    outcome = wipe_card(tag_on(card), IssuerKeySource(ISSUER_KEY), ProvisioningJournal(
+        tmp_path / "w.jsonl"))
+    assert outcome.card_id == derive_card_keys(ISSUER_KEY, UID, 3).card_id
+    assert_factory(card)
+
+
+# --- beneath real nfcpy: SimReader.remove_after ------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [3, 12, 17, 20, 23])
+def test_program_over_the_reader_pulled_then_resumed(tmp_path: Path, n: int) -> None:
+    card = SimulatedNtag424.factory(UID)
+    reader = SimReader()
+    journal = tmp_path / "j.jsonl"
+    with installed(reader, "sim:provisioning"):
+        reader.place(card)
+        with card_session("sim:provisioning", 5.0) as event:
+            assert event is not None and event.handle is not None
+            reader.remove_after(n, answer_last=False)
+            with pytest.raises(CardRemovedError):
+                program(Ntag424(event.handle), journal)
+        reader.place(card)
+        with card_session("sim:provisioning", 5.0) as event:
+            assert event is not None and event.handle is not None
+            url = program(Ntag424(event.handle), journal)
+    assert verify_tap_url(url, KEYS.k1, KEYS.k2).valid
+    assert failures(card) == [0] * 6
+
+
+# --- the journal file -------------------------------------------------------------------------
+
+
+def test_journal_survives_a_torn_line_and_hides_keys(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = ProvisioningJournal(path)
+    entry = journal.begin("program", UID, KEYS, url=BASE_URL)
+    journal.step(entry, "URL written")
+    with open(path, "ab") as f:
+        f.write(b'{"entry": "x", "event": "beg')  # power cut mid-write
+    [read] = ProvisioningJournal(path).pending()
+    assert read.keys == KEYS and read.steps == ["URL written"] and read.matches(UID)
+    assert not read.matches(bytes(7))
+    for n in range(5):
+        assert KEYS.key(n).hex() not in repr(read)
+    assert UID.hex() not in path.read_text().lower()  # only a keyed hash of the UID
