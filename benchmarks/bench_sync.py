@@ -11,8 +11,8 @@ and a status check, with the ledger's write-ahead fsyncs. The sandbox's own proc
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import statistics
 import sys
 import tempfile

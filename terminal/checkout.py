@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -57,6 +57,7 @@ class Ledger(Protocol):
     def advance_counter(self, card_id: str, issuer: str, counter: int) -> int: ...
     def add_payout(self, payout: QueuedPayout) -> None: ...
     def exposure(self) -> Exposure: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -374,16 +375,17 @@ class SaleSession:
             created_at=now,
             metadata={"terminal_id": co.terminal_id},
         )
-        co.ledger.add_payout(payout)
         card.queued_msat += amount_msat
         card.issuer = v.issuer
-        co.ledger.save_card(card)
         self.record.method = "card"
         self.record.card_id = v.card_id
         self.record.issuer = v.issuer
         self.record.counter = v.counter
         self.record.amount_msat = amount_msat
-        self._apply("queued")
+        with co.ledger.transaction():  # payout, card total and sale state: all or nothing
+            co.ledger.add_payout(payout)
+            co.ledger.save_card(card)
+            self._apply("queued")
         return TapResult("queued", None, decision.message)
 
     def _offline_amount_msat(self) -> int:
@@ -406,8 +408,9 @@ class SaleSession:
         if self.sale.is_final or self.invoice is None:
             return self.outcome()
         try:
-            async with asyncio.timeout(timeout_s), aclosing(co.backend.watch(self.invoice)) as watch:
-                # aclosing: leaving early must stop the backend's socket and poll tasks now.
+            statuses = co.backend.watch(self.invoice)
+            # aclosing: leaving early must stop the backend's socket and poll tasks now.
+            async with asyncio.timeout(timeout_s), aclosing(statuses) as watch:
                 async for status in watch:
                     if self._settle(status):
                         break

@@ -239,9 +239,9 @@ def decode_lnurl(text: str, *, insecure_hosts: Iterable[str] = ()) -> str:
 
     Accepts `lnurlw://…` (LUD-17: scheme case-insensitive; `https://`, or `http://` for
     `.onion` and for the development hosts in `insecure_hosts`, i.e. the policy's
-    `allow_insecure_hosts`, empty in production), a bech32 `LNURL1…` (LUD-01: either case, any length, optional `lightning:`),
-    and a plain `https://`/`http://` URL. Whether the URL may be contacted is `check_url`'s
-    decision, not this function's. Raises only `LnurlDecodeError`.
+    `allow_insecure_hosts`, empty in production), a bech32 `LNURL1…` (LUD-01: either case,
+    any length, optional `lightning:`), and a plain `https://`/`http://` URL. Whether the URL
+    may be contacted is `check_url`'s decision, not this function's. Raises only `LnurlDecodeError`.
     """
     if not isinstance(text, str):
         raise LnurlDecodeError("LNURL must be text")

@@ -174,6 +174,7 @@ class _Pass:
     def __init__(self) -> None:
         self.backend_down: str | None = None
         self.paused_until: float | None = None  # Retry-After for the whole backend
+        self.force = False
 
 
 class _Requeue(Exception):
@@ -225,10 +226,15 @@ class SyncWorker:
         self._last_report: float | None = None
 
     # ------------------------------------------------------------------------------ passes
-    async def run_once(self, *, report_sales: bool = True) -> SyncReport:
-        """One pass: resolve SUBMITTING payouts, submit due QUEUED ones, mark finished sales."""
+    async def run_once(self, *, report_sales: bool = True, force: bool = False) -> SyncReport:
+        """One pass: resolve SUBMITTING payouts, submit due QUEUED ones, mark finished sales.
+
+        `force` (a pass run by hand) tries every queued payout now, backoff or not; the order
+        per card and a Retry-After met during the pass still hold.
+        """
         report = SyncReport(started_at=self.clock())
         state = _Pass()
+        state.force = force
         chains: dict[str, list[QueuedPayout]] = {}
         for payout in (self.ledger.payouts(PayoutStatus.SUBMITTING)
                        + self.ledger.payouts(PayoutStatus.QUEUED)):
@@ -252,8 +258,8 @@ class SyncWorker:
         while not stop.is_set():
             wait_s = self.policy.idle_poll_s
             if self.connectivity.online or await self._probe():
-                due_report = (self._last_report is None or
-                              abs(self.clock() - self._last_report) >= self.policy.report_interval_s)
+                since = None if self._last_report is None else self.clock() - self._last_report
+                due_report = since is None or abs(since) >= self.policy.report_interval_s
                 try:
                     report = await self.run_once(report_sales=due_report)
                 except Exception:  # never let one bad record stop the worker
@@ -321,6 +327,8 @@ class SyncWorker:
         now = self.clock()
         if state.paused_until is not None and state.paused_until > now:
             return False
+        if state.force:
+            return True
         ahead = payout.next_attempt_at - now
         # Further ahead than any delay we set: the clock went backwards. Due now.
         horizon = max(self.policy.max_delay_s, self.policy.max_retry_after_s)

@@ -1,4 +1,4 @@
-"""Test-wide settings. Kivy reads its environment at import, so set it before anything imports it."""
+"""Test-wide settings. Kivy reads its environment at import: set it before anything imports it."""
 
 from __future__ import annotations
 

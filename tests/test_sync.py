@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from hw.ntag424.crypto import aes_ecb_encrypt, sdm_mac
-from terminal.backends.flash import FlashBackend, RetryPolicy
 from terminal.app import build_backend, build_keyring, build_withdraw_client
+from terminal.backends.flash import FlashBackend, RetryPolicy
 from terminal.checkout import Checkout
 from terminal.config import load_config
 from terminal.connectivity import Connectivity
@@ -181,7 +181,8 @@ def test_queued_taps_drain_to_paid_and_debit_each_card_once(rig):
     assert (report.paid, report.failed, report.pending) == (3, 0, 0)
     # Charged what each invoice asked (a USD wallet prices sats in whole cents), exactly once.
     charged = [rig.ledger.get_sale(s).amount_msat for s in sale_ids]
-    assert all(sats * 900 <= m <= sats * 1150 for m, (_, _, sats) in zip(charged, taps))
+    asked = [sats for _, _, sats in taps]
+    assert all(s * 900 <= m <= s * 1150 for m, s in zip(charged, asked, strict=True))
     assert rig.balance_msat(a) == 10_000_000 - charged[0] - charged[2]
     assert rig.balance_msat(b) == 10_000_000 - charged[1]
     assert all(n == 1 for n in rig.gets.values()) and len(rig.gets) == 3

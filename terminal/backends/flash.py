@@ -82,6 +82,7 @@ _STATUS = {
 _IDEMPOTENCY_CACHE_SIZE = 256
 _MAX_MESSAGE = 200
 _SAT_MSAT = 1000
+_WATCH_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,12 @@ class FlashBackend:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            done, stuck = await asyncio.wait(tasks, timeout=_WATCH_STOP_TIMEOUT_S)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    logger.error("status watch helper failed: %r", task.exception())
+            if stuck:
+                logger.error("status watch: %d helper task(s) did not stop", len(stuck))
 
     async def display_rate(self, currency: str) -> DisplayRate:
         currency = currency.upper()
@@ -328,7 +334,7 @@ class FlashBackend:
         price: _Price | None
         if currency == USD:
             cents = request.amount_minor
-            price = await self._optional_price(USD)
+            price = None if self._amount_tolerance is None else await self._optional_price(USD)
         elif currency == SAT:
             price = await self._realtime_price(USD)
             cents = _round_minor(request.amount_minor * price.minor_per_sat)
@@ -508,9 +514,11 @@ class FlashBackend:
             delay = await self._poll_once(invoice, queue)
             if link.live:
                 delay = max(delay, self._safety_poll_s)
-            # Sleep, but wake at once when the socket goes down.
+            # Sleep, but wake at once when the socket goes down. (`asyncio.timeout`: 3.11's
+            # `wait_for` can swallow our own cancellation when the event fires at that moment.)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link.went_down.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await link.went_down.wait()
             link.went_down.clear()
 
     async def _poll_once(

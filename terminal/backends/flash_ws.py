@@ -223,9 +223,14 @@ async def _messages(ws: ClientConnection, timings: WSTimings) -> AsyncIterator[d
 
 
 async def _recv(ws: ClientConnection, timeout_s: float) -> dict[str, Any] | None:
-    """One decoded message, or None on timeout. Cancelling websockets' recv() loses no data."""
+    """One decoded message, or None on timeout. Cancelling websockets' recv() loses no data.
+
+    `asyncio.timeout`, not `wait_for`: on 3.11 `wait_for` can swallow a cancellation that
+    arrives together with a message, which left `watch()` unable to stop its socket task.
+    """
     try:
-        raw = await asyncio.wait_for(ws.recv(), timeout=timeout_s)
+        async with asyncio.timeout(timeout_s):
+            raw = await ws.recv()
     except TimeoutError:
         return None
     except ConnectionClosed as exc:

@@ -55,7 +55,7 @@ async def _run(config):
             terminal_id=terminal_id(config),
             invoice_expiry_s=config.invoice_expiry_s,
         )
-        return recovered, await worker.run_once()
+        return recovered, await worker.run_once(force=True)  # by hand: try everything now
     finally:
         await terminal.aclose()
 
