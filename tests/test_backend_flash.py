@@ -91,6 +91,7 @@ class Faults:
     price_factor: Decimal = Decimal(1)  # mis-price BOLT11 amounts for USD invoices
     ws_refuse: bool = False  # refuse the WebSocket handshake
     ws_silent: bool = False  # ack + accept subscribe, then never answer anything (dead socket)
+    ws_server_pings: bool = False  # ping the client before the ack and after each subscribe
 
 
 @dataclass
@@ -104,7 +105,9 @@ class MiniFlash:
     ws_connections: int = 0
     ws_subscriptions: int = 0
     ws_client_pings: int = 0
+    ws_client_pongs: int = 0
     status_answers: int = 0  # status queries answered (their status already computed)
+    ws_init_payloads: list[Any] = field(default_factory=list)
     currency_list_calls: int = 0
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _sockets: set[WebSocket] = field(default_factory=set)
@@ -295,7 +298,8 @@ class MiniFlash:
         if getattr(self.faults, failing) > 0:
             setattr(self.faults, failing, getattr(self.faults, failing) - 1)
             return HTMLResponse("<html>503 Service Temporarily Unavailable</html>", 503)
-        result = await graphql(SCHEMA, body["query"], root_value=self.root(key == API_KEY),
+        authed = key == API_KEY or request.headers.get("authorization") == f"Bearer {API_KEY}"
+        result = await graphql(SCHEMA, body["query"], root_value=self.root(authed),
                                variable_values=body.get("variables"),
                                operation_name=body.get("operationName"))  # fmt: skip
         await self._bump()
@@ -321,6 +325,9 @@ class MiniFlash:
         try:
             init = json.loads(await websocket.receive_text())
             assert init["type"] == "connection_init"
+            self.ws_init_payloads.append(init.get("payload"))
+            if self.faults.ws_server_pings:
+                await websocket.send_text(json.dumps({"type": "ping"}))
             await websocket.send_text(json.dumps({"type": "connection_ack"}))
             while True:
                 message = json.loads(await websocket.receive_text())
@@ -330,6 +337,9 @@ class MiniFlash:
                     await self._bump()
                     if not self.faults.ws_silent:
                         await websocket.send_text(json.dumps({"type": "pong"}))
+                elif kind == "pong":
+                    self.ws_client_pongs += 1
+                    await self._bump()
                 elif kind == "subscribe":
                     payload = message["payload"]
                     assert validate(SCHEMA, parse(payload["query"])) == []
@@ -337,6 +347,8 @@ class MiniFlash:
                     self._watchers.setdefault(watched, set()).add(queue)
                     self.ws_subscriptions += 1
                     await self._bump()
+                    if self.faults.ws_server_pings:
+                        await websocket.send_text(json.dumps({"type": "ping"}))
                     if not self.faults.ws_silent:
                         forward = asyncio.create_task(self._forward(websocket, message["id"],
                                                                     queue))  # fmt: skip
@@ -431,7 +443,9 @@ def test_receive_only_creates_a_checked_usd_invoice():
     run(scenario)
 
 
-def test_api_key_mode_uses_own_wallet_and_header():
+def test_api_key_mode_uses_own_wallet_and_header(caplog):
+    caplog.set_level(logging.DEBUG)
+
     async def scenario():
         server = MiniFlash()
         async with serving(server) as (http_url, ws_url):
@@ -447,6 +461,46 @@ def test_api_key_mode_uses_own_wallet_and_header():
         assert all(h.get("x-api-key") == API_KEY for _, _, h in server.requests)
 
     run(scenario)
+    assert API_KEY not in caplog.text
+
+
+def test_session_token_mode_authorises_http_and_the_socket(caplog):
+    caplog.set_level(logging.DEBUG)  # websockets logs frames at DEBUG: not ours
+
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, username=None, session_token=API_KEY)
+            invoice = await b.create_invoice(sale())
+            statuses = b.watch(invoice)
+            first = await anext(statuses)
+            await server.wait_for(lambda: server.ws_subscriptions == 1)
+            await server.pay(invoice.bolt11)
+            rest = [s async for s in statuses]
+            await b.aclose()
+        assert b.mode == "session" and b.uses_websocket
+        assert [first, *rest] == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+        assert server.ws_init_payloads == [{"Authorization": f"Bearer {API_KEY}"}]
+        assert "LnUsdInvoiceCreate" in [op for _, op, _ in server.requests]
+
+    run(scenario)
+    assert "connection_init" not in caplog.text and API_KEY not in caplog.text
+
+
+def test_receive_only_socket_sends_no_credentials():
+    async def scenario():
+        server = MiniFlash()
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url)
+            invoice = await b.create_invoice(sale())
+            statuses = b.watch(invoice)
+            await anext(statuses)
+            await server.wait_for(lambda: server.ws_subscriptions == 1)
+            await statuses.aclose()  # the caller may stop watching at any time
+            await b.aclose()
+        assert server.ws_init_payloads == [None]
+
+    run(scenario)
 
 
 def test_same_sale_twice_creates_one_invoice():
@@ -454,10 +508,12 @@ def test_same_sale_twice_creates_one_invoice():
         server = MiniFlash()
         async with serving(server) as (http_url, ws_url):
             b = backend(http_url, ws_url)
-            one = await b.create_invoice(sale(key="sale-7"))
-            two = await b.create_invoice(sale(key="sale-7"))
+            one, two = await asyncio.gather(  # concurrently, as a double tap might
+                b.create_invoice(sale(key="sale-7")), b.create_invoice(sale(key="sale-7"))
+            )
+            three = await b.create_invoice(sale(key="sale-7"))
             await b.aclose()
-        assert one == two and server.mutations_received == 1
+        assert one == two == three and server.mutations_received == 1
 
     run(scenario)
 
@@ -593,6 +649,26 @@ def test_dropped_socket_reconnects_and_resubscribes():
     run(scenario)
 
 
+def test_client_answers_server_pings_before_and_after_the_ack():
+    async def scenario():
+        server = MiniFlash()
+        server.faults.ws_server_pings = True
+        async with serving(server) as (http_url, ws_url):
+            b = backend(http_url, ws_url, poll_interval_s=60, safety_poll_s=60)
+            invoice = await b.create_invoice(sale())
+            statuses = b.watch(invoice)
+            first = await anext(statuses)
+            await server.wait_for(lambda: server.ws_client_pongs == 2
+                                  and server.status_answers == 2)  # fmt: skip
+            await server.pay(invoice.bolt11)
+            rest = [s async for s in statuses]
+            await b.aclose()
+        assert [first, *rest] == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
+        assert server.ws_connections == 1  # the pings did not upset the connection
+
+    run(scenario)
+
+
 def test_silent_socket_is_declared_dead_and_replaced():
     async def scenario():
         server = MiniFlash()
@@ -720,7 +796,7 @@ def test_unavailable_read_is_retried_but_creation_is_not():
                 await b.create_invoice(sale())
             await b.aclose()
         assert rate.minor_per_sat == Decimal("0.1")
-        assert server.mutations_received == 1 and err.value.code == "5xx"
+        assert server.mutations_received == 1 and err.value.code == "outcome_unknown"
 
     run(scenario)
 
@@ -1043,5 +1119,6 @@ def test_sandbox_errors_are_typed(sb):
     rejected, rate, unauthorized, unknown = run(scenario)
     assert "Unable to create invoice" in rejected.message
     assert rate.minor_per_sat > 0
-    assert "invalid API key" in unauthorized.message and "fk_not_the_key" not in unauthorized.message
+    assert "invalid API key" in unauthorized.message
+    assert "fk_not_the_key" not in unauthorized.message
     assert "nobody-here" in unknown.message and unknown.code == "NOT_FOUND"

@@ -15,6 +15,11 @@ Amounts (most Flash accounts only have a USD wallet):
 - BTC wallet: sat-denominated `lnInvoiceCreate…`; fiat is converted to sats at
   `realtimePrice(<cur>).btcSatPrice` and the BOLT11 amount must equal sats × 1000 exactly.
 
+Status: `watch()` subscribes over graphql-transport-ws (`flash_ws`) without credentials, or
+with `Authorization: Bearer` in connection_init for a session token; API keys do not work on the
+socket, so with only a key the status is polled. While the socket is down the status query is
+polled every `poll_interval_s`; while it is up, a slow safety poll still runs.
+
 Retries: reads (status, price, currency list, wallet lookup) retry on 5xx/timeouts with exponential
 backoff + jitter and honour `retryAfterSeconds` when rate-limited. Invoice creation is never
 re-sent: a creation whose answer was lost raises `BackendUnavailable(code="outcome_unknown")`,
@@ -31,7 +36,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -180,7 +185,7 @@ class FlashBackend:
         ws_timings: flash_ws.WSTimings = flash_ws.WSTimings(),
         amount_tolerance: Decimal | None = Decimal("0.05"),
         allow_insecure_http: bool = False,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if wallet_currency not in WALLET_CURRENCIES:
             raise ValueError(f"wallet_currency must be one of {WALLET_CURRENCIES}")
@@ -210,6 +215,7 @@ class FlashBackend:
         )
         self._wallet: _Wallet | None = None
         self._wallet_lock = asyncio.Lock()
+        self._create_lock = asyncio.Lock()
         self._fraction_digits: dict[str, int] | None = None
         self._created: collections.OrderedDict[str, Invoice] = collections.OrderedDict()
 
@@ -234,22 +240,27 @@ class FlashBackend:
     # ---------------------------------------------------------------- Backend interface
 
     async def create_invoice(self, request: InvoiceRequest) -> Invoice:
-        cached = self._created.get(request.idempotency_key)
-        if cached is not None:
-            return cached  # same sale asked twice: never create a second invoice
+        """Create and check one invoice. The same `idempotency_key` (the sale id) asked again
+        in this process returns the same invoice, even if it has expired since: the caller
+        makes a new sale for a new invoice. Never retried; see the module docstring."""
         if request.amount_minor <= 0:
             raise BackendRejected("The amount must be greater than zero.", code="amount")
         if request.expires_in_s <= 0:
             raise BackendRejected("The invoice expiry must be positive.", code="expiry")
-        wallet = await self._resolve_wallet()
-        if wallet.currency == USD:
-            invoice = await self._create_usd_invoice(wallet, request)
-        else:
-            invoice = await self._create_sat_invoice(wallet, request)
-        self._created[request.idempotency_key] = invoice
-        while len(self._created) > _IDEMPOTENCY_CACHE_SIZE:
-            self._created.popitem(last=False)
-        return invoice
+        # One creation at a time: two concurrent calls for one sale must not make two invoices.
+        async with self._create_lock:
+            cached = self._created.get(request.idempotency_key)
+            if cached is not None:
+                return cached
+            wallet = await self._resolve_wallet()
+            if wallet.currency == USD:
+                invoice = await self._create_usd_invoice(wallet, request)
+            else:
+                invoice = await self._create_sat_invoice(wallet, request)
+            self._created[request.idempotency_key] = invoice
+            while len(self._created) > _IDEMPOTENCY_CACHE_SIZE:
+                self._created.popitem(last=False)
+            return invoice
 
     async def invoice_status(self, invoice: Invoice) -> InvoiceStatus:
         data = await self._read(
@@ -638,9 +649,11 @@ class FlashBackend:
             raise BackendUnavailable(
                 f"Flash did not answer {operation} ({type(exc).__name__}).", code="transport"
             ) from None
-        return self._parse(response, operation)
+        return self._parse(response, operation, mutation=mutation)
 
-    def _parse(self, response: httpx.Response, operation: str) -> dict[str, Any]:
+    def _parse(
+        self, response: httpx.Response, operation: str, *, mutation: bool = False
+    ) -> dict[str, Any]:
         status = response.status_code
         if status in (401, 403):
             raise BackendUnauthorized(self._unauthorized_message(response), code=f"http_{status}")
@@ -652,6 +665,13 @@ class FlashBackend:
                 code=CODE_TOO_MANY_REQUESTS,
             )
         if status >= 500:
+            if mutation:
+                # A gateway 502/504 can come after the upstream already created the invoice.
+                raise BackendUnavailable(
+                    f"Flash answered HTTP {status} to {operation}: the invoice may or may not "
+                    "exist. Not re-sent; check before creating another.",
+                    code="outcome_unknown",
+                )
             raise BackendUnavailable(f"Flash answered HTTP {status} to {operation}.", code="5xx")
         try:
             body = response.json()

@@ -36,6 +36,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 logger = logging.getLogger(__name__)
+# websockets logs every frame at DEBUG, and connection_init may carry a bearer token: give it
+# a logger of its own that never goes below INFO, whatever the root level is.
+_wire_logger = logging.getLogger(f"{__name__}.wire")
+_wire_logger.setLevel(logging.INFO)
 
 GRAPHQL_TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 
@@ -116,6 +120,7 @@ async def subscribe(
             # Our own protocol-level pings below detect dead sockets; the library's keepalive
             # would race them with a different timeout.
             ping_interval=None,
+            logger=_wire_logger,
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
