@@ -263,15 +263,15 @@ class SaleSession:
         if verification.reason is not None and verification.reason is not TapReason.UNKNOWN_ISSUER:
             return TapResult("refused", verification.reason.value,
                              TAP_MESSAGES.get(verification.reason, verification.detail))
-        if verification.valid and not (self.offline or self.invoice is None):
-            if co.ledger.card(verification.card_id).queued_msat > 0:
-                # Paying online now would send the issuer a higher counter than the queued
-                # offline taps, and it would then refuse those as replays: sync them first.
-                return TapResult(
-                    "refused", "queued-payments-pending",
-                    "This card has offline payments still waiting to be sent. They are being "
-                    "sent now: ask the customer to tap again in a moment, or pay by QR.",
-                )
+        online = not (self.offline or self.invoice is None)
+        if verification.valid and online and co.ledger.card(verification.card_id).queued_msat:
+            # Paying online now would send the issuer a higher counter than the queued
+            # offline taps, and it would then refuse those as replays: sync them first.
+            return TapResult(
+                "refused", "queued-payments-pending",
+                "This card has offline payments still waiting to be sent. They are being "
+                "sent now: ask the customer to tap again in a moment, or pay by QR.",
+            )
         if verification.valid:
             previous = co.ledger.advance_counter(
                 verification.card_id, verification.issuer, verification.counter
