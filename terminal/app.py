@@ -183,4 +183,5 @@ def build_terminal(config: Config) -> Terminal:
         connectivity=Connectivity(),
         invoice_expiry_s=config.invoice_expiry_s,
     )
+    checkout.restore_rates({config.display_currency, *config.currencies} - {"SAT"})
     return Terminal(config, backend, withdraw, keyring, ledger, checkout)

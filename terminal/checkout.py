@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, aclosing
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +29,7 @@ from terminal.backends.base import (
     Backend,
     BackendError,
     BackendUnavailable,
+    DisplayRate,
     Invoice,
     InvoiceRequest,
     InvoiceStatus,
@@ -57,6 +58,8 @@ class Ledger(Protocol):
     def advance_counter(self, card_id: str, issuer: str, counter: int) -> int: ...
     def add_payout(self, payout: QueuedPayout) -> None: ...
     def exposure(self) -> Exposure: ...
+    def set_meta(self, key: str, value: object) -> None: ...
+    def get_meta(self, key: str, default: object = None) -> object: ...
     def transaction(self) -> AbstractContextManager[None]: ...
 
 
@@ -98,6 +101,8 @@ class SaleOutcome:
             "amount_msat": self.amount_msat,
         }
 
+
+RATE_META_PREFIX = "rate:"
 
 TAP_MESSAGES = {
     TapReason.MALFORMED: "This card's data could not be read. Ask the customer to tap again.",
@@ -164,11 +169,33 @@ class Checkout:
         except BackendError as exc:
             self._observe_failure(exc)
             return
-        self.connectivity.success(self.clock())
+        now = self.clock()
+        self.connectivity.success(now)
         try:
-            self.rates.accept(rate, now=self.clock())
+            self.rates.accept(rate, now=now)
         except RateError as exc:  # a zero or negative rate is refused, the last good one kept
             log.warning("rate for %s refused: %s", currency_code, exc.message)
+            return
+        # Kept in the ledger so a restart while offline can still price (its age keeps running).
+        self.ledger.set_meta(f"{RATE_META_PREFIX}{rate.currency}", {
+            "minor_per_sat": str(rate.minor_per_sat),
+            "fraction_digits": rate.fraction_digits,
+            "timestamp": rate.timestamp,
+            "received_at": now,
+        })
+
+    def restore_rates(self, currencies: Iterable[str]) -> None:
+        """Load the last good rates kept in the ledger (call once at start)."""
+        for code in currencies:
+            kept = self.ledger.get_meta(f"{RATE_META_PREFIX}{code}")
+            if not kept:
+                continue
+            try:
+                rate = DisplayRate(code, Decimal(kept["minor_per_sat"]),
+                                   int(kept["fraction_digits"]), float(kept["timestamp"]))
+                self.rates.accept(rate, now=float(kept["received_at"]))
+            except (KeyError, ValueError, ArithmeticError, RateError) as exc:
+                log.warning("kept rate for %s ignored: %s", code, exc)
 
     def resume(self, sale_id: str) -> SaleSession:
         record = self.ledger.get_sale(sale_id)
@@ -353,6 +380,7 @@ class SaleSession:
         except RateError as exc:
             self._decline("offline-no-rate", str(exc))
             return TapResult("declined", "offline-no-rate", str(exc))
+        self.record.amount_msat = amount_msat  # shown on a decline too
         card = co.ledger.card(v.card_id) if v.valid else CardState(card_id="?")
         decision = decide_offline(
             OfflineTap(
