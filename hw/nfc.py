@@ -131,7 +131,9 @@ class ReaderStatusEvent:
 
 @dataclass(frozen=True)
 class TapEvent:
-    uri: str  # the NDEF URI as text (ndeflib `.iri`: `p=` and `c=` not percent-encoded)
+    # The NDEF URI as text (ndeflib `.iri`: `p=` and `c=` not percent-encoded). A spendable
+    # one-time tap: kept out of reprs and logs like the UID.
+    uri: str = field(repr=False)
     uid: bytes = field(repr=False)  # keep out of logs
     handle: CardHandle = field(repr=False, compare=False)
 

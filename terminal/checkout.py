@@ -39,7 +39,7 @@ from terminal.connectivity import Connectivity
 from terminal.money import Money, NoRate, RateError, RatePolicy, currency
 from terminal.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
 from terminal.risk import Exposure, OfflineLimits, OfflineTap, decide_offline
-from terminal.sale import IllegalTransition, LateTap, Sale, SaleState
+from terminal.sale import REOPENABLE_BY_PAYMENT, IllegalTransition, LateTap, Sale, SaleState
 
 if TYPE_CHECKING:
     from terminal.withdraw import WithdrawClient
@@ -53,6 +53,7 @@ class Ledger(Protocol):
     def save_sale(self, record: SaleRecord) -> None: ...
     def get_sale(self, sale_id: str) -> SaleRecord | None: ...
     def open_sales(self) -> list[SaleRecord]: ...
+    def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
     def card(self, card_id: str) -> CardState: ...
     def save_card(self, state: CardState) -> None: ...
     def advance_counter(self, card_id: str, issuer: str, counter: int) -> int: ...
@@ -103,6 +104,9 @@ class SaleOutcome:
 
 
 RATE_META_PREFIX = "rate:"
+LATE_PAYMENT_GRACE_S = 120.0
+WATCH_RETRY_BASE_S = 0.5
+WATCH_RETRY_MAX_S = 8.0
 
 TAP_MESSAGES = {
     TapReason.MALFORMED: "This card's data could not be read. Ask the customer to tap again.",
@@ -204,12 +208,24 @@ class Checkout:
         return SaleSession(self, record, record.to_sale())
 
     async def recover(self) -> list[SaleOutcome]:
-        """After a restart: settle every open sale that has an invoice through its status."""
+        """After a restart (and now and then while running): settle every open sale through
+        its invoice status, and catch wallets that paid a cancelled or failed sale's invoice
+        before it expired."""
         outcomes = []
-        for record in self.ledger.open_sales():
+        for record in self.ledger.open_sales() + self._closed_with_live_invoice():
             session = SaleSession(self, record, record.to_sale())
             outcomes.append(await session.reconcile())
         return outcomes
+
+    def _closed_with_live_invoice(self) -> list[SaleRecord]:
+        now = self.clock()
+        # An invoice lives at most invoice_expiry_s; look back twice that (clock skew).
+        recent = self.ledger.sales(start=now - 2 * self.invoice_expiry_s - LATE_PAYMENT_GRACE_S)
+        return [
+            r for r in recent
+            if SaleState(r.state) in REOPENABLE_BY_PAYMENT and r.bolt11
+            and (r.invoice_expires_at or 0) + LATE_PAYMENT_GRACE_S > now
+        ]
 
     def _observe_failure(self, exc: BackendError) -> None:
         if isinstance(exc, BackendUnavailable):
@@ -330,6 +346,8 @@ class SaleSession:
             request = await co.withdraw.fetch_request(url)
         except lnurl.LnurlError as exc:
             return self._tap_refused(exc)
+        if self.sale.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
+            return TapResult("late", "sale-ended", _late_text(self.sale.state))
         self._apply("withdraw_requested")
         self._pending_request = request
         return await self.submit(pin)
@@ -340,6 +358,9 @@ class SaleSession:
         request = self._pending_request
         if request is None or self.invoice is None:
             return TapResult("late", "no-pending-tap", "There is no card waiting for a PIN.")
+        if self.sale.state is not SaleState.WITHDRAW_REQUESTED:  # ended while the PIN was typed
+            self._pending_request = None
+            return TapResult("late", "sale-ended", _late_text(self.sale.state))
         amount = self.invoice.amount_msat
         try:
             lnurl.check_amount(request, amount, pin)
@@ -444,23 +465,38 @@ class SaleSession:
         co = self.checkout
         if self.sale.is_final or self.invoice is None:
             return self.outcome()
+        delay = WATCH_RETRY_BASE_S
         try:
-            statuses = co.backend.watch(self.invoice)
-            # aclosing: leaving early must stop the backend's socket and poll tasks now.
-            async with asyncio.timeout(timeout_s), aclosing(statuses) as watch:
-                async for status in watch:
-                    if self._settle(status):
-                        break
+            async with asyncio.timeout(timeout_s):
+                while not self.sale.is_final:
+                    try:
+                        await self._watch_once()
+                    except BackendError as exc:
+                        # One bad answer or a short outage must not end the wait: a payment
+                        # that lands a moment later still has to be seen.
+                        co._observe_failure(exc)
+                        log.warning("sale %s: status watch failed (%s), retrying",
+                                    self.record.id[:8], exc.message)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, WATCH_RETRY_MAX_S)
         except TimeoutError:
-            pass
-        except BackendError as exc:
-            co._observe_failure(exc)
+            await self.reconcile()  # one last look before answering "not settled"
         return self.outcome()
+
+    async def _watch_once(self) -> None:
+        statuses = self.checkout.backend.watch(self.invoice)
+        # aclosing: leaving early must stop the backend's socket and poll tasks now.
+        async with aclosing(statuses) as watch:
+            async for status in watch:
+                if self._settle(status):
+                    return
 
     async def reconcile(self) -> SaleOutcome:
         """Ask the backend once for the invoice status and settle the sale if it is final."""
         co = self.checkout
-        if self.sale.is_final:
+        if self.sale.is_final and not (
+            self.sale.state in REOPENABLE_BY_PAYMENT and self.invoice is not None
+        ):
             return self.outcome()
         if self.invoice is None:
             if self.sale.state is SaleState.CREATED and not self.offline:
@@ -475,16 +511,30 @@ class SaleSession:
         return self.outcome()
 
     def _settle(self, status: InvoiceStatus) -> bool:
-        if status is InvoiceStatus.PAID and not self.sale.is_final:
+        if status is InvoiceStatus.PAID and self.sale.state in REOPENABLE_BY_PAYMENT:
+            log.warning("sale %s: paid after it was %s", self.record.id[:8], self.sale.state.value)
+            self._apply("paid_late", f"paid-after-{self.sale.state.value}")
+            self._message = "Paid after the sale was closed: the money arrived."
+        elif status is InvoiceStatus.PAID and not self.sale.is_final:
             if self.record.method is None:
                 self.record.method = "qr"
             self._apply("paid")
+            self._unblock_card()
         elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:
             try:
                 self._apply("expired", "invoice-expired")
             except IllegalTransition:
                 return False
         return self.sale.is_final
+
+    def _unblock_card(self) -> None:
+        """A card that just paid online may be accepted offline again."""
+        if self.record.method != "card" or not self.record.card_id:
+            return
+        card = self.checkout.ledger.card(self.record.card_id)
+        if card.blocked:
+            card.blocked, card.blocked_reason = False, None
+            self.checkout.ledger.save_card(card)
 
     async def cancel(self) -> bool:
         try:

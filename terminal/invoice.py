@@ -1,9 +1,8 @@
 """BOLT11 checks a terminal makes before it shows or submits an invoice (BOLT #11).
 
-Pure core. Decoding and signature checks come from the `bolt11` package; this module adds what it
-lets through or leaves to the caller:
-- mixed case (BOLT #11 / BIP-173: "MUST NOT be mixed case"); the package lower-cases first;
-- sub-millisatoshi amounts: a `p` multiplier whose last digit is not 0 (the package truncates);
+Pure core. Decoding, case, amount precision and the signature come from `terminal.bolt11` (which
+rejects mixed case and sub-millisatoshi `p` amounts, both of which the `bolt11` package lets
+through); this module adds what is the caller's business:
 - the network prefix (`bc`, `tb`, `tbs`, `bcrt`) matching the configured network;
 - an amount present and equal to the expected msat, exactly;
 - the payment hash equal to the one the backend reported;
@@ -14,23 +13,13 @@ lets through or leaves to the caller:
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 
-import bolt11 as _bolt11
+from terminal import bolt11 as _bolt11
+from terminal.bolt11 import Bolt11Error, Bolt11ErrorReason
 
-DEFAULT_EXPIRY_S = 3600  # BOLT #11: `x` absent -> 3600 seconds
+DEFAULT_EXPIRY_S = _bolt11.DEFAULT_EXPIRY_S  # BOLT #11: `x` absent -> 3600 seconds
 _LIGHTNING_URI_PREFIX = "lightning:"
-# hrp = "ln" + currency prefix + optional amount (digits + optional multiplier)
-_HRP_RE = re.compile(r"ln(bcrt|bc|tbs|tb)(\d+)?([munp])?")
-# msat per unit of each multiplier, as a fraction (numerator, denominator): 1 BTC = 10^11 msat.
-_MULTIPLIER_MSAT = {
-    None: (10**11, 1),
-    "m": (10**8, 1),
-    "u": (10**5, 1),
-    "n": (10**2, 1),
-    "p": (1, 10),
-}
 
 
 class Network(enum.Enum):
@@ -110,59 +99,43 @@ def _strip_uri(text: str) -> str:
     return text
 
 
+def _check_error(exc: Bolt11Error) -> InvoiceCheckError:
+    reason = {
+        Bolt11ErrorReason.MIXED_CASE: InvoiceCheckReason.MIXED_CASE,
+        Bolt11ErrorReason.SUB_MSAT_AMOUNT: InvoiceCheckReason.SUB_MSAT_AMOUNT,
+    }.get(exc.reason, InvoiceCheckReason.MALFORMED)
+    return InvoiceCheckError(reason, exc.message)
+
+
 def _hrp_amount_msat(hrp: str) -> tuple[Network, int | None]:
     """Currency prefix and exact amount from the human-readable part, in integers only."""
-    match = _HRP_RE.fullmatch(hrp)
-    if match is None:
-        raise InvoiceCheckError(InvoiceCheckReason.MALFORMED, "not a Lightning invoice prefix")
-    prefix, digits, multiplier = match.groups()
-    if digits is None:
-        if multiplier is not None:
-            raise InvoiceCheckError(InvoiceCheckReason.MALFORMED, "invoice amount has no digits")
-        return Network(prefix), None
-    num, den = _MULTIPLIER_MSAT[multiplier]
-    scaled = int(digits) * num
-    if scaled % den:
-        # BOLT #11: "if the last decimal of amount is not 0" with `p` -> MUST fail.
-        raise InvoiceCheckError(
-            InvoiceCheckReason.SUB_MSAT_AMOUNT,
-            "invoice amount is a fraction of a millisatoshi",
-        )
-    return Network(prefix), scaled // den
+    try:
+        currency, amount_msat = _bolt11.parse_hrp(hrp)
+    except Bolt11Error as exc:
+        raise _check_error(exc) from None
+    return Network(currency), amount_msat
 
 
 def decode_invoice(text: str) -> DecodedInvoice:
     """Decode and structurally validate a BOLT11 string (signature, checksum, case, amount
-    precision). Raises `InvoiceCheckError`; it never lets a `bolt11` exception escape."""
+    precision). Raises `InvoiceCheckError` and nothing else."""
     raw = _strip_uri(text)
-    if raw != raw.lower() and raw != raw.upper():
-        raise InvoiceCheckError(InvoiceCheckReason.MIXED_CASE, "invoice mixes upper and lower case")
-    normalised = raw.lower()
-    sep = normalised.rfind("1")
-    if not normalised.startswith("ln") or sep < 0:
-        raise InvoiceCheckError(InvoiceCheckReason.MALFORMED, "not a Lightning invoice")
-    network, amount_msat = _hrp_amount_msat(normalised[:sep])
     try:
-        decoded = _bolt11.decode(normalised)
-    except Exception as exc:  # the package raises assorted types (bech32, bitstring, ValueError)
-        raise InvoiceCheckError(
-            InvoiceCheckReason.MALFORMED, f"invalid Lightning invoice ({type(exc).__name__})"
-        ) from exc
-    if decoded.currency != network.value or (decoded.amount_msat or None) != amount_msat:
-        # Our integer parse and the package's must agree; a disagreement is a parsing bug.
-        raise InvoiceCheckError(InvoiceCheckReason.MALFORMED, "invoice amount could not be read")
+        decoded = _bolt11.decode(raw)
+    except Bolt11Error as exc:
+        raise _check_error(exc) from None
     return DecodedInvoice(
-        bolt11=normalised,
-        network=network,
-        amount_msat=amount_msat,
-        payment_hash=decoded.payment_hash.lower(),
+        bolt11=raw.lower(),
+        network=Network(decoded.currency),
+        amount_msat=decoded.amount_msat,
+        payment_hash=decoded.payment_hash,
         payment_secret=decoded.payment_secret,
         description=decoded.description,
         description_hash=decoded.description_hash,
-        timestamp=decoded.date,
+        timestamp=decoded.timestamp,
         expiry=decoded.expiry,
-        payee=decoded.payee or "",
-        min_final_cltv_expiry=decoded.min_final_cltv_expiry,
+        payee=decoded.payee,
+        min_final_cltv_expiry=decoded.min_final_cltv,
     )
 
 
@@ -185,10 +158,33 @@ def check_invoice(
     `allow_expired` is for re-reading an invoice the backend already reports settled (its expiry
     no longer matters); everything else is always checked.
     """
+    Network.parse(network)  # a bad setting is reported before the invoice is looked at
+    if expected_msat <= 0:
+        raise ValueError("expected_msat must be positive")
+    return check_decoded(
+        decode_invoice(bolt11),
+        network=network,
+        expected_msat=expected_msat,
+        expected_payment_hash=expected_payment_hash,
+        now=now,
+        allow_expired=allow_expired,
+    )
+
+
+def check_decoded(
+    inv: DecodedInvoice,
+    *,
+    network: Network | str,
+    expected_msat: int,
+    expected_payment_hash: str | None = None,
+    now: float,
+    allow_expired: bool = False,
+) -> DecodedInvoice:
+    """`check_invoice` for an invoice already decoded (decoding is the costly part: the
+    signature check), so a caller that needs the amount first decodes only once."""
     want = Network.parse(network)
     if expected_msat <= 0:
         raise ValueError("expected_msat must be positive")
-    inv = decode_invoice(bolt11)
     if inv.network is not want:
         raise InvoiceCheckError(
             InvoiceCheckReason.WRONG_NETWORK,

@@ -488,7 +488,9 @@ def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 class WithdrawRequest:
     """A validated withdrawRequest. Amounts in msat."""
 
-    card_url: str  # the URL the tap resolved to (where the withdrawRequest came from)
+    # The URL the tap resolved to; it carries a p/c that may still be spendable (BTCPay keeps
+    # the counter only when `pr` arrives), so it never goes into a repr or a log.
+    card_url: str = field(repr=False)
     callback: str
     k1: str = field(repr=False)  # one-time tap token (BTCPay: "<p>-<c>")
     min_withdrawable_msat: int

@@ -16,6 +16,10 @@ Offline (the backend is unreachable, the tap was verified locally and approved b
 A tap that arrives before the invoice exists is held and handed back when the invoice is ready.
 After a terminal state the sale accepts no taps: `tap()` answers with a `LateTap` instead of
 changing anything. Any other event not in the table raises `IllegalTransition`.
+
+One exception to "terminal is final": a CANCELLED or FAILED sale whose invoice a wallet pays
+anyway (an invoice cannot be revoked) becomes PAID by `paid_late`. PAID itself is final, so a
+sale is paid at most once and never ends anything but paid after it was paid.
 """
 
 from __future__ import annotations
@@ -69,7 +73,13 @@ TRANSITIONS: dict[str, dict[SaleState, SaleState]] = {
     "queued": {S.CREATED: S.QUEUED},
     "submitted": {S.QUEUED: S.SUBMITTED},
     "declined": {S.CREATED: S.DECLINED},
+    # A Lightning invoice cannot be revoked: a wallet may still pay it after the merchant
+    # cancelled or the card was refused. The backend's word wins: the money arrived.
+    "paid_late": {S.CANCELLED: S.PAID, S.FAILED: S.PAID},
 }
+
+# Terminal states a late payment can still move to PAID (while the invoice is unexpired).
+REOPENABLE_BY_PAYMENT = frozenset({S.CANCELLED, S.FAILED})
 
 
 class IllegalTransition(Exception):

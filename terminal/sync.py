@@ -60,6 +60,12 @@ REASON_NO_INVOICE = "outcome-unknown-no-invoice"
 REASON_BACKEND_REFUSED = "backend-refused"
 REASON_ISSUER_UNREACHABLE = "issuer-unreachable"
 REASON_WAITING = "waiting-for-earlier-tap"
+# Definite issuer refusals that say the card cannot pay: stop accepting it offline (until it
+# pays successfully again).
+BLOCKING_REASONS = frozenset(
+    {"insufficient-balance", "card-disabled", "replayed-tap", "limit-exceeded", "wrong-pin"}
+)
+UNSENT_CALLBACK = "unsent_callback"  # payout.metadata key: a callback that never left
 
 # Item outcomes in a SyncReport.
 PAID, FAILED, QUEUED, SUBMITTING = "paid", "failed", "queued", "submitting"
@@ -93,6 +99,9 @@ class SyncPolicy:
     # Callback that could not be sent at all (connect errors): in-process retries with the same k1.
     callback_retries: int = 2
     callback_retry_s: float = 0.5
+    # An issuer answering garbage to the GET is retried this many attempts, then the payout
+    # fails (visibly) instead of blocking the card's queue and the exposure forever.
+    max_garbage_attempts: int = 4
     idle_poll_s: float = 5.0  # run_forever: longest sleep between passes
     report_interval_s: float = 300.0  # run_forever: how often finished sales are marked synced
 
@@ -367,7 +376,9 @@ class SyncWorker:
         # Only a QUEUED payout gets here: its invoice (if any) never went to an issuer, so an
         # expired one is simply replaced.
         generation = int(payout.metadata.get("invoices", 0))
-        key = sale.id if generation == 0 else f"{sale.id}:{generation}"
+        # Its own key space: checkout may already have used the sale id for an invoice whose
+        # answer was lost when the terminal went offline (BTCPay would find that one).
+        key = f"{sale.id}:offline:{generation}"
         request = InvoiceRequest(
             amount_minor=payout.amount_sats,
             currency="SAT",  # what the offline policy approved, in the unit the card is charged
@@ -416,7 +427,11 @@ class SyncWorker:
     async def _fetch(self, payout: QueuedPayout) -> lnurl.WithdrawRequest:
         try:
             return await self.withdraw.fetch_request(payout.tap_url)
-        except (lnurl.IssuerUnreachable, lnurl.IssuerGarbage) as exc:
+        except lnurl.IssuerGarbage as exc:
+            if payout.attempts >= self.policy.max_garbage_attempts:
+                raise _Fail(exc.code, _plain(exc)) from None
+            raise _Requeue(exc.code, _plain(exc)) from None
+        except lnurl.IssuerUnreachable as exc:
             # No money moves at the GET. If it did reach the issuer, the retry is refused there
             # ("already used") and ends FAILED; nothing can be paid twice.
             raise _Requeue(exc.code, _plain(exc)) from None
@@ -438,10 +453,11 @@ class SyncWorker:
                 await self.withdraw.submit(request, invoice.bolt11, invoice.amount_msat, None)
                 break
             except lnurl.IssuerUnreachable as exc:
-                # The callback never left: the same k1 may be sent again (the p/c is not).
+                # The callback never left: the same k1 may be sent again (the p/c is not, and
+                # the GET already spent it). Keep the request so later passes can send it while
+                # the invoice lives, instead of losing the payment over a short outage.
                 if attempt == self.policy.callback_retries:
-                    return self._finish_failed(payout, sale, REASON_ISSUER_UNREACHABLE,
-                                               _plain(exc))
+                    return self._keep_unsent_callback(payout, request, _plain(exc))
                 await self._sleep(self.policy.callback_retry_s * (attempt + 1))
             except (lnurl.CallbackOutcomeUnknown, lnurl.IssuerGarbage):
                 break  # it may have arrived: only the invoice status can tell
@@ -500,12 +516,56 @@ class SyncWorker:
         self.connectivity.success(self.clock())
         if status is InvoiceStatus.PAID:
             return self._finish_paid(payout, sale)
+        unsent = payout.metadata.get(UNSENT_CALLBACK)
         if status is InvoiceStatus.EXPIRED:
+            if unsent:
+                return self._finish_failed(
+                    payout, sale, REASON_ISSUER_UNREACHABLE,
+                    "The card's issuer could not be reached before the invoice expired.",
+                )
             return self._finish_failed(
                 payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
                 "The payment's outcome was unknown and its invoice expired unpaid.",
             )
+        if unsent:  # known NOT sent: the same k1 may go out now
+            return await self._retry_unsent_callback(payout, sale, invoice, unsent)
         return self._result(payout, SUBMITTING, None, "Outcome unknown; invoice still open.")
+
+    def _keep_unsent_callback(
+        self, payout: QueuedPayout, request: lnurl.WithdrawRequest, message: str
+    ) -> ItemResult:
+        payout.metadata[UNSENT_CALLBACK] = {
+            "callback": request.callback,
+            "k1": request.k1,
+            "min_msat": request.min_withdrawable_msat,
+            "max_msat": request.max_withdrawable_msat,
+        }
+        payout.error_message = f"{REASON_ISSUER_UNREACHABLE}: {message}"
+        self.ledger.save_payout(payout)  # the ledger is 0600; k1 is single-use anyway
+        return self._result(payout, SUBMITTING, REASON_ISSUER_UNREACHABLE,
+                            "The issuer could not be reached; the callback will be retried.")
+
+    async def _retry_unsent_callback(
+        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict
+    ) -> ItemResult:
+        request = lnurl.WithdrawRequest(
+            card_url=payout.tap_url,
+            callback=unsent["callback"],
+            k1=unsent["k1"],
+            min_withdrawable_msat=int(unsent["min_msat"]),
+            max_withdrawable_msat=int(unsent["max_msat"]),
+        )
+        try:
+            await self.withdraw.submit(request, invoice.bolt11, invoice.amount_msat, None)
+        except lnurl.IssuerUnreachable as exc:
+            return self._result(payout, SUBMITTING, REASON_ISSUER_UNREACHABLE, _plain(exc))
+        except (lnurl.CallbackOutcomeUnknown, lnurl.IssuerGarbage):
+            pass  # it may have arrived: the invoice status tells
+        except lnurl.LnurlError as exc:
+            return self._finish_failed(payout, sale, exc.code, _plain(exc))
+        del payout.metadata[UNSENT_CALLBACK]
+        self.ledger.save_payout(payout)
+        return await self._await_settlement(payout, sale, invoice)
 
     # ------------------------------------------------------------------------------ endings
     def _requeue(self, payout: QueuedPayout, why: _Requeue, state: _Pass) -> ItemResult:
@@ -554,6 +614,12 @@ class SyncWorker:
         queued = int(payout.metadata.get("queued_msat") or
                      (sale.amount_msat if sale and sale.amount_msat else payout.amount_sats * 1000))
         card.queued_msat = max(0, card.queued_msat - queued)
+        if status == PayoutStatus.FAILED and reason in BLOCKING_REASONS:
+            # The issuer says this card cannot pay: accepting it offline again would only
+            # queue more losses. A later successful payment lifts the block.
+            card.blocked, card.blocked_reason = True, reason
+        elif status == PayoutStatus.PAID and card.blocked:
+            card.blocked, card.blocked_reason = False, None
         with self.ledger.transaction():  # payout, sale and card totals change together
             self.ledger.save_payout(payout)
             if sale is not None:

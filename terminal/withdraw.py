@@ -265,9 +265,10 @@ class WithdrawClient:
 
         `CallbackAccepted` means accepted, NOT paid: the sale is paid when the backend reports
         the invoice settled. Raises before sending: `AmountOutOfRange`, `PinRequired`,
-        `InvalidPin`, `UrlRefused`. After: `IssuerError` subclasses, `IssuerGarbage`,
+        `InvalidPin`, `UrlRefused`. After: `IssuerError` subclasses (a definite LNURL refusal),
         `IssuerUnreachable` (the request never left), `CallbackOutcomeUnknown` (it may have
-        arrived: resolve through the invoice status, never re-send).
+        arrived, or the answer was not LNURL: resolve through the invoice status, never
+        re-send).
         """
         check_amount(request, amount_msat, pin)
         url = build_callback_url(request, bolt11, pin)
@@ -287,13 +288,18 @@ class WithdrawClient:
         except httpx.TransportError as exc:
             # `from None`: httpx exceptions carry the request, whose URL holds k1, pr and PIN.
             raise self._unsent_or_unknown(progress, target, type(exc).__name__) from None
+        except IssuerGarbage as exc:  # e.g. an oversized or compressed answer
+            raise self._unsent_or_unknown(progress, target, exc.args[0]) from None
+        # From here the request was answered, so it reached something. Only a well-formed LNURL
+        # answer is definite; anything else (a proxy's HTML page, a 502, a JSON of another
+        # shape) may sit in front of an issuer that is paying: the outcome is unknown.
         payload = _json_or_none(answer.body)
         if payload is None:
-            if answer.status >= 500 or 300 <= answer.status < 400:
-                # A proxy's 502/504 while the issuer keeps paying is the classic case.
-                raise CallbackOutcomeUnknown(f"{target.host}: HTTP {answer.status} without JSON")
-            raise IssuerGarbage(f"{target.host}: HTTP {answer.status}, body is not JSON")
-        return parse_callback_response(payload, http_status=answer.status)
+            raise CallbackOutcomeUnknown(f"{target.host}: HTTP {answer.status} without JSON")
+        try:
+            return parse_callback_response(payload, http_status=answer.status)
+        except IssuerGarbage as exc:
+            raise CallbackOutcomeUnknown(f"{target.host}: {exc.args[0]}") from None
 
     # --- wire ----------------------------------------------------------------------------------
 

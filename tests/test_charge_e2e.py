@@ -144,3 +144,63 @@ def test_callback_timeout_is_resolved_through_the_invoice_status(
     assert result.kind == "unknown"
     assert outcome.status == "paid"
     assert [h.event for h in session.record.history].count("callback_sent") == 1
+
+
+def _scenario(config_path, body):
+    async def run():
+        terminal = build_terminal(load_config(config_path))
+        try:
+            return await body(terminal)
+        finally:
+            await terminal.aclose()
+
+    return asyncio.run(run())
+
+
+def test_a_proxy_page_after_the_callback_is_never_read_as_refused(
+    tmp_path, sandbox, config_path, capsys
+):
+    """A gateway answers the callback with HTML while the issuer behind it pays: the sale must
+    not be marked failed (the next tap would charge the customer twice)."""
+    card = new_card(tmp_path, config_path, 100_000, capsys)
+    sandbox.set_faults(server_error_next={"ln_callback": 1}, server_error_status=200)
+
+    async def body(terminal):
+        session = await terminal.checkout.open_sale(120, "SAT")
+        result = await session.tap(tap_card(card))
+        sandbox.pay_invoice(session.invoice.bolt11)  # the issuer paid behind the proxy
+        return result, await session.wait_settled(10)
+
+    try:
+        result, outcome = _scenario(config_path, body)
+    finally:
+        sandbox.set_faults(server_error_next={}, server_error_status=502)
+    assert result.kind == "unknown"
+    assert outcome.status == "paid"
+
+
+def test_a_wallet_paying_after_cancel_is_caught_by_recovery(sandbox, config_path):
+    async def body(terminal):
+        session = await terminal.checkout.open_sale(130, "SAT")
+        assert await session.cancel()
+        sandbox.pay_invoice(session.invoice.bolt11)
+        await terminal.checkout.recover()
+        return terminal.ledger.get_sale(session.record.id)
+
+    record = _scenario(config_path, body)
+    assert record.state == "paid"
+    assert [h.to_state for h in record.history][-2:] == ["cancelled", "paid"]
+
+
+def test_one_bad_status_answer_does_not_end_the_wait(sandbox, config_path):
+    async def body(terminal):
+        session = await terminal.checkout.open_sale(140, "SAT")
+        sandbox.set_faults(malformed_json_next=1)
+        sandbox.pay_invoice(session.invoice.bolt11)
+        return await session.wait_settled(15)
+
+    try:
+        outcome = _scenario(config_path, body)
+    finally:
+        sandbox.set_faults(malformed_json_next=0)
+    assert outcome.status == "paid"

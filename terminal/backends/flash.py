@@ -59,7 +59,7 @@ from terminal.backends.base import (
     InvoiceRequest,
     InvoiceStatus,
 )
-from terminal.invoice import InvoiceCheckError, InvoiceCheckReason, check_invoice, decode_invoice
+from terminal.invoice import InvoiceCheckError, InvoiceCheckReason, check_decoded, decode_invoice
 
 logger = logging.getLogger(__name__)
 
@@ -727,12 +727,13 @@ def check_bolt11(
     With `expected_msat=None` (USD invoices, priced by Flash) the amount is read from the BOLT11
     and only required to be present. Raises `InvoiceCheckError`.
     """
+    decoded = decode_invoice(bolt11)  # once: the signature check is the costly part
     if expected_msat is None:
-        expected_msat = decode_invoice(bolt11).amount_msat
+        expected_msat = decoded.amount_msat
         if expected_msat is None:
             raise InvoiceCheckError(InvoiceCheckReason.NO_AMOUNT, "invoice has no amount")
-    decoded = check_invoice(
-        bolt11,
+    decoded = check_decoded(
+        decoded,
         network=network,
         expected_msat=expected_msat,
         expected_payment_hash=payment_hash,

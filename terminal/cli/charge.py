@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"read the card PIN from standard input (or set {PIN_ENV}) when the issuer asks",
     )
     parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for settlement (default: the invoice's expiry)")
+                        help="seconds to wait for settlement (default: the invoice's expiry); "
+                        "if it passes first the status is \"pending\" (exit 4)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=_charge, parser=parser)
 
@@ -101,7 +102,12 @@ async def _run(config, amount: Money, args: argparse.Namespace, pin: str | None)
                 return _with_message(session.outcome(), result.message)
             if result.kind in ("queued", "declined"):
                 return session.outcome()
-        return await session.wait_settled(_timeout(args, session))
+        outcome = await session.wait_settled(_timeout(args, session))
+        if outcome.status == "pending":  # only with a --timeout shorter than the invoice's life
+            return _with_message(outcome, "Not settled yet: do NOT charge again. The sale "
+                                 f"{outcome.sale_id[:8]} is resolved by its invoice; see "
+                                 "`flash-terminal history`.")
+        return outcome
     finally:
         await terminal.aclose()
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import bolt11
+from terminal import bolt11  # the fast decoder (the `bolt11` package's takes ~16 ms an invoice)
 
 from .faults import Faults
 from .issuer_keys import TapRejected, card_id_for, check_c, decrypt_p, derive_card_keys, k1_for
@@ -168,7 +168,7 @@ class SandboxCore:
     def find_invoice(self, payment_request: str) -> InvoiceRecord | None:
         try:
             decoded = bolt11.decode(payment_request.strip())
-        except Exception:
+        except bolt11.Bolt11Error:
             return None
         return self.state.invoices.get(decoded.payment_hash)
 
@@ -222,7 +222,7 @@ class SandboxCore:
             raise SandboxError(f"Wallet {wallet_id} not found", "NOT_FOUND")
         try:
             decoded = bolt11.decode(payment_request.strip())
-        except Exception:
+        except bolt11.Bolt11Error:
             raise SandboxError("Invalid lightning payment request") from None
         if decoded.currency != currency_for(self.network):
             raise SandboxError("Invoice is for another network")
@@ -386,7 +386,7 @@ class SandboxCore:
             raise WithdrawRefused("Card is disabled")
         try:
             decoded = bolt11.decode(pr.strip())
-        except Exception:
+        except bolt11.Bolt11Error:
             raise WithdrawRefused("Invalid payment request") from None
         if decoded.currency != currency_for(self.network):
             raise WithdrawRefused("Invoice is for another network")

@@ -63,3 +63,18 @@ async def screenshot(path: Path) -> Path:
     written = Window.screenshot(name=str(path.with_name(path.stem + "-shot.png")))
     os.replace(written, path)
     return path
+
+
+async def launch(app) -> asyncio.Task:
+    """Start `app` (a FlashTerminalApp) on this loop; return once its first screen is up.
+    A failure while building (a .kv error) is raised here instead of hanging the caller."""
+    from terminal.ui.app import run_app
+
+    running = asyncio.ensure_future(run_app(app))
+    started = asyncio.ensure_future(app.started.wait())
+    await asyncio.wait([running, started], return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        started.cancel()
+        running.result()  # raises the build error
+        raise RuntimeError("the app stopped before its first screen")
+    return running

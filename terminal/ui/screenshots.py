@@ -22,8 +22,8 @@ SCREENS = ("sale", "pay", "pay-pin", "result-paid", "result-failed", "history", 
 
 async def capture(out: Path) -> list[Path]:
     from terminal.demo import CARD_A_PIN, DEMO_ADMIN_PIN, DemoEnvironment
-    from terminal.ui.app import FlashTerminalApp, run_app
-    from terminal.ui.driver import screenshot, touch, until
+    from terminal.ui.app import FlashTerminalApp
+    from terminal.ui.driver import launch, screenshot, touch, until
     from terminal.ui.viewmodels import Screen
 
     written: list[Path] = []
@@ -32,12 +32,11 @@ async def capture(out: Path) -> list[Path]:
         c = env.controller()
         app = FlashTerminalApp(c, demo=env, config=env.config, data_dir=Path(tmp),
                                admin_hint=f"Demo admin PIN: {DEMO_ADMIN_PIN}")
-        running = asyncio.ensure_future(run_app(app))
+        running = await launch(app)
         try:
-            await app.started.wait()
             await until(c, lambda: c.status.online is True)
             sale = app.screens["sale"]
-            for key in "1250":
+            for key in "12.50":
                 touch(sale.ids.keypad.children[::-1][_KEY_INDEX[key]])
             sale.ids.memo.text = "2 coffees"
             written.append(await screenshot(out / "sale.png"))
@@ -70,7 +69,11 @@ async def capture(out: Path) -> list[Path]:
             touch(sale.ids.charge)
             await until(c, lambda: c.pay.invoice is not None)
             app.demo_tap("A")
-            await until(c, lambda: c.pay.show_pin_pad)
+            try:
+                await until(c, lambda: c.pay.show_pin_pad, 5)
+            except TimeoutError:
+                print("DEBUG-PIN", c.screen, c.pay.phase, c.result.info, c.notice, flush=True)
+                raise
             for d in CARD_A_PIN[:2]:
                 c.pay.pin.press(d)
             written.append(await screenshot(out / "pay-pin.png"))

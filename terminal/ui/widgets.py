@@ -8,13 +8,12 @@ from kivy.graphics.texture import Texture
 from kivy.lang import Builder
 from kivy.properties import ObjectProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
+from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
 from terminal.ui.qr import luminance_bytes, qr_matrix
 from terminal.ui.viewmodels.tones import COLOURS
-
-Builder.load_file(str(Path(__file__).with_suffix(".kv")))
-
 
 class QRCodeWidget(Widget):
     """Draws `data` as a QR code, square and as large as the widget allows, modules sharp."""
@@ -46,3 +45,32 @@ class StatusBar(BoxLayout):
 
 class DemoStrip(BoxLayout):
     app = ObjectProperty(None)
+
+
+class _HiddenIgnoresTouches:
+    """A panel hidden with opacity 0 lets touches through (a disabled widget would swallow them,
+    and a hidden one sits on top of the visible one in the same FloatLayout)."""
+
+    def on_touch_down(self, touch):
+        return False if self.opacity == 0 else super().on_touch_down(touch)
+
+    def on_touch_move(self, touch):
+        return False if self.opacity == 0 else super().on_touch_move(touch)
+
+    def on_touch_up(self, touch):
+        return False if self.opacity == 0 else super().on_touch_up(touch)
+
+
+class Panel(_HiddenIgnoresTouches, BoxLayout):
+    pass
+
+
+class PanelGrid(_HiddenIgnoresTouches, GridLayout):
+    pass
+
+
+class HideButton(_HiddenIgnoresTouches, Button):
+    pass
+
+
+Builder.load_file(str(Path(__file__).with_suffix(".kv")))

@@ -1,0 +1,137 @@
+"""Sync decisions that protect the merchant: a card the issuer refuses is no longer accepted
+offline, a callback that never left is retried on a later pass (not written off), and an issuer
+that keeps answering garbage ends the payout visibly instead of blocking the queue forever."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from test_sync import FAST, Rig, SyncClock
+
+from terminal import lnurl
+from terminal.app import build_keyring
+from terminal.backends.flash import FlashBackend, RetryPolicy
+from terminal.checkout import Checkout
+from terminal.records import PayoutStatus
+from terminal.risk import OfflineLimits
+from terminal.withdraw import WithdrawClient
+
+
+@pytest.fixture
+def rig(tmp_path):
+    clock = SyncClock()
+    r = Rig(tmp_path, ledger_clock=clock)
+    r.worker_clock = clock
+    yield r
+    r.close()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def offline_tap(rig: Rig, url: str, sats: int):
+    flash = rig.config.backend.flash
+    backend = FlashBackend(flash.http_url, None, username=flash.username,
+                           network=rig.config.network, retry=RetryPolicy(attempts=1))
+    withdraw = WithdrawClient(rig.sync_policy_url())
+    checkout = Checkout(backend=backend, withdraw=withdraw, keyring=build_keyring(rig.config),
+                        ledger=rig.ledger, terminal_id="ft-test", network=rig.config.network,
+                        offline_limits=OfflineLimits(floor_limit_msat=10**9,
+                                                     per_card_cap_msat=10**10),
+                        clock=rig.clock)
+    rig.sb.set_faults(server_error_next={"graphql": 10**9})
+    try:
+        session = await checkout.open_sale(sats, "SAT")
+        return await session.tap(url)
+    finally:
+        rig.sb.set_faults(server_error_next={})
+        await backend.aclose()
+        await withdraw.aclose()
+
+
+def _policy(rig: Rig):
+    from terminal.app import url_policy
+
+    return url_policy(rig.config)
+
+
+Rig.sync_policy_url = _policy  # the terminal's own URL policy for the sandbox
+
+
+def test_a_card_the_issuer_refuses_is_blocked_for_offline_until_it_pays(rig):
+    poor = rig.new_card(50)  # 50 sats
+    run(rig.queue([(poor, 1, 400)]))
+    report = run(rig.sync_once())
+    assert report.failed == 1 and report.items[0].reason == "insufficient-balance"
+    card = rig.ledger.card(poor.card_id)
+    assert card.blocked and card.blocked_reason == "insufficient-balance"
+    assert card.queued_msat == 0
+
+    result = run(offline_tap(rig, rig.tap_url(poor, 2), 10))
+    assert result.kind == "declined" and result.code == "offline-card-blocked"
+
+
+class CallbackDownOnce(WithdrawClient):
+    """The issuer's callback endpoint refuses connections for the first `failures` sends."""
+
+    def __init__(self, *args, failures: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = failures
+        self.sent = 0
+
+    async def submit(self, request, bolt11, amount_msat, pin=None):
+        if self.failures:
+            self.failures -= 1
+            raise lnurl.IssuerUnreachable("127.0.0.1: ConnectError before the callback was sent")
+        self.sent += 1
+        return await super().submit(request, bolt11, amount_msat, pin)
+
+
+def test_a_callback_that_never_left_is_retried_on_the_next_pass(rig):
+    card = rig.new_card(10_000)
+    [sale_id] = run(rig.queue([(card, 1, 200)]))
+
+    async def one_pass(failures: int):
+        backend, _ = rig.parts()
+        withdraw = CallbackDownOnce(_policy(rig), failures=failures)
+        policy = dataclasses.replace(FAST, callback_retries=1)
+        try:
+            worker = rig.worker(backend, withdraw, policy=policy)
+            return await worker.run_once(), withdraw.sent
+        finally:
+            await backend.aclose()
+            await withdraw.aclose()
+
+    first, sent = run(one_pass(failures=2))
+    assert sent == 0
+    assert first.items[0].outcome == "submitting"
+    assert first.items[0].reason == "issuer-unreachable"
+    [payout] = rig.ledger.payouts()
+    assert payout.status == PayoutStatus.SUBMITTING and "unsent_callback" in payout.metadata
+
+    second, sent = run(one_pass(failures=0))
+    assert sent == 1
+    assert second.paid == 1
+    assert rig.ledger.get_sale(sale_id).state == "paid"
+    assert rig.gets_for(rig.tap_url(card, 1)) <= 1  # the p/c was never sent again
+    assert sum(rig.gets.values()) == 1
+
+
+def test_garbage_from_the_issuer_ends_the_payout_after_a_few_attempts(rig):
+    card = rig.new_card(10_000)
+    run(rig.queue([(card, 1, 100)]))
+    rig.sb.set_faults(server_error_next={"ln": 10**6}, server_error_status=200)
+    outcomes = []
+    while not outcomes or outcomes[-1] == "queued":
+        assert len(outcomes) <= FAST.max_garbage_attempts, outcomes  # bounded, never forever
+        report = run(rig.sync_once())
+        outcomes.append(report.items[0].outcome)
+        rig.worker_clock.offset += FAST.max_delay_s
+    rig.sb.set_faults(server_error_next={}, server_error_status=502)
+    assert outcomes[0] == "queued" and outcomes[-1] == "failed"
+    [payout] = rig.ledger.payouts()
+    assert payout.status == PayoutStatus.FAILED and payout.error_message
+    assert rig.ledger.exposure().count == 0
