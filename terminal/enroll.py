@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import secrets as _random
 import time
 import tomllib
 import uuid
@@ -49,6 +48,7 @@ from terminal.config import Config, ConfigError, IssuerSettings, load_config, pa
 
 # The doctor's row type and its reader and printer probes: one vocabulary for both reports.
 from terminal.doctor import Check, ReaderProbe, Status, check_printer, probe_reader
+from terminal.files import atomic_write
 
 CODE_PREFIX = "FT1:"
 ENV_SECRET = "FLASH_TERMINAL_ENROLL_SECRET"  # noqa: S105 - a variable name, not a secret
@@ -380,28 +380,6 @@ def _emit(table: dict[str, Any], path: list[str], lines: list[str], header: str 
 
 
 # ------------------------------------------------------------------------------ files
-
-
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write `path` with `mode` from its first byte: temp file (created with `mode`), fsync,
-    rename over, fsync the folder. A crash leaves the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_random.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed it; never widened
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def existing_terminal_id(config_dir: Path, data_dir: Path | None = None) -> str | None:

@@ -166,7 +166,9 @@ def test_network_aliases() -> None:
 
 @settings(max_examples=60)
 @given(
-    msat=st.integers(min_value=1, max_value=21 * 10**14),
+    # The `bolt11` package's encoder (used to mint) writes multiples of 10^14 msat one
+    # multiplier off (2.1e18 msat becomes "lnbc21"): stay below its bug.
+    msat=st.integers(min_value=1, max_value=21 * 10**14).filter(lambda m: m % 10**14),
     network=st.sampled_from(list(Network)),
     expiry=st.integers(min_value=1, max_value=10**6),
 )

@@ -381,7 +381,8 @@ def test_controller_full_sale_and_refusal_against_the_sandbox(tmp_path: Path) ->
             refused = await c.handle_tap(env.tap("B"))
             assert refused.kind == "refused"
             assert c.screen is Screen.RESULT and c.result.title == "Card refused"
-            assert "sats" in c.result.detail_text and c.result.return_to == "pay"
+            assert c.result.detail_text == refused.message  # the specific reason, in plain words
+            assert refused.message and c.result.return_to == "pay"
             c.result_done()
             assert c.screen is Screen.PAY and c.pay.invoice.bolt11 == bolt11  # same invoice
             accepted = await c.handle_tap(env.tap("A"))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from terminal.files import atomic_write
 
 STATE_FILE = "state.json"
 KEYS_FILE = "keys.json"
@@ -183,26 +184,6 @@ class State:
             withdrawals={k: WithdrawSession(**v) for k, v in data["withdrawals"].items()},
             sends={k: SendRecord(**v) for k, v in data["sends"].items()},
         )
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` (mode 0600): temp file, fsync, os.replace, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class Store:

@@ -26,6 +26,12 @@ async def next_frames(n: int = 2) -> None:
         await fut
 
 
+async def press(widget: Widget) -> None:
+    """Like `touch`, after the pending layout is done (a screen just shown has no positions)."""
+    await next_frames(2)
+    touch(widget)
+
+
 def touch(widget: Widget) -> None:
     """A tap at the widget's centre: touch down, then up, through the window's input dispatch."""
     x, y = widget.to_window(*widget.center)
@@ -36,7 +42,7 @@ def touch(widget: Widget) -> None:
 
 async def until(controller: TerminalController, predicate: Callable[[], bool],
                 timeout: float = 10.0) -> None:
-    """Wait for `predicate()` to hold, re-checked whenever the controller or a view model changes."""
+    """Wait for `predicate()` to hold, re-checked at every controller or view-model change."""
     if predicate():
         return
     event = asyncio.Event()

@@ -23,7 +23,7 @@ SCREENS = ("sale", "pay", "pay-pin", "result-paid", "result-failed", "history", 
 async def capture(out: Path) -> list[Path]:
     from terminal.demo import CARD_A_PIN, DEMO_ADMIN_PIN, DemoEnvironment
     from terminal.ui.app import FlashTerminalApp
-    from terminal.ui.driver import launch, screenshot, touch, until
+    from terminal.ui.driver import launch, press, screenshot, until
     from terminal.ui.viewmodels import Screen
 
     written: list[Path] = []
@@ -37,12 +37,12 @@ async def capture(out: Path) -> list[Path]:
             await until(c, lambda: c.status.online is True)
             sale = app.screens["sale"]
             for key in "12.50":
-                touch(sale.ids.keypad.children[::-1][_KEY_INDEX[key]])
+                await press(sale.ids.keypad.children[::-1][_KEY_INDEX[key]])
             sale.ids.memo.text = "2 coffees"
             written.append(await screenshot(out / "sale.png"))
 
-            touch(sale.ids.charge)
-            await until(c, lambda: c.pay.invoice is not None)
+            await press(sale.ids.charge)
+            await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             written.append(await screenshot(out / "pay.png"))
 
             app.demo_tap("A")
@@ -53,8 +53,8 @@ async def capture(out: Path) -> list[Path]:
 
             for key in "9":
                 c.sale.press(key)
-            touch(sale.ids.charge)
-            await until(c, lambda: c.pay.invoice is not None)
+            await press(sale.ids.charge)
+            await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             app.demo_tap("B")
             await until(c, lambda: c.screen is Screen.RESULT)
             written.append(await screenshot(out / "result-failed.png"))
@@ -66,14 +66,10 @@ async def capture(out: Path) -> list[Path]:
 
             c.sale.switch_currency(), c.sale.switch_currency()  # SAT
             c.sale.entry.type("150000")
-            touch(sale.ids.charge)
-            await until(c, lambda: c.pay.invoice is not None)
+            await press(sale.ids.charge)
+            await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             app.demo_tap("A")
-            try:
-                await until(c, lambda: c.pay.show_pin_pad, 5)
-            except TimeoutError:
-                print("DEBUG-PIN", c.screen, c.pay.phase, c.result.info, c.notice, flush=True)
-                raise
+            await until(c, lambda: c.pay.show_pin_pad)
             for d in CARD_A_PIN[:2]:
                 c.pay.pin.press(d)
             written.append(await screenshot(out / "pay-pin.png"))

@@ -96,6 +96,7 @@ EN: dict[str, str] = {
     "history.empty": "No sales yet today",
     "history.filter.all": "All",
     "history.total": "{count} sales · {total}",
+    "history.total.one": "1 sale · {total}",
     "history.export": "Export",
     "history.exported": "Exported {count} sales to {path}",
     "history.reprint": "Reprint",

@@ -15,6 +15,7 @@ from kivy.uix.widget import Widget
 from terminal.ui.qr import luminance_bytes, qr_matrix
 from terminal.ui.viewmodels.tones import COLOURS
 
+
 class QRCodeWidget(Widget):
     """Draws `data` as a QR code, square and as large as the widget allows, modules sharp."""
 

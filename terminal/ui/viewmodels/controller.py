@@ -136,8 +136,13 @@ class TerminalController(Observable):
         """Once a second (the app's clock): countdowns, auto-return, the status bar's clock."""
         if self.screen is Screen.PAY:
             self.pay.tick()
-        if self.screen is Screen.RESULT and self.result.due:
-            self.result_done()
+        if self.screen is Screen.RESULT:
+            if self.result.due:
+                self.result_done()
+            else:
+                self.result.changed()  # the "back in N s" countdown
+        if self.screen is Screen.ADMIN and not self.admin.unlocked:
+            self.admin.changed()  # the lock-out countdown, and the pad coming back to life
         self.refresh_status()
 
     # -- a sale -----------------------------------------------------------------------------
@@ -288,6 +293,7 @@ class TerminalController(Observable):
         self._stop_watch()
         self.session = None
         self._result_shown.clear()
+        self.pay.reset(Money(0, currency(self.sale.currency_code)))
         self.sale.reset()
         self.notice = ""
         self.go(Screen.SALE)

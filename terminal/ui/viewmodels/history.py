@@ -53,7 +53,8 @@ class Totals:
     def text(self) -> str:
         parts = [format_money(m) for m in self.fiat if not m.currency.is_sat]
         parts.append(format_msat(Msat(self.msat)))
-        return t("history.total", count=self.count, total=" + ".join(parts[:-1]) +
+        key = "history.total.one" if self.count == 1 else "history.total"
+        return t(key, count=self.count, total=" + ".join(parts[:-1]) +
                  (f" ({parts[-1]})" if len(parts) > 1 else parts[-1]))
 
 

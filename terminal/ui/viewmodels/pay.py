@@ -130,8 +130,8 @@ class PayViewModel(Observable):
 
     @property
     def sats_text(self) -> str:
-        if self.invoice is None:
-            return ""
+        if self.invoice is None or self.amount.currency.is_sat:
+            return ""  # the amount is already in sats
         return format_msat(Msat(self.invoice.amount_msat))
 
     @property

@@ -1,0 +1,188 @@
+"""Real-window tier: the Kivy app in an offscreen window (SDL_VIDEODRIVER=offscreen, real GL via
+Mesa), driven by simulated touches against the in-process sandbox.
+
+One app and one sandbox serve the whole module (Kivy's Window is a process-wide singleton); the
+asyncio loop runs only while a test's scenario runs, so the app simply pauses between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ui
+
+if shutil.which("zbarimg") is None:  # pragma: no cover - bootstrap installs zbar-tools
+    pytest.skip("zbarimg (zbar-tools) is not installed", allow_module_level=True)
+
+import bolt11  # noqa: E402
+from kivy.core.window import Window  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from terminal.demo import DEMO_ADMIN_PIN, DemoEnvironment  # noqa: E402
+from terminal.ui.app import FlashTerminalApp  # noqa: E402
+from terminal.ui.driver import launch, next_frames, press, screenshot, until  # noqa: E402
+from terminal.ui.viewmodels import Screen, TerminalController  # noqa: E402
+
+SCENARIO_TIMEOUT_S = 30
+
+
+@dataclass
+class UI:
+    loop: asyncio.AbstractEventLoop
+    env: DemoEnvironment
+    c: TerminalController
+    app: FlashTerminalApp
+
+    def run(self, coro):
+        async def bounded():
+            async with asyncio.timeout(SCENARIO_TIMEOUT_S):
+                return await coro
+
+        return self.loop.run_until_complete(bounded())
+
+    def screen(self, name: str):
+        return self.app.screens[name]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ui")
+    Window.size = (800, 480)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    env = loop.run_until_complete(DemoEnvironment.start(tmp))
+    controller = env.controller()
+    app = FlashTerminalApp(controller, demo=env, config=env.config, data_dir=tmp,
+                           admin_hint=f"Demo admin PIN: {DEMO_ADMIN_PIN}")
+    running = loop.run_until_complete(launch(app))
+    state = UI(loop, env, controller, app)
+    state.run(until(controller, lambda: controller.status.online is True))
+    yield state
+    app.stop()
+    loop.run_until_complete(running)
+    loop.run_until_complete(env.stop())
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+KEY_INDEX = {str(d): i for i, d in enumerate("123456789")} | {".": 9, "0": 10, "back": 11}
+
+
+async def key_in(ui: UI, digits: str) -> None:
+    keypad = ui.screen("sale").ids.keypad.children[::-1]
+    for d in digits:
+        await press(keypad[KEY_INDEX[d]])
+
+
+async def open_sale(ui: UI, digits: str) -> None:
+    c = ui.c
+    await until(c, lambda: c.screen is Screen.SALE)
+    await key_in(ui, digits)
+    await press(ui.screen("sale").ids.charge)
+    await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
+
+
+def test_full_sale_by_touch_and_the_qr_on_screen_scans(ui: UI, tmp_path: Path) -> None:
+    c = ui.c
+
+    async def scenario() -> None:
+        await key_in(ui, "2.50")
+        assert ui.screen("sale").ids.amount.text == "$2.50"
+        assert "sats" in ui.screen("sale").ids.sats.text
+        await press(ui.screen("sale").ids.charge)
+        await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
+        assert ui.app.manager.current == "pay"
+        shot = await screenshot(tmp_path / "pay.png")
+        assert Image.open(shot).size == (800, 480)
+        decoded = subprocess.run(["zbarimg", "--raw", "-q", str(shot)], capture_output=True,
+                                 text=True, timeout=20)
+        assert decoded.returncode == 0, decoded.stderr
+        text = decoded.stdout.strip()
+        invoice = c.pay.invoice
+        assert text == invoice.bolt11.upper()
+        assert bolt11.decode(text.lower()).amount_msat == invoice.amount_msat
+        await press(ui.app.demo_strip.ids.tap_a)
+        await until(c, lambda: c.screen is Screen.RESULT)
+        await next_frames()
+        result = ui.screen("result")
+        assert ui.app.manager.current == "result"
+        assert result.ids.title.text == "Paid" and result.ids.icon.text == "✓"
+        assert "$2.50" in result.ids.amount.text
+        await press(result.ids.primary)  # New sale
+        await until(c, lambda: c.screen is Screen.SALE)
+        assert ui.screen("sale").ids.amount.text == "$0.00"
+
+    ui.run(scenario())
+    sales = ui.c.history.source.sales()
+    assert sales[-1].state == "paid" and sales[-1].method == "card"
+
+
+def test_a_failed_tap_shows_its_reason(ui: UI) -> None:
+    c = ui.c
+
+    async def scenario() -> None:
+        await open_sale(ui, "3")
+        await press(ui.app.demo_strip.ids.tap_b)  # card B is nearly empty
+        await until(c, lambda: c.screen is Screen.RESULT)
+        await next_frames()
+        result = ui.screen("result")
+        assert result.ids.title.text == "Card refused" and result.ids.icon.text == "✕"
+        assert result.ids.detail.text and result.ids.detail.text == c.result.info.message
+        assert result.ids.primary.text == "Try again"
+        await press(result.ids.primary)
+        await until(c, lambda: c.screen is Screen.PAY)  # the same invoice is still open
+        ui.app.demo_pay_qr()  # then a phone wallet pays it
+        await until(c, lambda: c.screen is Screen.RESULT and c.result.paid)
+        await press(ui.screen("result").ids.primary)
+        await until(c, lambda: c.screen is Screen.SALE)
+
+    ui.run(scenario())
+
+
+def test_cancel_from_the_pay_screen(ui: UI) -> None:
+    c = ui.c
+
+    async def scenario() -> None:
+        await open_sale(ui, "4")
+        await press(ui.screen("pay").ids.cancel)
+        await until(c, lambda: c.screen is Screen.SALE)
+
+    ui.run(scenario())
+    assert ui.c.history.source.sales()[-1].state == "cancelled"
+
+
+def test_admin_pin_locks_after_failures_by_touch(ui: UI) -> None:
+    c = ui.c
+    admin = ui.screen("admin")
+
+    async def scenario() -> None:
+        await press(ui.screen("sale").ids.admin)
+        await until(c, lambda: c.screen is Screen.ADMIN)
+        keys = {b.text: b for b in admin.ids.pad_keys.children}
+        for _attempt in range(c.admin.max_attempts):
+            for d in "9999":
+                await press(keys[d])
+            await press(keys["OK"])
+        await next_frames()
+        assert admin.ids.message.text.startswith("Locked")
+        await press(keys["1"])
+        assert c.admin.masked == ""  # the pad is dead while locked
+        c.go(Screen.HISTORY)
+        assert c.screen is Screen.ADMIN and not c.admin.unlocked  # history stays behind it
+        c.admin.locked_until = 0.0  # (time passes)
+        c.tick()
+        for d in DEMO_ADMIN_PIN:
+            await press(keys[d])
+        await press(keys["OK"])
+        await next_frames()
+        assert c.admin.unlocked and admin.ids.settings.opacity == 1
+        assert ui.env.config.issuers[0].issuer_key.hex() not in admin.ids.sections.text
+        c.go(Screen.SALE)
+
+    ui.run(scenario())
