@@ -22,7 +22,7 @@ from pathlib import Path
 from terminal import simcards
 from terminal.app import Terminal, build_terminal
 from terminal.config import Config, load_config
-from terminal.money import Money, Msat, currency, format_msat
+from terminal.money import Msat, format_msat
 from terminal.provisioning import BoltcardKeys
 from terminal.sandbox.server import Sandbox
 from terminal.ui.viewmodels.admin import hash_pin
@@ -167,10 +167,6 @@ async def run_headless(amount: str = DEMO_AMOUNT, card: str = "A", *,
     finally:
         await controller.aclose()
         await env.stop()
-
-
-def demo_money(amount: str, code: str = "USD") -> Money:
-    return Money.from_major(amount, currency(code))
 
 
 def headless(amount: str = DEMO_AMOUNT, card: str = "A", work_dir: Path | None = None) -> int:

@@ -46,3 +46,13 @@ def test_scripts_demo_falls_back_to_headless_without_a_display() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "running the headless demo instead" in done.stdout
     assert "PAID - thank you" in done.stdout
+
+
+def test_run_without_a_display_says_what_to_do(tmp_path: Path, monkeypatch, capsys) -> None:
+    from terminal.sandbox.server import Sandbox
+
+    config = Sandbox(tmp_path / "sb").write_terminal_config(tmp_path / "terminal.toml")
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["run", "--config", str(config)]) == 2
+    assert "needs a display" in capsys.readouterr().err

@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from terminal import __version__
-from terminal.cli import card, charge, demo, doctor, enroll, history, sandbox, sync
+from terminal.cli import card, charge, demo, doctor, enroll, history, run, sandbox, sync
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 
-COMMAND_GROUPS = [card, charge, sandbox, doctor, demo, enroll, sync, history]
+COMMAND_GROUPS = [card, charge, sandbox, doctor, demo, enroll, sync, history, run]
 
 
 def build_parser() -> argparse.ArgumentParser:

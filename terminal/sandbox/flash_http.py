@@ -5,15 +5,22 @@
   GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED / BAD_USER_INPUT (Apollo Server 4).
 - Resolver errors: HTTP 200 with `data` and top-level `errors[]`; payload errors in the payload.
 - Rate limiting (fault): HTTP 200 + TOO_MANY_REQUESTS with `retryAfterSeconds`.
+
+Parsing and validating a document costs ~5 ms; a client sends the same few documents over and over
+(only the variables change), and the outcome is a pure function of the text against the fixed
+schema, so it is kept in a small LRU keyed by the text (`prepare_document`, also used over WS).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     GraphQLError,
     OperationType,
@@ -30,6 +37,31 @@ from .flash_schema import RequestContext, flash_schema
 from .http_faults import apply_http_faults
 
 API_KEY_HEADER = "x-api-key"
+DOCUMENT_CACHE_SIZE = 256  # distinct documents; a terminal uses about a dozen
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A query text parsed and validated against the Flash schema: `document`, or the errors and
+    the Apollo code they answer with (GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED)."""
+
+    document: DocumentNode | None
+    errors: tuple[GraphQLError, ...] = ()
+    code: str = ""
+
+
+@lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def prepare_document(query: str) -> PreparedDocument:
+    """Parse and validate `query` once per distinct text. Execution never mutates the AST, so
+    requests share it; errors are shared too (their `formatted` form is built per response)."""
+    try:
+        document = parse(query)
+    except GraphQLError as exc:
+        return PreparedDocument(None, (exc,), "GRAPHQL_PARSE_FAILED")
+    errors = validate(flash_schema(), document)
+    if errors:
+        return PreparedDocument(None, tuple(errors), "GRAPHQL_VALIDATION_FAILED")
+    return PreparedDocument(document)
 
 
 def format_error(error: GraphQLError, default_code: str = "INTERNAL_SERVER_ERROR") -> dict:
@@ -104,13 +136,10 @@ async def graphql_http(request: Request) -> Response:
         return errors_response([GraphQLError("`variables` must be an object")], "BAD_REQUEST")
 
     schema = flash_schema()
-    try:
-        document = parse(body["query"])
-    except GraphQLError as exc:
-        return errors_response([exc], "GRAPHQL_PARSE_FAILED")
-    validation = validate(schema, document)
-    if validation:
-        return errors_response(validation, "GRAPHQL_VALIDATION_FAILED")
+    prepared = prepare_document(body["query"])
+    if prepared.document is None:
+        return errors_response(list(prepared.errors), prepared.code)
+    document = prepared.document
     operation = get_operation_ast(document, operation_name)
     if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
         return errors_response(

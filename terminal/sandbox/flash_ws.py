@@ -19,13 +19,12 @@ from graphql import (
     GraphQLError,
     OperationType,
     get_operation_ast,
-    parse,
     subscribe,
-    validate,
 )
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .core import SandboxCore
+from .flash_http import prepare_document
 from .flash_schema import RequestContext, flash_schema
 
 SUBPROTOCOL = "graphql-transport-ws"
@@ -128,14 +127,10 @@ class Connection:
 
     def prepare(self, payload: dict[str, Any]) -> Any:
         """The parsed, validated subscription document, or a list of GraphQL errors."""
-        schema = flash_schema()
-        try:
-            document = parse(str(payload.get("query", "")))
-        except GraphQLError as exc:
-            return [exc]
-        errors = validate(schema, document)
-        if errors:
-            return list(errors)
+        prepared = prepare_document(str(payload.get("query", "")))
+        if prepared.document is None:
+            return list(prepared.errors)
+        document = prepared.document
         operation = get_operation_ast(document, payload.get("operationName"))
         if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
             return [GraphQLError(ONLY_SUBSCRIPTIONS)]

@@ -1,7 +1,8 @@
 """The sandbox's Lightning node: prices, and real signed BOLT11 invoices.
 
-Invoices are encoded and signed with the `bolt11` package (secp256k1 through coincurve, which
-bolt11 already depends on), so a terminal decodes and verifies them exactly like a real node's.
+Invoices are written and signed by `terminal.bolt11.encode` (secp256k1 through coincurve), so a
+terminal decodes and verifies them exactly like a real node's. The `bolt11` package's writer did
+the same in ~11 ms an invoice through `bitstring`; this one takes ~0.15 ms, nearly all signing.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import bolt11
-from bolt11 import Bolt11, Feature, Features, FeatureState, MilliSatoshi, TagChar, Tags
+from terminal import bolt11
 
 # BOLT #11 human-readable prefixes ("ln" + this).
 NETWORK_CURRENCY = {
@@ -24,6 +24,10 @@ NETWORK_CURRENCY = {
     "regtest": "bcrt",
 }
 MIN_FINAL_CLTV_EXPIRY = 80
+# BOLT #9 bits the node requires (even = required): var_onion_optin 8, payment_secret 14.
+FEATURE_VAR_ONION_OPTIN_REQUIRED = 8
+FEATURE_PAYMENT_SECRET_REQUIRED = 14
+INVOICE_FEATURES = 1 << FEATURE_VAR_ONION_OPTIN_REQUIRED | 1 << FEATURE_PAYMENT_SECRET_REQUIRED
 SATS_PER_BTC = 100_000_000
 PRICE_OFFSET = 12  # Galoy publishes base / 10^12
 
@@ -123,32 +127,23 @@ def mint_invoice(
     expiry_s: int,
     now: int,
 ) -> MintedInvoice:
+    """Raises `bolt11.Bolt11EncodeError` (a ValueError) for a memo over 639 UTF-8 bytes."""
     preimage = secrets.token_bytes(32)
-    payment_hash = hashlib.sha256(preimage).hexdigest()
-    payment_secret = secrets.token_hex(32)
-    tags = Tags()
-    tags.add(TagChar.payment_hash, payment_hash)
-    tags.add(TagChar.payment_secret, payment_secret)
-    tags.add(TagChar.description, memo)
-    tags.add(TagChar.expire_time, expiry_s)
-    tags.add(TagChar.min_final_cltv_expiry, MIN_FINAL_CLTV_EXPIRY)
-    tags.add(
-        TagChar.features,
-        Features.from_feature_list(
-            {
-                Feature.var_onion_optin: FeatureState.required,
-                Feature.payment_secret: FeatureState.required,
-            }
-        ),
-    )
-    invoice = Bolt11(
+    payment_hash = hashlib.sha256(preimage).digest()
+    payment_secret = secrets.token_bytes(32)
+    encoded = bolt11.encode(
+        private_key=node_key,
         currency=currency_for(network),
-        date=now,
-        tags=tags,
-        amount_msat=MilliSatoshi(amount_msat),
+        amount_msat=amount_msat,
+        timestamp=now,
+        payment_hash=payment_hash,
+        payment_secret=payment_secret,
+        description=memo,
+        expiry=expiry_s,
+        min_final_cltv=MIN_FINAL_CLTV_EXPIRY,
+        features=INVOICE_FEATURES,
     )
-    encoded = bolt11.encode(invoice, node_key.hex())
-    return MintedInvoice(encoded, payment_hash, preimage.hex(), payment_secret)
+    return MintedInvoice(encoded, payment_hash.hex(), preimage.hex(), payment_secret.hex())
 
 
 def node_pubkey(node_key: bytes) -> str:

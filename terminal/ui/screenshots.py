@@ -47,7 +47,6 @@ async def capture(out: Path) -> list[Path]:
 
             app.demo_tap("A")
             await until(c, lambda: c.screen is Screen.RESULT)
-            c.result.auto_return_s = 3600  # hold still for the picture
             written.append(await screenshot(out / "result-paid.png"))
             c.result_done()
 
