@@ -387,7 +387,8 @@ class SaleSession:
         if not self.sale.is_final and self.sale.state in (
             SaleState.CARD_READ, SaleState.WITHDRAW_REQUESTED, SaleState.CALLBACK_SENT
         ):
-            self._apply("tap_failed", code)
+            # Keep which card was refused in the history (its keyed id, never the UID).
+            self._apply("tap_failed", f"{code} card {self.record.card_id or '?'}")
             self.record.reason = code
             self.persist()
         return TapResult("refused", code, message)
@@ -516,8 +517,13 @@ class SaleSession:
             self._apply("paid_late", f"paid-after-{self.sale.state.value}")
             self._message = "Paid after the sale was closed: the money arrived."
         elif status is InvoiceStatus.PAID and not self.sale.is_final:
-            if self.record.method is None:
+            if self.sale.state is SaleState.INVOICED:
+                # No card in flight: a wallet paid the QR (perhaps after a refused card, whose
+                # attempt stays in the history but must not count as this card's payment).
                 self.record.method = "qr"
+                self.record.card_id = self.record.issuer = self.record.counter = None
+            elif self.record.method is None:
+                self.record.method = "card"
             self._apply("paid")
             self._unblock_card()
         elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:

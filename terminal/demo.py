@@ -35,6 +35,7 @@ CARD_A_PIN_LIMIT_SATS = 100_000
 DEMO_ADMIN_PIN = "1234"
 DEMO_CURRENCIES = ("USD", "JMD", "SAT")
 DEMO_AMOUNT = "5.00"
+BLANK = "blank"  # the label of the demo's blank card (for Admin > Cards > Program)
 EXIT_OK, EXIT_PAYMENT_FAILED = 0, 4
 
 
@@ -50,6 +51,7 @@ class DemoEnvironment:
     def __init__(self, work_dir: Path, sandbox: Sandbox, config: Config, terminal: Terminal,
                  cards: dict[str, DemoCard], owns_dir: bool) -> None:
         self.work_dir = work_dir
+        self.blank_card = work_dir / "card-blank.json"  # for the Admin card tools (Program)
         self.sandbox = sandbox
         self.config = config
         self.terminal = terminal
@@ -70,6 +72,7 @@ class DemoEnvironment:
                             pin=CARD_A_PIN, pin_limit_sats=CARD_A_PIN_LIMIT_SATS),
                 "B": _issue(sandbox, work / "card-b.json", "B", CARD_B_SATS),
             }
+            simcards.create_blank(work / "card-blank.json")
             config = load_config(config_path)
             terminal = build_terminal(config)
         except BaseException:
@@ -85,7 +88,37 @@ class DemoEnvironment:
             settings=UiSettings(currencies=DEMO_CURRENCIES, merchant="Flash Demo Café",
                                 terminal_id=self.terminal.checkout.terminal_id, reader="demo"),
             receipt_sink=receipt_sink,
+            config=self.config,
+            card_url=self.card_url,
         )
+
+    @property
+    def card_url(self) -> str:
+        """What the Admin card tools program into a card: the sandbox issuer's URL, over plain
+        http on loopback like the demo cards (see `_issue`)."""
+        return self.sandbox.lnurlw_base.replace("lnurlw://", "http://", 1)
+
+    def card_path(self, label: str) -> Path:
+        return self.blank_card if label == BLANK else self.cards[label].path
+
+    def present(self, label: str) -> tuple[object, Callable[[], None]]:
+        """Put simulated card `label` (A, B or the blank one) on the "reader": the event the
+        real reader would report (`hw.nfc.read_tap`, one NDEF read) with the card as its live
+        `handle`, and a function that takes the card away again (saving it, like a chip keeps
+        what was written). Hand both to `TerminalController.card_event`."""
+        from hw.nfc import read_tap
+        from hw.sim.card import SimulatedNtag424
+
+        path = self.card_path(label)
+        card = SimulatedNtag424.load(path)
+        card.power_on()
+        event = read_tap(card)  # type: ignore[arg-type]  # the sim speaks the handle's API
+
+        def release() -> None:
+            card.deactivate()
+            card.save(path)
+
+        return event, release
 
     def tap(self, label: str) -> str:
         """Tap simulated card A or B (the URL it answers, its counter advanced)."""

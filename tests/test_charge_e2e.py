@@ -204,3 +204,21 @@ def test_one_bad_status_answer_does_not_end_the_wait(sandbox, config_path):
     finally:
         sandbox.set_faults(malformed_json_next=0)
     assert outcome.status == "paid"
+
+
+def test_qr_payment_after_a_refused_card_is_recorded_as_qr(tmp_path, sandbox, config_path,
+                                                           capsys):
+    poor = new_card(tmp_path, config_path, 10, capsys)
+
+    async def body(terminal):
+        session = await terminal.checkout.open_sale(500, "SAT")
+        refused = await session.tap(tap_card(poor))
+        sandbox.pay_invoice(session.invoice.bolt11)
+        return refused, await session.wait_settled(10), session.record
+
+    refused, outcome, record = _scenario(config_path, body)
+    assert refused.kind == "refused" and refused.code == "insufficient-balance"
+    assert outcome.status == "paid"
+    assert record.method == "qr" and record.card_id is None
+    assert [h.event for h in record.history] == [
+        "created", "invoice_ready", "tap", "withdraw_requested", "tap_failed", "paid"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from terminal.config import ConfigError, load_config
 from terminal.money import Money, UnknownCurrency, currency, format_money
+from terminal.storage import StorageLockedError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -59,7 +60,11 @@ def _charge(args: argparse.Namespace) -> int:
     if amount.minor <= 0:
         parser.error("amount must be positive")
     pin = _read_pin(args)
-    outcome = asyncio.run(_run(config, amount, args, pin))
+    try:
+        outcome = asyncio.run(_run(config, amount, args, pin))
+    except StorageLockedError:
+        parser.error("the terminal app is running and has the ledger open: charge from its "
+                     "screen, or stop the service (systemctl stop flash-terminal) first")
     if args.json:
         print(json.dumps(outcome.to_json()))
     else:

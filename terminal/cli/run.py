@@ -10,13 +10,17 @@ import sys
 from terminal.config import ConfigError, load_config
 
 EXIT_OK, EXIT_USAGE = 0, 2
+RECONCILE_INTERVAL_S = 60.0
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run the touchscreen app (reader, screen, printer)")
     parser.add_argument("--config", help="terminal configuration (or FLASH_TERMINAL_CONFIG)")
-    parser.add_argument("--windowed", action="store_true",
+    screen = parser.add_mutually_exclusive_group()
+    screen.add_argument("--fullscreen", action="store_true", default=True,
+                        help="full screen (the default; what the kiosk service passes)")
+    screen.add_argument("--windowed", action="store_true",
                         help="an 800x480 window instead of full screen (development)")
     parser.set_defaults(handler=_run, parser=parser)
 
@@ -48,6 +52,8 @@ async def _main(config, *, fullscreen: bool) -> None:
     )
     from terminal.app import build_terminal
     from terminal.receipts import build_printer
+    from terminal.service_notify import ServiceNotifier, watchdog_loop
+    from terminal.sync import SyncWorker
     from terminal.ui.app import WINDOW_SIZE, FlashTerminalApp, run_app
     from terminal.ui.viewmodels import TerminalController, UiSettings
 
@@ -76,9 +82,21 @@ async def _main(config, *, fullscreen: bool) -> None:
             loop.call_soon_threadsafe(controller.say, event.message)
 
     reader = Reader(config.reader.path, on_event)
+    notifier = ServiceNotifier()
+    stop = asyncio.Event()
+    background: list[asyncio.Task] = []
     try:
         await terminal.checkout.recover()  # settle sales left open by a restart
         reader.start()
+        sync = SyncWorker(terminal.ledger, terminal.backend, terminal.withdraw,
+                          terminal.checkout.connectivity, terminal_id=terminal.checkout.terminal_id,
+                          invoice_expiry_s=config.invoice_expiry_s)
+        background = [
+            asyncio.create_task(sync.run_forever(stop), name="sync"),
+            asyncio.create_task(_reconcile_forever(terminal.checkout, stop), name="reconcile"),
+            asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
+        ]
+        from kivy.clock import Clock
         from kivy.core.window import Window
 
         if fullscreen:
@@ -86,7 +104,29 @@ async def _main(config, *, fullscreen: bool) -> None:
         else:
             Window.size = WINDOW_SIZE
         app = FlashTerminalApp(controller, config=config, data_dir=config.data_dir)
+        # READY=1 once the first frame is drawn: systemd's start timeout covers a dead display.
+        Clock.schedule_once(lambda _dt: notifier.ready("taking payments"), 0)
         await run_app(app)
     finally:
+        notifier.stopping()
+        stop.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         reader.stop()
         await terminal.aclose()
+
+
+async def _reconcile_forever(checkout, stop: asyncio.Event) -> None:
+    """Now and then, settle open sales and catch wallets that paid a cancelled sale's invoice."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=RECONCILE_INTERVAL_S)
+        except TimeoutError:
+            pass
+        if stop.is_set():
+            return
+        try:
+            await checkout.recover()
+        except Exception:  # never let one bad record stop the loop
+            log.exception("reconcile pass failed")

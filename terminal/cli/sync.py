@@ -12,6 +12,7 @@ import asyncio
 import json
 
 from terminal.config import ConfigError, load_config
+from terminal.storage import StorageLockedError
 
 EXIT_OK = 0
 EXIT_PAYMENT_FAILED = 4
@@ -29,7 +30,13 @@ def _sync(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         args.parser.error(str(exc))
-    recovered, report = asyncio.run(_run(config))
+    try:
+        recovered, report = asyncio.run(_run(config))
+    except StorageLockedError:
+        # The kiosk app holds the ledger and runs the same sync worker itself.
+        message = "the running terminal has the ledger open and syncs it itself: nothing to do"
+        print(json.dumps({"skipped": message}) if args.json else message)
+        return EXIT_OK
     if args.json:
         print(json.dumps({
             "sales": [o.to_json() for o in recovered],

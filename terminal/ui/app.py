@@ -30,7 +30,7 @@ from terminal.ui.widgets import DemoStrip, StatusBar  # noqa: E402
 WINDOW_SIZE = (800, 480)
 BACKGROUND = (0.11, 0.12, 0.14, 1)
 RATE_REFRESH_S = 60.0
-DEMO_KEYS = {"1": "A", "2": "B"}
+DEMO_KEYS = {"1": "A", "2": "B", "4": "blank"}
 
 
 class FlashTerminalApp(App):
@@ -55,6 +55,8 @@ class FlashTerminalApp(App):
         root.add_widget(self.status_bar)
         self.manager = ScreenManager(transition=NoTransition())
         c = self.controller
+        if c.config is None and self.config_ is not None:
+            c.use_config(self.config_)
         for cls in (SaleScreen, PayScreen, ResultScreen, HistoryScreen, AdminScreen):
             screen = cls()
             if isinstance(screen, AdminScreen):
@@ -95,10 +97,12 @@ class FlashTerminalApp(App):
 
     # -- demo -------------------------------------------------------------------------------
     def demo_tap(self, label: str) -> None:
+        """The simulated card on the "reader": the same event, and the same routing (sale,
+        card tool or reader test), as a card on a real reader. A few ms, no I/O wait."""
         if self.demo is None:
             return
-        url = self.demo.tap(label)  # the simulated card: a few ms of crypto, no I/O wait
-        self.controller.spawn(self.controller.handle_tap(url))
+        event, release = self.demo.present(label)
+        self.controller.card_event(event, release)
 
     def demo_pay_qr(self) -> None:
         invoice = self.controller.pay.invoice

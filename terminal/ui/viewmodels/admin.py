@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from terminal import __version__
 from terminal.config import Config
@@ -155,41 +156,66 @@ class AdminSection:
 
 
 def mask_key(key: bytes | None) -> str:
-    """Never the key itself: its length and a short fingerprint to tell keys apart."""
+    """Never the key itself: its length and a 4-hex SHA-256 fingerprint to tell keys apart."""
     if not key:
         return "not set"
-    return f"set ({len(key) * 8}-bit, id {hashlib.sha256(key).hexdigest()[:6]})"
+    return f"set ({len(key) * 8}-bit, fingerprint {hashlib.sha256(key).hexdigest()[:4]})"
 
 
-def admin_sections(config: Config) -> list[AdminSection]:
+def _host(url: str | None) -> str:
+    return urlsplit(url).netloc or url or "?" if url else "not set"
+
+
+def admin_sections(config: Config, *, reader_state: str = "", printer_state: str = ""
+                   ) -> list[AdminSection]:
+    """The settings overview: everything enrollment set, secrets masked."""
     b = config.backend
     if b.kind == "flash" and b.flash is not None:
-        backend = (f"Flash · {b.flash.http_url}", f"merchant {b.flash.username or '(api key)'}",
-                   "api key " + ("set" if b.flash.api_key else "not set"))
+        mode = (f"receive-only as {b.flash.username}" if b.flash.username and not b.flash.api_key
+                else "api key " + ("set" if b.flash.api_key else "not set"))
+        backend = (f"Flash · {_host(b.flash.http_url)}", mode,
+                   f"wallet currency {b.flash.wallet_currency}")
     elif b.btcpay is not None:
-        backend = (f"BTCPay · {b.btcpay.url}", f"store {b.btcpay.store_id}", "api key set")
+        backend = (f"BTCPay · {_host(b.btcpay.url)}", f"store {b.btcpay.store_id}",
+                   "api key " + ("set" if b.btcpay.api_key else "not set"))
     else:
         backend = (b.kind,)
+    merchant = (
+        config.name,
+        f"display {config.display_currency} · currencies "
+        f"{', '.join(config.currencies or (config.display_currency,))}",
+        f"network {config.network}",
+        f"terminal id {config.terminal_id or 'not set'}",
+    )
     o = config.offline
     offline = (
         "enabled" if o.enabled else "disabled",
-        f"per tap {format_msat(Msat(o.floor_limit_msat))}",
+        f"per tap {format_msat(Msat(o.floor_limit_msat))} · "
         f"per card {format_msat(Msat(o.per_card_cap_msat))}",
-        f"total {format_msat(Msat(o.total_cap_msat))}, at most {o.max_queued} queued",
+        f"total {format_msat(Msat(o.total_cap_msat))}, at most {o.max_queued} queued, "
+        f"{o.max_age_s // 3600} h",
     )
     issuers = tuple(
-        f"{i.name} ({i.kind}) key {mask_key(i.issuer_key)}"
-        + (f", {len(i.cards)} cards" if i.cards else "")
+        f"{i.name} ({i.kind}) hosts {', '.join(i.hosts) or 'any'} · "
+        + (f"key {mask_key(i.issuer_key)}" if i.kind == "deterministic"
+           else f"{len(i.cards)} cards")
         for i in config.issuers
     ) or ("none configured",)
+    reader = (f"simulated card {config.reader.card_file}" if config.reader.card_file
+              else config.reader.path)
+    p = config.printer
+    printer = f"{p.port} · {p.width_mm} mm · {p.baudrate} baud" if p.enabled and p.port \
+        else "none"
     devices = (
-        f"reader {config.reader.card_file and 'simulated card' or config.reader.path}",
-        f"printer {config.printer.port if config.printer.enabled else 'none'}",
+        f"reader {reader}" + (f" · {t('status.reader.' + reader_state)}" if reader_state else ""),
+        f"printer {printer}"
+        + (f" · {t('status.printer.' + printer_state)}" if printer_state else ""),
     )
-    about = (f"Flash Terminal {__version__}", f"{config.name} · {config.network}",
-             f"currencies {', '.join(config.currencies or (config.display_currency,))}")
+    about = (f"Flash Terminal {__version__}",
+             f"configuration {config.source}" if config.source else "configuration (built in)")
     return [
         AdminSection(t("admin.section.backend"), backend),
+        AdminSection(t("admin.section.merchant"), merchant),
         AdminSection(t("admin.section.offline"), offline),
         AdminSection(t("admin.section.issuers"), issuers),
         AdminSection(t("admin.section.devices"), devices),

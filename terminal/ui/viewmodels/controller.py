@@ -14,11 +14,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from terminal.checkout import Checkout, SaleOutcome, SaleSession, TapResult
 from terminal.money import Money, currency
 from terminal.ui.strings import t
 from terminal.ui.viewmodels.admin import AdminLock
+from terminal.ui.viewmodels.card_tools import CardToolsSettings, CardToolsViewModel
+from terminal.ui.viewmodels.device_tests import DeviceTestsViewModel
 from terminal.ui.viewmodels.history import HistoryViewModel, SalesSource
 from terminal.ui.viewmodels.observable import Observable
 from terminal.ui.viewmodels.pay import PayInvoice, PayPhase, PayViewModel
@@ -26,6 +29,9 @@ from terminal.ui.viewmodels.result import ResultInfo, ResultViewModel
 from terminal.ui.viewmodels.sale import ChargeRequest, SaleViewModel
 from terminal.ui.viewmodels.status import StatusViewModel
 from terminal.ui.viewmodels.tip import TipSettings
+
+if TYPE_CHECKING:
+    from terminal.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,8 @@ class TerminalController(Observable):
         printer: object | None = None,
         receipt_sink: ReceiptSink | None = None,
         clock: Callable[[], float] = time.time,
+        config: Config | None = None,
+        card_url: str = "",
     ) -> None:
         super().__init__()
         self.checkout = checkout
@@ -78,6 +86,12 @@ class TerminalController(Observable):
         self.status = StatusViewModel(clock)
         self.history = HistoryViewModel(sales, clock=clock)
         self.admin = AdminLock(admin_pin_hash)
+        keyring = getattr(checkout, "keyring", None)
+        self.tools = CardToolsViewModel(verify=keyring.verify_tap if keyring else None)
+        self.tests = DeviceTestsViewModel(clock)
+        self.config: Config | None = None
+        if config is not None:
+            self.use_config(config, card_url)
         self.screen = Screen.SALE
         self.notice = ""  # a one-line message (late tap, tap with no sale) shown over any screen
         self.session: SaleSession | None = None
@@ -88,6 +102,11 @@ class TerminalController(Observable):
         self._result_shown = asyncio.Event()
         self.status.update(reader=self.settings.reader, printer="ready" if printer else "none")
 
+    def use_config(self, config: Config, card_url: str = "") -> None:
+        """The enrolled configuration: the settings overview and the card tools read it."""
+        self.config = config
+        self.tools.configure(CardToolsSettings.from_config(config, card_url))
+
     # -- navigation -------------------------------------------------------------------------
     def go(self, screen: Screen) -> None:
         if screen in (Screen.HISTORY, Screen.ADMIN) and self.screen in (Screen.PAY,):
@@ -97,6 +116,9 @@ class TerminalController(Observable):
         self.screen = screen
         if screen is Screen.SALE:
             self.admin.lock()
+        if screen is not Screen.ADMIN:
+            self.tools.cancel()  # the next tap belongs to the sale again (a busy tool finishes)
+            self.tests.disarm()
         self.changed()
 
     def say(self, text: str) -> None:
@@ -144,6 +166,90 @@ class TerminalController(Observable):
         if self.screen is Screen.ADMIN and not self.admin.unlocked:
             self.admin.changed()  # the lock-out countdown, and the pad coming back to life
         self.refresh_status()
+
+    # -- reader events and the admin card tools ---------------------------------------------
+    def reader_event_threadsafe(self, loop: asyncio.AbstractEventLoop, event: Any) -> None:
+        """From the reader thread (`hw.nfc.Reader`'s `on_event`): hand any event to the loop."""
+        loop.call_soon_threadsafe(self.card_event, event)
+
+    @property
+    def wants_card(self) -> bool:
+        """True while the Admin screen waits for a card (a card tool or the reader test)."""
+        return self.tools.armed or self.tools.busy or self.tests.reader_armed
+
+    def card_event(self, event: Any, release: Callable[[], None] | None = None) -> None:
+        """A reader event, on the loop. An armed card tool takes the next card (through the
+        event's live `handle`); the reader test describes it; otherwise a tap goes to the sale.
+        `release` is called once the card is no longer needed (a simulated card saves itself)."""
+        from hw.nfc import (
+            CardRemovedEvent,
+            HoldStillEvent,
+            NotPaymentCardEvent,
+            ReaderState,
+            ReaderStatusEvent,
+            TapEvent,
+        )
+
+        handed_over = False
+        try:
+            if isinstance(event, ReaderStatusEvent):
+                ready = event.state is ReaderState.READY
+                self.status.update(reader="ready" if ready else "absent")
+                self.tests.reader_status(event.message)
+            elif isinstance(event, CardRemovedEvent):
+                pass
+            elif self.tools.busy:
+                self.tools.card_unusable(t("tools.busy"))
+            elif self.tools.armed and self.admin.unlocked and self.screen is Screen.ADMIN:
+                handle = getattr(event, "handle", None)
+                if handle is None:
+                    self.tools.card_unusable(event.message if isinstance(
+                        event, HoldStillEvent | NotPaymentCardEvent) else t("tools.next.again"))
+                else:
+                    self.spawn(self.run_card_tool(handle, release))
+                    handed_over = True
+            elif self.tests.reader_armed and self.screen is Screen.ADMIN:
+                self.tests.card_seen(event)
+            elif isinstance(event, TapEvent):
+                self.spawn(self.handle_tap(event.uri))
+            elif isinstance(event, NotPaymentCardEvent | HoldStillEvent):
+                self.say(event.message)
+        finally:
+            if not handed_over and release is not None:
+                release()
+
+    async def run_card_tool(self, transport: Any, release: Callable[[], None] | None = None
+                            ) -> Any:
+        """Run the armed tool on the card behind `transport` (in a worker thread: APDUs over
+        USB block); step texts come back to the loop as they happen. Returns the ToolReport."""
+        from hw.ntag424 import Ntag424
+
+        loop = asyncio.get_running_loop()
+        job = self.tools.begin()
+
+        def on_step(text: str) -> None:  # the worker thread
+            loop.call_soon_threadsafe(self.tools.step, text)
+
+        try:
+            report = await asyncio.to_thread(job.run, Ntag424(transport), on_step)
+        except Exception as error:  # a bug must not leave the tool spinning
+            log.exception("card tool failed")
+            from terminal.ui.viewmodels.card_tools import failure_report
+
+            report = failure_report(job.tool, error)
+        finally:
+            if release is not None:
+                release()
+        self.tools.finish(report)
+        return report
+
+    async def test_printer(self) -> Any:
+        result = await self.tests.test_printer(
+            self.printer, merchant=self.settings.merchant, terminal_id=self.settings.terminal_id,
+            sink=self.receipt_sink)
+        if result is not None:
+            self.status.update(printer="ready" if result.ok else "error")
+        return result
 
     # -- a sale -----------------------------------------------------------------------------
     def charge_pressed(self) -> None:

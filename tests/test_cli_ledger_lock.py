@@ -1,0 +1,44 @@
+"""While the kiosk app holds the ledger, the sync timer skips cleanly and `charge` says why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from terminal.app import LEDGER_FILE
+from terminal.cli import main
+from terminal.ledger import Ledger
+
+CONFIG = """
+[terminal]
+network = "regtest"
+data_dir = "data"
+[backend]
+kind = "flash"
+[backend.flash]
+http_url = "http://127.0.0.1:9/graphql"
+username = "shop"
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    config = tmp_path / "terminal.toml"
+    config.write_text(CONFIG)
+    (tmp_path / "data").mkdir()
+    ledger = Ledger(tmp_path / "data" / LEDGER_FILE)  # the running app's writer lock
+    yield config
+    ledger.close()
+
+
+def test_sync_skips_when_the_app_holds_the_ledger(held, capsys):
+    assert main(["sync", "--config", str(held), "--json"]) == 0
+    assert "syncs it itself" in json.loads(capsys.readouterr().out)["skipped"]
+
+
+def test_charge_explains_the_running_app(held, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["charge", "100", "--currency", "SAT", "--qr", "--config", str(held)])
+    assert exc.value.code == 2
+    assert "terminal app is running" in capsys.readouterr().err
