@@ -95,6 +95,18 @@ class PrinterSettings:
     port: str | None = None
     baudrate: int = 19200
     width_mm: int = 58
+    auto_print: bool = True  # print the receipt as soon as a sale is paid
+    query_status: bool = True  # ask the printer's state (DLE EOT) first; off for mute printers
+
+
+@dataclass(frozen=True)
+class UiSettings:
+    """What the counter screen offers (the merchant sets it at enrollment, not at the counter)."""
+
+    tips: bool = False
+    tip_presets: tuple[int, ...] = (10, 15, 20)  # percent
+    tip_custom: bool = True
+    result_seconds: int = 8  # the Result screen returns to Sale after this long
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,7 @@ class Config:
     offline: OfflineSettings = field(default_factory=OfflineSettings)
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     printer: PrinterSettings = field(default_factory=PrinterSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
     admin_pin_hash: str | None = field(default=None, repr=False)
     source: Path | None = None
 
@@ -167,7 +180,8 @@ def parse_config(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         issuers=tuple(_issuer(i, n) for n, i in enumerate(raw.get("issuers", []))),
         offline=_dataclass_from(OfflineSettings, raw.get("offline", {}), "offline"),
         reader=_dataclass_from(ReaderSettings, raw.get("reader", {}), "reader"),
-        printer=_dataclass_from(PrinterSettings, raw.get("printer", {}), "printer"),
+        printer=_printer(raw.get("printer", {})),
+        ui=_ui(raw.get("ui", {})),
         admin_pin_hash=_table(raw, "admin", required=False).get("pin_hash"),
         source=source,
     )
@@ -217,6 +231,28 @@ def _issuer(raw: dict[str, Any], index: int) -> IssuerSettings:
         p_param=str(raw.get("p_param", "p")),
         c_param=str(raw.get("c_param", "c")),
     )
+
+
+def _printer(raw: dict[str, Any]) -> PrinterSettings:
+    printer = _dataclass_from(PrinterSettings, raw, "printer")
+    if printer.width_mm not in (58, 80):
+        raise ConfigError("printer.width_mm must be 58 or 80")
+    if printer.enabled and not printer.port:
+        raise ConfigError("printer.port is required when printer.enabled = true")
+    return printer
+
+
+def _ui(raw: dict[str, Any]) -> UiSettings:
+    values = dict(raw)
+    if "tip_presets" in values:
+        presets = tuple(int(p) for p in values["tip_presets"])
+        if not presets or any(not 0 < p <= 100 for p in presets):
+            raise ConfigError("ui.tip_presets must be percentages between 1 and 100")
+        values["tip_presets"] = presets
+    ui = _dataclass_from(UiSettings, values, "ui")
+    if not 2 <= ui.result_seconds <= 120:
+        raise ConfigError("ui.result_seconds must be between 2 and 120")
+    return ui
 
 
 def _hex_key(value: Any, where: str) -> bytes:

@@ -235,7 +235,8 @@ def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
     """The configured printer, or None when printing is off (composition-root helper)."""
     if not settings.enabled or not settings.port:
         return None
-    return SerialPrinter(settings.port, baudrate=settings.baudrate, width_mm=settings.width_mm)
+    return SerialPrinter(settings.port, baudrate=settings.baudrate, width_mm=settings.width_mm,
+                         query_status=settings.query_status)
 
 
 async def print_receipt(printer: SerialPrinter | None, doc: Receipt) -> PrintResult:

@@ -19,6 +19,7 @@ def test_example_configuration_is_valid_and_documents_every_section():
     assert config.issuers[0].issuer_key == bytes.fromhex("00000000000000000000000000000001")
     assert config.offline.floor_limit_msat == 20_000_000
     assert config.display_currency == "JMD"
+    assert config.ui.tip_presets == (10, 15, 20) and config.printer.auto_print
 
 
 def test_issuer_key_never_appears_in_repr():
@@ -55,6 +56,12 @@ def test_secrets_file_is_merged_only_when_private(tmp_path):
           "issuers": [{"kind": "deterministic", "issuer_key": "zz"}]}, "issuer_key"),
         ({"terminal": {}, "backend": {"kind": "flash", "flash": {"http_url": "u", "username": "a"}},
           "offline": {"floor": 1}}, "unknown key"),
+        ({"terminal": {}, "backend": {"kind": "flash", "flash": {"http_url": "u", "username": "a"}},
+          "printer": {"enabled": True}}, "printer.port"),
+        ({"terminal": {}, "backend": {"kind": "flash", "flash": {"http_url": "u", "username": "a"}},
+          "printer": {"width_mm": 62}}, "width_mm"),
+        ({"terminal": {}, "backend": {"kind": "flash", "flash": {"http_url": "u", "username": "a"}},
+          "ui": {"tip_presets": [0, 150]}}, "tip_presets"),
     ],
 )
 def test_invalid_configuration_names_the_key(raw, message):

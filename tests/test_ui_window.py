@@ -186,3 +186,55 @@ def test_admin_pin_locks_after_failures_by_touch(ui: UI) -> None:
         c.go(Screen.SALE)
 
     ui.run(scenario())
+
+
+def test_admin_settings_and_card_tools_by_touch(ui: UI) -> None:
+    from terminal.ui.viewmodels.card_tools import ToolPhase
+
+    c = ui.c
+    admin = ui.screen("admin")
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(ui.screen("sale").ids.admin)
+        await until(c, lambda: c.screen is Screen.ADMIN)
+        c.admin.locked_until = 0.0  # an earlier test may have left the pad locked
+        keys = {b.text: b for b in admin.ids.pad_keys.children}
+        for d in DEMO_ADMIN_PIN:
+            await press(keys[d])
+        await press(keys["OK"])
+        await until(c, lambda: c.admin.unlocked)
+        await press(admin.ids.tab_settings)
+        await next_frames()
+        text = admin.ids.sections.text
+        assert admin.ids.settings_tab.opacity == 1 and admin.ids.cards_tab.opacity == 0
+        for expected in ("Backend", "Flash · 127.0.0.1", "Merchant", "Offline limits",
+                         "sandbox (deterministic)", "fingerprint", "Reader and printer"):
+            assert expected in text, expected
+        assert ui.env.config.issuers[0].issuer_key.hex() not in text
+        assert "flash-terminal enroll" in admin.ids.enrolled.text
+
+        await press(admin.ids.tab_cards)
+        await next_frames()
+        assert admin.ids.cards_tab.opacity == 1 and admin.ids.settings_tab.opacity == 0
+        assert admin.ids.issuer.text.startswith("Issuer: sandbox")
+        await press(admin.ids.tool_info)
+        await until(c, lambda: c.tools.armed)
+        await next_frames()
+        assert admin.ids.tool_title.text == "Info: tap the card"
+        await press(ui.app.demo_strip.ids.tap_a)
+        await until(c, lambda: c.tools.phase is ToolPhase.DONE)
+        await next_frames()
+        assert admin.ids.tool_title.text == "Programmed card (key version 1)"
+        assert "Tap verifies: issuer sandbox" in admin.ids.tool_detail.text
+        assert c.session is None  # the tap went to the tool, not to a sale
+        await press(admin.ids.tool_wipe)
+        await next_frames()
+        assert admin.ids.tool_title.text == "Wipe a card?"
+        assert admin.ids.tool_action.text == "Wipe it"
+        await press(admin.ids.tab_tests)  # leaving the card tools disarms them
+        await next_frames()
+        assert c.tools.phase is ToolPhase.IDLE and admin.ids.tests_tab.opacity == 1
+        c.go(Screen.SALE)
+
+    ui.run(scenario())

@@ -51,8 +51,9 @@ async def until(controller: TerminalController, predicate: Callable[[], bool],
         if predicate():
             event.set()
 
-    unsubscribe = [o.subscribe(check) for o in (controller, controller.pay, controller.result,
-                                                controller.sale, controller.admin)]
+    observed = (controller, controller.pay, controller.result, controller.sale, controller.admin,
+                controller.tools, controller.tests)
+    unsubscribe = [o.subscribe(check) for o in observed]
     try:
         async with asyncio.timeout(timeout):
             await event.wait()

@@ -201,6 +201,7 @@ EN: dict[str, str] = {
     "tools.next.key_file": "Check the key file path and its content.",
     "tools.next.journal": "Check the data directory is writable; the card was not changed.",
     "tools.next.again": "Tap the card again and hold it still.",
+    "tools.confirm_first": "Press \u201cWipe it\u201d first, then tap the card",
     "tools.busy": "Finish the card in progress first",
     # demo strip
     "demo.tap_a": "Tap card A",

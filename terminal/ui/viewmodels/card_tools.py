@@ -390,7 +390,8 @@ class CardToolsViewModel(Observable):
         if self.phase is ToolPhase.IDLE:
             return [t("tools.help")]
         if self.phase is ToolPhase.CONFIRM:
-            return [t("tools.wipe.confirm_detail", issuer=self._keys_text())]
+            return [t("tools.wipe.confirm_detail", issuer=self._keys_text())] + (
+                [self.notice] if self.notice else [])
         if self.phase is ToolPhase.WAITING:
             lines = [t("tools.hold_still")]
             if self.tool is not Tool.INFO:

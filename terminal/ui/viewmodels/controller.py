@@ -20,7 +20,7 @@ from terminal.checkout import Checkout, SaleOutcome, SaleSession, TapResult
 from terminal.money import Money, currency
 from terminal.ui.strings import t
 from terminal.ui.viewmodels.admin import AdminLock
-from terminal.ui.viewmodels.card_tools import CardToolsSettings, CardToolsViewModel
+from terminal.ui.viewmodels.card_tools import CardToolsSettings, CardToolsViewModel, ToolPhase
 from terminal.ui.viewmodels.device_tests import DeviceTestsViewModel
 from terminal.ui.viewmodels.history import HistoryViewModel, SalesSource
 from terminal.ui.viewmodels.observable import Observable
@@ -208,6 +208,8 @@ class TerminalController(Observable):
                 else:
                     self.spawn(self.run_card_tool(handle, release))
                     handed_over = True
+            elif self.tools.phase is ToolPhase.CONFIRM and self.screen is Screen.ADMIN:
+                self.tools.card_unusable(t("tools.confirm_first"))
             elif self.tests.reader_armed and self.screen is Screen.ADMIN:
                 self.tests.card_seen(event)
             elif isinstance(event, TapEvent):
