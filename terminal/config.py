@@ -69,6 +69,7 @@ class IssuerSettings:
     hosts: tuple[str, ...] = ()
     p_param: str = "p"
     c_param: str = "c"
+    lnurlw_base: str | None = None  # the URL programmed into this issuer's new cards
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ def _issuer(raw: dict[str, Any], index: int) -> IssuerSettings:
         hosts=tuple(str(h).lower() for h in raw.get("hosts", ())),
         p_param=str(raw.get("p_param", "p")),
         c_param=str(raw.get("c_param", "c")),
+        lnurlw_base=str(raw["lnurlw_base"]) if raw.get("lnurlw_base") else None,
     )
 
 

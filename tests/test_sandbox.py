@@ -557,7 +557,8 @@ def test_terminal_config_points_at_the_sandbox(sb):
         "http_url": sb.http_url, "ws_url": sb.ws_url, "username": "sandbox-merchant"}}
     assert config["lnurl"]["allow_insecure_hosts"] == ["127.0.0.1"]
     assert config["issuers"] == [{"name": "sandbox", "kind": "deterministic",
-                                  "issuer_key": sb.issuer_key.hex(), "hosts": ["127.0.0.1"]}]
+                                  "issuer_key": sb.issuer_key.hex(), "hosts": ["127.0.0.1"],
+                                  "lnurlw_base": sb.lnurlw_base}]
 
 
 # --- properties -------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 # Shared bootstrap for scripts/test, scripts/demo and scripts/screenshots (sourced, not run).
 # Debian/Ubuntu packages the terminal and its tests need: Mesa/EGL for Kivy's offscreen window,
 # libmtdev1 for Kivy's input providers, libusb for nfcpy, zbarimg to decode on-screen QR codes,
-# systemd for `systemd-analyze verify`, shellcheck for the install scripts.
+# systemd for `systemd-analyze verify`, shellcheck for the install scripts, openssl for the
+# throwaway certificate of the HTTPS pinning test.
 SYSTEM_PACKAGES=(python3-venv libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 libmtdev1
-    libusb-1.0-0 zbar-tools systemd shellcheck)
+    libusb-1.0-0 zbar-tools systemd shellcheck openssl)
 
 bootstrap_system_packages() {
     local missing=()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from terminal.config import ConfigError, load_config
@@ -42,20 +43,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _main(config, *, fullscreen: bool) -> None:
-    from hw.nfc import (
-        HoldStillEvent,
-        NotPaymentCardEvent,
-        Reader,
-        ReaderState,
-        ReaderStatusEvent,
-        TapEvent,
-    )
+    from hw.nfc import Reader
     from terminal.app import build_terminal
     from terminal.receipts import build_printer
     from terminal.service_notify import ServiceNotifier, watchdog_loop
     from terminal.sync import SyncWorker
     from terminal.ui.app import WINDOW_SIZE, FlashTerminalApp, run_app
     from terminal.ui.viewmodels import TerminalController, UiSettings
+    from terminal.ui.viewmodels.tip import TipSettings
 
     terminal = build_terminal(config)
     controller = TerminalController(
@@ -64,22 +59,20 @@ async def _main(config, *, fullscreen: bool) -> None:
         admin_pin_hash=config.admin_pin_hash,
         settings=UiSettings(
             currencies=config.currencies or (config.display_currency,),
+            tips=TipSettings(enabled=config.ui.tips, presets=config.ui.tip_presets,
+                             allow_custom=config.ui.tip_custom),
             merchant=config.name,
             terminal_id=terminal.checkout.terminal_id,
+            receipt_width=48 if config.printer.width_mm == 80 else 32,
+            result_seconds=config.ui.result_seconds,
         ),
         printer=build_printer(config.printer),
+        config=config,
     )
     loop = asyncio.get_running_loop()
 
-    def on_event(event) -> None:  # the reader thread: hand everything to the loop
-        if isinstance(event, TapEvent):
-            controller.tap_threadsafe(loop, event.uri)
-        elif isinstance(event, ReaderStatusEvent):
-            ready = event.state is ReaderState.READY
-            loop.call_soon_threadsafe(lambda: controller.status.update(
-                reader="ready" if ready else "absent"))
-        elif isinstance(event, NotPaymentCardEvent | HoldStillEvent):
-            loop.call_soon_threadsafe(controller.say, event.message)
+    def on_event(event) -> None:  # the reader thread: everything goes to the loop, as is
+        controller.reader_event_threadsafe(loop, event)
 
     reader = Reader(config.reader.path, on_event)
     notifier = ServiceNotifier()
@@ -106,6 +99,9 @@ async def _main(config, *, fullscreen: bool) -> None:
         app = FlashTerminalApp(controller, config=config, data_dir=config.data_dir)
         # READY=1 once the first frame is drawn: systemd's start timeout covers a dead display.
         Clock.schedule_once(lambda _dt: notifier.ready("taking payments"), 0)
+        # systemctl stop / restart: close the app cleanly (the ledger is safe either way).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.stop)
         await run_app(app)
     finally:
         notifier.stopping()

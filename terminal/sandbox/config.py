@@ -22,6 +22,7 @@ def render_terminal_config(
     username: str,
     issuer_key: bytes,
     host: str,
+    lnurlw_base: str,
 ) -> str:
     return "\n".join([
         "[terminal]",
@@ -43,6 +44,7 @@ def render_terminal_config(
         'kind = "deterministic"',
         f"issuer_key = {_q(issuer_key.hex())}",
         f"hosts = [{_q(host)}]",
+        f"lnurlw_base = {_q(lnurlw_base)}",
         "",
     ])
 

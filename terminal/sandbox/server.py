@@ -200,6 +200,7 @@ class Sandbox:
             username=self.username,
             issuer_key=self.issuer_key,
             host=self.host,
+            lnurlw_base=self.lnurlw_base,
         )
 
 

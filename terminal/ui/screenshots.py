@@ -17,7 +17,8 @@ os.environ.setdefault("KIVY_NO_FILELOG", "1")
 os.environ.setdefault("KIVY_WINDOW_WIDTH", "800")
 os.environ.setdefault("KIVY_WINDOW_HEIGHT", "480")
 
-SCREENS = ("sale", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin")
+SCREENS = ("sale", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin",
+           "admin-cards", "admin-tests")
 
 
 async def capture(out: Path) -> list[Path]:
@@ -25,6 +26,7 @@ async def capture(out: Path) -> list[Path]:
     from terminal.ui.app import FlashTerminalApp
     from terminal.ui.driver import launch, press, screenshot, until
     from terminal.ui.viewmodels import Screen
+    from terminal.ui.viewmodels.card_tools import Tool, ToolPhase
 
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="flash-shots-") as tmp:
@@ -80,6 +82,17 @@ async def capture(out: Path) -> list[Path]:
                 c.admin.press(d)
             c.admin.submit()
             written.append(await screenshot(out / "admin.png"))
+            admin = app.screens["admin"]
+            admin.show_tab("cards")  # program the demo's blank card: every step on screen
+            c.tools.choose(Tool.PROGRAM)
+            app.demo_tap("blank")
+            await until(c, lambda: c.tools.phase in (ToolPhase.DONE, ToolPhase.FAILED))
+            written.append(await screenshot(out / "admin-cards.png"))
+            admin.show_tab("tests")
+            await c.test_printer()
+            c.tests.arm_reader()
+            app.demo_tap("A")
+            written.append(await screenshot(out / "admin-tests.png"))
             c.go(Screen.HISTORY)
             written.append(await screenshot(out / "history.png"))
         finally:

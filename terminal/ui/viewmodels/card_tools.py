@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from terminal.provisioning import KeySource
 
 CARD_ID_CHARS = 12  # enough to find the card in the issuer's list; the full id is in the journal
+STEPS_SHOWN = 5  # while working: the last few steps fit the 480-px panel
 
 
 class Tool(enum.Enum):
@@ -397,10 +398,11 @@ class CardToolsViewModel(Observable):
             if self.tool is not Tool.INFO:
                 lines.append(t("tools.using", keys=self._keys_text()))
             return lines + ([self.notice] if self.notice else [])
-        lines = [f"✓ {s}" for s in self.steps]
-        if self.report is not None:
-            lines += list(self.report.lines)
-        return lines
+        done = [f"✓ {s}" for s in self.steps]
+        if self.phase is ToolPhase.WORKING:  # the latest steps, under the reminder
+            return [t("tools.hold_still"), *done[-STEPS_SHOWN:]]
+        # the outcome first, then how it got there
+        return [*(self.report.lines if self.report else ()), *done]
 
     @property
     def next_text(self) -> str:

@@ -54,6 +54,7 @@ class UiSettings:
     terminal_id: str | None = None
     reader: str = "absent"  # ready | absent | demo
     receipt_width: int = 32
+    result_seconds: float = 6.0  # the Result screen returns to Sale after this long
 
 
 ReceiptSink = Callable[[str], None]
@@ -82,7 +83,7 @@ class TerminalController(Observable):
         self.sale = SaleViewModel(checkout.rates, self.settings.currencies,
                                   tips=self.settings.tips, clock=clock)
         self.pay = PayViewModel(clock)
-        self.result = ResultViewModel(clock)
+        self.result = ResultViewModel(clock, auto_return_s=self.settings.result_seconds)
         self.status = StatusViewModel(clock)
         self.history = HistoryViewModel(sales, clock=clock)
         self.admin = AdminLock(admin_pin_hash)
@@ -365,6 +366,17 @@ class TerminalController(Observable):
             self.pay.amount_text, self.pay.sats_text, method=method, reason=outcome.reason,
             message=message or outcome.message, at=self.clock(), sale_open=False,
         ))
+        if outcome.status in ("paid", "queued") and self._auto_print:
+            # Printing never blocks the sale: it runs beside the Result screen, and a printer
+            # that is off or out of paper only changes the status bar.
+            self.spawn(self.print_receipt())
+
+    @property
+    def _auto_print(self) -> bool:
+        if self.printer is None:
+            return False
+        config = getattr(self, "config", None)
+        return config.printer.auto_print if config is not None else True
 
     def _show(self, info: ResultInfo) -> None:
         self.result.show(info)
@@ -446,8 +458,12 @@ class TerminalController(Observable):
                            terminal_id=self.settings.terminal_id, reprint=reprint)
         outcome = await print_receipt(self.printer, doc)  # type: ignore[arg-type]
         self.status.update(printer="ready" if outcome.ok else "error")
-        if outcome.ok and sale_id is None:
-            self.result.mark_printed()
+        if outcome.ok:
+            if sale_id is None:
+                self.result.mark_printed()
+            if not record.receipt_printed:
+                record.receipt_printed = True
+                self.checkout.ledger.save_sale(record)
         return status_text(outcome)
 
     async def aclose(self) -> None:
