@@ -593,3 +593,12 @@ def test_a_tap_is_accepted_only_with_a_strictly_greater_counter(uid, counters):
             else:
                 with pytest.raises(TapRejected):
                     core.withdraw_request(params["p"], params["c"])
+
+
+def test_a_memo_too_long_for_bolt11_is_a_clear_flash_error(tmp_path):
+    from terminal.sandbox.core import SandboxError
+    from terminal.sandbox.server import Sandbox
+
+    sb = Sandbox(tmp_path / "sb")
+    with pytest.raises(SandboxError, match="too long"):  # 800 bytes > BOLT11's 639
+        sb.core.create_invoice(sb.wallet_id("USD"), usd_cents=Decimal(100), memo="é" * 400)

@@ -120,6 +120,9 @@ class _Wallet:
     currency: str
 
 
+PRICE_REUSE_S = 30.0  # how long a fetched price may price further invoices
+
+
 @dataclass(frozen=True)
 class _Price:
     currency: str
@@ -207,6 +210,7 @@ class FlashBackend:
         self._reconnect = reconnect
         self._ws_timings = ws_timings
         self._amount_tolerance = amount_tolerance
+        self._prices: dict[str, tuple[_Price, float]] = {}  # currency -> (price, monotonic)
         self._clock = clock
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(
@@ -309,7 +313,7 @@ class FlashBackend:
         currency = currency.upper()
         if currency == SAT:
             return DisplayRate(SAT, Decimal(1), 0, self._clock())
-        price = await self._realtime_price(currency)
+        price = await self._realtime_price(currency, fresh=True)
         digits = await self._currency_fraction_digits(currency)
         return DisplayRate(currency, price.minor_per_sat, digits, price.timestamp)
 
@@ -484,9 +488,19 @@ class FlashBackend:
             )
         return _Wallet(str(wallet["id"]), self._wallet_currency)
 
-    async def _realtime_price(self, currency: str) -> _Price:
+    async def _realtime_price(self, currency: str, *, fresh: bool = False) -> _Price:
+        """The price, reused for `PRICE_REUSE_S` when pricing invoices: Flash prices each
+        invoice itself, ours only converts the request and checks plausibility, so a price a few
+        seconds old costs nothing and saves a round trip per invoice (a queue drain makes many).
+        """
+        cached = self._prices.get(currency)
+        now = time.monotonic()
+        if not fresh and cached is not None and now - cached[1] < PRICE_REUSE_S:
+            return cached[0]
         data = await self._read(docs.REALTIME_PRICE, {"currency": currency}, "RealtimePrice")
-        return _price_from(data.get("realtimePrice"), currency)
+        price = _price_from(data.get("realtimePrice"), currency)
+        self._prices[currency] = (price, now)
+        return price
 
     async def _optional_price(self, currency: str) -> _Price | None:
         """A price for the plausibility check only: its failure must not block a USD sale."""

@@ -17,7 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from terminal import bolt11  # the fast decoder (the `bolt11` package's takes ~16 ms an invoice)
+from terminal import bolt11  # the fast decoder (the `bolt11` package takes ~16 ms an invoice)
+from terminal.bolt11 import Bolt11EncodeError
 
 from .faults import Faults
 from .issuer_keys import TapRejected, card_id_for, check_c, decrypt_p, derive_card_keys, k1_for
@@ -139,7 +140,12 @@ class SandboxCore:
             raise SandboxError(self.faults.invoice_create_error_message, "UNKNOWN_CLIENT_ERROR")
         expiry_s = expires_in_min * 60 if expires_in_min is not None else default_expiry
         now = int(self.clock())
-        minted = mint_invoice(self.keys.node_key, self.network, amount_msat, memo, expiry_s, now)
+        try:
+            minted = mint_invoice(self.keys.node_key, self.network, amount_msat, memo, expiry_s,
+                                  now)
+        except Bolt11EncodeError:  # a BOLT11 description holds at most 639 bytes
+            raise SandboxError("Memo is too long for an invoice description",
+                               "INVALID_INPUT") from None
         record = InvoiceRecord(
             payment_hash=minted.payment_hash,
             payment_request=minted.payment_request,
