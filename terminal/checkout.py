@@ -239,7 +239,7 @@ class SaleSession:
         self.checkout = checkout
         self.record = record
         self.sale = sale
-        self.invoice: Invoice | None = _invoice_of(record)
+        self.invoice: Invoice | None = record.invoice()
         self.offline = False
         self._pending_request: lnurl.WithdrawRequest | None = None
         self._message = ""
@@ -278,7 +278,7 @@ class SaleSession:
             return
         except BackendError as exc:
             self._message = exc.message
-            self._apply("fail", _code(exc, "backend-refused"))
+            self._apply("fail", exc.reason("backend-refused"))
             return
         co.connectivity.success(co.clock())
         self.invoice = invoice
@@ -572,22 +572,6 @@ class SaleSession:
             payment_hash=self.record.payment_hash,
             amount_msat=self.record.amount_msat,
         )
-
-
-def _invoice_of(record: SaleRecord) -> Invoice | None:
-    if not record.bolt11:
-        return None
-    return Invoice(
-        bolt11=record.bolt11,
-        payment_hash=record.payment_hash or "",
-        amount_msat=record.amount_msat or 0,
-        expires_at=record.invoice_expires_at or 0.0,
-        backend_ref=record.invoice_ref or record.bolt11,
-    )
-
-
-def _code(exc: BackendError, default: str) -> str:
-    return exc.code.lower().replace("_", "-") if exc.code else default
 
 
 def _late_text(state: SaleState) -> str:

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from terminal.backends.base import Invoice
 from terminal.sale import Sale, SaleState, Transition
 
 
@@ -61,6 +62,18 @@ class SaleRecord:
         self.state = sale.state.value
         self.reason = sale.reason
         self.history = [StateChange.of(t) for t in sale.history]
+
+    def invoice(self) -> Invoice | None:
+        """The sale's invoice as the backends know it (None before one was created)."""
+        if not self.bolt11:
+            return None
+        return Invoice(
+            bolt11=self.bolt11,
+            payment_hash=self.payment_hash or "",
+            amount_msat=self.amount_msat or 0,
+            expires_at=self.invoice_expires_at or 0.0,
+            backend_ref=self.invoice_ref or self.bolt11,
+        )
 
     def to_sale(self) -> Sale:
         sale = Sale(self.id, self.created_at, SaleState(self.state), self.reason)

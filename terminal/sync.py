@@ -372,7 +372,7 @@ class SyncWorker:
         """The sale's invoice, created (idempotency key: the sale id) when missing or stale."""
         now = self.clock()
         if sale.bolt11 and (sale.invoice_expires_at or 0) - now > self.policy.invoice_margin_s:
-            return _invoice_of(sale)  # type: ignore[return-value]
+            return sale.invoice()  # type: ignore[return-value]
         # Only a QUEUED payout gets here: its invoice (if any) never went to an issuer, so an
         # expired one is simply replaced.
         generation = int(payout.metadata.get("invoices", 0))
@@ -400,12 +400,12 @@ class SyncWorker:
             state.paused_until = self.clock() + exc.retry_after_s
             raise _Requeue("backend-rate-limited", exc.message, exc.retry_after_s) from None
         except BackendRejected as exc:
-            raise _Fail(_code(exc, REASON_BACKEND_REFUSED), exc.message) from None
+            raise _Fail(exc.reason(REASON_BACKEND_REFUSED), exc.message) from None
         except BackendError as exc:  # unreachable, unauthorized, nonsense: try again later
             if isinstance(exc, BackendUnavailable):
                 self.connectivity.failure(self.clock(), exc.message)
             state.backend_down = exc.message
-            raise _Requeue(_code(exc, "backend-unavailable"), exc.message) from None
+            raise _Requeue(exc.reason("backend-unavailable"), exc.message) from None
         self.connectivity.success(self.clock())
         # The card's queued total was raised by the capture amount; remember it before the sale
         # amount becomes the invoice's (whole sats).
@@ -498,7 +498,7 @@ class SyncWorker:
                                        "The sale for this payout is missing from the ledger.")
         if sale.is_final:
             return self._adopt_final_sale(payout, sale)
-        invoice = _invoice_of(sale)
+        invoice = sale.invoice()
         if invoice is None:  # cannot happen (written together), but never leave it hanging
             return self._finish_failed(payout, sale, REASON_NO_INVOICE,
                                        "No invoice was recorded for a payout being sent.")
@@ -511,7 +511,7 @@ class SyncWorker:
             if isinstance(exc, BackendUnavailable):
                 self.connectivity.failure(self.clock(), exc.message)
                 state.backend_down = exc.message
-            return self._result(payout, SUBMITTING, _code(exc, "backend-unavailable"),
+            return self._result(payout, SUBMITTING, exc.reason("backend-unavailable"),
                                 exc.message)
         self.connectivity.success(self.clock())
         if status is InvoiceStatus.PAID:
@@ -667,22 +667,6 @@ class SyncWorker:
                 sale.synced = True
                 self.ledger.save_sale(sale)
         return len(todo)
-
-
-def _invoice_of(record: SaleRecord) -> Invoice | None:
-    if not record.bolt11:
-        return None
-    return Invoice(
-        bolt11=record.bolt11,
-        payment_hash=record.payment_hash or "",
-        amount_msat=record.amount_msat or 0,
-        expires_at=record.invoice_expires_at or 0.0,
-        backend_ref=record.invoice_ref or record.bolt11,
-    )
-
-
-def _code(exc: BackendError, default: str) -> str:
-    return exc.code.lower().replace("_", "-") if exc.code else default
 
 
 def _plain(exc: lnurl.LnurlError) -> str:

@@ -72,6 +72,10 @@ class BackendError(Exception):
         self.message = message
         self.code = code
 
+    def reason(self, default: str) -> str:
+        """The code as a ledger reason (`TOO_MANY_REQUESTS` → `too-many-requests`)."""
+        return self.code.lower().replace("_", "-") if self.code else default
+
 
 class BackendUnavailable(BackendError):
     """Network error, timeout, 5xx: the backend could not be reached or did not answer."""
