@@ -85,6 +85,7 @@ def build_issuer(settings: IssuerSettings) -> Issuer:
             p_param=settings.p_param,
             c_param=settings.c_param,
             hosts=settings.hosts,
+            version_window=settings.version_window,
         )
     cards = [
         KeyTableCard(

@@ -70,6 +70,7 @@ class IssuerSettings:
     p_param: str = "p"
     c_param: str = "c"
     lnurlw_base: str | None = None  # the URL programmed into this issuer's new cards
+    version_window: int = 4  # key versions tried for a card not listed in `versions`
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,14 @@ def _issuer(raw: dict[str, Any], index: int) -> IssuerSettings:
         p_param=str(raw.get("p_param", "p")),
         c_param=str(raw.get("c_param", "c")),
         lnurlw_base=str(raw["lnurlw_base"]) if raw.get("lnurlw_base") else None,
+        version_window=_int_in(raw.get("version_window", 4), 1, 16, f"{where}.version_window"),
     )
+
+
+def _int_in(value: Any, low: int, high: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where} must be an integer from {low} to {high}")
+    return value
 
 
 def _printer(raw: dict[str, Any]) -> PrinterSettings:

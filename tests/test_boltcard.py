@@ -282,7 +282,7 @@ def test_keyring_deterministic_tap():
 def test_keyring_uses_card_version():
     keys_v3 = derive_card_keys(ISSUER_KEY, VECTOR_UID, 3)
     url = make_tap(keys_v3.k1, keys_v3.k2, VECTOR_UID, 1)
-    stale = deterministic_keyring().verify_tap(url)
+    stale = deterministic_keyring(version_window=1).verify_tap(url)  # only version 1 tried
     assert (stale.valid, stale.reason) == (False, TapReason.CMAC_MISMATCH)
     assert stale.card_id == keys_v3.card_id and stale.counter == 1
     current = deterministic_keyring(versions={keys_v3.card_id.upper(): 3}).verify_tap(url)
@@ -408,3 +408,27 @@ def test_no_secret_in_errors():
     except TapError as exc:
         message = str(exc)
     assert "malformed" in message and REAL["p"] not in message and REAL["c"] not in message
+
+
+def test_a_reissued_card_verifies_within_the_version_window_but_not_beyond():
+    # Issuers bump the key version on every re-programming; the terminal may not know yet.
+    from hw.ntag424.crypto import aes_ecb_encrypt, sdm_mac
+    from terminal.boltcard import DeterministicIssuer, Keyring, derive_card_keys
+
+    issuer_key = bytes(range(16))
+    uid = bytes.fromhex("04a39493cc8680")
+
+    def tap(version: int) -> str:
+        keys = derive_card_keys(issuer_key, uid, version)
+        ctr = (7).to_bytes(3, "little")
+        p = aes_ecb_encrypt(keys.k1, b"\xc7" + uid + ctr + bytes(5))
+        c = sdm_mac(keys.k2, uid, ctr)
+        return f"lnurlw://card.example/ln?p={p.hex()}&c={c.hex()}"
+
+    ring = Keyring([DeterministicIssuer("i", issuer_key)])  # window: versions 1..4
+    assert ring.verify_tap(tap(3)).valid
+    assert not ring.verify_tap(tap(5)).valid
+    card_id = ring.verify_tap(tap(3)).card_id
+    pinned = Keyring([DeterministicIssuer("i", issuer_key, versions={card_id: 2})])
+    assert pinned.verify_tap(tap(2)).valid
+    assert not pinned.verify_tap(tap(3)).valid  # a listed version is exact

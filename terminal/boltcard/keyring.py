@@ -22,12 +22,20 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from terminal.boltcard.errors import TapError, TapReason
-from terminal.boltcard.keys import DEFAULT_VERSION, IssuerKeys, check_uid, check_version
+from terminal.boltcard.keys import (
+    DEFAULT_VERSION,
+    VERSION_MAX,
+    IssuerKeys,
+    check_uid,
+    check_version,
+)
 from terminal.boltcard.sun import PiccData, PiccDecryptor, SunMacVerifier, check_key
 from terminal.boltcard.tap_url import TapParams, check_param_name, parse_tap_url
 
 CARD_ID_BYTES = 16
 K2_CACHE_SIZE = 4096  # prepared K2 verifiers kept for deterministic cards (one per card+version)
+DEFAULT_VERSION_WINDOW = 4  # versions tried for a card the configuration does not list
+MAX_VERSION_WINDOW = 16
 
 
 def key_table_card_id(k2: bytes, uid: bytes) -> str:
@@ -45,10 +53,13 @@ def _hosts(hosts: Iterable[str]) -> tuple[str, ...]:
 class DeterministicIssuer:
     """An issuer whose cards' keys derive from one IssuerKey (boltcard DETERMINISTIC.md).
 
-    `versions` maps card ID to the key version of that card's current programming; cards not in
-    it use `default_version`. `hosts`, when given, limits the issuer to taps whose URL host is one
-    of them (the host is not authenticated; this only narrows the search). `pull_payment_id`
-    selects BTCPay Server's variant of the CardKey derivation.
+    `versions` maps card ID to the key version of that card's current programming. A card not in
+    it is tried with `default_version` and the `version_window - 1` versions after it: issuers
+    bump the version each time they re-program a card, and a terminal that has not been told yet
+    must not refuse a genuine card (each extra try adds one 2^-64 chance to an 8-byte MAC).
+    `hosts`, when given, limits the issuer to taps whose URL host is one of them (the host is not
+    authenticated; this only narrows the search). `pull_payment_id` selects BTCPay Server's
+    variant of the CardKey derivation.
     """
 
     name: str
@@ -59,9 +70,12 @@ class DeterministicIssuer:
     hosts: tuple[str, ...] = ()
     default_version: int = DEFAULT_VERSION
     pull_payment_id: str | None = None
+    version_window: int = DEFAULT_VERSION_WINDOW
 
     def __post_init__(self) -> None:
         check_key(self.issuer_key, f"issuer key of {self.name!r}")
+        if not 1 <= self.version_window <= MAX_VERSION_WINDOW:
+            raise ValueError(f"version_window must be 1..{MAX_VERSION_WINDOW}")
         check_param_name(self.p_param)
         check_param_name(self.c_param)
         check_version(self.default_version)
@@ -157,8 +171,13 @@ class _DeterministicSlot:
         if picc is None:
             return None
         card_id = self.keys.card_id(picc.uid)
-        version = self.issuer.versions.get(card_id, self.issuer.default_version)
-        valid = self._k2_verifier(picc.uid, version).matches(c, picc)
+        known = self.issuer.versions.get(card_id)
+        if known is not None:
+            candidates: Iterable[int] = (known,)
+        else:
+            first = self.issuer.default_version
+            candidates = range(first, min(first + self.issuer.version_window, VERSION_MAX + 1))
+        valid = any(self._k2_verifier(picc.uid, v).matches(c, picc) for v in candidates)
         return _Match(self.issuer.name, card_id, picc, valid)
 
     def _k2_verifier(self, uid: bytes, version: int) -> SunMacVerifier:
