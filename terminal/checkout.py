@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager, aclosing
 from dataclasses import dataclass
 from decimal import Decimal
@@ -207,12 +207,15 @@ class Checkout:
             raise KeyError(sale_id)
         return SaleSession(self, record, record.to_sale())
 
-    async def recover(self) -> list[SaleOutcome]:
+    async def recover(self, skip: Collection[str] = ()) -> list[SaleOutcome]:
         """After a restart (and now and then while running): settle every open sale through
         its invoice status, and catch wallets that paid a cancelled or failed sale's invoice
-        before it expired."""
+        before it expired. `skip` names sales another session is driving right now (the one on
+        screen): two sessions writing one record would undo each other's state."""
         outcomes = []
         for record in self.ledger.open_sales() + self._closed_with_live_invoice():
+            if record.id in skip:
+                continue
             session = SaleSession(self, record, record.to_sale())
             outcomes.append(await session.reconcile())
         return outcomes

@@ -132,6 +132,13 @@ class Config:
     source: Path | None = None
 
 
+def _default_data_dir() -> str:
+    """systemd's StateDirectory= (the kiosk service: /var/lib/flash-terminal), else `data`
+    beside the configuration file."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return state or "data"
+
+
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit)
@@ -165,7 +172,7 @@ def parse_config(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     currencies = tuple(
         _choice(c, CURRENCIES, "terminal.currencies") for c in term.get("currencies", [display])
     )
-    data_dir = Path(term.get("data_dir", "data"))
+    data_dir = Path(term.get("data_dir") or _default_data_dir())
     if not data_dir.is_absolute():
         data_dir = base / data_dir
     return Config(
@@ -316,6 +323,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
+    except PermissionError:
+        raise ConfigError(
+            f"{path} is not readable by this user: run as the terminal's user "
+            "(sudo -u flash-terminal …) or fix its owner"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from terminal.boltcard.keys import key_fingerprint
 from terminal.config import Config, ConfigError, IssuerSettings, load_config, parse_config
 
 # The doctor's row type and its reader and printer probes: one vocabulary for both reports.
@@ -496,8 +497,9 @@ def _check_issuer(settings: IssuerSettings, build: Callable[[IssuerSettings], An
                                  "each card needs k1 and k2 as 32 hex characters")
         return Check(name, Status.OK, f"key table, {len(settings.cards)} card(s)")
     hosts = ", ".join(settings.hosts) or "any host"
-    return Check(name, Status.OK, f"deterministic key {mask(settings.issuer_key.hex())} "
-                 f"({hosts})" if settings.issuer_key else "deterministic")
+    return Check(name, Status.OK, f"deterministic key, fingerprint "
+                 f"{key_fingerprint(settings.issuer_key)} ({hosts})"
+                 if settings.issuer_key else "deterministic")
 
 
 def _no_hex(text: str) -> str:

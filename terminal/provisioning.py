@@ -423,6 +423,13 @@ def _find_uid(facts: CardFacts, k1s: list[bytes], p_param: str, c_param: str) ->
     return facts.uid or uid_from_tap(facts.tap_url, [FACTORY_KEY, *k1s], p_param, c_param)
 
 
+def _verifies_with_factory_keys(facts: CardFacts, p_param: str, c_param: str) -> bool:
+    if facts.tap_url is None:
+        return False
+    return verify_tap_url(facts.tap_url, FACTORY_KEY, FACTORY_KEY, p_param=p_param,
+                          c_param=c_param).valid
+
+
 def program_card(
     tag: Ntag424,
     source: KeySource,
@@ -450,6 +457,13 @@ def program_card(
     else:
         if not facts.blank:
             raise CardNotBlank(max(facts.key_versions))
+        if facts.ndef_settings.sdm is not None and not _verifies_with_factory_keys(
+            facts, p_param, c_param
+        ):
+            # Version 0 everywhere, yet SUN answers with other keys: someone changed keys
+            # without bumping versions. Authenticating with the factory key would only burn the
+            # card's failure counter; refuse before touching it.
+            raise CardNotBlank(0)
         if uid is None:
             raise ProvisioningError("cannot read the card's UID (hold it still and try again)")
         _step(on_step, "get keys")

@@ -68,6 +68,17 @@ class JournalEntry:
         return uid is not None and hmac.compare_digest(card_ref(self.keys, uid), self.card_ref)
 
 
+def _ends_torn(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class ProvisioningJournal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -79,10 +90,15 @@ class ProvisioningJournal:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.fchmod(fd, 0o600)
-                os.write(fd, line)
+                if _ends_torn(fd):
+                    # A power cut mid-line left no newline: start on a fresh line, or this
+                    # record (perhaps the one holding the keys) would be glued to the torn one
+                    # and skipped with it on reading.
+                    line = b"\n" + line
+                _write_all(fd, line)
                 os.fsync(fd)
             finally:
                 os.close(fd)

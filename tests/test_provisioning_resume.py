@@ -276,3 +276,36 @@ def test_journal_survives_a_torn_line_and_hides_keys(tmp_path: Path) -> None:
     for n in range(5):
         assert KEYS.key(n).hex() not in repr(read)
     assert UID.hex() not in path.read_text().lower()  # only a keyed hash of the UID
+
+
+def test_a_torn_last_line_never_swallows_the_next_record(tmp_path):
+    # A power cut mid-write leaves a line without its newline; the next record (the keys of the
+    # next card) must still be found, or that card's keys would be recorded nowhere.
+    from terminal.provisioning import BoltcardKeys
+    from terminal.provisioning_journal import ProvisioningJournal
+
+    path = tmp_path / "provisioning.jsonl"
+    path.write_bytes(b'{"type":"begin","entry_id":"dead')
+    journal = ProvisioningJournal(path)
+    uid = bytes.fromhex("04a39493cc8680")
+    keys = BoltcardKeys(*(bytes([n]) * 16 for n in range(1, 6)), version=1)
+    entry = journal.begin("program", uid, keys, url="lnurlw://x.example/ln")
+    found = ProvisioningJournal(path).find(uid, "program")
+    assert found is not None and found.entry_id == entry.entry_id
+    assert found.keys == keys
+
+
+def test_version_zero_with_changed_keys_is_refused_before_authenticating(tmp_path: Path) -> None:
+    # Keys changed without bumping their versions: "blank" by versions, but SUN answers with
+    # other keys. Authenticating with the factory key would only burn the failure counter.
+    from terminal.provisioning import program_boltcard
+
+    card = fresh_card()
+    sneaky = BoltcardKeys(*(bytes([0x42 + n]) * 16 for n in range(5)), version=1)
+    program_boltcard(Ntag424(card), sneaky, BASE_URL)
+    for key in card.state.keys:  # another tool changed them with version 00
+        key.version = 0
+    with pytest.raises(CardNotBlank):
+        program(tag_on(card), tmp_path / "journal.jsonl")
+    assert failures(card) == [0] * 6
+    assert ProvisioningJournal(tmp_path / "journal.jsonl").pending() == []

@@ -284,3 +284,25 @@ def test_printer_and_reader_tests(demo) -> None:
             await c.aclose()
 
     loop.run_until_complete(scenario())
+
+
+def test_an_unlocked_admin_left_alone_locks_itself(demo) -> None:
+    from terminal.ui.viewmodels import Screen
+    from terminal.ui.viewmodels.controller import ADMIN_IDLE_LOCK_S
+
+    loop, env = demo
+    now = [1_000.0]
+    c = env.controller()
+    c.clock = lambda: now[0]
+    c.touched()
+    _unlock(c)
+    assert c.admin.unlocked and c.screen is Screen.ADMIN
+    now[0] += ADMIN_IDLE_LOCK_S - 1
+    c.touched()  # someone is using it
+    now[0] += ADMIN_IDLE_LOCK_S - 1
+    c.tick()
+    assert c.admin.unlocked and c.screen is Screen.ADMIN
+    now[0] += 2
+    c.tick()
+    assert c.screen is Screen.SALE and not c.admin.unlocked
+    loop.run_until_complete(c.aclose())

@@ -10,6 +10,7 @@ The card ID is a keyed hash of the UID: the terminal stores and shows it instead
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from hw.ntag424.crypto import BLOCK, ShortCmac, cmac
@@ -129,3 +130,9 @@ def derive_k1(issuer_key: bytes) -> bytes:
 def derive_card_id(issuer_key: bytes, uid: bytes) -> str:
     """The deterministic card ID (lower-case hex of CMAC(IssuerKey, 2D003F7B ‖ UID))."""
     return IssuerKeys(issuer_key).card_id(uid)
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short public name for a key: the first 4 hex of its SHA-256 (never the key itself),
+    so a technician can tell two configured keys apart on a screen or in a report."""
+    return hashlib.sha256(key).hexdigest()[:4]

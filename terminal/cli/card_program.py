@@ -184,7 +184,9 @@ def _run(args: argparse.Namespace) -> int:
                                        random_uid=args.random_uid, on_step=on_step)
             else:
                 outcome = wipe_card(tag, source, journal, on_step=on_step)
-        report.update(ok=True, card_id=outcome.card_id, url=outcome.url)
+        # The first tap's p/c stay spendable until the card is tapped again: report the URL
+        # the card carries, never that tap.
+        report.update(ok=True, card_id=outcome.card_id, url=_without_query(outcome.url))
     except (ProvisioningError, KeyExchangeError, JournalError, Ntag424Error) as error:
         hint = ""
         if isinstance(error, Ntag424Error):
@@ -196,7 +198,12 @@ def _run(args: argparse.Namespace) -> int:
         verb = "programmed" if args.action is Action.PROGRAM else "wiped"
         print(f"card {verb}" + (f" (card id {report['card_id']})" if report["card_id"] else ""))
         if report["url"]:
-            print(f"first tap: {report['url']}")
+            print(f"card URL: {report['url']} (first tap verified)")
     else:
         print(f"failed: {report['error']}", file=sys.stderr)
     return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _without_query(url: str | None) -> str | None:
+    """The URL the card emits, without the tap's one-time `p`/`c` (and any other query)."""
+    return url.split("?", 1)[0] if url else url

@@ -79,14 +79,15 @@ async def _main(config, *, fullscreen: bool) -> None:
     stop = asyncio.Event()
     background: list[asyncio.Task] = []
     try:
-        await terminal.checkout.recover()  # settle sales left open by a restart
         reader.start()
         sync = SyncWorker(terminal.ledger, terminal.backend, terminal.withdraw,
                           terminal.checkout.connectivity, terminal_id=terminal.checkout.terminal_id,
                           invoice_expiry_s=config.invoice_expiry_s)
         background = [
             asyncio.create_task(sync.run_forever(stop), name="sync"),
-            asyncio.create_task(_reconcile_forever(terminal.checkout, stop), name="reconcile"),
+            asyncio.create_task(_reconcile_forever(terminal.checkout, stop,
+                                                   controller.active_sale_ids),
+                                name="reconcile"),
             asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
         ]
         from kivy.clock import Clock
@@ -113,8 +114,14 @@ async def _main(config, *, fullscreen: bool) -> None:
         await terminal.aclose()
 
 
-async def _reconcile_forever(checkout, stop: asyncio.Event) -> None:
-    """Now and then, settle open sales and catch wallets that paid a cancelled sale's invoice."""
+async def _reconcile_forever(checkout, stop: asyncio.Event, busy) -> None:
+    """At start (sales left open by a restart) and then now and then: settle open sales and
+    catch wallets that paid a cancelled sale's invoice, leaving alone the sale the screen is
+    driving (`busy()` names it). It runs beside the screen so a slow backend never delays it."""
+    try:
+        await checkout.recover(skip=busy())
+    except Exception:
+        log.exception("start-up reconcile failed")
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=RECONCILE_INTERVAL_S)
@@ -123,6 +130,6 @@ async def _reconcile_forever(checkout, stop: asyncio.Event) -> None:
         if stop.is_set():
             return
         try:
-            await checkout.recover()
+            await checkout.recover(skip=busy())
         except Exception:  # never let one bad record stop the loop
             log.exception("reconcile pass failed")

@@ -8,6 +8,7 @@ the sandbox share one thread with the widgets; a reader thread reaches it only t
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from terminal.ui.widgets import DemoStrip, StatusBar  # noqa: E402
 WINDOW_SIZE = (800, 480)
 BACKGROUND = (0.11, 0.12, 0.14, 1)
 RATE_REFRESH_S = 60.0
+log = logging.getLogger(__name__)
 DEMO_KEYS = {"1": "A", "2": "B", "4": "blank"}
 
 
@@ -74,6 +76,8 @@ class FlashTerminalApp(App):
         c.status.subscribe(self.status_bar.show)
         self.status_bar.show(c.status)
         Window.bind(on_key_down=self._on_key)
+        # Report touches without consuming them: an unlocked Admin screen locks when idle.
+        Window.bind(on_touch_down=lambda *_: self.controller.touched())
         Clock.schedule_interval(lambda _dt: c.tick(), 1.0)
         return root
 
@@ -83,7 +87,10 @@ class FlashTerminalApp(App):
 
     async def _rates_loop(self) -> None:
         while True:
-            await self.controller.refresh_rates()
+            try:
+                await self.controller.refresh_rates()
+            except Exception:  # one bad answer must not stop pricing for the rest of the day
+                log.exception("rate refresh failed")
             await asyncio.sleep(RATE_REFRESH_S)
 
     def _on_controller(self, c: TerminalController) -> None:

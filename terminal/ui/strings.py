@@ -58,6 +58,7 @@ EN: dict[str, str] = {
     "result.declined": "Declined",
     "result.expired": "Invoice expired",
     "result.cancelled": "Sale cancelled",
+    "result.unconfirmed": "Not confirmed yet",
     "result.method.card": "Card",
     "result.method.qr": "QR wallet",
     "result.print": "Print receipt",
@@ -71,6 +72,7 @@ EN: dict[str, str] = {
     "next.queued": "It will be paid when the terminal is back online.",
     "next.retry": "Ask for another card, or pay with the QR code.",
     "next.new_sale": "Start the sale again.",
+    "next.unconfirmed": "Do not charge again: check History in a minute, it settles by itself.",
     "next.check_connection": "Check the connection, then start the sale again.",
     # plain-word reasons by code
     "reason.insufficient-balance": "Not enough funds on the card.",

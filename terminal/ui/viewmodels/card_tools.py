@@ -16,13 +16,13 @@ Keys never reach this module's texts: cards are named by issuer and card id, nev
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from terminal.boltcard.keys import key_fingerprint
 from terminal.ui.strings import t
 from terminal.ui.viewmodels.observable import Observable
 from terminal.ui.viewmodels.tones import Tone
@@ -51,9 +51,7 @@ class ToolPhase(enum.Enum):
     FAILED = "failed"
 
 
-def fingerprint(key: bytes) -> str:
-    """A short public name for a key: the first 4 hex of its SHA-256 (never the key itself)."""
-    return hashlib.sha256(key).hexdigest()[:4]
+fingerprint = key_fingerprint  # the name the admin screens use
 
 
 @dataclass(frozen=True)

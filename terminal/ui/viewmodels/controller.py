@@ -46,6 +46,9 @@ class Screen(enum.Enum):
     ADMIN = "admin"
 
 
+ADMIN_IDLE_LOCK_S = 120.0  # an unlocked Admin/History screen locks itself after this
+
+
 @dataclass(frozen=True)
 class UiSettings:
     currencies: tuple[str, ...] = ("USD",)
@@ -97,6 +100,8 @@ class TerminalController(Observable):
         self.notice = ""  # a one-line message (late tap, tap with no sale) shown over any screen
         self.session: SaleSession | None = None
         self._opening = False
+        self._cancel_requested = False
+        self._last_touch = clock()
         self._held_tap: str | None = None
         self._watch: asyncio.Task[SaleOutcome] | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -166,7 +171,17 @@ class TerminalController(Observable):
                 self.result.changed()  # the "back in N s" countdown
         if self.screen is Screen.ADMIN and not self.admin.unlocked:
             self.admin.changed()  # the lock-out countdown, and the pad coming back to life
+        if (self.admin.unlocked and self.screen in (Screen.ADMIN, Screen.HISTORY)
+                and not self.tools.busy
+                and self.clock() - self._last_touch > ADMIN_IDLE_LOCK_S):
+            # An unlocked back office left alone at the counter: lock it (programming, wiping
+            # and exports must not wait for whoever walks up next).
+            self.go(Screen.SALE)
         self.refresh_status()
+
+    def touched(self) -> None:
+        """Any touch on the screen (the app reports them): keeps an unlocked Admin open."""
+        self._last_touch = self.clock()
 
     # -- reader events and the admin card tools ---------------------------------------------
     def reader_event_threadsafe(self, loop: asyncio.AbstractEventLoop, event: Any) -> None:
@@ -267,17 +282,28 @@ class TerminalController(Observable):
             return False
         self._result_shown.clear()
         self._opening = True
+        self._cancel_requested = False
         self.pay.reset(Money(request.amount_minor, currency(request.currency)))
         self.notice = ""
         self.go(Screen.PAY)
         try:
             session = await self.checkout.open_sale(request.amount_minor, request.currency,
                                                     request.memo)
+        except BaseException:
+            self._held_tap = None
+            raise
         finally:
             self._opening = False
         self.session = session
         self.refresh_status()
+        if self._cancel_requested:  # Cancel was pressed while the invoice was being created
+            self._held_tap = None
+            await session.cancel()
+            self._stop_watch()
+            self.new_sale()
+            return False
         if session.sale.is_final:  # the backend refused to create the invoice
+            self._held_tap = None  # a tap held for this sale must never pay the next one
             self._show_outcome(session.outcome())
             return False
         inv = session.invoice
@@ -291,6 +317,10 @@ class TerminalController(Observable):
             await self.handle_tap(held)
         return True
 
+    def active_sale_ids(self) -> set[str]:
+        """The sale this screen is driving (the reconcile loop leaves it alone)."""
+        return {self.session.record.id} if self.session is not None else set()
+
     @property
     def session_open(self) -> bool:
         return self.session is not None and not self.session.sale.is_final
@@ -300,7 +330,10 @@ class TerminalController(Observable):
         timeout = max(1.0, (inv.expires_at if inv else self.clock()) - self.clock()) + \
             SETTLE_GRACE_S
         outcome = await session.wait_settled(timeout)
-        if session is self.session and outcome.status != "pending":
+        if session is self.session:
+            # "pending" here means the backend could not confirm in time (it is down or the
+            # issuer's answer was lost): never leave the screen waiting forever. The sale stays
+            # open in the ledger and the reconcile loop settles it; History will show the end.
             self._show_outcome(outcome)
         return outcome
 
@@ -362,7 +395,7 @@ class TerminalController(Observable):
         session = self.session
         method = session.record.method if session is not None else None
         self._show(ResultInfo(
-            outcome.status if outcome.status != "pending" else "failed",
+            outcome.status if outcome.status != "pending" else "unconfirmed",
             self.pay.amount_text, self.pay.sats_text, method=method, reason=outcome.reason,
             message=message or outcome.message, at=self.clock(), sale_open=False,
         ))
@@ -391,6 +424,11 @@ class TerminalController(Observable):
         return self.result.info
 
     async def cancel(self) -> None:
+        self._held_tap = None
+        if self._opening:  # the invoice is on its way: cancel it as soon as it exists
+            self._cancel_requested = True
+            self.go(Screen.SALE)
+            return
         session = self.session
         if session is not None and not session.sale.is_final and not await session.cancel():
             self.say(t("pay.confirming"))  # in flight: only its outcome can end it
@@ -400,6 +438,13 @@ class TerminalController(Observable):
 
     def result_done(self) -> None:
         """Leave the Result screen: back to Pay when the invoice is still open, else a new sale."""
+        if self.result.info.kind == "unconfirmed":
+            # The payment's outcome is still unknown: the ledger keeps the sale open and the
+            # reconcile loop settles it. The counter must not stay blocked meanwhile.
+            self._stop_watch()
+            self.session = None
+            self.new_sale()
+            return
         if self.session_open and self.result.info.sale_open:
             self._result_shown.clear()
             self.pay.set_phase(PayPhase.WAITING if self.pay.invoice else PayPhase.OFFLINE)
@@ -408,8 +453,9 @@ class TerminalController(Observable):
             self.new_sale()
 
     def new_sale(self) -> None:
-        if self.session_open:
+        if self.session_open or self._opening:
             return
+        self._held_tap = None
         self._stop_watch()
         self.session = None
         self._result_shown.clear()

@@ -24,6 +24,7 @@ _KINDS = {
     "failed": ("result.failed", Tone.ERROR, "next.new_sale"),
     "expired": ("result.expired", Tone.ERROR, "next.new_sale"),
     "cancelled": ("result.cancelled", Tone.NEUTRAL, "next.new_sale"),
+    "unconfirmed": ("result.unconfirmed", Tone.WARNING, "next.unconfirmed"),
 }
 
 
