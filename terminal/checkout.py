@@ -38,7 +38,7 @@ from terminal.boltcard import Keyring, TapReason, TapVerification
 from terminal.connectivity import Connectivity
 from terminal.money import Money, NoRate, RateError, RatePolicy, currency
 from terminal.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
-from terminal.risk import Exposure, OfflineLimits, OfflineTap, decide_offline
+from terminal.risk import Exposure, OfflineLimits, OfflineTap, decide_offline, explain
 from terminal.sale import REOPENABLE_BY_PAYMENT, IllegalTransition, LateTap, Sale, SaleState
 
 if TYPE_CHECKING:
@@ -407,22 +407,20 @@ class SaleSession:
             return TapResult("declined", "offline-no-rate", str(exc))
         self.record.amount_msat = amount_msat  # shown on a decline too
         card = co.ledger.card(v.card_id) if v.valid else CardState(card_id="?")
-        decision = decide_offline(
-            OfflineTap(
-                verified=v.valid,
-                counter=v.counter,
-                last_counter=previous,
-                amount_msat=amount_msat,
-                card_queued_msat=card.queued_msat,
-                card_blocked=card.blocked,
-            ),
-            co.ledger.exposure(),
-            co.offline_limits,
-            co.clock(),
+        tap = OfflineTap(
+            verified=v.valid,
+            counter=v.counter,
+            last_counter=previous,
+            amount_msat=amount_msat,
+            card_queued_msat=card.queued_msat,
+            card_blocked=card.blocked,
         )
+        exposure = co.ledger.exposure()
+        decision = decide_offline(tap, exposure, co.offline_limits, co.clock())
         if not decision.accepted:
-            self._decline(decision.code, decision.message)
-            return TapResult("declined", decision.code, decision.message)
+            message = explain(decision.rule, co.offline_limits, tap, exposure)
+            self._decline(decision.code, message)
+            return TapResult("declined", decision.code, message)
         now = co.clock()
         payout = QueuedPayout(
             id=uuid.uuid4().hex,

@@ -39,6 +39,24 @@ MESSAGES = {
 }
 
 
+def _sats(msat: int) -> str:
+    return f"{msat // 1000:,} sats"
+
+
+def explain(rule: OfflineRule, limits: OfflineLimits, tap: OfflineTap, exposure: Exposure) -> str:
+    """The rule's message with the numbers that decided it (for the screen and the ledger)."""
+    base = MESSAGES[rule]
+    numbers = {
+        OfflineRule.FLOOR_LIMIT: f"{_sats(tap.amount_msat)} > {_sats(limits.floor_limit_msat)}",
+        OfflineRule.CARD_CAP: f"{_sats(tap.card_queued_msat)} waiting for this card, limit "
+                              f"{_sats(limits.per_card_cap_msat)}",
+        OfflineRule.TOTAL_CAP: f"{_sats(exposure.queued_msat)} waiting, limit "
+                               f"{_sats(limits.total_cap_msat)}",
+        OfflineRule.QUEUE_FULL: f"{exposure.count} waiting, limit {limits.max_queued}",
+    }.get(rule)
+    return f"{base} ({numbers})" if numbers else base
+
+
 @dataclass(frozen=True)
 class OfflineLimits:
     enabled: bool = True
