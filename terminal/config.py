@@ -312,8 +312,28 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
+        elif _named_tables(value) and _named_tables(merged.get(key)):
+            merged[key] = _merge_by_name(merged[key], value)
         else:
             merged[key] = value
+    return merged
+
+
+def _named_tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(item, dict) and "name" in item for item in value)
+
+
+def _merge_by_name(base: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict]:
+    """`[[issuers]]` in secrets.toml may hold only `name` + `issuer_key`: merge it into the
+    public entry of the same name instead of replacing the whole list."""
+    merged = [dict(item) for item in base]
+    for item in extra:
+        same = next((m for m in merged if m["name"] == item["name"]), None)
+        if same is None:
+            merged.append(dict(item))
+        else:
+            same.update(_merge(same, item))
     return merged
 
 

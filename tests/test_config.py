@@ -72,3 +72,16 @@ def test_invalid_configuration_names_the_key(raw, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_issuer_secrets_merge_into_the_public_entry_of_the_same_name(tmp_path):
+    (tmp_path / "terminal.toml").write_text(
+        '[terminal]\n[backend]\nkind = "flash"\n[backend.flash]\nhttp_url = "https://x/graphql"\n'
+        'username = "shop"\n[[issuers]]\nname = "cards"\nkind = "deterministic"\n'
+        'hosts = ["card.example"]\n'
+    )
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[[issuers]]\nname = "cards"\nissuer_key = "' + "11" * 16 + '"\n')
+    os.chmod(secrets, 0o600)
+    [issuer] = load_config(tmp_path / "terminal.toml").issuers
+    assert issuer.hosts == ("card.example",) and issuer.issuer_key == bytes([0x11]) * 16

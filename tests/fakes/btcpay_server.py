@@ -14,7 +14,8 @@ What it models (shapes as in BTCPay's Greenfield swagger):
   `POST …/payment-methods/{pmId}/activate`;
 - `GET /api/v1/stores/{storeId}/rates?currencyPair=BTC_XXX` -> `[{currencyPair, rate, errors}]`
   from a static price table; `GET /api/v1/health`; `GET /api/v1/api-keys/current`;
-- statuses `New`, `Settled` (`settle()`), `Expired` (`expire()`, or the fake's clock passing
+- statuses `New`, `Settled` (`settle()`, or `pay(bolt11)` as a wallet or card issuer holding only
+  the BOLT11 would), `Expired` (`expire()`, or the fake's clock passing
   `expirationTime`), `Invalid` (`invalidate()`);
 - failure injection: `fail_next(...)` (any status/body for the next matching requests) and
   `fail_after_create` (the invoice is created, then the answer is lost as a 502).
@@ -150,6 +151,9 @@ class FakeBTCPay:
 
     invoices: dict[str, FakeInvoice] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    # Set whenever a terminal reads one invoice's status (GET …/invoices/{id}): a test can wait on
+    # it to act while the terminal is waiting for settlement, with no sleeps.
+    status_read: threading.Event = field(default_factory=threading.Event)
     _failures: list[_Failure] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: uvicorn.Server | None = None
@@ -175,6 +179,20 @@ class FakeBTCPay:
 
     def settle(self, invoice_id: str) -> None:
         self._set_status(invoice_id, "Settled")
+
+    def pay(self, bolt11: str) -> str:
+        """Pay the invoice carrying this BOLT11 (a wallet scanning the QR, or a card issuer
+        paying the `pr` it was sent, knows nothing else): a `New` invoice becomes `Settled`.
+        Returns the invoice id; KeyError for an unknown BOLT11, ValueError if not payable."""
+        with self._lock:
+            self._refresh_expiry()
+            inv = next((i for i in self.invoices.values() if i.bolt11 == bolt11), None)
+            if inv is None:
+                raise KeyError("no invoice carries this BOLT11")
+            if inv.status != "New":
+                raise ValueError(f"invoice {inv.id} is {inv.status}: it cannot be paid")
+            inv.status = "Settled"
+            return inv.id
 
     def expire(self, invoice_id: str) -> None:
         self._set_status(invoice_id, "Expired")
@@ -387,7 +405,11 @@ class FakeBTCPay:
         with self._lock:
             self._refresh_expiry()
             inv = self._invoice_or_404(request)
-            return inv if isinstance(inv, Response) else JSONResponse(inv.to_json(self.store_id))
+            if isinstance(inv, Response):
+                return inv
+            answer = JSONResponse(inv.to_json(self.store_id))
+        self.status_read.set()
+        return answer
 
     async def _payment_methods(self, request: Request) -> Response:
         early = self._pre(request, "btcpay.store.canviewinvoices")

@@ -3,13 +3,16 @@
 What it models: `GET /scan` answering a withdrawRequest (LUD-03/14/19 + pinLimit) or any
 `{"status":"ERROR"}` with any HTTP status (BTCPay's 400, LNbits' 200); `GET /cb` recording the
 raw callback query and answering what the test set (JSON or an HTML body, any status), or
-hanging until the server stops; hostile behaviours: `/redirect` (302 to `redirect_to`), `/huge`
-(a 50 MB body, chunked or with Content-Length), `/trickle` (one byte every 100 ms), `/text`
-(HTML with any status). TLS with a throwaway certificate (`make_self_signed_cert`).
+hanging until the server stops, or calling `on_callback(query)` first (e.g. to pay `pr` at a
+fake backend, as a real issuer would, before answering OK); hostile behaviours: `/redirect`
+(302 to `redirect_to`), `/huge` (a 50 MB body, chunked or with Content-Length), `/trickle` (one
+byte every 100 ms), `/text` (HTML with any status). TLS with a throwaway certificate
+(`make_self_signed_cert`).
 `SilentListener`: a listening socket nobody accepts on; connections stay in the kernel's backlog,
 so counting them afterwards is exact and needs no timing.
 
-What it does NOT model: SUN/CMAC checks, counters, k1 bookkeeping, paying invoices, LNURL-pay.
+What it does NOT model: SUN/CMAC checks, counters, k1 bookkeeping, paying invoices (unless
+`on_callback` does), LNURL-pay.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,8 @@ class Issuer:
     # What /cb answers: (HTTP status, JSON object or raw bytes).
     callback_answer: tuple[int, Any] = (200, {"status": "OK"})
     callback_hangs: bool = False
+    # Called (in the server thread) with the callback's query parameters before it answers.
+    on_callback: Callable[[dict[str, str]], None] | None = None
     redirect_to: str = ""
     seen: list[Seen] = field(default_factory=list)
     callback_seen: threading.Event = field(default_factory=threading.Event)
@@ -111,6 +116,7 @@ class Issuer:
         self.scan_answer = None
         self.callback_answer = (200, {"status": "OK"})
         self.callback_hangs = False
+        self.on_callback = None
         self.redirect_to = ""
         self.seen.clear()
         self.callback_seen.clear()
@@ -151,6 +157,8 @@ class Issuer:
     async def _cb(self, request: Request) -> Response:
         self._record(request)
         self.callback_seen.set()
+        if self.on_callback is not None:
+            self.on_callback(dict(request.query_params))
         if self.callback_hangs:
             await anyio.to_thread.run_sync(self._release.wait, 30)
         status, body = self.callback_answer

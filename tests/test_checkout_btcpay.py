@@ -1,0 +1,330 @@
+"""The sale flow (`Checkout`/`SaleSession`, and `flash-terminal charge`) on the BTCPay backend.
+
+The same checkout code as the Flash/sandbox tests (test_charge_e2e.py), built by `build_terminal`
+from a `[backend] kind = "btcpay"` configuration. Real parts throughout: the Greenfield fake and
+an LNURL-withdraw issuer served over HTTP on 127.0.0.1, a simulated Boltcard read through the
+NTAG 424 DNA command code, the configuration and ledger on disk. Payments are made the way a
+wallet or a card issuer would: by the BOLT11 alone (`FakeBTCPay.pay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from terminal.app import Terminal, build_terminal
+from terminal.backends.btcpay import BTCPayBackend
+from terminal.boltcard import derive_card_keys
+from terminal.cli import main
+from terminal.config import load_config
+from terminal.simcards import create_programmed, deterministic_keys
+from terminal.simcards import tap as tap_card
+from tests.fakes.btcpay_server import DEFAULT_KEY, FakeBTCPay
+from tests.fakes.lnurl_issuer import Issuer
+
+TERMINAL_ID = "ft-btcpay-e2e"
+ISSUER_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+CARD_UID = bytes.fromhex("04a1b2c3d4e5f6")
+KEY_VERSION = 1
+WAIT_S = 10.0  # an upper bound on waits, never a synchronisation
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def btcpay() -> Iterator[FakeBTCPay]:
+    with FakeBTCPay(network="regtest") as fake:
+        yield fake
+
+
+@pytest.fixture
+def issuer_paid() -> list[str]:
+    """The BTCPay invoice ids the issuer paid, in order."""
+    return []
+
+
+@pytest.fixture
+def issuer(btcpay: FakeBTCPay, issuer_paid: list[str]) -> Iterator[Issuer]:
+    """A card issuer that pays the `pr` it is sent at the BTCPay store, then answers OK."""
+    server = Issuer(host="127.0.0.1")
+
+    def pay_pr(query: dict[str, str]) -> None:
+        issuer_paid.append(btcpay.pay(query["pr"]))
+
+    server.on_callback = pay_pr
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, btcpay: FakeBTCPay, issuer: Issuer) -> Path:
+    """terminal.toml (0600: it holds the issuer key) + secrets.toml (0600) with the API key."""
+    config = tmp_path / "terminal.toml"
+    config.write_text("\n".join([
+        "[terminal]",
+        'name = "BTCPay e2e"',
+        'network = "regtest"',
+        'display_currency = "JMD"',
+        'currencies = ["JMD", "USD", "SAT"]',
+        f"id = {json.dumps(TERMINAL_ID)}",
+        f"data_dir = {json.dumps(str(tmp_path / 'data'))}",
+        "[backend]",
+        'kind = "btcpay"',
+        "[backend.btcpay]",
+        f"url = {json.dumps(btcpay.base_url)}",
+        f"store_id = {json.dumps(btcpay.store_id)}",
+        "[lnurl]",
+        'allow_insecure_hosts = ["127.0.0.1"]',
+        'allow_private_hosts = ["127.0.0.1"]',
+        "[[issuers]]",
+        'name = "loopback"',
+        'kind = "deterministic"',
+        'hosts = ["127.0.0.1"]',
+        f"issuer_key = {json.dumps(ISSUER_KEY.hex())}",
+        "",
+    ]))
+    config.chmod(0o600)
+    secrets = tmp_path / "secrets.toml"
+    fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"[backend.btcpay]\napi_key = {json.dumps(DEFAULT_KEY)}\n")
+    return config
+
+
+@pytest.fixture
+def card(tmp_path: Path, issuer: Issuer) -> Path:
+    """A Boltcard of the configured issuer whose URL points at the loopback issuer's /scan."""
+    path = tmp_path / "card.json"
+    keys = deterministic_keys(ISSUER_KEY, CARD_UID, KEY_VERSION)
+    host_port = issuer.origin.removeprefix("http://")
+    create_programmed(path, f"lnurlw://{host_port}/scan", keys, uid=CARD_UID)
+    return path
+
+
+def run_terminal(config_path: Path, body: Callable[[Terminal], Awaitable[Any]]) -> Any:
+    async def scenario() -> Any:
+        terminal = build_terminal(load_config(config_path))
+        try:
+            return await body(terminal)
+        finally:
+            await terminal.aclose()
+
+    return asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def test_the_configuration_builds_a_btcpay_terminal_and_the_secrets_merge(config_path):
+    config = load_config(config_path)
+    assert config.backend.kind == "btcpay"
+    assert DEFAULT_KEY not in repr(config)
+    terminal = build_terminal(config)
+    try:
+        assert isinstance(terminal.backend, BTCPayBackend)
+        assert DEFAULT_KEY not in repr(terminal.backend)
+        assert terminal.checkout.terminal_id == TERMINAL_ID
+        assert terminal.keyring.issuer_names == ["loopback"]
+    finally:
+        asyncio.run(terminal.aclose())
+
+
+# --------------------------------------------------------------------------- QR sale
+
+
+def test_qr_sale_in_jmd_is_paid_when_a_wallet_pays_the_bolt11(config_path, btcpay):
+    async def body(terminal: Terminal):
+        session = await terminal.checkout.open_sale(150_00, "JMD", "patties")
+        assert session.invoice is not None
+        pending = await session.reconcile()  # the store has the invoice, unpaid
+        btcpay.pay(session.invoice.bolt11)  # the customer's wallet scans the QR and pays
+        outcome = await session.wait_settled(WAIT_S)
+        return session, pending, outcome, terminal.ledger.get_sale(session.record.id)
+
+    session, pending, outcome, record = run_terminal(config_path, body)
+    assert pending.status == "pending"
+    assert outcome.status == "paid" and outcome.reason is None
+    assert record.state == "paid" and record.method == "qr"
+    assert record.card_id is None
+    assert [h.to_state for h in record.history] == ["created", "invoiced", "paid"]
+
+    (invoice,) = btcpay.invoices.values()
+    assert invoice.status == "Settled"
+    assert record.invoice_ref == invoice.id
+    assert record.bolt11 == invoice.bolt11 and record.payment_hash == invoice.payment_hash
+    # JMD 150.00 at the store's 15,600,000 JMD/BTC, priced by BTCPay to the msat.
+    assert invoice.amount == 150 and invoice.currency == "JMD"
+    assert outcome.amount_msat == record.amount_msat == invoice.msat == 961_539
+    assert outcome.payment_hash == invoice.payment_hash
+    # The sale and the terminal are findable from the store's side.
+    assert invoice.metadata["orderId"] == record.id == session.record.id
+    assert invoice.metadata["terminalId"] == TERMINAL_ID
+    assert invoice.metadata["posData"] == {"saleId": record.id, "terminalId": TERMINAL_ID}
+    assert invoice.metadata["itemDesc"] == "patties"
+
+
+def test_qr_sale_in_usd_reopened_after_a_restart_settles_once(config_path, btcpay):
+    """The invoice is the idempotency key: resuming after a restart finds it, never re-creates."""
+    async def open_it(terminal: Terminal):
+        session = await terminal.checkout.open_sale(2_50, "USD")
+        return session.record.id, session.invoice
+
+    sale_id, invoice = run_terminal(config_path, open_it)
+    assert invoice.amount_msat == 2_500_000  # $2.50 at $100,000/BTC
+    btcpay.pay(invoice.bolt11)  # paid while the terminal was off
+
+    async def after_restart(terminal: Terminal):
+        return await terminal.checkout.recover(), terminal.ledger.get_sale(sale_id)
+
+    outcomes, record = run_terminal(config_path, after_restart)
+    assert [(o.sale_id, o.status) for o in outcomes] == [(sale_id, "paid")]
+    assert record.state == "paid" and record.method == "qr"
+    assert btcpay.count("POST", "/invoices") == 1
+
+
+# --------------------------------------------------------------------------- card sale
+
+
+def test_card_sale_is_paid_by_the_issuer_through_one_invoice(
+    config_path, btcpay, issuer, card, issuer_paid
+):
+    url = tap_card(card)
+
+    async def body(terminal: Terminal):
+        verification = terminal.keyring.verify_tap(url)
+        session = await terminal.checkout.open_sale(10_00, "JMD", "juice")
+        result = await session.tap(url)
+        outcome = await session.wait_settled(WAIT_S)
+        late = await session.tap(url)  # the same tap again, after the sale is paid
+        return verification, result, outcome, late, terminal.ledger.get_sale(session.record.id)
+
+    verification, result, outcome, late, record = run_terminal(config_path, body)
+    # Verified locally with the configured issuer's keys before any network call.
+    assert verification.valid and verification.issuer == "loopback"
+    assert verification.card_id == derive_card_keys(ISSUER_KEY, CARD_UID, 1).card_id
+    assert verification.counter == 2  # 1 was the read-back at programming
+    assert result.kind == "accepted", result
+    assert outcome.status == "paid"
+    assert late.kind == "late" and "already paid" in late.message
+
+    # Exactly one invoice, created once, and it is the one the issuer paid.
+    (invoice,) = btcpay.invoices.values()
+    assert btcpay.count("POST", "/invoices") == 1
+    assert issuer_paid == [invoice.id]
+    assert invoice.status == "Settled"
+    assert invoice.metadata["orderId"] == record.id
+    assert invoice.metadata["terminalId"] == TERMINAL_ID
+    # The issuer saw the card's own p/c, then one callback carrying that invoice.
+    scan, callback = issuer.seen
+    assert scan.path == "/scan" and scan.raw_query == url.partition("?")[2]
+    assert callback.path == "/cb" and f"pr={invoice.bolt11}" in callback.raw_query
+
+    assert record.state == "paid" and record.method == "card"
+    assert record.card_id == verification.card_id and record.counter == 2
+    assert record.issuer == "loopback"
+    assert record.amount_msat == invoice.msat == 64_103  # JMD 10.00 at 15,600,000 JMD/BTC
+    assert [h.event for h in record.history] == [
+        "created", "invoice_ready", "tap", "withdraw_requested", "callback_sent", "paid"]
+
+
+def test_a_replayed_or_forged_tap_never_reaches_the_issuer(
+    config_path, btcpay, issuer, card, issuer_paid
+):
+    url = tap_card(card)
+    forged = url[:-1] + ("0" if url[-1] != "0" else "1")
+
+    async def body(terminal: Terminal):
+        first = await terminal.checkout.open_sale(5_00, "JMD")
+        paid = await first.tap(url)
+        await first.wait_settled(WAIT_S)
+        second = await terminal.checkout.open_sale(5_00, "JMD")
+        replayed = await second.tap(url)
+        bad = await second.tap(forged)
+        return paid, replayed, bad, second.state.value
+
+    paid, replayed, bad, second_state = run_terminal(config_path, body)
+    assert paid.kind == "accepted"
+    assert replayed.kind == "refused" and replayed.code == "replayed-tap"
+    assert bad.kind == "refused" and bad.code == "cmac-mismatch"
+    assert second_state == "invoiced"  # still open for another card or the QR
+    assert [s.path for s in issuer.seen] == ["/scan", "/cb"]  # only the first sale's tap
+    assert len(issuer_paid) == 1
+    assert sorted(i.status for i in btcpay.invoices.values()) == ["New", "Settled"]
+
+
+# --------------------------------------------------------------------------- CLI contract
+
+
+def charge(capsys, config_path: Path, *args: str) -> tuple[int, dict]:
+    code = main(["charge", *args, "--config", str(config_path), "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1])
+
+
+def assert_contract(result: dict) -> None:
+    assert set(result) >= {"status", "reason", "sale_id", "payment_hash", "amount_msat"}
+    assert result["reason"] is None
+    assert len(result["payment_hash"]) == 64 and result["amount_msat"] > 0
+
+
+def test_cli_charge_tap_is_paid_on_btcpay(config_path, btcpay, issuer, card, issuer_paid,
+                                          capsys):
+    code, result = charge(capsys, config_path, "12.50", "--currency", "JMD",
+                          "--tap", tap_card(card))
+    assert code == 0, result
+    assert result["status"] == "paid"
+    assert_contract(result)
+    (invoice,) = btcpay.invoices.values()
+    assert result["sale_id"] == invoice.metadata["orderId"]
+    assert result["payment_hash"] == invoice.payment_hash
+    assert result["amount_msat"] == invoice.msat
+    assert issuer_paid == [invoice.id]
+
+
+def test_cli_charge_card_file_is_paid_on_btcpay(config_path, btcpay, issuer, card, capsys):
+    code, result = charge(capsys, config_path, "100", "--currency", "SAT",
+                          "--card-file", str(card))
+    assert code == 0 and result["status"] == "paid", result
+    assert result["amount_msat"] == 100_000
+    (invoice,) = btcpay.invoices.values()
+    assert invoice.currency == "SATS" and invoice.amount == 100
+
+
+def test_cli_charge_qr_waits_for_the_wallet_on_btcpay(config_path, btcpay, capsys):
+    answer: dict[str, int] = {}
+
+    def run_cli() -> None:
+        answer["code"] = main(["charge", "3", "--currency", "USD", "--qr", "--timeout", "20",
+                               "--config", str(config_path), "--json"])
+
+    cli = threading.Thread(target=run_cli, name="charge-qr")
+    cli.start()
+    try:
+        # The CLI has shown the invoice and is now following its status: the wallet pays.
+        assert btcpay.status_read.wait(WAIT_S), "the CLI never asked for the invoice status"
+        (invoice,) = btcpay.invoices.values()
+        assert invoice.status == "New"
+        btcpay.pay(invoice.bolt11)
+    finally:
+        cli.join(WAIT_S + 20)
+    assert not cli.is_alive()
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert answer["code"] == 0, result
+    assert result["status"] == "paid"
+    assert_contract(result)
+    assert invoice.bolt11 in captured.err  # the QR's text, shown to the merchant
+    assert result["sale_id"] == invoice.metadata["orderId"]
+    assert result["amount_msat"] == invoice.msat == 3_000_000
+    assert btcpay.count("POST", "/invoices") == 1
