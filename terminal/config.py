@@ -146,8 +146,14 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env)
     for candidate in DEFAULT_CONFIG_PATHS:
-        if candidate.exists():
-            return candidate
+        try:
+            if candidate.exists():
+                return candidate
+        except PermissionError:  # /etc/flash-terminal is 0700, owned by the service user
+            raise ConfigError(
+                f"{candidate.parent} is readable only by the terminal's user: run this as "
+                "`sudo -u flash-terminal flash-terminal …`"
+            ) from None
     raise ConfigError(
         f"no configuration: pass --config FILE or set {ENV_CONFIG} "
         "(see config.example.toml; `flash-terminal sandbox serve` writes a ready one)"
@@ -167,6 +173,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def parse_config(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     base = source.parent if source else Path.cwd()
     term = _table(raw, "terminal")
+    _known_keys(term, TERMINAL_KEYS, "terminal")
+    _known_keys(_table(raw, "admin", required=False), ("pin_hash",), "admin")
+    _known_keys(raw, TOP_LEVEL_KEYS, "the configuration")
     network = _choice(term.get("network", "bitcoin"), NETWORKS, "terminal.network")
     display = _choice(term.get("display_currency", "USD"), CURRENCIES, "terminal.display_currency")
     currencies = tuple(
@@ -280,6 +289,19 @@ def _hex_key(value: Any, where: str) -> bytes:
     if len(key) != 16:
         raise ConfigError(f"{where} must be 32 hex characters (an AES-128 key)")
     return key
+
+
+TERMINAL_KEYS = ("name", "id", "network", "display_currency", "currencies", "data_dir",
+                 "max_rate_age_s", "invoice_expiry_s")
+TOP_LEVEL_KEYS = ("terminal", "backend", "lnurl", "issuers", "offline", "reader", "printer",
+                  "ui", "admin")
+
+
+def _known_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """A misspelt key must not silently fall back to a default (a wrong currency, say)."""
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
 
 
 def _dataclass_from(cls: type, raw: dict[str, Any], where: str) -> Any:

@@ -117,9 +117,16 @@ def check_config(path: str | None) -> tuple[Check, Config | None]:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        return Check("config", Status.FAIL, str(exc),
-                     "Fix the named key (see config.example.toml) or re-run "
-                     "`flash-terminal enroll`."), None
+        text = str(exc)
+        if "not found" in text or "no configuration" in text:
+            fix = ("Enrol the terminal: `sudo -u flash-terminal flash-terminal enroll FILE|CODE` "
+                   "(or pass --config FILE).")
+        elif "readable only" in text or "not readable" in text:
+            fix = "Run as the terminal's user: `sudo -u flash-terminal flash-terminal doctor`."
+        else:
+            fix = ("Fix the named key (see config.example.toml) or re-run "
+                   "`flash-terminal enroll`.")
+        return Check("config", Status.FAIL, text, fix), None
     where = config.source or "?"
     return Check("config", Status.OK, f"{where}: {config.name}, backend {config.backend.kind}, "
                  f"network {config.network}"), config

@@ -89,7 +89,10 @@ def time_bounds(query: SaleQuery) -> tuple[float | None, float | None]:
 def matches(record: SaleRecord, query: SaleQuery) -> bool:
     if query.state is not None and record.state != query.state:
         return False
-    if query.card_id is not None and record.card_id != query.card_id:
+    # The table shows card ids shortened: a prefix (as shown) selects that card too.
+    if query.card_id is not None and not (record.card_id or "").startswith(
+        query.card_id.lower()
+    ):
         return False
     if query.method is not None and record.method != query.method:
         return False

@@ -10,6 +10,7 @@ os.environ.setdefault("KIVY_NO_FILELOG", "1")
 os.environ.setdefault("KIVY_USE_DEFAULTCONFIG", "1")
 os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
 os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+os.environ.setdefault("KIVY_CLIPBOARD", "sdl2")  # no xclip/xsel here
 os.environ.setdefault("KIVY_WINDOW_WIDTH", "800")
 os.environ.setdefault("KIVY_WINDOW_HEIGHT", "480")
 

@@ -62,6 +62,8 @@ def test_explicit_keys_and_blank_card(tmp_path, capsys):
     assert run(capsys, "card", "simulate", "new", str(blank), "--blank", "--uid", UID)[0] == 0
     _, out = run(capsys, "card", "simulate", "info", str(blank), "--json")
     assert json.loads(out) == {"uid": UID, "counter": 0, "key_versions": [0] * 5}
+    code = main(["card", "simulate", "tap", str(blank)])
+    assert code == 3 and "no URL" in capsys.readouterr().err  # nothing to emit
 
 
 @pytest.mark.parametrize(

@@ -374,3 +374,14 @@ def test_csv_export_one_row_per_sale_and_formula_cells_quoted(shop):
 
 def test_history_state_values_are_the_sale_states():
     assert set(history.STATES) == {s.value for s in SaleState}
+
+
+def test_history_card_filter_accepts_the_shortened_id_the_table_shows():
+    from terminal.history import SaleQuery, matches
+    from terminal.records import SaleRecord
+
+    record = SaleRecord(id="s", created_at=0.0, amount_minor=1, currency="SAT",
+                        card_id="2f91a78879adaccc98fbc7af9c14b22c")
+    assert matches(record, SaleQuery(card_id="2f91a78879adaccc"))
+    assert matches(record, SaleQuery(card_id="2F91A78879ADACCC98FBC7AF9C14B22C"))
+    assert not matches(record, SaleQuery(card_id="2f91a78879adaccd"))

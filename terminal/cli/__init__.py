@@ -8,6 +8,8 @@ card data, 4 payment failed or declined.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,9 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_ENV = "FLASH_TERMINAL_LOG"  # DEBUG | INFO | WARNING (default WARNING; `run` uses INFO)
+# Libraries that log every request or frame at DEBUG/INFO: URLs there can carry tap data.
+QUIET_LOGGERS = ("httpx", "httpcore", "websockets", "nfc", "uvicorn.access", "hpack")
+
+
+def configure_logging(default: str = "WARNING") -> None:
+    level = os.environ.get(LOG_ENV, default).upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging("INFO" if args.command == "run" else "WARNING")
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

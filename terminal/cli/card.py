@@ -10,7 +10,7 @@ SUBCOMMANDS = [card_decode, card_simulate, card_program]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("card", help="card tools: decode, keys, simulate")
+    parser = subparsers.add_parser("card", help="card tools: decode, keys, program, wipe, simulate")
     card_sub = parser.add_subparsers(dest="card_command", metavar="CARD_COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.register(card_sub)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hw.ntag424 import Ntag424, Ntag424Error
+from hw.ntag424 import CardRemovedError, Ntag424, Ntag424Error
 from terminal.cli.args import hex_bytes
 from terminal.config import Config, ConfigError, load_config
 from terminal.keyexchange import (
@@ -188,10 +188,7 @@ def _run(args: argparse.Namespace) -> int:
         # the card carries, never that tap.
         report.update(ok=True, card_id=outcome.card_id, url=_without_query(outcome.url))
     except (ProvisioningError, KeyExchangeError, JournalError, Ntag424Error) as error:
-        hint = ""
-        if isinstance(error, Ntag424Error):
-            hint = " Tap the card again with the same command to resume."
-        report["error"] = f"{error}{hint}"
+        report["error"] = _with_hint(error)
     if args.json:
         print(json.dumps(report))
     elif report["ok"]:
@@ -207,3 +204,12 @@ def _run(args: argparse.Namespace) -> int:
 def _without_query(url: str | None) -> str | None:
     """The URL the card emits, without the tap's one-time `p`/`c` (and any other query)."""
     return url.split("?", 1)[0] if url else url
+
+
+def _with_hint(error: Exception) -> str:
+    """The error, plus "tap again" only where tapping again helps: the card left the field
+    mid-way (the journal resumes it). Not for a missing reader or refused keys."""
+    text = str(error).rstrip()
+    if isinstance(error, CardRemovedError):
+        return f"{text.rstrip('.')}. Tap the card again with the same command to resume."
+    return text

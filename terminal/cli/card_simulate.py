@@ -7,12 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from hw.ntag424.ndef import NdefFormatError
 from terminal import simcards
 from terminal.cli.args import hex_bytes
 from terminal.provisioning import BoltcardKeys
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INVALID = 3  # as `card decode`: the card gave no valid tap
 
 
 def register(card_sub: argparse._SubParsersAction) -> None:
@@ -81,8 +83,12 @@ def _tap(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"no simulated card at {args.path}", file=sys.stderr)
         return EXIT_USAGE
+    except NdefFormatError:
+        url = ""
     if not url:
-        print("the card has no NDEF message (blank card?)", file=sys.stderr)
+        print("the card carries no URL (a blank or wiped card): nothing to tap",
+              file=sys.stderr)
+        return EXIT_INVALID
     print(url)
     return EXIT_OK
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from terminal.config import ConfigError, load_config
+from terminal.config import CURRENCIES, ConfigError, load_config
 from terminal.money import Money, UnknownCurrency, currency, format_money
 from terminal.storage import StorageLockedError
 
@@ -28,7 +28,8 @@ PIN_ENV = "FLASH_TERMINAL_PIN"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("charge", help="run one complete sale without the UI")
     parser.add_argument("amount", help="amount in the currency's major unit (e.g. 5 or 12.50)")
-    parser.add_argument("--currency", default=None, help="USD, JMD or SAT (default: configured)")
+    parser.add_argument("--currency", default=None, type=str.upper, choices=CURRENCIES,
+                        help="USD, JMD or SAT (default: the configured display currency)")
     parser.add_argument("--config", help="terminal configuration (or FLASH_TERMINAL_CONFIG)")
     parser.add_argument("--memo", default="", help="memo on the invoice")
     source = parser.add_mutually_exclusive_group(required=True)

@@ -47,6 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
         args.headless = True
     if args.headless:
         return headless(args.amount, args.card, args.data)
+    os.environ.setdefault("KIVY_CLIPBOARD", "sdl2")  # no xclip/xsel needed (no CRITICAL log)
     from terminal.ui.app import run_demo_window
 
     return run_demo_window(args.data)

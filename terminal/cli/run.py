@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -38,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
               "for a console check use `flash-terminal charge` or `flash-terminal doctor`.",
               file=sys.stderr)
         return EXIT_USAGE
+    # Kivy's X clipboard providers need xclip/xsel and log CRITICAL without them; SDL's works.
+    os.environ.setdefault("KIVY_CLIPBOARD", "sdl2")
     asyncio.run(_main(config, fullscreen=not args.windowed))
     return EXIT_OK
 
@@ -74,12 +77,18 @@ async def _main(config, *, fullscreen: bool) -> None:
     def on_event(event) -> None:  # the reader thread: everything goes to the loop, as is
         controller.reader_event_threadsafe(loop, event)
 
-    reader = Reader(config.reader.path, on_event)
+    # `[reader] card_file` (training without a reader): no reader thread, so no nfcpy errors
+    # every few seconds; QR payments work, and `flash-terminal demo` is the way to tap cards.
+    reader = None if config.reader.card_file else Reader(config.reader.path, on_event)
+    if reader is None:
+        log.info("reader: simulated card %s (no NFC reader thread)", config.reader.card_file)
+        controller.status.update(reader="demo")
     notifier = ServiceNotifier()
     stop = asyncio.Event()
     background: list[asyncio.Task] = []
     try:
-        reader.start()
+        if reader is not None:
+            reader.start()
         sync = SyncWorker(terminal.ledger, terminal.backend, terminal.withdraw,
                           terminal.checkout.connectivity, terminal_id=terminal.checkout.terminal_id,
                           invoice_expiry_s=config.invoice_expiry_s)
@@ -110,7 +119,8 @@ async def _main(config, *, fullscreen: bool) -> None:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        reader.stop()
+        if reader is not None:
+            reader.stop()
         await terminal.aclose()
 
 
