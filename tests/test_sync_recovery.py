@@ -4,14 +4,13 @@ that keeps answering garbage ends the payout visibly instead of blocking the que
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import pytest
-from test_sync import FAST, Rig, SyncClock
+from test_sync import FAST, Rig, SyncClock, run
 
 from terminal import lnurl
-from terminal.app import build_keyring
+from terminal.app import build_keyring, url_policy
 from terminal.backends.flash import FlashBackend, RetryPolicy
 from terminal.checkout import Checkout
 from terminal.records import PayoutStatus
@@ -21,22 +20,17 @@ from terminal.withdraw import WithdrawClient
 
 @pytest.fixture
 def rig(tmp_path):
-    clock = SyncClock()
-    r = Rig(tmp_path, ledger_clock=clock)
-    r.worker_clock = clock
+    r = Rig(tmp_path, ledger_clock=SyncClock())
+    r.worker_clock = r.clock
     yield r
     r.close()
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 async def offline_tap(rig: Rig, url: str, sats: int):
     flash = rig.config.backend.flash
     backend = FlashBackend(flash.http_url, None, username=flash.username,
                            network=rig.config.network, retry=RetryPolicy(attempts=1))
-    withdraw = WithdrawClient(rig.sync_policy_url())
+    withdraw = WithdrawClient(url_policy(rig.config))
     checkout = Checkout(backend=backend, withdraw=withdraw, keyring=build_keyring(rig.config),
                         ledger=rig.ledger, terminal_id="ft-test", network=rig.config.network,
                         offline_limits=OfflineLimits(floor_limit_msat=10**9,
@@ -50,15 +44,6 @@ async def offline_tap(rig: Rig, url: str, sats: int):
         rig.sb.set_faults(server_error_next={})
         await backend.aclose()
         await withdraw.aclose()
-
-
-def _policy(rig: Rig):
-    from terminal.app import url_policy
-
-    return url_policy(rig.config)
-
-
-Rig.sync_policy_url = _policy  # the terminal's own URL policy for the sandbox
 
 
 def test_a_card_the_issuer_refuses_is_blocked_for_offline_until_it_pays(rig):
@@ -96,7 +81,7 @@ def test_a_callback_that_never_left_is_retried_on_the_next_pass(rig):
 
     async def one_pass(failures: int):
         backend, _ = rig.parts()
-        withdraw = CallbackDownOnce(_policy(rig), failures=failures)
+        withdraw = CallbackDownOnce(url_policy(rig.config), failures=failures)
         policy = dataclasses.replace(FAST, callback_retries=1)
         try:
             worker = rig.worker(backend, withdraw, policy=policy)
