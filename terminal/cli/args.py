@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from terminal.config import Config, ConfigError, load_config
+
 
 def hex_bytes(size: int | None = None) -> Callable[[str], bytes]:
     def parse(text: str) -> bytes:
@@ -18,3 +20,13 @@ def hex_bytes(size: int | None = None) -> Callable[[str], bytes]:
 
     parse.__name__ = f"{size}-byte hex" if size else "hex"
     return parse
+
+
+def load_config_or_exit(args: argparse.Namespace) -> Config:
+    """The configuration named by `--config` (or FLASH_TERMINAL_CONFIG); an unusable one is a
+    usage error (exit 2) that names the key or the file."""
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        args.parser.error(str(exc))
+        raise  # parser.error exits; this keeps type checkers informed

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from terminal.config import CURRENCIES, ConfigError, load_config
+from terminal.cli.args import load_config_or_exit
+from terminal.config import CURRENCIES
 from terminal.money import Money, UnknownCurrency, currency, format_money
 from terminal.storage import StorageLockedError
 
@@ -49,10 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _charge(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        parser.error(str(exc))
+    config = load_config_or_exit(args)
     try:
         cur = currency(args.currency or config.display_currency)
         amount = Money.from_major(args.amount, cur)

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from terminal.config import ConfigError, load_config
+from terminal.cli.args import load_config_or_exit
 
 EXIT_OK, EXIT_USAGE = 0, 2
 RECONCILE_INTERVAL_S = 60.0
@@ -30,10 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from terminal.cli.demo import has_display
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        args.parser.error(str(exc))
+    config = load_config_or_exit(args)
     if not has_display():
         print("flash-terminal run needs a display ($DISPLAY or $WAYLAND_DISPLAY); "
               "for a console check use `flash-terminal charge` or `flash-terminal doctor`.",

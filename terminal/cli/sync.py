@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import json
 
-from terminal.config import ConfigError, load_config
+from terminal.cli.args import load_config_or_exit
 from terminal.storage import StorageLockedError
 
 EXIT_OK = 0
@@ -26,10 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        args.parser.error(str(exc))
+    config = load_config_or_exit(args)
     try:
         recovered, report = asyncio.run(_run(config))
     except StorageLockedError:
