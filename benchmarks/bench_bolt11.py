@@ -1,4 +1,5 @@
-"""BOLT11 decode: `terminal.bolt11` (ours) vs the `bolt11` package, median/p95 µs per decode.
+"""BOLT11 decode: `terminal.protocols.bolt11` (ours) vs the `bolt11` package, median/p95 µs per
+decode.
 
 Inputs: every valid BOLT #11 spec vector plus a sandbox-minted invoice (what the terminal sees
 from Flash) and one carrying `n` (signature verified against it instead of recovered).
@@ -18,7 +19,7 @@ from pathlib import Path
 import bolt11 as pkg
 from coincurve import PrivateKey
 
-from terminal import bolt11 as ours
+from terminal.protocols import bolt11 as ours
 from terminal.sandbox.lightning import mint_invoice
 
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "bolt11.json"
@@ -58,7 +59,7 @@ def main() -> None:
     for text in texts:  # same answer before timing anything
         assert ours.decode(text).payment_hash == pkg.decode(text).payment_hash
     rows = {
-        "terminal.bolt11.decode": _time(ours.decode, texts, args.rounds * 10),
+        "terminal.protocols.bolt11.decode": _time(ours.decode, texts, args.rounds * 10),
         "bolt11 package decode": _time(pkg.decode, texts, args.rounds),
     }
     print(f"BOLT11 decode, {len(texts)} invoices ({min(map(len, texts))}-"
@@ -69,7 +70,7 @@ def main() -> None:
         medians[name] = statistics.median(samples) * 1e6
         p95 = samples[int(0.95 * (len(samples) - 1))] * 1e6
         print(f"{name:<28}{len(samples):>7}{medians[name]:>12.1f}{p95:>12.1f}")
-    ratio = medians["bolt11 package decode"] / medians["terminal.bolt11.decode"]
+    ratio = medians["bolt11 package decode"] / medians["terminal.protocols.bolt11.decode"]
     print(f"speed-up (median): {ratio:.0f}x")
 
 

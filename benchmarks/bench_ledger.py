@@ -27,8 +27,8 @@ from pathlib import Path
 from tinydb import TinyDB
 from tinydb.storages import JSONStorage
 
-from terminal.ledger import Ledger
-from terminal.records import SaleRecord, StateChange
+from terminal.adapters.books.ledger import Ledger
+from terminal.core.records import SaleRecord, StateChange
 
 SIZES = (1_000, 10_000, 100_000)
 BOLT11 = "lnbc125u1p" + "q" * 320  # a realistic length: a sale keeps its invoice

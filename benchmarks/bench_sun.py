@@ -1,4 +1,4 @@
-"""SUN verifications per second on one core: plain pycryptodome versus terminal.boltcard.
+"""SUN verifications per second on one core: plain pycryptodome versus terminal.protocols.boltcard.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_sun.py [--rounds N] [--batch N]
 
@@ -21,7 +21,7 @@ from Crypto.Cipher import AES
 from Crypto.Hash import CMAC
 
 from hw.ntag424.crypto import aes_ecb_encrypt, sdm_mac
-from terminal.boltcard import (
+from terminal.protocols.boltcard import (
     DeterministicIssuer,
     Keyring,
     KeyTableCard,

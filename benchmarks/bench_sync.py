@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_sync import Rig, SyncPolicy  # noqa: E402
 
-from terminal.config import load_config  # noqa: E402
-from terminal.ledger import Ledger  # noqa: E402
+from terminal.adapters.books.ledger import Ledger  # noqa: E402
+from terminal.app.config import load_config  # noqa: E402
 
 SANDBOX_HANDLERS = ("create_invoice", "withdraw_request", "withdraw_check", "withdraw_pay",
                     "status")

@@ -5,14 +5,15 @@
 Rows:
   sense + activate + NDEF read   nfcpy's ContactlessFrontend.sense, nfc.tag.activate (Type4ATag)
                                  and hw.nfc.read_tap: the reader thread's work for one tap
-  ... + SUN verify               plus terminal.boltcard.verify_tap_url (when that module exists)
+  ... + SUN verify               plus terminal.protocols.boltcard.verify_tap_url
   Reader thread, place -> event  hw.nfc.Reader end to end: card placed on the simulated antenna
                                  until the TapEvent reaches the consumer (includes the wait for
                                  the next poll, poll_interval below)
 
 Goal: median <= 15 ms for the full tap (sense, activation, read, SUN verify).
 The card is hw.sim.card.SimulatedNtag424 programmed as a Boltcard with
-terminal.provisioning.program_boltcard, so every read renders a fresh SDM-mirrored SUN URL.
+terminal.protocols.boltcard.provisioning.program_boltcard, so every read renders a fresh
+SDM-mirrored SUN URL.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from hw.nfc import CardHandle, CardRemovedEvent, Reader, TapEvent, read_tap
 from hw.ntag424.tag import Ntag424
 from hw.sim.card import SimulatedNtag424
 from hw.sim.nfcpy_device import SimReader, installed
-from terminal.provisioning import BoltcardKeys, program_boltcard
+from terminal.protocols.boltcard.provisioning import BoltcardKeys, program_boltcard
 
 PATH = "sim:bench"
 POLL_INTERVAL = 0.002
@@ -47,7 +48,7 @@ def make_card() -> tuple[SimulatedNtag424, Callable[[str], bool] | None]:
     program_boltcard(Ntag424(card), KEYS, BASE_URL)
     card.deactivate()
     try:
-        from terminal.boltcard import verify_tap_url
+        from terminal.protocols.boltcard import verify_tap_url
     except ImportError:
         return card, None
 
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append((f"Reader thread, place -> event (poll {POLL_INTERVAL * 1000:.0f} ms)",
                  reader_ms))
     print("card: hw.sim.card.SimulatedNtag424 programmed as a Boltcard (SDM on)")
-    print(f"SUN verify: {'terminal.boltcard.verify_tap_url' if verify else 'not available'}")
+    verifier = "terminal.protocols.boltcard.verify_tap_url" if verify else "not available"
+    print(f"SUN verify: {verifier}")
     print(f"{'step':<48} {'n':>5} {'median ms':>10} {'p95 ms':>8}")
     for name, values in rows:
         print(f"{name:<48} {len(values):>5} {statistics.median(values):>10.2f} "

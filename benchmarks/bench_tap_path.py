@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_sync import Rig  # noqa: E402
 
-from terminal.app import build_keyring  # noqa: E402
-from terminal.checkout import Checkout  # noqa: E402
+from terminal.app.root import build_keyring  # noqa: E402
+from terminal.services.checkout import Checkout  # noqa: E402
 
 
 def _row(name: str, values: list[float]) -> str:

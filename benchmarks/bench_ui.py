@@ -24,10 +24,10 @@ CHILD = r"""
 import asyncio, json, os, sys, tempfile, time
 T0 = float(sys.argv[1]); SALES = int(sys.argv[2])
 from pathlib import Path
-from terminal.demo import DemoEnvironment
-from terminal.ui.app import FlashTerminalApp
-from terminal.ui.driver import launch, next_frames, until
-from terminal.ui.viewmodels import Screen
+from terminal.app.demo import DemoEnvironment
+from terminal.app.ui.app import FlashTerminalApp
+from terminal.app.ui.driver import launch, next_frames, until
+from terminal.app.ui.viewmodels import Screen
 from kivy.core.window import Window
 
 def rss_mb():

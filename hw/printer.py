@@ -1,7 +1,7 @@
 """Receipt printer: ESC/POS over a serial port (pyserial), 58 mm and 80 mm paper.
 
 The printer knows nothing of sales. It prints a `Receipt`: a sequence of plain layout lines
-(`Text`, `Pair`, `Rule`, `Feed`) that `terminal.receipts` builds from a sale.
+(`Text`, `Pair`, `Rule`, `Feed`) that `terminal.adapters.receipts` builds from a sale.
 
     printer = SerialPrinter("/dev/ttyUSB0", baudrate=19200, width_mm=58)
     result = printer.print(receipt)        # never raises; never blocks longer than its timeout

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from terminal.backends.base import (
+from terminal.adapters.backends.btcpay import BTCPayBackend
+from terminal.adapters.backends.http import RetryPolicy
+from terminal.core.ports.backend import (
     Backend,
     BackendProtocolError,
     BackendRejected,
@@ -20,9 +22,7 @@ from terminal.backends.base import (
     InvoiceRequest,
     InvoiceStatus,
 )
-from terminal.backends.btcpay import BTCPayBackend
-from terminal.backends.http import RetryPolicy
-from terminal.invoice import decode_invoice
+from terminal.protocols.invoice import decode_invoice
 from tests.fakes.btcpay_server import DEFAULT_KEY, FakeBTCPay
 
 

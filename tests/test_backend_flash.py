@@ -35,8 +35,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from terminal.backends import flash as flash_mod
-from terminal.backends.base import (
+from terminal.adapters.backends import flash as flash_mod
+from terminal.adapters.backends.flash import FlashBackend, ReconnectPolicy, RetryPolicy
+from terminal.adapters.backends.flash_ws import WSTimings
+from terminal.core.ports.backend import (
     Backend,
     BackendError,
     BackendProtocolError,
@@ -47,8 +49,6 @@ from terminal.backends.base import (
     InvoiceRequest,
     InvoiceStatus,
 )
-from terminal.backends.flash import FlashBackend, ReconnectPolicy, RetryPolicy
-from terminal.backends.flash_ws import WSTimings
 
 SCHEMA = build_schema((Path(__file__).parent / "vectors" / "flash-schema.graphql").read_text())
 API_KEY = "fk_test_0123456789abcdef_SECRET"
@@ -1005,8 +1005,8 @@ def test_sandbox_receive_only_invoice_is_watched_to_paid(sb):
 
 def test_sandbox_subscription_pushes_paid(sb):
     # The socket alone: the sandbox pushes the current status on subscribe, then the change.
-    from terminal.backends import flash_documents as docs
-    from terminal.backends import flash_ws
+    from terminal.adapters.backends import flash_documents as docs
+    from terminal.adapters.backends import flash_ws
 
     async def scenario():
         b = sandbox_backend(sb)

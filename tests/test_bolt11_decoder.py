@@ -15,8 +15,8 @@ from coincurve import PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from terminal import bolt11 as ours
-from terminal.bolt11 import CHARSET, Bolt11Error, Bolt11ErrorReason
+from terminal.protocols import bolt11 as ours
+from terminal.protocols.bolt11 import CHARSET, Bolt11Error, Bolt11ErrorReason
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "bolt11.json").read_text())
 VALID = VECTORS["valid"]

@@ -14,8 +14,8 @@ from coincurve import PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal import bolt11 as ours
-from terminal.bolt11 import CHARSET, Bolt11EncodeError
+from terminal.protocols import bolt11 as ours
+from terminal.protocols.bolt11 import CHARSET, Bolt11EncodeError
 from terminal.sandbox.lightning import INVOICE_FEATURES, MIN_FINAL_CLTV_EXPIRY, mint_invoice
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "bolt11.json").read_text())

@@ -1,4 +1,5 @@
-"""terminal.boltcard against the published vectors, plus the keyring and secret hygiene."""
+"""terminal.protocols.boltcard against the published vectors, plus the keyring and secret
+hygiene."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from hw.ntag424.crypto import (
     sdm_sv1,
     sdm_sv2,
 )
-from terminal.boltcard import (
+from terminal.protocols.boltcard import (
     DeterministicIssuer,
     KeyFormatError,
     Keyring,
@@ -413,7 +414,7 @@ def test_no_secret_in_errors():
 def test_a_reissued_card_verifies_within_the_version_window_but_not_beyond():
     # Issuers bump the key version on every re-programming; the terminal may not know yet.
     from hw.ntag424.crypto import aes_ecb_encrypt, sdm_mac
-    from terminal.boltcard import DeterministicIssuer, Keyring, derive_card_keys
+    from terminal.protocols.boltcard import DeterministicIssuer, Keyring, derive_card_keys
 
     issuer_key = bytes(range(16))
     uid = bytes.fromhex("04a39493cc8680")

@@ -13,7 +13,7 @@ from hw.ntag424.crypto import (
     sdm_mac,
     sdm_mac_precomputed,
 )
-from terminal.boltcard import (
+from terminal.protocols.boltcard import (
     DeterministicIssuer,
     Keyring,
     KeyTableCard,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from terminal.app import build_terminal
-from terminal.cli import main
-from terminal.config import load_config
+from terminal.adapters.simcards import tap as tap_card
+from terminal.app.cli import main
+from terminal.app.config import load_config
+from terminal.app.root import build_terminal
 from terminal.sandbox.server import SandboxThread
-from terminal.simcards import tap as tap_card
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_callback_timeout_is_resolved_through_the_invoice_status(
         async def scenario():
             config = load_config(config_path)
             terminal = build_terminal(config)
-            from terminal.withdraw import Timeouts
+            from terminal.adapters.withdraw import Timeouts
 
             terminal.withdraw.timeouts = Timeouts(callback_read=0.5, callback_deadline=0.8)
             try:

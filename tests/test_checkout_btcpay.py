@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from terminal.app import Terminal, build_terminal
-from terminal.backends.btcpay import BTCPayBackend
-from terminal.boltcard import derive_card_keys
-from terminal.cli import main
-from terminal.config import load_config
-from terminal.simcards import create_programmed, deterministic_keys
-from terminal.simcards import tap as tap_card
+from terminal.adapters.backends.btcpay import BTCPayBackend
+from terminal.adapters.simcards import create_programmed, deterministic_keys
+from terminal.adapters.simcards import tap as tap_card
+from terminal.app.cli import main
+from terminal.app.config import load_config
+from terminal.app.root import Terminal, build_terminal
+from terminal.protocols.boltcard import derive_card_keys
 from tests.fakes.btcpay_server import DEFAULT_KEY, FakeBTCPay
 from tests.fakes.lnurl_issuer import Issuer
 

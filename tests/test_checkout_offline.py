@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from terminal import simcards
-from terminal.app import build_terminal
-from terminal.config import load_config
-from terminal.provisioning import BoltcardKeys
+from terminal.adapters import simcards
+from terminal.app.config import load_config
+from terminal.app.root import build_terminal
+from terminal.protocols.boltcard.provisioning import BoltcardKeys
 from terminal.sandbox import SandboxThread
-from terminal.sync import SyncWorker
+from terminal.services.sync import SyncWorker
 
 
 def _card(sb: SandboxThread, path, balance_sats: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.cli import main
+from terminal.app.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
@@ -129,7 +129,7 @@ def test_exit_codes_via_subprocess():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "terminal.cli", *argv], cwd=ROOT, env=env,
+        return subprocess.run([sys.executable, "-m", "terminal.app.cli", *argv], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
 
     ok = run(*decode_args(NXP, None, "--p-param", "e", "--json"))

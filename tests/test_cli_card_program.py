@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from hw.sim.card import SimulatedNtag424
-from terminal.cli import main
-from terminal.provisioning_journal import ProvisioningJournal, journal_for_card_file
+from terminal.adapters.provisioning_journal import ProvisioningJournal, journal_for_card_file
+from terminal.app.cli import main
 
 K = {f"k{n}": f"{n + 1:x}{n + 1:x}" * 16 for n in range(5)}
 ISSUER_KEY = "00000000000000000000000000000001"

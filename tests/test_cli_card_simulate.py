@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from terminal.boltcard import derive_card_keys
-from terminal.cli import main
+from terminal.app.cli import main
+from terminal.protocols.boltcard import derive_card_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUER_KEY = "00000000000000000000000000000001"
@@ -85,13 +85,13 @@ def test_usage_errors_exit_2(argv, tmp_path, monkeypatch):
 def test_console_script_contract_in_a_subprocess(tmp_path):
     card = tmp_path / "sub.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "terminal.cli", "card", "simulate", "new", str(card),
+    subprocess.run([sys.executable, "-m", "terminal.app.cli", "card", "simulate", "new", str(card),
                     "--url", "lnurlw://h.example/ln", "--issuer-key", ISSUER_KEY], check=True,
                    env=env, capture_output=True)
-    tap = subprocess.run([sys.executable, "-m", "terminal.cli", "card", "simulate", "tap",
+    tap = subprocess.run([sys.executable, "-m", "terminal.app.cli", "card", "simulate", "tap",
                           str(card)], check=True, env=env, capture_output=True, text=True)
     url = tap.stdout.strip().splitlines()[-1]
-    wrong = subprocess.run([sys.executable, "-m", "terminal.cli", "card", "decode", url,
+    wrong = subprocess.run([sys.executable, "-m", "terminal.app.cli", "card", "decode", url,
                             "--k1", "00" * 16, "--k2", "00" * 16, "--json"], env=env,
                            capture_output=True, text=True)
     assert wrong.returncode == 3

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from terminal.app import LEDGER_FILE
-from terminal.cli import main
-from terminal.ledger import Ledger
+from terminal.adapters.books.ledger import Ledger
+from terminal.app.cli import main
+from terminal.app.root import LEDGER_FILE
 
 CONFIG = """
 [terminal]

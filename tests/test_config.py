@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.config import ConfigError, load_config, parse_config
+from terminal.app.config import ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from terminal.connectivity import Connectivity, Link
+from terminal.core.connectivity import Connectivity, Link
 
 
 def test_state_follows_observed_calls_and_probe_backs_off():

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from terminal.cli import main
-from terminal.cli.demo import has_display
+from terminal.app.cli import main
+from terminal.app.cli.demo import has_display
 
 ROOT = Path(__file__).resolve().parent.parent
 

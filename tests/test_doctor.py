@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from terminal import simcards
-from terminal.cli import main
-from terminal.doctor import (
+from terminal.adapters import simcards
+from terminal.adapters.books.ledger import Ledger
+from terminal.app.cli import main
+from terminal.app.doctor import (
     EARLIEST_PLAUSIBLE_TIME,
     Status,
     System,
@@ -25,8 +26,7 @@ from terminal.doctor import (
     check_service,
     run_doctor,
 )
-from terminal.ledger import Ledger
-from terminal.records import QueuedPayout
+from terminal.core.records import QueuedPayout
 from terminal.sandbox.server import SandboxThread
 
 
@@ -68,7 +68,7 @@ def config_for(sandbox, tmp_path: Path, extra: str = "") -> Path:
 
 
 def absent_reader(path: str):
-    from terminal.doctor import ReaderProbe
+    from terminal.app.doctor import ReaderProbe
 
     return ReaderProbe(False, f"no NFC reader found on {path}")
 

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal import enroll
-from terminal.cli import main
-from terminal.config import load_config
+from terminal.app import enroll
+from terminal.app.cli import main
+from terminal.app.config import load_config
+from terminal.app.ui.viewmodels.admin import verify_pin
 from terminal.sandbox.server import SandboxThread
-from terminal.ui.viewmodels.admin import verify_pin
 from tests.fakes.btcpay_server import ALL_PERMISSIONS, DEFAULT_KEY, FakeBTCPay
 
 SECRET = "field-staff-enrollment-secret"
@@ -344,7 +344,7 @@ def test_toml_writer_round_trips(raw):
     assert tomllib.loads(enroll.dumps_toml(raw)) == raw
 
 
-def _merge(base: dict, extra: dict) -> dict:  # as terminal.config merges secrets.toml
+def _merge(base: dict, extra: dict) -> dict:  # as terminal.app.config merges secrets.toml
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from graphql import OperationDefinitionNode, build_schema, parse, validate
 
-from terminal.backends import flash_documents
+from terminal.adapters.backends import flash_documents
 
 SCHEMA_PATH = Path(__file__).parent / "vectors" / "flash-schema.graphql"
 

@@ -1,4 +1,4 @@
-"""`flash-terminal history` (terminal/cli/history.py) through `terminal.cli.main`."""
+"""`flash-terminal history` (terminal/cli/history.py) through `terminal.app.cli.main`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import datetime
 
 import pytest
 
-from terminal.cli import main
-from terminal.ledger import Ledger
-from terminal.records import PayoutStatus, QueuedPayout, SaleRecord, StateChange
+from terminal.adapters.books.ledger import Ledger
+from terminal.app.cli import main
+from terminal.core.records import PayoutStatus, QueuedPayout, SaleRecord, StateChange
 
 TAP_URL = "lnurlw://issuer.example/ln?p=00112233445566778899AABBCCDDEEFF&c=0011223344556677"
 CONFIG = """

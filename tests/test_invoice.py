@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.invoice import (
+from terminal.protocols.invoice import (
     DEFAULT_EXPIRY_S,
     InvoiceCheckError,
     InvoiceCheckReason,

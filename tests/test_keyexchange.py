@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from terminal.keyexchange import (
+from terminal.adapters.keyexchange import (
     Action,
     KeyExchangeError,
     fetch_keys,
@@ -25,7 +25,7 @@ from terminal.keyexchange import (
     parse_deeplink,
     parse_issuer_response,
 )
-from terminal.lnurl import UrlPolicy
+from terminal.protocols.lnurl import UrlPolicy
 
 K = [f"{n}{n}" * 16 for n in range(5)]
 BOLTCARD_SERVICE = {

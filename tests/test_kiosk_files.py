@@ -15,7 +15,11 @@ import pytest
 
 from hw.ntag424.filesettings import boltcard_file_settings, factory_ndef_file_settings
 from hw.ntag424.ndef import sun_ndef_file
-from terminal.service_notify import ServiceNotifier, watchdog_interval_s, watchdog_loop
+from terminal.adapters.system.service_notify import (
+    ServiceNotifier,
+    watchdog_interval_s,
+    watchdog_loop,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal import history
-from terminal.ledger import DuplicatePayout, Ledger
-from terminal.records import CardState, PayoutStatus, QueuedPayout, SaleRecord, StateChange
-from terminal.risk import Exposure
-from terminal.sale import Sale, SaleState
-from terminal.storage import StorageFullError
+from terminal.adapters.books.ledger import DuplicatePayout, Ledger
+from terminal.adapters.books.storage import StorageFullError
+from terminal.core import history
+from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord, StateChange
+from terminal.core.risk import Exposure
+from terminal.core.sale import Sale, SaleState
 
 TAP_URL = "lnurlw://issuer.example/ln?p=00112233445566778899AABBCCDDEEFF&c=0011223344556677"
 JAMAICA = timezone(timedelta(hours=-5))
@@ -377,8 +377,8 @@ def test_history_state_values_are_the_sale_states():
 
 
 def test_history_card_filter_accepts_the_shortened_id_the_table_shows():
-    from terminal.history import SaleQuery, matches
-    from terminal.records import SaleRecord
+    from terminal.core.history import SaleQuery, matches
+    from terminal.core.records import SaleRecord
 
     record = SaleRecord(id="s", created_at=0.0, amount_minor=1, currency="SAT",
                         card_id="2f91a78879adaccc98fbc7af9c14b22c")

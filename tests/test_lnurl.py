@@ -1,4 +1,5 @@
-"""terminal.lnurl: decoding, URL policy, withdrawRequest validation, callback URL (pure core)."""
+"""terminal.protocols.lnurl: decoding, URL policy, withdrawRequest validation, callback URL (pure
+core)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.lnurl import (
+from terminal.protocols.lnurl import (
     AmountOutOfRange,
     CallbackAccepted,
     CallbackHostRefused,
@@ -362,7 +363,7 @@ def test_callback_answers() -> None:
 
 
 def test_every_error_has_code_and_user_message() -> None:
-    import terminal.lnurl as mod
+    import terminal.protocols.lnurl as mod
 
     classes = [c for c in vars(mod).values() if isinstance(c, type) and issubclass(c, LnurlError)]
     codes = {c.code for c in classes}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.money import (
+from terminal.core.money import (
     JMD,
     SAT,
     USD,
@@ -30,7 +30,7 @@ from terminal.money import (
 
 
 @dataclass(frozen=True)
-class Rate:  # same shape as terminal.backends.base.DisplayRate
+class Rate:  # same shape as terminal.core.ports.backend.DisplayRate
     currency: str
     minor_per_sat: Decimal
     fraction_digits: int

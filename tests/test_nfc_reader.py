@@ -35,7 +35,7 @@ from hw.ntag424 import crypto
 from hw.ntag424.tag import Ntag424
 from hw.sim.card import SimulatedNtag424
 from hw.sim.nfcpy_device import IsoDepCardSide, SimReader, installed
-from terminal.provisioning import BoltcardKeys, program_boltcard
+from terminal.protocols.boltcard.provisioning import BoltcardKeys, program_boltcard
 
 WAIT = 5.0  # generous upper bound for any single event; tests finish far sooner
 UID = bytes.fromhex("04A1B2C3D4E5F6")

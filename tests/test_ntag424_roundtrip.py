@@ -27,7 +27,12 @@ from hw.ntag424.crypto import aes_ecb_decrypt, sdm_mac
 from hw.ntag424.ndef import EMPTY_NDEF_FILE, sun_ndef_file
 from hw.sim import SimulatedNtag424
 from hw.sim.nfcpy_device import SimReader, installed
-from terminal.provisioning import BoltcardKeys, CardNotBlank, program_boltcard, wipe_boltcard
+from terminal.protocols.boltcard.provisioning import (
+    BoltcardKeys,
+    CardNotBlank,
+    program_boltcard,
+    wipe_boltcard,
+)
 
 UID = bytes.fromhex("04A1B2C3D4E5F6")
 ZERO = bytes(16)

@@ -9,9 +9,9 @@ import contextlib
 import io
 import json
 
-from terminal import simcards
-from terminal.cli import main
-from terminal.provisioning import BoltcardKeys
+from terminal.adapters import simcards
+from terminal.app.cli import main
+from terminal.protocols.boltcard.provisioning import BoltcardKeys
 from terminal.sandbox import SandboxThread
 
 

@@ -70,8 +70,8 @@ def _install_kill_hooks(step: str, backend, withdraw, ledger) -> None:
 
 
 async def _child_online(config_path: str, step: str, url: str) -> None:
-    from terminal.app import build_terminal
-    from terminal.config import load_config
+    from terminal.app.config import load_config
+    from terminal.app.root import build_terminal
 
     terminal = build_terminal(load_config(config_path))
     _install_kill_hooks(step, terminal.backend, terminal.withdraw, terminal.ledger)
@@ -82,11 +82,11 @@ async def _child_online(config_path: str, step: str, url: str) -> None:
 
 
 async def _child_sync(config_path: str, step: str, ledger_path: str) -> None:
-    from terminal.app import build_backend, build_withdraw_client
-    from terminal.config import load_config
-    from terminal.connectivity import Connectivity
-    from terminal.ledger import Ledger
-    from terminal.sync import SyncWorker
+    from terminal.adapters.books.ledger import Ledger
+    from terminal.app.config import load_config
+    from terminal.app.root import build_backend, build_withdraw_client
+    from terminal.core.connectivity import Connectivity
+    from terminal.services.sync import SyncWorker
 
     config = load_config(config_path)
     backend, withdraw = build_backend(config), build_withdraw_client(config)
@@ -123,7 +123,7 @@ def rig(tmp_path):
 
 
 def _recover(rig):
-    from terminal.app import build_terminal
+    from terminal.app.root import build_terminal
 
     async def go():
         terminal = build_terminal(rig.config)
@@ -180,9 +180,9 @@ SYNC_STEPS = {
 
 @pytest.mark.parametrize("step", list(SYNC_STEPS))
 def test_kill_during_sync_then_restart(rig, step):
-    from terminal.ledger import Ledger
-    from terminal.records import PayoutStatus
-    from terminal.sync import REASON_OUTCOME_UNKNOWN_EXPIRED
+    from terminal.adapters.books.ledger import Ledger
+    from terminal.core.records import PayoutStatus
+    from terminal.services.sync import REASON_OUTCOME_UNKNOWN_EXPIRED
 
     expected_state, charged, gets = SYNC_STEPS[step]
     card = rig.new_card(10_000)

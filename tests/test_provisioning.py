@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hw.ntag424 import Ntag424
-from terminal.provisioning import BoltcardKeys, CardNotBlank, program_boltcard
+from terminal.protocols.boltcard.provisioning import BoltcardKeys, CardNotBlank, program_boltcard
 
 h = bytes.fromhex
 keys16 = st.binary(min_size=16, max_size=16)

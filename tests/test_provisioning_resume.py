@@ -16,9 +16,10 @@ from hw.nfc import card_session
 from hw.ntag424 import CardRemovedError, Ntag424
 from hw.sim.card import SimulatedNtag424
 from hw.sim.nfcpy_device import SimReader, installed
-from terminal.boltcard import derive_card_keys, verify_tap_url
-from terminal.keyexchange import FileKeySource, IssuerKeySource, IssuerResponse
-from terminal.provisioning import (
+from terminal.adapters.keyexchange import FileKeySource, IssuerKeySource, IssuerResponse
+from terminal.adapters.provisioning_journal import ProvisioningJournal
+from terminal.protocols.boltcard import derive_card_keys, verify_tap_url
+from terminal.protocols.boltcard.provisioning import (
     BoltcardKeys,
     CardNotBlank,
     KeysDoNotMatch,
@@ -26,7 +27,6 @@ from terminal.provisioning import (
     program_card,
     wipe_card,
 )
-from terminal.provisioning_journal import ProvisioningJournal
 
 UID = bytes.fromhex("04A1B2C3D4E5F6")
 BASE_URL = "lnurlw://pos.example/ln"
@@ -281,8 +281,8 @@ def test_journal_survives_a_torn_line_and_hides_keys(tmp_path: Path) -> None:
 def test_a_torn_last_line_never_swallows_the_next_record(tmp_path):
     # A power cut mid-write leaves a line without its newline; the next record (the keys of the
     # next card) must still be found, or that card's keys would be recorded nowhere.
-    from terminal.provisioning import BoltcardKeys
-    from terminal.provisioning_journal import ProvisioningJournal
+    from terminal.adapters.provisioning_journal import ProvisioningJournal
+    from terminal.protocols.boltcard.provisioning import BoltcardKeys
 
     path = tmp_path / "provisioning.jsonl"
     path.write_bytes(b'{"type":"begin","entry_id":"dead')
@@ -298,7 +298,7 @@ def test_a_torn_last_line_never_swallows_the_next_record(tmp_path):
 def test_version_zero_with_changed_keys_is_refused_before_authenticating(tmp_path: Path) -> None:
     # Keys changed without bumping their versions: "blank" by versions, but SUN answers with
     # other keys. Authenticating with the factory key would only burn the failure counter.
-    from terminal.provisioning import program_boltcard
+    from terminal.protocols.boltcard.provisioning import program_boltcard
 
     card = fresh_card()
     sneaky = BoltcardKeys(*(bytes([0x42 + n]) * 16 for n in range(5)), version=1)

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hw.printer import PrinterStatus, as_text
-from terminal.config import PrinterSettings
-from terminal.receipts import (
+from terminal.adapters.receipts import (
     build_printer,
     daily_summary,
     method_text,
@@ -19,7 +18,8 @@ from terminal.receipts import (
     sale_receipt,
     summarize,
 )
-from terminal.records import SaleRecord, StateChange
+from terminal.app.config import PrinterSettings
+from terminal.core.records import SaleRecord, StateChange
 
 UTC = dt.UTC
 DAY = dt.date(2025, 3, 14)

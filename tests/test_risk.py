@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.risk import (
+from terminal.core.risk import (
     Exposure,
     OfflineDecision,
     OfflineLimits,

@@ -31,7 +31,8 @@ def test_run_notifies_ready_and_watchdog_then_stops_on_sigterm(tmp_path):
                "KIVY_NO_ARGS": "1", "KIVY_NO_FILELOG": "1", "KIVY_NO_CONSOLELOG": "1",
                "KIVY_HOME": str(tmp_path / "kivy")}
         app = subprocess.Popen(
-            [sys.executable, "-m", "terminal.cli", "run", "--fullscreen", "--config", str(config)],
+            [sys.executable, "-m", "terminal.app.cli", "run", "--fullscreen",
+             "--config", str(config)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             messages: list[str] = []

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from terminal.sale import (
+from terminal.core.sale import (
     REOPENABLE_BY_PAYMENT,
     TERMINAL_STATES,
     TRANSITIONS,

@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "terminal.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "terminal.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -28,7 +28,7 @@ def test_charge_against_a_running_sandbox_is_paid_and_state_survives_restart(tmp
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     data = tmp_path / "sandbox"
     port = free_port()
-    serve_cmd = [sys.executable, "-m", "terminal.cli", "sandbox", "serve", "--port", str(port),
+    serve_cmd = [sys.executable, "-m", "terminal.app.cli", "sandbox", "serve", "--port", str(port),
                  "--data", str(data)]
     server = subprocess.Popen(serve_cmd, env=env, stdout=subprocess.PIPE, text=True)
     try:

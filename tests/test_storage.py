@@ -15,7 +15,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
-from terminal.storage import (
+from terminal.adapters.books.storage import (
     JournalDB,
     JournalStorage,
     StorageCorruptError,

@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from terminal.ledger import Ledger
+from terminal.adapters.books.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS_PER_WORKER = 110
@@ -36,8 +36,8 @@ CHILD_OPTIONS = {"max_events": MAX_EVENTS, "compact_min_bytes": 6000, "compact_r
 
 LAUNCHER = r"""
 import json, os, random, sys
-from terminal.ledger import Ledger
-from terminal.records import QueuedPayout, SaleRecord
+from terminal.adapters.books.ledger import Ledger
+from terminal.core.records import QueuedPayout, SaleRecord
 
 
 def writer(path, seed, options, fifo):

@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 
 from hw.ntag424.crypto import aes_ecb_encrypt, sdm_mac
-from terminal.app import build_backend, build_keyring, build_withdraw_client
-from terminal.backends.flash import FlashBackend, RetryPolicy
-from terminal.checkout import Checkout
-from terminal.config import load_config
-from terminal.connectivity import Connectivity
-from terminal.ledger import Ledger
-from terminal.records import PayoutStatus
-from terminal.risk import OfflineLimits
+from terminal.adapters.backends.flash import FlashBackend, RetryPolicy
+from terminal.adapters.books.ledger import Ledger
+from terminal.app.config import load_config
+from terminal.app.root import build_backend, build_keyring, build_withdraw_client
+from terminal.core.connectivity import Connectivity
+from terminal.core.records import PayoutStatus
+from terminal.core.risk import OfflineLimits
 from terminal.sandbox import SandboxThread
 from terminal.sandbox.issuer_keys import decrypt_p, k1_for
-from terminal.sync import REASON_OUTCOME_UNKNOWN_EXPIRED, SyncPolicy, SyncWorker
+from terminal.services.checkout import Checkout
+from terminal.services.sync import REASON_OUTCOME_UNKNOWN_EXPIRED, SyncPolicy, SyncWorker
 
 FAST = SyncPolicy(base_delay_s=1.0, max_delay_s=60.0, settle_timeout_s=5.0,
                   callback_retry_s=0.01)

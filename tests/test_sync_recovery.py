@@ -9,13 +9,13 @@ import dataclasses
 import pytest
 from test_sync import FAST, Rig, SyncClock, run
 
-from terminal import lnurl
-from terminal.app import build_keyring, url_policy
-from terminal.backends.flash import FlashBackend, RetryPolicy
-from terminal.checkout import Checkout
-from terminal.records import PayoutStatus
-from terminal.risk import OfflineLimits
-from terminal.withdraw import WithdrawClient
+from terminal.adapters.backends.flash import FlashBackend, RetryPolicy
+from terminal.adapters.withdraw import WithdrawClient
+from terminal.app.root import build_keyring, url_policy
+from terminal.core.records import PayoutStatus
+from terminal.core.risk import OfflineLimits
+from terminal.protocols import lnurl
+from terminal.services.checkout import Checkout
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import pytest
 from hw.nfc import ReaderState, ReaderStatusEvent
 from hw.printer import PrinterStatus, PrintResult
 from hw.sim.card import SimulatedNtag424
-from terminal import simcards
-from terminal.config import parse_config
-from terminal.demo import BLANK, DEMO_ADMIN_PIN, DemoEnvironment
-from terminal.provisioning_journal import ProvisioningJournal
-from terminal.ui.viewmodels import Screen, TerminalController
-from terminal.ui.viewmodels.admin import admin_sections
-from terminal.ui.viewmodels.card_tools import (
+from terminal.adapters import simcards
+from terminal.adapters.provisioning_journal import ProvisioningJournal
+from terminal.app.config import parse_config
+from terminal.app.demo import BLANK, DEMO_ADMIN_PIN, DemoEnvironment
+from terminal.app.ui.viewmodels import Screen, TerminalController
+from terminal.app.ui.viewmodels.admin import admin_sections
+from terminal.app.ui.viewmodels.card_tools import (
     CardToolsSettings,
     CardToolsViewModel,
     Tool,
@@ -26,8 +26,8 @@ from terminal.ui.viewmodels.card_tools import (
     ToolPhase,
     fingerprint,
 )
-from terminal.ui.viewmodels.device_tests import TestState
-from terminal.ui.viewmodels.tones import Tone
+from terminal.app.ui.viewmodels.device_tests import TestState
+from terminal.app.ui.viewmodels.tones import Tone
 
 ISSUER_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 API_KEY = "flash_api_key_very_secret_0123456789"
@@ -287,8 +287,8 @@ def test_printer_and_reader_tests(demo) -> None:
 
 
 def test_an_unlocked_admin_left_alone_locks_itself(demo) -> None:
-    from terminal.ui.viewmodels import Screen
-    from terminal.ui.viewmodels.controller import ADMIN_IDLE_LOCK_S
+    from terminal.app.ui.viewmodels import Screen
+    from terminal.app.ui.viewmodels.controller import ADMIN_IDLE_LOCK_S
 
     loop, env = demo
     now = [1_000.0]

@@ -9,11 +9,11 @@ import dataclasses
 from test_printer import PrinterState, pty_printer  # noqa: F401 - the fixture
 
 from hw.printer import GS_CUT
-from terminal.config import PrinterSettings
-from terminal.demo import DemoEnvironment
-from terminal.receipts import build_printer
-from terminal.ui.viewmodels import Screen
-from terminal.ui.viewmodels.sale import ChargeRequest
+from terminal.adapters.receipts import build_printer
+from terminal.app.config import PrinterSettings
+from terminal.app.demo import DemoEnvironment
+from terminal.app.ui.viewmodels import Screen
+from terminal.app.ui.viewmodels.sale import ChargeRequest
 
 PAPER_OUT = 0x12 | 0x60  # DLE EOT 4: paper end sensor bits
 

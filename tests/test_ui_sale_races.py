@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from terminal.demo import DemoEnvironment
-from terminal.ui.viewmodels import Screen
-from terminal.ui.viewmodels.sale import ChargeRequest
+from terminal.app.demo import DemoEnvironment
+from terminal.app.ui.viewmodels import Screen
+from terminal.app.ui.viewmodels.sale import ChargeRequest
 
 SLOW_GRAPHQL = {"latency_s": {"graphql": 0.4}}
 

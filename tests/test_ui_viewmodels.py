@@ -11,10 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.money import JMD, SAT, USD, Money, RatePolicy, currency
-from terminal.records import SaleRecord
-from terminal.ui import strings
-from terminal.ui.viewmodels import (
+from terminal.app.ui import strings
+from terminal.app.ui.viewmodels import (
     AdminLock,
     AmountEntry,
     Attempt,
@@ -31,10 +29,12 @@ from terminal.ui.viewmodels import (
     hash_pin,
     tip_minor,
 )
-from terminal.ui.viewmodels.admin import mask_key, verify_pin
-from terminal.ui.viewmodels.pay import PayInvoice
-from terminal.ui.viewmodels.status import StatusViewModel
-from terminal.ui.viewmodels.tones import Tone
+from terminal.app.ui.viewmodels.admin import mask_key, verify_pin
+from terminal.app.ui.viewmodels.pay import PayInvoice
+from terminal.app.ui.viewmodels.status import StatusViewModel
+from terminal.app.ui.viewmodels.tones import Tone
+from terminal.core.money import JMD, SAT, USD, Money, RatePolicy, currency
+from terminal.core.records import SaleRecord
 
 
 class Clock:
@@ -302,7 +302,7 @@ def test_admin_without_pin_and_key_masking() -> None:
 
 
 def test_status_bar() -> None:
-    from terminal.risk import Exposure
+    from terminal.core.risk import Exposure
 
     vm = StatusViewModel(Clock())
     assert vm.link_text == "Connecting" and vm.reader_tone is Tone.ERROR
@@ -362,8 +362,8 @@ def test_history_filters_totals_detail_export(tmp_path: Path) -> None:
 
 
 def test_controller_full_sale_and_refusal_against_the_sandbox(tmp_path: Path) -> None:
-    from terminal.demo import DemoEnvironment
-    from terminal.ui.viewmodels import Screen
+    from terminal.app.demo import DemoEnvironment
+    from terminal.app.ui.viewmodels import Screen
 
     async def scenario() -> None:
         env = await DemoEnvironment.start(tmp_path)
@@ -418,8 +418,8 @@ def test_controller_full_sale_and_refusal_against_the_sandbox(tmp_path: Path) ->
 
 
 def test_controller_pin_and_cancel(tmp_path: Path) -> None:
-    from terminal.demo import CARD_A_PIN, DemoEnvironment
-    from terminal.ui.viewmodels import Screen
+    from terminal.app.demo import CARD_A_PIN, DemoEnvironment
+    from terminal.app.ui.viewmodels import Screen
 
     async def scenario() -> None:
         env = await DemoEnvironment.start(tmp_path)

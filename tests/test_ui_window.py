@@ -24,10 +24,10 @@ import bolt11  # noqa: E402
 from kivy.core.window import Window  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from terminal.demo import DEMO_ADMIN_PIN, DemoEnvironment  # noqa: E402
-from terminal.ui.app import FlashTerminalApp  # noqa: E402
-from terminal.ui.driver import launch, next_frames, press, screenshot, until  # noqa: E402
-from terminal.ui.viewmodels import Screen, TerminalController  # noqa: E402
+from terminal.app.demo import DEMO_ADMIN_PIN, DemoEnvironment  # noqa: E402
+from terminal.app.ui.app import FlashTerminalApp  # noqa: E402
+from terminal.app.ui.driver import launch, next_frames, press, screenshot, until  # noqa: E402
+from terminal.app.ui.viewmodels import Screen, TerminalController  # noqa: E402
 
 SCENARIO_TIMEOUT_S = 30
 
@@ -189,7 +189,7 @@ def test_admin_pin_locks_after_failures_by_touch(ui: UI) -> None:
 
 
 def test_admin_settings_and_card_tools_by_touch(ui: UI) -> None:
-    from terminal.ui.viewmodels.card_tools import ToolPhase
+    from terminal.app.ui.viewmodels.card_tools import ToolPhase
 
     c = ui.c
     admin = ui.screen("admin")

@@ -9,7 +9,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from terminal.lnurl import (
+from terminal.adapters.withdraw import Timeouts, WithdrawClient
+from terminal.protocols.lnurl import (
     AmountOutOfRange,
     CallbackAccepted,
     CallbackOutcomeUnknown,
@@ -27,7 +28,6 @@ from terminal.lnurl import (
     WrongPin,
     encode_lnurl,
 )
-from terminal.withdraw import Timeouts, WithdrawClient
 from tests.fakes.lnurl_issuer import BOLT11, Issuer, make_self_signed_cert
 
 LOOPBACK = UrlPolicy(

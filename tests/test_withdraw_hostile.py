@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.lnurl import (
+from terminal.adapters.withdraw import Timeouts, WithdrawClient
+from terminal.protocols.lnurl import (
     CallbackHostRefused,
     IssuerUnreachable,
     LnurlError,
@@ -23,7 +24,6 @@ from terminal.lnurl import (
     parse_callback_response,
     parse_withdraw_request,
 )
-from terminal.withdraw import Timeouts, WithdrawClient
 from tests.fakes.lnurl_issuer import BOLT11, Issuer, SilentListener
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost"})
@@ -138,7 +138,7 @@ async def test_connects_to_the_checked_address_resolving_once(issuer: Issuer) ->
 
 @pytest.mark.anyio
 async def test_pinned_backend_refuses_a_connection_nobody_checked() -> None:
-    from terminal.withdraw import ClientStats, _PinnedNetworkBackend
+    from terminal.adapters.withdraw import ClientStats, _PinnedNetworkBackend
 
     backend = _PinnedNetworkBackend(ClientStats())
     with pytest.raises(UrlRefused, match="unchecked"):

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from terminal.files import atomic_write
+from terminal.adapters.system.files import atomic_write
 
 
 def _q(value: str) -> str:

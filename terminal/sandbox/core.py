@@ -17,8 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from terminal import bolt11  # the fast decoder (the `bolt11` package takes ~16 ms an invoice)
-from terminal.bolt11 import Bolt11EncodeError
+# the fast decoder (the `bolt11` package takes ~16 ms an invoice)
+from terminal.protocols import bolt11
+from terminal.protocols.bolt11 import Bolt11EncodeError
 
 from .faults import Faults
 from .issuer_keys import TapRejected, card_id_for, check_c, decrypt_p, derive_card_keys, k1_for

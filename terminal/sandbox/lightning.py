@@ -1,6 +1,7 @@
 """The sandbox's Lightning node: prices, and real signed BOLT11 invoices.
 
-Invoices are written and signed by `terminal.bolt11.encode` (secp256k1 through coincurve), so a
+Invoices are written and signed by `terminal.protocols.bolt11.encode` (secp256k1 through
+coincurve), so a
 terminal decodes and verifies them exactly like a real node's. The `bolt11` package's writer did
 the same in ~11 ms an invoice through `bitstring`; this one takes ~0.15 ms, nearly all signing.
 """
@@ -13,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from terminal import bolt11
+from terminal.protocols import bolt11
 
 # BOLT #11 human-readable prefixes ("ln" + this).
 NETWORK_CURRENCY = {

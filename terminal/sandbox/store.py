@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terminal.files import atomic_write
+from terminal.adapters.system.files import atomic_write
 
 STATE_FILE = "state.json"
 KEYS_FILE = "keys.json"

@@ -1,0 +1,257 @@
+"""Receipts: a sale (or a day of sales) laid out for the receipt printer.
+
+This module decides what a receipt says; `hw.printer` decides how ESC/POS prints it. Receipts are
+built from `SaleRecord`s alone, so a reprint from history says exactly what the first print said.
+
+    doc = sale_receipt(record, merchant=config.name)
+    result = printer.print(doc)                  # hw.printer.SerialPrinter, never raises
+    summary = daily_summary(ledger_records, day)  # end-of-shift totals per method
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from hw.printer import (
+    Align,
+    Feed,
+    Pair,
+    PrinterStatus,
+    PrintResult,
+    Receipt,
+    Rule,
+    SerialPrinter,
+    Text,
+)
+from terminal.app.config import PrinterSettings
+from terminal.core.money import SAT_PER_BTC, Money, Msat, currency, format_money, format_msat
+from terminal.core.records import SaleRecord
+from terminal.core.sale import SaleState
+
+HASH_PREFIX_CHARS = 16  # enough to find the payment in any wallet or backend
+CARD_ID_DIGITS = 4
+
+METHOD_LABELS = {"card": "Boltcard", "qr": "Lightning QR"}
+STATE_BANNERS = {
+    SaleState.QUEUED.value: "ACCEPTED OFFLINE - settles when online",
+    SaleState.SUBMITTED.value: "ACCEPTED OFFLINE - settling",
+}
+
+
+def _local(ts: float, tz: dt.tzinfo | None) -> dt.datetime:
+    """Wall-clock time in `tz` (the terminal's local zone when None)."""
+    if tz is None:
+        return dt.datetime.fromtimestamp(ts).astimezone()
+    return dt.datetime.fromtimestamp(ts, tz=tz)
+
+
+def paid_at(record: SaleRecord) -> float:
+    """When the sale reached its final (or offline-accepted) state, else when it was made."""
+    for change in reversed(record.history):
+        if change.to_state == record.state:
+            return change.at
+    return record.updated_at or record.created_at
+
+
+def fiat_amount(record: SaleRecord) -> Money:
+    return Money(record.amount_minor, currency(record.currency))
+
+
+def rate_text(record: SaleRecord) -> str | None:
+    """"$65,432.10/BTC": the price the sale was made at, in the sale's currency."""
+    if record.currency.upper() in ("SAT", "SATS") or not record.rate_minor_per_sat:
+        return None
+    try:
+        per_sat = Decimal(record.rate_minor_per_sat)
+    except InvalidOperation:
+        return None
+    if not per_sat.is_finite() or per_sat <= 0:
+        return None
+    per_btc = int((per_sat * SAT_PER_BTC).to_integral_value())
+    return f"{format_money(Money(per_btc, currency(record.currency)))}/BTC"
+
+
+def method_text(record: SaleRecord) -> str:
+    """"Boltcard sandbox ...9f3a", "Lightning QR" (never the card's UID: only its card id)."""
+    label = METHOD_LABELS.get(record.method or "", record.method or "unknown")
+    if record.method == "card":
+        parts = [label]
+        if record.issuer:
+            parts.append(record.issuer)
+        if record.card_id:
+            parts.append("..." + record.card_id[-CARD_ID_DIGITS:])
+        return " ".join(parts)
+    return label
+
+
+def sale_receipt(
+    record: SaleRecord,
+    *,
+    merchant: str,
+    terminal_id: str | None = None,
+    tz: dt.tzinfo | None = None,
+    reprint: bool = False,
+) -> Receipt:
+    """The customer receipt for one sale."""
+    when = _local(paid_at(record), tz)
+    lines: list = [
+        Text(merchant, Align.CENTER, bold=True, large=True),
+        Text(when.strftime("%Y-%m-%d %H:%M:%S"), Align.CENTER),
+    ]
+    if reprint:
+        lines.append(Text("** REPRINT **", Align.CENTER, bold=True))
+    lines.append(Rule())
+    fiat = fiat_amount(record)
+    lines.append(Pair("Amount", format_money(fiat), bold=True))
+    if record.amount_msat is not None and not fiat.currency.is_sat:
+        lines.append(Pair("", format_msat(Msat(record.amount_msat))))
+    rate = rate_text(record)
+    if rate:
+        lines.append(Pair("Rate", rate))
+    lines.append(Pair("Paid by", method_text(record)))
+    if record.memo:
+        lines.append(Pair("Memo", record.memo))
+    lines.append(Rule())
+    if record.payment_hash:
+        lines.append(Pair("Payment", record.payment_hash[:HASH_PREFIX_CHARS]))
+    lines.append(Pair("Sale", record.id[:HASH_PREFIX_CHARS]))
+    tid = terminal_id or record.terminal_id
+    if tid:
+        lines.append(Pair("Terminal", tid))
+    banner = STATE_BANNERS.get(record.state)
+    if banner is None and record.state != SaleState.PAID.value:
+        banner = f"NOT PAID ({record.state.upper()})"
+    lines.append(Feed())
+    lines.append(Text(banner or "PAID - thank you", Align.CENTER, bold=True))
+    return Receipt(tuple(lines))
+
+
+# -- end-of-shift summary --------------------------------------------------------------------
+COUNTED_STATES = (SaleState.PAID.value, SaleState.QUEUED.value, SaleState.SUBMITTED.value)
+
+
+@dataclass
+class MethodTotals:
+    count: int = 0
+    msat: int = 0
+    fiat_minor: dict[str, int] = field(default_factory=dict)  # currency code -> minor units
+
+    def add(self, record: SaleRecord) -> None:
+        self.count += 1
+        self.msat += record.amount_msat or 0
+        code = record.currency.upper()
+        self.fiat_minor[code] = self.fiat_minor.get(code, 0) + record.amount_minor
+
+    def fiat(self) -> list[Money]:
+        return [Money(v, currency(k)) for k, v in sorted(self.fiat_minor.items())]
+
+
+@dataclass
+class DailySummary:
+    day: dt.date
+    by_method: dict[str, MethodTotals] = field(default_factory=dict)
+    offline_pending: MethodTotals = field(default_factory=MethodTotals)  # in by_method too
+
+    @property
+    def total(self) -> MethodTotals:
+        total = MethodTotals()
+        for t in self.by_method.values():
+            total.count += t.count
+            total.msat += t.msat
+            for code, minor in t.fiat_minor.items():
+                total.fiat_minor[code] = total.fiat_minor.get(code, 0) + minor
+        return total
+
+
+def summarize(
+    records: Iterable[SaleRecord], day: dt.date, *, tz: dt.tzinfo | None = None
+) -> DailySummary:
+    """Counts and totals per method for the sales paid (or accepted offline) on `day`."""
+    summary = DailySummary(day)
+    for record in records:
+        if record.state not in COUNTED_STATES:
+            continue
+        if _local(paid_at(record), tz).date() != day:
+            continue
+        method = record.method or "unknown"
+        summary.by_method.setdefault(method, MethodTotals()).add(record)
+        if record.state != SaleState.PAID.value:
+            summary.offline_pending.add(record)
+    return summary
+
+
+def _totals_lines(totals: MethodTotals) -> list:
+    lines: list = [Pair("  Sales", str(totals.count))]
+    for money in totals.fiat():
+        if not money.currency.is_sat:
+            lines.append(Pair("  Amount", format_money(money)))
+    lines.append(Pair("  Sats", format_msat(Msat(totals.msat))))
+    return lines
+
+
+def daily_summary(
+    records: Iterable[SaleRecord],
+    day: dt.date,
+    *,
+    merchant: str,
+    terminal_id: str | None = None,
+    tz: dt.tzinfo | None = None,
+    printed_at: float | None = None,
+) -> Receipt:
+    """The end-of-shift slip: count and totals per method, in fiat and sats."""
+    summary = summarize(records, day, tz=tz)
+    lines: list = [
+        Text(merchant, Align.CENTER, bold=True, large=True),
+        Text(f"Daily summary {day.isoformat()}", Align.CENTER, bold=True),
+    ]
+    if terminal_id:
+        lines.append(Text(f"Terminal {terminal_id}", Align.CENTER))
+    lines.append(Rule())
+    for method in sorted(summary.by_method):
+        lines.append(Text(METHOD_LABELS.get(method, method), bold=True))
+        lines.extend(_totals_lines(summary.by_method[method]))
+    if not summary.by_method:
+        lines.append(Text("No sales", Align.CENTER))
+    lines.append(Rule("="))
+    lines.append(Text("Total", bold=True))
+    lines.extend(_totals_lines(summary.total))
+    if summary.offline_pending.count:
+        lines.append(Rule())
+        lines.append(Text("Of which accepted offline, not yet settled:", bold=True))
+        lines.extend(_totals_lines(summary.offline_pending))
+    if printed_at is not None:
+        lines.append(Feed())
+        stamp = _local(printed_at, tz).strftime("%Y-%m-%d %H:%M")
+        lines.append(Text(f"Printed {stamp}", Align.CENTER))
+    return Receipt(tuple(lines))
+
+
+# -- the configured printer -------------------------------------------------------------------
+def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
+    """The configured printer, or None when printing is off (composition-root helper)."""
+    if not settings.enabled or not settings.port:
+        return None
+    return SerialPrinter(settings.port, baudrate=settings.baudrate, width_mm=settings.width_mm,
+                         query_status=settings.query_status)
+
+
+async def print_receipt(printer: SerialPrinter | None, doc: Receipt) -> PrintResult:
+    """Print off the event loop; a missing or failing printer only changes the result."""
+    if printer is None:
+        return PrintResult(PrinterStatus.DISABLED, "printing is switched off")
+    return await asyncio.to_thread(printer.print, doc)
+
+
+def status_text(result: PrintResult) -> str:
+    """Short text for the status bar."""
+    if result.status is PrinterStatus.OK:
+        return "Printer: paper low" if result.paper_low else "Printer: ready"
+    return {
+        PrinterStatus.OFFLINE: "Printer offline",
+        PrinterStatus.PAPER_OUT: "Printer: out of paper",
+        PrinterStatus.DISABLED: "Printer off",
+    }.get(result.status, "Printer error")

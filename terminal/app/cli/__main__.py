@@ -1,0 +1,5 @@
+import sys
+
+from terminal.app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,34 @@
+"""`flash-terminal doctor [--json] [--config FILE]`: check the terminal and say how to fix it.
+
+Exit 0 when no check failed (warnings allowed), 1 when one did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="check reader, backend, clock, disk, ledger, printer and service")
+    parser.add_argument("--config", metavar="FILE",
+                        help="terminal configuration (default: $FLASH_TERMINAL_CONFIG or "
+                             "/etc/flash-terminal/terminal.toml)")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"ok": bool, "checks": [{name, status, detail, fix}]}')
+    parser.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from terminal.app.doctor import format_report, run_doctor
+
+    report = run_doctor(args.config)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_report(report))
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED

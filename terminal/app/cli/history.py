@@ -1,0 +1,154 @@
+"""`flash-terminal history`: list, total and export the sales in the ledger.
+
+    flash-terminal history [--from DATE] [--to DATE] [--state S] [--card ID] [--method card|qr]
+                           [--export csv|json] [--output FILE] [--config FILE]
+
+Dates are local YYYY-MM-DD, inclusive. Without --export: a readable table and the totals.
+The ledger is opened read-only (no lock), so this works while the terminal is running.
+Exit codes: 0 ok, 1 the configuration or ledger could not be read, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import TextIO
+
+from terminal.app.config import ConfigError, load_config
+from terminal.core import history
+from terminal.core.money import Money, UnknownCurrency, currency
+from terminal.core.records import SaleRecord
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+LEDGER_FILE = "ledger.jsonl"  # as terminal.app.root.LEDGER_FILE, without importing the app's graph
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date_arg(text: str) -> date:
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "history",
+        help="list, total and export past sales",
+        description="Show the sales recorded in this terminal's ledger, with totals per day and "
+        "per card, or export them as CSV or JSON. Dates are local and inclusive.",
+    )
+    parser.add_argument("--from", dest="date_from", type=_date_arg, metavar="DATE",
+                        help="first day to include (YYYY-MM-DD)")
+    parser.add_argument("--to", dest="date_to", type=_date_arg, metavar="DATE",
+                        help="last day to include (YYYY-MM-DD)")
+    parser.add_argument("--state", choices=history.STATES, metavar="S",
+                        help=f"only sales in this state ({', '.join(history.STATES)})")
+    parser.add_argument("--card", dest="card_id", metavar="ID", help="only sales by this card id")
+    parser.add_argument("--method", choices=history.METHODS, help="only card taps or QR payments")
+    parser.add_argument("--export", choices=("csv", "json"), help="print CSV or JSON instead")
+    parser.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: $FLASH_TERMINAL_CONFIG)")
+    parser.set_defaults(handler=run_history, parser=parser)
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from terminal.adapters.books.ledger import Ledger  # imported here: `--help` stays fast
+    from terminal.adapters.books.storage import StorageError
+
+    try:
+        query = history.SaleQuery(
+            date_from=args.date_from, date_to=args.date_to, state=args.state,
+            card_id=args.card_id, method=args.method,
+        )
+    except ValueError as exc:
+        args.parser.error(str(exc))  # exits 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"flash-terminal history: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    path = config.data_dir / LEDGER_FILE
+    if not path.exists():
+        print(f"flash-terminal history: no sales recorded yet ({path} does not exist)",
+              file=sys.stderr)
+    try:
+        with Ledger(path, read_only=True) as ledger:
+            records = ledger.history(query)
+    except StorageError as exc:
+        print(f"flash-terminal history: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+    if args.export == "json":
+        text = history.to_json(records)
+    elif args.export == "csv":
+        text = history.to_csv(records)
+    else:
+        out = io.StringIO()
+        render_table(records, out)
+        text = out.getvalue()
+    try:
+        _emit(text, args.output)
+    except OSError as exc:
+        print(f"flash-terminal history: cannot write {args.output}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    Path(output).write_text(text, encoding="utf-8", newline="")
+
+
+# ------------------------------------------------------------------------------------ table
+def _money(minor: int, code: str) -> str:
+    try:
+        return str(Money(minor, currency(code)))
+    except (UnknownCurrency, TypeError):
+        return f"{minor} {code} (minor units)"
+
+
+def _sats(msat: int | None) -> str:
+    return "" if msat is None else f"{msat / 1000:,.3f}".rstrip("0").rstrip(".") + " sat"
+
+
+def _totals_line(label: str, t: history.Totals) -> str:
+    amounts = ", ".join(_money(v, c) for c, v in sorted(t.minor.items())) or "-"
+    return f"  {label:<20} {t.sales:>5} sales {t.paid:>5} paid  {_sats(t.msat):>18}  {amounts}"
+
+
+def render_table(records: list[SaleRecord], out: TextIO) -> None:
+    if not records:
+        out.write("No sales match.\n")
+        return
+    out.write(f"{'TIME':<19}  {'STATE':<18} {'METHOD':<6} {'AMOUNT':>14} {'SATS':>16}  "
+              f"{'CARD':<16} {'REASON'}\n")
+    for r in records:
+        when = datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        out.write(
+            f"{when:<19}  {r.state:<18} {r.method or '-':<6} "
+            f"{_money(r.amount_minor, r.currency):>14} {_sats(r.amount_msat):>16}  "
+            f"{(r.card_id or '-')[:16]:<16} {r.reason or ''}".rstrip() + "\n"
+        )
+    out.write("\nTotals per day (money counts paid sales only):\n")
+    for day, t in history.totals_by_day(records).items():
+        out.write(_totals_line(day.isoformat(), t) + "\n")
+    per_card = history.totals_by_card(records)
+    if per_card:
+        out.write("Totals per card:\n")
+        for card_id, t in per_card.items():
+            out.write(_totals_line(card_id[:20], t) + "\n")
+    out.write(_totals_line("All", history.total(records)) + "\n")

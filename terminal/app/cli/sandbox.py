@@ -1,0 +1,119 @@
+"""`flash-terminal sandbox serve|card new`: the local stand-in for Flash and a Boltcard issuer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import tomllib
+from pathlib import Path
+
+import httpx
+
+from terminal.adapters import simcards
+from terminal.protocols.boltcard.provisioning import BoltcardKeys
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+DEFAULT_BALANCE_SATS = 100_000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sandbox", help="local Flash API + Boltcard issuer stand-in")
+    sub = parser.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+
+    serve = sub.add_parser("serve", help="serve until stopped; writes DIR/terminal.toml")
+    serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
+    serve.add_argument("--data", type=Path, required=True, metavar="DIR",
+                       help="state directory (cards, counters, balances, invoices)")
+    serve.set_defaults(handler=_serve)
+
+    card = sub.add_parser("card", help="cards issued by the sandbox")
+    card_sub = card.add_subparsers(dest="sandbox_card_command", metavar="ACTION", required=True)
+    new = card_sub.add_parser("new", help="issue a funded simulated card")
+    new.add_argument("path", type=Path, help="where to write the simulated card file")
+    new.add_argument("--data", type=Path, required=True, metavar="DIR")
+    new.add_argument("--balance", type=int, default=DEFAULT_BALANCE_SATS, metavar="SATS")
+    new.add_argument("--pin", help="card PIN (4-8 digits) required above --pin-limit")
+    new.add_argument("--pin-limit", type=int, metavar="SATS")
+    new.add_argument("--json", action="store_true")
+    new.set_defaults(handler=_card_new, parser=new)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from terminal.sandbox.server import Sandbox
+
+    async def run() -> None:
+        sandbox = Sandbox(args.data, port=args.port)
+        await sandbox.start()
+        config = sandbox.write_terminal_config()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"sandbox serving on {sandbox.url}", flush=True)
+        print(f"  Flash GraphQL  {sandbox.http_url}  (WebSocket {sandbox.ws_url})", flush=True)
+        print(f"  issuer         {sandbox.lnurlw_base}", flush=True)
+        print(f"  configuration  {config}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await sandbox.stop()
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
+def _card_new(args: argparse.Namespace) -> int:
+    uid = simcards.new_uid()
+    options: dict[str, object] = {}
+    if args.pin:
+        options["pin"] = args.pin
+    if args.pin_limit is not None:
+        options["pin_limit_sats"] = args.pin_limit
+    if args.balance < 0:
+        args.parser.error("--balance must not be negative")
+    issued = _register_with_running(args.data, uid, args.balance, options)
+    if issued is None:
+        issued = _register_at_rest(args.data, uid, args.balance, options)
+    keys = BoltcardKeys(*(bytes.fromhex(issued[f"k{n}"]) for n in range(5)),
+                        version=int(issued["version"]))
+    _card, url = simcards.create_programmed(args.path, issued["lnurlw_base"], keys, uid)
+    result = {
+        "path": str(args.path),
+        "card_id": issued["card_id"],
+        "balance_sats": args.balance,
+        "lnurlw_base": issued["lnurlw_base"],
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"issued simulated card {args.path} (card id {issued['card_id'][:12]}…, "
+              f"{args.balance:,} sats)")
+    return EXIT_OK
+
+
+def _register_with_running(data: Path, uid: bytes, balance: int, options: dict) -> dict | None:
+    """Register through a sandbox already serving DIR (its state lives in that process)."""
+    config = data / "terminal.toml"
+    try:
+        http_url = tomllib.loads(config.read_text())["backend"]["flash"]["http_url"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+    base = http_url.rsplit("/graphql", 1)[0]
+    try:
+        response = httpx.post(f"{base}/sandbox/cards",
+                              json={"uid": uid.hex(), "balance_sats": balance, **options},
+                              timeout=5.0)
+    except httpx.TransportError:
+        return None
+    response.raise_for_status()
+    return response.json()
+
+
+def _register_at_rest(data: Path, uid: bytes, balance: int, options: dict) -> dict:
+    """No sandbox is serving DIR: register in its stored state directly."""
+    from terminal.sandbox.server import Sandbox
+
+    return Sandbox(data).register_card(uid, balance, **options)

@@ -1,0 +1,80 @@
+"""`flash-terminal sync`: one sync pass by hand, printing what it did.
+
+Settles open online sales through their invoice status (as after a restart), sends queued offline
+payouts, and marks finished sales synced. Exit 0 when nothing failed, 4 when a payout failed,
+2 for usage errors (including an unusable configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from terminal.adapters.books.storage import StorageLockedError
+from terminal.app.cli.args import load_config_or_exit
+
+EXIT_OK = 0
+EXIT_PAYMENT_FAILED = 4
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sync", help="send queued offline payments now (one pass)")
+    parser.add_argument("--config", help="terminal configuration (or FLASH_TERMINAL_CONFIG)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=_sync, parser=parser)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args)
+    try:
+        recovered, report = asyncio.run(_run(config))
+    except StorageLockedError:
+        # The kiosk app holds the ledger and runs the same sync worker itself.
+        message = "the running terminal has the ledger open and syncs it itself: nothing to do"
+        print(json.dumps({"skipped": message}) if args.json else message)
+        return EXIT_OK
+    if args.json:
+        print(json.dumps({
+            "sales": [o.to_json() for o in recovered],
+            **report.to_json(),
+        }))
+    else:
+        _print(recovered, report)
+    return EXIT_OK if report.ok else EXIT_PAYMENT_FAILED
+
+
+async def _run(config):
+    from terminal.app.root import build_terminal, terminal_id
+    from terminal.services.sync import SyncWorker
+
+    terminal = build_terminal(config)
+    try:
+        recovered = await terminal.checkout.recover()
+        worker = SyncWorker(
+            terminal.ledger,  # type: ignore[arg-type]
+            terminal.backend,
+            terminal.withdraw,  # type: ignore[arg-type]
+            terminal.checkout.connectivity,
+            terminal_id=terminal_id(config),
+            invoice_expiry_s=config.invoice_expiry_s,
+        )
+        return recovered, await worker.run_once(force=True)  # by hand: try everything now
+    finally:
+        await terminal.aclose()
+
+
+def _print(recovered, report) -> None:
+    for outcome in recovered:
+        print(f"sale {outcome.sale_id[:12]}  {outcome.status}"
+              + (f"  ({outcome.reason})" if outcome.reason else ""))
+    if not report.items:
+        print("no queued offline payments")
+    for item in report.items:
+        reason = f"  {item.reason}" if item.reason else ""
+        print(f"sale {item.sale_id[:12]}  card {item.card_id[:8]}…  {item.amount_sats:>9,} sats  "
+              f"{item.outcome.upper()}{reason}  {item.message}")
+    print(f"paid {report.paid}, failed {report.failed}, still pending {report.pending}; "
+          f"{report.reported_sales} finished sale(s) marked synced")
+    if report.backend_down:
+        print(f"backend unreachable: {report.backend_down}")

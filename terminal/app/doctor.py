@@ -1,0 +1,435 @@
+"""`flash-terminal doctor`: what works on this terminal and, for what does not, the fix.
+
+Each check returns one `Check` (ok / warn / fail, a detail and a fix a field technician can act
+on). A check never raises: an unexpected error becomes a failed check naming it. The report is
+`ok` when no check failed.
+
+Checks: configuration, reader, backend, clock, disk, ledger, offline exposure, printer, service.
+Checks that need the configuration are left out when it does not load (the configuration check
+says why). The doctor only reads: it opens the ledger read-only and never takes the reader or
+printer away from a running service for longer than one probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terminal.app.config import Config, ConfigError, load_config
+
+SERVICE = "flash-terminal"
+READER_PROBE_TIMEOUT_S = 10.0
+BACKEND_TIMEOUT_S = 15.0
+COMMAND_TIMEOUT_S = 5.0
+DISK_FAIL_BYTES = 50 * 1024 * 1024  # below this a ledger write may fail mid-sale
+DISK_WARN_BYTES = 500 * 1024 * 1024
+EXPOSURE_WARN_FRACTION = 0.8
+# A clock before this is certainly wrong (a Pi without RTC boots at its last shutdown time or 1970).
+EARLIEST_PLAUSIBLE_TIME = 1_735_689_600  # 2025-01-01T00:00:00Z
+
+FIX_READER = (
+    "Plug the reader in and check `lsusb` lists it (ACR122U 072f:2200, PN533 04cc:2533); for the "
+    "PN532 HAT enable the UART (firmware-config/config.txt). Install "
+    "firmware-config/udev/60-flash-terminal.rules and "
+    "firmware-config/modprobe/flash-terminal-nfc-blacklist.conf (scripts/install-pi does both), "
+    "then `sudo modprobe -r pn533_usb pn533 nfc` or reboot."
+)
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        doc = asdict(self)
+        doc["status"] = self.status.value
+        return doc
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status is not Status.FAIL for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.to_json() for c in self.checks]}
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+
+# -- the machine around the terminal ----------------------------------------------------------
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+
+
+class System:
+    """Commands and facts from the operating system (systemd, clock). `path` overrides PATH."""
+
+    def __init__(self, *, path: str | None = None,
+                 systemd_dir: Path = Path("/run/systemd/system")) -> None:
+        self.path = path
+        self.systemd_dir = systemd_dir
+
+    def systemd_running(self) -> bool:
+        # sd_booted(3): systemd is PID 1 exactly when this directory exists.
+        return self.systemd_dir.is_dir()
+
+    def run(self, argv: Sequence[str]) -> CommandResult | None:
+        """Run a command; None when it is not installed or does not finish in time."""
+        exe = shutil.which(argv[0], path=self.path)
+        if exe is None:
+            return None
+        env = dict(os.environ, LC_ALL="C", SYSTEMD_COLORS="0")
+        try:
+            done = subprocess.run([exe, *argv[1:]], capture_output=True, text=True,
+                                  timeout=COMMAND_TIMEOUT_S, env=env, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return CommandResult(done.returncode, done.stdout)
+
+
+# -- checks that need no configuration --------------------------------------------------------
+def check_config(path: str | None) -> tuple[Check, Config | None]:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        text = str(exc)
+        if "not found" in text or "no configuration" in text:
+            fix = ("Enrol the terminal: `sudo -u flash-terminal flash-terminal enroll FILE|CODE` "
+                   "(or pass --config FILE).")
+        elif "readable only" in text or "not readable" in text:
+            fix = "Run as the terminal's user: `sudo -u flash-terminal flash-terminal doctor`."
+        else:
+            fix = ("Fix the named key (see config.example.toml) or re-run "
+                   "`flash-terminal enroll`.")
+        return Check("config", Status.FAIL, text, fix), None
+    where = config.source or "?"
+    return Check("config", Status.OK, f"{where}: {config.name}, backend {config.backend.kind}, "
+                 f"network {config.network}"), config
+
+
+def check_clock(system: System, now: float | None = None) -> Check:
+    now = time.time() if now is None else now
+    if now < EARLIEST_PLAUSIBLE_TIME:
+        return Check("clock", Status.FAIL,
+                     f"the clock says {time.strftime('%Y-%m-%d', time.gmtime(now))}: not set",
+                     "Connect the terminal to the network so NTP can set the clock "
+                     "(the Pi has no battery-backed clock); `sudo timedatectl set-ntp true`.")
+    result = system.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    if result is None or result.returncode != 0:
+        return Check("clock", Status.WARN,
+                     "cannot tell whether the clock is synchronised (no timedatectl/systemd)",
+                     "Check the time is right: invoices expire by the clock.")
+    if result.stdout.strip() == "yes":
+        return Check("clock", Status.OK, "synchronised by NTP")
+    return Check("clock", Status.FAIL, "the clock is not synchronised by NTP",
+                 "Invoice expiry depends on the clock and the Pi has no RTC: connect the network, "
+                 "then `sudo timedatectl set-ntp true` and check "
+                 "`systemctl status systemd-timesyncd`.")
+
+
+def _systemctl_show(system: System, unit: str) -> dict[str, str] | None:
+    props = "LoadState,ActiveState,SubState,WatchdogUSec,NRestarts"
+    result = system.run(["systemctl", "show", unit, f"--property={props}"])
+    if result is None or result.returncode != 0:
+        return None
+    values = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _watchdog_off(value: str) -> bool:
+    return value in ("", "0", "infinity") or value.startswith("0 ")
+
+
+def check_service(system: System) -> Check:
+    if not system.systemd_running():
+        return Check("service", Status.WARN,
+                     "systemd is not running here: service and watchdog state unknown",
+                     "On the terminal, run the app as the flash-terminal service "
+                     "(scripts/install-pi installs it).")
+    props = _systemctl_show(system, SERVICE)
+    if props is None:
+        return Check("service", Status.WARN, "systemctl did not answer",
+                     "Run `systemctl status flash-terminal` by hand.")
+    if props.get("LoadState") != "loaded":
+        return Check("service", Status.WARN, f"{SERVICE}.service is not installed",
+                     "Install it: `sudo scripts/install-pi`.")
+    active = props.get("ActiveState", "?")
+    restarts = props.get("NRestarts", "0")
+    if active != "active":
+        return Check("service", Status.FAIL,
+                     f"{SERVICE}.service is {active} ({props.get('SubState', '?')})",
+                     "`sudo systemctl restart flash-terminal`; the reason is in "
+                     "`journalctl -u flash-terminal -b`.")
+    watchdog = props.get("WatchdogUSec", "")
+    detail = f"{SERVICE}.service active, restarted {restarts} time(s), watchdog {watchdog or 'off'}"
+    if _watchdog_off(watchdog):
+        return Check("service", Status.WARN, detail,
+                     "Reinstall the unit from systemd/ (it sets WatchdogSec=).")
+    return Check("service", Status.OK, detail)
+
+
+# -- checks that need the configuration -------------------------------------------------------
+@dataclass(frozen=True)
+class ReaderProbe:
+    found: bool
+    detail: str
+
+
+def probe_reader(path: str, timeout_s: float = READER_PROBE_TIMEOUT_S) -> ReaderProbe:
+    """Open the nfcpy reader on `path` once and close it again."""
+    import nfc  # the reader library is only needed for this check
+
+    result: list[ReaderProbe] = []
+
+    def attempt() -> None:
+        clf = nfc.ContactlessFrontend()
+        try:
+            if clf.open(path):
+                result.append(ReaderProbe(True, str(clf)))
+            else:
+                result.append(ReaderProbe(False, f"no NFC reader found on {path}"))
+        except OSError as exc:
+            result.append(ReaderProbe(False, f"NFC reader on {path}: {exc.strerror or exc}"))
+        except Exception as exc:  # a driver bug is a finding, not a crash of the doctor
+            result.append(ReaderProbe(False, f"NFC reader on {path} failed: {exc}"))
+        finally:
+            clf.close()
+
+    thread = threading.Thread(target=attempt, name="doctor-reader", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not result:
+        return ReaderProbe(False, f"the NFC reader on {path} did not answer in {timeout_s:.0f} s")
+    return result[0]
+
+
+def check_reader(config: Config, system: System,
+                 probe: Callable[[str], ReaderProbe] = probe_reader) -> Check:
+    card_file = config.reader.card_file
+    if card_file:
+        path = Path(card_file)
+        if not path.is_absolute() and config.source is not None:
+            path = config.source.parent / path
+        if not path.is_file():
+            return Check("reader", Status.FAIL, f"simulated card file {path} does not exist",
+                         "Create it (`flash-terminal sandbox card new`) or remove "
+                         "reader.card_file to use the NFC reader.")
+        return Check("reader", Status.WARN, f"using the simulated card {path}, not a reader",
+                     "Remove reader.card_file for real taps.")
+    found = probe(config.reader.path)
+    if found.found:
+        return Check("reader", Status.OK, f"{found.detail} on {config.reader.path}")
+    service = _systemctl_show(system, SERVICE) if system.systemd_running() else None
+    if service and service.get("ActiveState") == "active":
+        return Check("reader", Status.WARN,
+                     f"{found.detail} (the running service holds the reader)",
+                     "The service's status bar shows the reader state; to probe here, "
+                     "`sudo systemctl stop flash-terminal` first.")
+    return Check("reader", Status.FAIL, found.detail, FIX_READER)
+
+
+async def _health(config: Config) -> Any:
+    from terminal.app.root import build_backend
+
+    backend = build_backend(config)
+    try:
+        return await asyncio.wait_for(backend.health(), BACKEND_TIMEOUT_S)
+    finally:
+        await backend.aclose()
+
+
+def check_backend(config: Config) -> Check:
+    try:
+        health = asyncio.run(_health(config))
+    except TimeoutError:
+        return Check("backend", Status.FAIL,
+                     f"{config.backend.kind} did not answer within {BACKEND_TIMEOUT_S:.0f} s",
+                     "Check the network connection and the backend URL.")
+    latency = f" in {health.latency_ms:.0f} ms" if health.latency_ms is not None else ""
+    if health.ok:
+        return Check("backend", Status.OK, f"{health.detail}{latency}")
+    return Check("backend", Status.FAIL, health.detail,
+                 "Check the network and the backend URL; if the key or username was refused, "
+                 "re-run `flash-terminal enroll` with a valid one.")
+
+
+def check_disk(config: Config) -> Check:
+    directory = config.data_dir
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    usage = shutil.disk_usage(probe)
+    free_mb = usage.free // (1024 * 1024)
+    detail = f"{free_mb:,} MB free of {usage.total // (1024 * 1024):,} MB at {directory}"
+    if not directory.exists():
+        return Check("disk", Status.WARN, f"{detail}; the data directory does not exist yet",
+                     "It is created on first start; check the service user can write there.")
+    if not os.access(directory, os.W_OK):
+        return Check("disk", Status.FAIL, f"{directory} is not writable by this user",
+                     f"`sudo chown -R flash-terminal: {directory}`")
+    if usage.free < DISK_FAIL_BYTES:
+        return Check("disk", Status.FAIL, detail,
+                     "Free space now: sales cannot be recorded. `sudo journalctl --vacuum-size=50M`"
+                     "; remove old exports.")
+    if usage.free < DISK_WARN_BYTES:
+        return Check("disk", Status.WARN, detail,
+                     "Free some space: `sudo journalctl --vacuum-size=50M`; remove old exports.")
+    return Check("disk", Status.OK, detail)
+
+
+def _open_ledger(config: Config):
+    from terminal.adapters.books.ledger import Ledger
+    from terminal.app.root import LEDGER_FILE
+
+    return Ledger(config.data_dir / LEDGER_FILE, read_only=True)
+
+
+def check_ledger_and_exposure(config: Config, now: float | None = None) -> list[Check]:
+    now = time.time() if now is None else now
+    try:
+        ledger = _open_ledger(config)
+    except Exception as exc:  # StorageCorruptError and friends: name it, do not crash
+        return [Check("ledger", Status.FAIL, f"the ledger does not open: {exc}",
+                      "Stop the service and keep a copy of the data directory; then contact "
+                      "support before deleting anything (queued payments live there).")]
+    try:
+        sales = ledger.sales()
+        open_sales = ledger.open_sales()
+        queued = ledger.queued_sales()
+        exposure = ledger.exposure()
+    finally:
+        ledger.close()
+    ledger_check = Check("ledger", Status.OK,
+                         f"{len(sales)} sale(s), {len(open_sales)} open, "
+                         f"{len(queued)} waiting for sync")
+    return [ledger_check, _exposure_check(config, exposure, now)]
+
+
+def _exposure_check(config: Config, exposure: Any, now: float) -> Check:
+    from terminal.core.money import Msat, format_msat
+
+    limits = config.offline
+    if exposure.count == 0:
+        return Check("exposure", Status.OK, "no offline payments waiting")
+    age = exposure.oldest_age_s(now) or 0.0
+    detail = (f"{exposure.count} offline payment(s) waiting, "
+              f"{format_msat(Msat(exposure.queued_msat))} of "
+              f"{format_msat(Msat(limits.total_cap_msat))} allowed, oldest {age / 3600:.1f} h")
+    sync_fix = "Restore the network, then `flash-terminal sync` (the sync timer also runs it)."
+    if (age > limits.max_age_s or exposure.queued_msat >= limits.total_cap_msat
+            or exposure.count >= limits.max_queued):
+        return Check("exposure", Status.FAIL, detail + ": new offline taps are being declined",
+                     sync_fix)
+    if (exposure.queued_msat >= EXPOSURE_WARN_FRACTION * limits.total_cap_msat
+            or age > EXPOSURE_WARN_FRACTION * limits.max_age_s):
+        return Check("exposure", Status.WARN, detail, sync_fix)
+    return Check("exposure", Status.OK, detail)
+
+
+def check_printer(config: Config) -> Check:
+    from hw.printer import PrinterStatus
+    from terminal.adapters.receipts import build_printer
+
+    settings = config.printer
+    if not settings.enabled:
+        return Check("printer", Status.OK, "receipt printing is switched off")
+    if not settings.port:
+        return Check("printer", Status.FAIL, "printer.enabled is set but printer.port is not",
+                     "Set printer.port (e.g. /dev/ttyUSB0 or /dev/serial0).")
+    try:
+        printer = build_printer(settings)
+    except ValueError as exc:
+        return Check("printer", Status.FAIL, str(exc), "Set printer.width_mm to 58 or 80.")
+    assert printer is not None
+    result = printer.status()
+    if result.status is PrinterStatus.OK:
+        if result.paper_low:
+            return Check("printer", Status.WARN, f"{settings.port}: {result.message}",
+                         "Load a new paper roll soon.")
+        return Check("printer", Status.OK, f"{settings.port}: {result.message}")
+    fixes = {
+        PrinterStatus.PAPER_OUT: "Load a paper roll and close the cover.",
+        PrinterStatus.OFFLINE: "Switch the printer on, close its cover and check the cable; "
+                               "sales continue without receipts meanwhile.",
+    }
+    return Check("printer", Status.FAIL, result.message, fixes.get(
+        result.status, "Check printer.baudrate matches the printer's self-test page and that "
+                       "the service user is in the dialout group."))
+
+
+# -- the whole examination --------------------------------------------------------------------
+def _guarded(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
+    try:
+        result = fn()
+    except Exception as exc:
+        return [Check(name, Status.FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
+                      "Report this to support with the output of `flash-terminal doctor --json`.")]
+    return result if isinstance(result, list) else [result]
+
+
+def run_doctor(
+    config_path: str | None = None,
+    *,
+    system: System | None = None,
+    reader_probe: Callable[[str], ReaderProbe] = probe_reader,
+) -> Report:
+    system = system or System()
+    config_check, config = check_config(config_path)
+    report = Report([config_check])
+    if config is not None:
+        cfg = config
+        report.checks += _guarded("reader", lambda: check_reader(cfg, system, reader_probe))
+        report.checks += _guarded("backend", lambda: check_backend(cfg))
+    report.checks += _guarded("clock", lambda: check_clock(system))
+    if config is not None:
+        cfg = config
+        report.checks += _guarded("disk", lambda: check_disk(cfg))
+        report.checks += _guarded("ledger", lambda: check_ledger_and_exposure(cfg))
+        report.checks += _guarded("printer", lambda: check_printer(cfg))
+    report.checks += _guarded("service", lambda: check_service(system))
+    return report
+
+
+MARKS = {Status.OK: "ok  ", Status.WARN: "WARN", Status.FAIL: "FAIL"}
+
+
+def format_report(report: Report) -> str:
+    width = max((len(c.name) for c in report.checks), default=0)
+    lines = []
+    for c in report.checks:
+        lines.append(f"[{MARKS[c.status]}] {c.name.ljust(width)}  {c.detail}")
+        if c.fix and c.status is not Status.OK:
+            lines.append(f"       {' ' * width}  fix: {c.fix}")
+    lines.append("all checks passed" if report.ok and all(
+        c.status is Status.OK for c in report.checks) else
+        ("no failures (see warnings)" if report.ok else "some checks FAILED"))
+    return "\n".join(lines)

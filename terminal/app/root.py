@@ -1,0 +1,194 @@
+"""The composition root: builds the terminal's object graph from its configuration.
+
+Nothing else constructs backends, clients or the ledger; the CLI, the app and the demo all ask
+here, so a new backend or reader is one new branch in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from terminal.app.config import Config, IssuerSettings
+from terminal.core.connectivity import Connectivity
+from terminal.core.money import RatePolicy
+from terminal.core.ports.backend import Backend
+from terminal.core.risk import OfflineLimits
+from terminal.protocols.boltcard import (
+    DeterministicIssuer,
+    Issuer,
+    Keyring,
+    KeyTableCard,
+    KeyTableIssuer,
+)
+from terminal.protocols.lnurl import UrlPolicy
+from terminal.services.checkout import Checkout
+
+LEDGER_FILE = "ledger.jsonl"
+TERMINAL_ID_FILE = "terminal-id"
+
+
+def ensure_data_dir(config: Config) -> Path:
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return config.data_dir
+
+
+def terminal_id(config: Config) -> str:
+    """The configured id, or one generated once and kept in the data directory."""
+    if config.terminal_id:
+        return config.terminal_id
+    path = ensure_data_dir(config) / TERMINAL_ID_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    new_id = f"ft-{uuid.uuid4().hex[:12]}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(new_id + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return new_id
+
+
+def build_backend(config: Config) -> Backend:
+    settings = config.backend
+    if settings.kind == "flash":
+        from terminal.adapters.backends.flash import FlashBackend
+
+        flash = settings.flash
+        assert flash is not None
+        return FlashBackend(
+            flash.http_url,
+            flash.ws_url,
+            username=flash.username,
+            api_key=flash.api_key,
+            wallet_currency=flash.wallet_currency,
+            network=config.network,
+        )
+    from terminal.adapters.backends.btcpay import BTCPayBackend
+
+    btcpay = settings.btcpay
+    assert btcpay is not None
+    return BTCPayBackend(
+        btcpay.url,
+        btcpay.store_id,
+        btcpay.api_key,
+        network=config.network,
+        terminal_id=terminal_id(config),
+    )
+
+
+def build_issuer(settings: IssuerSettings) -> Issuer:
+    if settings.kind == "deterministic":
+        assert settings.issuer_key is not None
+        return DeterministicIssuer(
+            settings.name,
+            settings.issuer_key,
+            versions=dict(settings.versions),
+            p_param=settings.p_param,
+            c_param=settings.c_param,
+            hosts=settings.hosts,
+            version_window=settings.version_window,
+        )
+    cards = [
+        KeyTableCard(
+            k1=bytes.fromhex(card["k1"]),
+            k2=bytes.fromhex(card["k2"]),
+            uid=bytes.fromhex(card["uid"]) if card.get("uid") else None,
+            card_id=card.get("card_id"),
+        )
+        for card in settings.cards
+    ]
+    return KeyTableIssuer(
+        settings.name, cards, p_param=settings.p_param, c_param=settings.c_param,
+        hosts=settings.hosts,
+    )
+
+
+def build_keyring(config: Config) -> Keyring:
+    return Keyring([build_issuer(i) for i in config.issuers])
+
+
+def url_policy(config: Config) -> UrlPolicy:
+    lnurl = config.lnurl
+    return UrlPolicy(
+        allow_insecure_hosts=frozenset(lnurl.allow_insecure_hosts),
+        allow_private_hosts=frozenset(lnurl.allow_private_hosts),
+        issuer_hosts=frozenset(lnurl.issuer_allowlist) if lnurl.issuer_allowlist else None,
+        max_response_bytes=lnurl.max_body_bytes,
+    )
+
+
+def build_withdraw_client(config: Config):
+    from terminal.adapters.withdraw import Timeouts, WithdrawClient
+
+    lnurl = config.lnurl
+    return WithdrawClient(
+        url_policy(config),
+        timeouts=Timeouts(
+            connect=lnurl.connect_timeout_s,
+            read=lnurl.read_timeout_s,
+            fetch_deadline=lnurl.read_timeout_s + lnurl.connect_timeout_s,
+            callback_read=lnurl.callback_timeout_s,
+            callback_deadline=lnurl.callback_timeout_s + lnurl.connect_timeout_s,
+        ),
+    )
+
+
+def open_ledger(config: Config):
+    from terminal.adapters.books.ledger import Ledger
+
+    return Ledger(ensure_data_dir(config) / LEDGER_FILE)
+
+
+def offline_limits(config: Config) -> OfflineLimits:
+    o = config.offline
+    return OfflineLimits(
+        enabled=o.enabled,
+        floor_limit_msat=o.floor_limit_msat,
+        per_card_cap_msat=o.per_card_cap_msat,
+        total_cap_msat=o.total_cap_msat,
+        max_queued=o.max_queued,
+        max_age_s=o.max_age_s,
+    )
+
+
+@dataclass
+class Terminal:
+    """Everything a running terminal (or one CLI command) needs, built once."""
+
+    config: Config
+    backend: Backend
+    withdraw: object
+    keyring: Keyring
+    ledger: object
+    checkout: Checkout
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+        await self.withdraw.aclose()  # type: ignore[attr-defined]
+        self.ledger.close()  # type: ignore[attr-defined]
+
+
+def build_terminal(config: Config) -> Terminal:
+    backend = build_backend(config)
+    withdraw = build_withdraw_client(config)
+    keyring = build_keyring(config)
+    ledger = open_ledger(config)
+    checkout = Checkout(
+        backend=backend,
+        withdraw=withdraw,  # type: ignore[arg-type]
+        keyring=keyring,
+        ledger=ledger,  # type: ignore[arg-type]
+        terminal_id=terminal_id(config),
+        network=config.network,
+        offline_limits=offline_limits(config),
+        rates=RatePolicy(max_age_s=config.max_rate_age_s),
+        connectivity=Connectivity(),
+        invoice_expiry_s=config.invoice_expiry_s,
+    )
+    checkout.restore_rates({config.display_currency, *config.currencies} - {"SAT"})
+    return Terminal(config, backend, withdraw, keyring, ledger, checkout)

@@ -1,0 +1,137 @@
+"""The Admin screen: the PIN pad (with lock-out) and, once unlocked, three tabs: the settings
+overview (read-only: enrollment sets it), device tests and the card tools. Every decision is in
+the view models (`AdminLock`, `admin_sections`, `DeviceTestsViewModel`, `CardToolsViewModel`);
+this only copies their state into widgets and forwards presses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kivy.lang import Builder
+
+from terminal.app.ui.screens.base import BaseScreen
+from terminal.app.ui.strings import t
+from terminal.app.ui.viewmodels.admin import admin_sections
+from terminal.app.ui.viewmodels.card_tools import Tool, ToolPhase
+from terminal.app.ui.viewmodels.controller import Screen
+from terminal.app.ui.viewmodels.tones import COLOURS
+
+Builder.load_file(str(Path(__file__).with_suffix(".kv")))
+
+TABS = ("settings", "tests", "cards")
+
+
+class AdminScreen(BaseScreen):
+    config = None  # terminal.app.config.Config, for the settings overview
+    hint = ""  # demo mode tells the visitor the PIN
+    tab = "settings"
+
+    def attach(self, controller) -> None:
+        for vm in (controller.admin, controller.tools, controller.tests, controller.status):
+            vm.subscribe(self.refresh)
+        super().attach(controller)
+
+    # -- presses --------------------------------------------------------------------------
+    def key(self, key: str) -> None:
+        self.controller.admin.press(key)
+
+    def submit(self) -> None:
+        self.controller.admin.submit()
+
+    def history(self) -> None:
+        self.controller.go(Screen.HISTORY)
+
+    def leave(self) -> None:
+        self.controller.go(Screen.SALE)
+
+    def show_tab(self, name: str) -> None:
+        self.tab = name
+        if name != "cards":
+            self.controller.tools.cancel()
+        if name != "tests":
+            self.controller.tests.disarm()
+        self.refresh()
+
+    def test_printer(self) -> None:
+        self.controller.spawn(self.controller.test_printer())
+
+    def test_reader(self) -> None:
+        self.controller.tests.arm_reader()
+
+    def choose(self, tool: str) -> None:
+        self.controller.tools.choose(Tool(tool))
+
+    def tool_action(self) -> None:
+        tools = self.controller.tools
+        if tools.phase is ToolPhase.CONFIRM:
+            tools.confirm()
+        else:
+            tools.cancel()
+
+    def next_issuer(self) -> None:
+        self.controller.tools.next_issuer()
+
+    # -- drawing --------------------------------------------------------------------------
+    def refresh(self, *_args) -> None:
+        c = self.controller
+        lock = c.admin
+        ids = self.ids
+        unlocked = lock.unlocked
+        ids.pad.opacity, ids.pad.disabled = (0, True) if unlocked else (1, False)
+        ids.settings.opacity, ids.settings.disabled = (1, False) if unlocked else (0, True)
+        ids.message.text = lock.message
+        ids.message.color = (1, 0.45, 0.4, 1) if lock.locked or lock.last.value == "wrong" \
+            else (1, 1, 1, 1)
+        ids.digits.text = lock.masked
+        ids.hint.text = self.hint
+        ids.pad_keys.disabled = lock.locked
+        if not unlocked:
+            return
+        for name in TABS:
+            panel = ids[f"{name}_tab"]
+            panel.opacity = 1 if name == self.tab else 0
+            ids[f"tab_{name}"].state = "down" if name == self.tab else "normal"
+        config = self.config if self.config is not None else c.config
+        if config is not None:
+            ids.sections.text = "\n".join(
+                f"[b]{s.title}[/b]\n" + "\n".join(f"   {line}" for line in s.lines)
+                for s in admin_sections(config, reader_state=c.status.reader,
+                                        printer_state=c.status.printer)
+            )
+        ids.enrolled.text = t("admin.enrolled")
+        self._draw_tests()
+        self._draw_tools()
+
+    def _draw_tests(self) -> None:
+        c, ids = self.controller, self.ids
+        tests = c.tests
+        ids.test_printer.text = t("tests.printer")
+        ids.test_reader.text = t("tests.reader")
+        ids.printer_result.text = tests.printer_text
+        ids.printer_result.bg = COLOURS[tests.printer_tone]
+        ids.reader_state.text = t("tests.reader.state", text=tests.reader_text(c.status.reader))
+        ids.card_seen.text = tests.card_text
+        ids.card_seen.bg = COLOURS[tests.card_tone]
+
+    def _draw_tools(self) -> None:
+        tools, ids = self.controller.tools, self.ids
+        busy = tools.busy
+        for tool in Tool:
+            button = ids[f"tool_{tool.value}"]
+            button.text = t(f"tools.{tool.value}")
+            button.disabled = busy
+            button.background_color = COLOURS[tools.tone] if tools.tool is tool and \
+                tools.phase is not ToolPhase.IDLE else (0.24, 0.26, 0.31, 1)
+        confirm = tools.phase is ToolPhase.CONFIRM
+        ids.tool_action.text = t("tools.confirm") if confirm else t("tools.cancel")
+        ids.tool_action.disabled = busy or tools.phase is ToolPhase.IDLE
+        ids.issuer.text = tools.issuer_text
+        ids.issuer.disabled = busy
+        if ids.card_url.text != tools.card_url and not ids.card_url.focus:
+            ids.card_url.text = tools.card_url
+        ids.card_url.hint_text = t("tools.url.hint")
+        ids.key_file.hint_text = t("tools.key_file.hint")
+        ids.tool_title.text = tools.title
+        ids.tool_title.bg = COLOURS[tools.tone]
+        ids.tool_detail.text = "\n".join(tools.detail_lines)
+        ids.tool_next.text = tools.next_text

@@ -1,0 +1,100 @@
+"""The History screen (behind the admin PIN): today's sales, filters, totals, detail, export."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from kivy.factory import Factory
+from kivy.lang import Builder
+
+from terminal.app.ui.screens.base import BaseScreen
+from terminal.app.ui.strings import t
+from terminal.app.ui.viewmodels.controller import Screen
+from terminal.app.ui.viewmodels.tones import COLOURS
+
+Builder.load_file(str(Path(__file__).with_suffix(".kv")))
+
+
+def export_dir(data_dir: Path) -> Path:
+    """A mounted USB stick when there is one (first writable /media/<user>/<label>), else the
+    data directory's `exports/`."""
+    media = Path("/media")
+    if media.is_dir():
+        for base in sorted(media.iterdir()):
+            for mount in sorted(base.iterdir()) if base.is_dir() else []:
+                if mount.is_dir() and os.access(mount, os.W_OK):
+                    return mount
+    target = data_dir / "exports"
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+class HistoryScreen(BaseScreen):
+    data_dir = Path(".")
+
+    def attach(self, controller) -> None:
+        controller.history.subscribe(self.refresh)
+        super().attach(controller)
+
+    def on_pre_enter(self, *_args) -> None:
+        self.refresh()
+
+    def cycle_state(self) -> None:
+        self.controller.history.cycle_state_filter()
+
+    def cycle_method(self) -> None:
+        self.controller.history.cycle_method_filter()
+
+    def select(self, sale_id: str) -> None:
+        self.controller.history.select(sale_id)
+
+    def back(self) -> None:
+        self.controller.go(Screen.ADMIN)
+
+    def export(self, fmt: str) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = export_dir(self.data_dir) / f"sales-{stamp}.{fmt}"
+        try:
+            count = self.controller.history.export(path, fmt)
+        except OSError as exc:
+            self.ids.message.text = f"Export failed: {exc.strerror or exc}"
+            return
+        self.ids.message.text = t("history.exported", count=count, path=path)
+
+    def reprint(self) -> None:
+        sale_id = self.controller.history.selected
+        if sale_id is None:
+            return
+
+        async def run() -> None:
+            self.ids.message.text = await self.controller.print_receipt(sale_id)
+
+        self.controller.spawn(run())
+
+    def refresh(self, *_args) -> None:
+        vm = self.controller.history
+        ids = self.ids
+        ids.state_filter.text = f"State: {vm.state_filter}"
+        ids.method_filter.text = f"Method: {vm.method_filter}"
+        ids.totals.text = vm.total_today().text
+        ids.rows.clear_widgets()
+        rows = vm.rows()
+        for row in rows:
+            button = Factory.HistoryRowButton(
+                text=f"{row.time_text}   {row.amount_text:>12}   {row.method_text}   {row.state}",
+            )
+            button.bg = COLOURS[row.tone]
+            button.bind(on_release=lambda _b, sid=row.sale_id: self.select(sid))
+            ids.rows.add_widget(button)
+        if not rows:
+            ids.rows.add_widget(Factory.Label(text=t("history.empty"), size_hint_y=None,
+                                              height=60))
+        detail = vm.detail()
+        if not detail:
+            cards = vm.per_card()
+            detail = ["Per card today:"] + [f"…{card[-6:]}: {tot.text}"
+                                            for card, tot in cards.items()] if cards else []
+        ids.detail.text = "\n".join(detail)
+        ids.reprint.disabled = vm.selected is None

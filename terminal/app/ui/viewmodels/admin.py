@@ -1,0 +1,223 @@
+"""The admin PIN (with lock-out after repeated failures) and what the Admin screen shows.
+
+The PIN is stored only as a salted PBKDF2 hash: `pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`
+(`[admin] pin_hash` in the secrets file; `hash_pin` makes one). After `max_attempts` wrong PINs
+the pad locks for `lockout_s`, doubling at each further lock-out (capped), so guessing a 4-digit
+PIN takes days, not minutes.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from terminal import __version__
+from terminal.app.config import Config
+from terminal.app.ui.strings import t
+from terminal.app.ui.viewmodels.observable import Observable
+from terminal.app.ui.viewmodels.pay import PIN_MAX, PIN_MIN
+from terminal.core.money import Msat, format_msat
+
+SCHEME = "pbkdf2_sha256"
+DEFAULT_ITERATIONS = 200_000
+MAX_LOCKOUT_S = 3600.0
+
+
+class PinHashError(ValueError):
+    """The configured admin PIN hash is not in the expected format."""
+
+
+def hash_pin(pin: str, *, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
+    if not (pin.isdigit() and PIN_MIN <= len(pin) <= PIN_MAX):
+        raise ValueError(f"an admin PIN is {PIN_MIN} to {PIN_MAX} digits")
+    salt = salt if salt is not None else os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return f"{SCHEME}${iterations}${salt.hex()}${digest.hex()}"
+
+
+def verify_pin(pin: str, encoded: str) -> bool:
+    try:
+        scheme, iterations, salt, digest = encoded.split("$")
+        if scheme != SCHEME:
+            raise ValueError
+        expected = bytes.fromhex(digest)
+        got = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), int(iterations))
+    except ValueError:
+        raise PinHashError(f"[admin] pin_hash must look like {SCHEME}$ITER$SALT$HASH") from None
+    return hmac.compare_digest(got, expected)
+
+
+class Attempt(enum.Enum):
+    OK = "ok"
+    WRONG = "wrong"
+    LOCKED = "locked"
+    NOT_CONFIGURED = "not-configured"
+
+
+class AdminLock(Observable):
+    def __init__(
+        self,
+        pin_hash: str | None,
+        *,
+        max_attempts: int = 5,
+        lockout_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._pin_hash = pin_hash
+        self.max_attempts = max_attempts
+        self.lockout_s = lockout_s
+        self.clock = clock
+        self.failures = 0
+        self.lockouts = 0
+        self.locked_until = 0.0
+        self.unlocked = False
+        self.digits = ""
+        self.last = Attempt.OK
+
+    def __repr__(self) -> str:
+        return f"AdminLock(unlocked={self.unlocked}, failures={self.failures})"
+
+    def press(self, key: str) -> bool:
+        if self.locked:
+            return False
+        if key == "back":
+            self.digits = self.digits[:-1]
+        elif key.isdigit() and len(key) == 1 and len(self.digits) < PIN_MAX:
+            self.digits += key
+        else:
+            return False
+        self.changed()
+        return True
+
+    def submit(self) -> Attempt:
+        pin, self.digits = self.digits, ""
+        self.last = self._check(pin)
+        self.changed()
+        return self.last
+
+    def _check(self, pin: str) -> Attempt:
+        if self._pin_hash is None:
+            return Attempt.NOT_CONFIGURED
+        if self.locked:
+            return Attempt.LOCKED
+        if verify_pin(pin, self._pin_hash):
+            self.failures, self.unlocked = 0, True
+            return Attempt.OK
+        self.failures += 1
+        if self.failures >= self.max_attempts:
+            self.lockouts += 1
+            delay = min(MAX_LOCKOUT_S, self.lockout_s * 2 ** (self.lockouts - 1))
+            self.locked_until = self.clock() + delay
+            self.failures = 0
+            return Attempt.LOCKED
+        return Attempt.WRONG
+
+    def lock(self) -> None:
+        self.unlocked, self.digits = False, ""
+        self.changed()
+
+    @property
+    def locked(self) -> bool:
+        return self.clock() < self.locked_until
+
+    @property
+    def locked_for_s(self) -> int:
+        return max(0, math.ceil(self.locked_until - self.clock()))
+
+    @property
+    def masked(self) -> str:
+        return "•" * len(self.digits)
+
+    @property
+    def message(self) -> str:
+        if self._pin_hash is None:
+            return t("admin.no_pin")
+        if self.locked:
+            return t("admin.locked", seconds=self.locked_for_s)
+        if self.unlocked:
+            return t("admin.unlocked")
+        if self.last is Attempt.WRONG:
+            return t("admin.wrong_pin", left=self.max_attempts - self.failures)
+        return t("admin.enter_pin")
+
+
+@dataclass(frozen=True)
+class AdminSection:
+    title: str
+    lines: tuple[str, ...]
+
+
+def mask_key(key: bytes | None) -> str:
+    """Never the key itself: its length and a 4-hex SHA-256 fingerprint to tell keys apart."""
+    if not key:
+        return "not set"
+    return f"set ({len(key) * 8}-bit, fingerprint {hashlib.sha256(key).hexdigest()[:4]})"
+
+
+def _host(url: str | None) -> str:
+    return urlsplit(url).netloc or url or "?" if url else "not set"
+
+
+def admin_sections(config: Config, *, reader_state: str = "", printer_state: str = ""
+                   ) -> list[AdminSection]:
+    """The settings overview: everything enrollment set, secrets masked."""
+    b = config.backend
+    if b.kind == "flash" and b.flash is not None:
+        mode = (f"receive-only as {b.flash.username}" if b.flash.username and not b.flash.api_key
+                else "api key " + ("set" if b.flash.api_key else "not set"))
+        backend = (f"Flash · {_host(b.flash.http_url)}", mode,
+                   f"wallet currency {b.flash.wallet_currency}")
+    elif b.btcpay is not None:
+        backend = (f"BTCPay · {_host(b.btcpay.url)}", f"store {b.btcpay.store_id}",
+                   "api key " + ("set" if b.btcpay.api_key else "not set"))
+    else:
+        backend = (b.kind,)
+    merchant = (
+        config.name,
+        f"display {config.display_currency} · currencies "
+        f"{', '.join(config.currencies or (config.display_currency,))}",
+        f"network {config.network}",
+        f"terminal id {config.terminal_id or 'not set'}",
+    )
+    o = config.offline
+    offline = (
+        "enabled" if o.enabled else "disabled",
+        f"per tap {format_msat(Msat(o.floor_limit_msat))} · "
+        f"per card {format_msat(Msat(o.per_card_cap_msat))}",
+        f"total {format_msat(Msat(o.total_cap_msat))}, at most {o.max_queued} queued, "
+        f"{o.max_age_s // 3600} h",
+    )
+    issuers = tuple(
+        f"{i.name} ({i.kind}) hosts {', '.join(i.hosts) or 'any'} · "
+        + (f"key {mask_key(i.issuer_key)}" if i.kind == "deterministic"
+           else f"{len(i.cards)} cards")
+        for i in config.issuers
+    ) or ("none configured",)
+    reader = (f"simulated card {config.reader.card_file}" if config.reader.card_file
+              else config.reader.path)
+    p = config.printer
+    printer = f"{p.port} · {p.width_mm} mm · {p.baudrate} baud" if p.enabled and p.port \
+        else "none"
+    devices = (
+        f"reader {reader}" + (f" · {t('status.reader.' + reader_state)}" if reader_state else ""),
+        f"printer {printer}"
+        + (f" · {t('status.printer.' + printer_state)}" if printer_state else ""),
+    )
+    about = (f"Flash Terminal {__version__}",
+             f"configuration {config.source}" if config.source else "configuration (built in)")
+    return [
+        AdminSection(t("admin.section.backend"), backend),
+        AdminSection(t("admin.section.merchant"), merchant),
+        AdminSection(t("admin.section.offline"), offline),
+        AdminSection(t("admin.section.issuers"), issuers),
+        AdminSection(t("admin.section.devices"), devices),
+        AdminSection(t("admin.section.about"), about),
+    ]

@@ -1,0 +1,596 @@
+"""One sale end to end: invoice → tap or QR → LNURL-withdraw → settlement (service layer).
+
+`Checkout` is shared by the command line and the touchscreen app; it owns no transport of its
+own. Each state change is written to the ledger *before* the side effect it announces
+(write-ahead), so a restart at any point can resume from the ledger:
+- the invoice is the idempotency key and the backend's invoice status is the truth;
+- a tap's counter is stored before any network call, so the same `p`/`c` is never used twice;
+- a callback whose outcome is unknown is resolved through the invoice status, never resent.
+
+When the backend cannot be reached (observed: the invoice creation failed with
+`BackendUnavailable`), a tap verified locally may be accepted under the offline policy and queued
+for the sync worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable
+from contextlib import AbstractContextManager, aclosing
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+from terminal.core.connectivity import Connectivity
+from terminal.core.money import Money, NoRate, RateError, RatePolicy, currency
+from terminal.core.ports.backend import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    DisplayRate,
+    Invoice,
+    InvoiceRequest,
+    InvoiceStatus,
+)
+from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
+from terminal.core.risk import Exposure, OfflineLimits, OfflineTap, decide_offline, explain
+from terminal.core.sale import REOPENABLE_BY_PAYMENT, IllegalTransition, LateTap, Sale, SaleState
+from terminal.protocols import lnurl
+from terminal.protocols.boltcard import Keyring, TapReason, TapVerification
+
+if TYPE_CHECKING:
+    from terminal.adapters.withdraw import WithdrawClient
+
+log = logging.getLogger(__name__)
+
+
+class Ledger(Protocol):
+    """What checkout needs from the ledger (terminal.adapters.books.ledger.Ledger implements it)."""
+
+    def save_sale(self, record: SaleRecord) -> None: ...
+    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
+    def open_sales(self) -> list[SaleRecord]: ...
+    def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
+    def card(self, card_id: str) -> CardState: ...
+    def save_card(self, state: CardState) -> None: ...
+    def advance_counter(self, card_id: str, issuer: str, counter: int) -> int: ...
+    def add_payout(self, payout: QueuedPayout) -> None: ...
+    def exposure(self) -> Exposure: ...
+    def set_meta(self, key: str, value: object) -> None: ...
+    def get_meta(self, key: str, default: object = None) -> object: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class TapResult:
+    """What the screen shows right after a tap.
+
+    kind: "accepted" (the issuer took the invoice; wait for settlement), "pin-required",
+    "refused" (this card cannot pay; the sale stays open), "queued", "declined" (offline policy),
+    "late" (the sale has ended or already has a card), "unknown" (the callback's outcome is
+    unknown: it is being resolved through the invoice status).
+    """
+
+    kind: str
+    code: str | None = None
+    message: str = ""
+    pin_limit_msat: int | None = None
+
+
+@dataclass(frozen=True)
+class SaleOutcome:
+    status: str  # paid | failed | expired | cancelled | queued | declined
+    sale_id: str
+    reason: str | None
+    message: str
+    payment_hash: str | None
+    amount_msat: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "sale_id": self.sale_id,
+            "payment_hash": self.payment_hash,
+            "amount_msat": self.amount_msat,
+        }
+
+
+RATE_META_PREFIX = "rate:"
+LATE_PAYMENT_GRACE_S = 120.0
+WATCH_RETRY_BASE_S = 0.5
+WATCH_RETRY_MAX_S = 8.0
+
+TAP_MESSAGES = {
+    TapReason.MALFORMED: "This card's data could not be read. Ask the customer to tap again.",
+    TapReason.CMAC_MISMATCH: "This card failed its security check (forged or altered data).",
+    TapReason.UNKNOWN_ISSUER: "This card is not from an issuer configured on this terminal.",
+}
+
+
+# --------------------------------------------------------------------------- checkout
+
+
+class Checkout:
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        withdraw: WithdrawClient,
+        keyring: Keyring,
+        ledger: Ledger,
+        terminal_id: str,
+        network: str,
+        offline_limits: OfflineLimits | None = None,
+        rates: RatePolicy | None = None,
+        connectivity: Connectivity | None = None,
+        invoice_expiry_s: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.withdraw = withdraw
+        self.keyring = keyring
+        self.ledger = ledger
+        self.terminal_id = terminal_id
+        self.network = network
+        self.offline_limits = offline_limits or OfflineLimits()
+        self.rates = rates or RatePolicy()
+        self.connectivity = connectivity or Connectivity()
+        self.invoice_expiry_s = invoice_expiry_s
+        self.clock = clock
+
+    async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "") -> SaleSession:
+        """Record the sale, then create its invoice. Offline, the session can still queue a tap."""
+        code = currency(currency_code).code
+        now = self.clock()
+        record = SaleRecord(
+            id=uuid.uuid4().hex,
+            created_at=now,
+            amount_minor=amount_minor,
+            currency=code,
+            memo=memo,
+            terminal_id=self.terminal_id,
+            updated_at=now,
+        )
+        session = SaleSession(self, record, record.to_sale())
+        session.persist()
+        await session.create_invoice()
+        return session
+
+    async def refresh_rate(self, currency_code: str) -> None:
+        """Fetch the display rate; a failure leaves the last good rate (and its age) in place."""
+        if currency(currency_code).is_sat:
+            return
+        try:
+            rate = await self.backend.display_rate(currency_code)
+        except BackendError as exc:
+            self._observe_failure(exc)
+            return
+        now = self.clock()
+        self.connectivity.success(now)
+        try:
+            self.rates.accept(rate, now=now)
+        except RateError as exc:  # a zero or negative rate is refused, the last good one kept
+            log.warning("rate for %s refused: %s", currency_code, exc.message)
+            return
+        # Kept in the ledger so a restart while offline can still price (its age keeps running).
+        self.ledger.set_meta(f"{RATE_META_PREFIX}{rate.currency}", {
+            "minor_per_sat": str(rate.minor_per_sat),
+            "fraction_digits": rate.fraction_digits,
+            "timestamp": rate.timestamp,
+            "received_at": now,
+        })
+
+    def restore_rates(self, currencies: Iterable[str]) -> None:
+        """Load the last good rates kept in the ledger (call once at start)."""
+        for code in currencies:
+            kept = self.ledger.get_meta(f"{RATE_META_PREFIX}{code}")
+            if not kept:
+                continue
+            try:
+                rate = DisplayRate(code, Decimal(kept["minor_per_sat"]),
+                                   int(kept["fraction_digits"]), float(kept["timestamp"]))
+                self.rates.accept(rate, now=float(kept["received_at"]))
+            except (KeyError, ValueError, ArithmeticError, RateError) as exc:
+                log.warning("kept rate for %s ignored: %s", code, exc)
+
+    def resume(self, sale_id: str) -> SaleSession:
+        record = self.ledger.get_sale(sale_id)
+        if record is None:
+            raise KeyError(sale_id)
+        return SaleSession(self, record, record.to_sale())
+
+    async def recover(self, skip: Collection[str] = ()) -> list[SaleOutcome]:
+        """After a restart (and now and then while running): settle every open sale through
+        its invoice status, and catch wallets that paid a cancelled or failed sale's invoice
+        before it expired. `skip` names sales another session is driving right now (the one on
+        screen): two sessions writing one record would undo each other's state."""
+        outcomes = []
+        for record in self.ledger.open_sales() + self._closed_with_live_invoice():
+            if record.id in skip:
+                continue
+            session = SaleSession(self, record, record.to_sale())
+            outcomes.append(await session.reconcile())
+        return outcomes
+
+    def _closed_with_live_invoice(self) -> list[SaleRecord]:
+        now = self.clock()
+        # An invoice lives at most invoice_expiry_s; look back twice that (clock skew).
+        recent = self.ledger.sales(start=now - 2 * self.invoice_expiry_s - LATE_PAYMENT_GRACE_S)
+        return [
+            r for r in recent
+            if SaleState(r.state) in REOPENABLE_BY_PAYMENT and r.bolt11
+            and (r.invoice_expires_at or 0) + LATE_PAYMENT_GRACE_S > now
+        ]
+
+    def _observe_failure(self, exc: BackendError) -> None:
+        if isinstance(exc, BackendUnavailable):
+            self.connectivity.failure(self.clock(), exc.message)
+
+
+class SaleSession:
+    """One sale in progress. Methods are called from the event loop, one at a time."""
+
+    def __init__(self, checkout: Checkout, record: SaleRecord, sale: Sale) -> None:
+        self.checkout = checkout
+        self.record = record
+        self.sale = sale
+        self.invoice: Invoice | None = record.invoice()
+        self.offline = False
+        self._pending_request: lnurl.WithdrawRequest | None = None
+        self._message = ""
+
+    # -- persistence ----------------------------------------------------------------------------
+    def persist(self) -> None:
+        self.record.follow(self.sale)
+        self.record.updated_at = self.checkout.clock()
+        self.checkout.ledger.save_sale(self.record)
+
+    def _apply(self, event: str, detail: str | None = None) -> None:
+        self.sale.apply(event, self.checkout.clock(), detail)
+        self.persist()
+
+    @property
+    def state(self) -> SaleState:
+        return self.sale.state
+
+    # -- invoice --------------------------------------------------------------------------------
+    async def create_invoice(self) -> None:
+        co = self.checkout
+        request = InvoiceRequest(
+            amount_minor=self.record.amount_minor,
+            currency=self.record.currency,
+            memo=self.record.memo or f"Sale {self.record.id[:8]}",
+            idempotency_key=self.record.id,
+            expires_in_s=co.invoice_expiry_s,
+            metadata={"saleId": self.record.id, "terminalId": co.terminal_id},
+        )
+        try:
+            invoice = await co.backend.create_invoice(request)
+        except BackendUnavailable as exc:
+            co._observe_failure(exc)
+            self.offline = True
+            log.warning("sale %s: backend unreachable, offline mode", self.record.id[:8])
+            return
+        except BackendError as exc:
+            self._message = exc.message
+            self._apply("fail", exc.reason("backend-refused"))
+            return
+        co.connectivity.success(co.clock())
+        self.invoice = invoice
+        self.record.bolt11 = invoice.bolt11
+        self.record.payment_hash = invoice.payment_hash
+        self.record.amount_msat = invoice.amount_msat
+        self.record.invoice_ref = invoice.backend_ref
+        self.record.invoice_expires_at = invoice.expires_at
+        if self.record.amount_msat and self.record.currency != "SAT":
+            sats = Decimal(invoice.amount_msat) / 1000
+            self.record.rate_minor_per_sat = str(Decimal(self.record.amount_minor) / sats)
+        # Taps reach a session only after open_sale returns, so nothing is held here; the UI
+        # keeps a tap that arrives while the invoice is being created and passes it on.
+        self.sale.invoice_ready(co.clock())
+        self.persist()
+
+    # -- taps -----------------------------------------------------------------------------------
+    async def tap(self, url: str, pin: str | None = None) -> TapResult:
+        """Handle one card tap (the URL read once from the card)."""
+        co = self.checkout
+        if self.sale.is_final:
+            late = LateTap(self.record.id, self.sale.state, "")
+            return TapResult("late", "sale-ended", _late_text(late.state))
+        verification = co.keyring.verify_tap(url)
+        if verification.reason is not None and verification.reason is not TapReason.UNKNOWN_ISSUER:
+            return TapResult("refused", verification.reason.value,
+                             TAP_MESSAGES.get(verification.reason, verification.detail))
+        online = not (self.offline or self.invoice is None)
+        if verification.valid and online and co.ledger.card(verification.card_id).queued_msat:
+            # Paying online now would send the issuer a higher counter than the queued
+            # offline taps, and it would then refuse those as replays: sync them first.
+            return TapResult(
+                "refused", "queued-payments-pending",
+                "This card has offline payments still waiting to be sent. They are being "
+                "sent now: ask the customer to tap again in a moment, or pay by QR.",
+            )
+        if verification.valid:
+            previous = co.ledger.advance_counter(
+                verification.card_id, verification.issuer, verification.counter
+            )
+            if previous >= verification.counter:
+                return TapResult(
+                    "refused", "replayed-tap",
+                    "This tap was already used (replayed card data). Ask the customer to tap "
+                    "again.",
+                )
+        else:
+            previous = -1
+        if self.offline or self.invoice is None:
+            return self._tap_offline(url, verification, previous)
+        return await self._tap_online(url, verification, pin)
+
+    async def _tap_online(self, url: str, v: TapVerification, pin: str | None) -> TapResult:
+        co = self.checkout
+        if self.sale.state is not SaleState.INVOICED:
+            return TapResult("late", "card-in-progress",
+                             "A card is already being charged for this sale.")
+        self.sale.apply("tap", co.clock())
+        self.record.method = "card"
+        self.record.card_id = v.card_id
+        self.record.issuer = v.issuer
+        self.record.counter = v.counter
+        self.persist()
+        try:
+            request = await co.withdraw.fetch_request(url)
+        except lnurl.LnurlError as exc:
+            return self._tap_refused(exc)
+        if self.sale.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
+            return TapResult("late", "sale-ended", _late_text(self.sale.state))
+        self._apply("withdraw_requested")
+        self._pending_request = request
+        return await self.submit(pin)
+
+    async def submit(self, pin: str | None = None) -> TapResult:
+        """Send the invoice to the issuer (again only after a PIN was asked for; never twice)."""
+        co = self.checkout
+        request = self._pending_request
+        if request is None or self.invoice is None:
+            return TapResult("late", "no-pending-tap", "There is no card waiting for a PIN.")
+        if self.sale.state is not SaleState.WITHDRAW_REQUESTED:  # ended while the PIN was typed
+            self._pending_request = None
+            return TapResult("late", "sale-ended", _late_text(self.sale.state))
+        amount = self.invoice.amount_msat
+        try:
+            lnurl.check_amount(request, amount, pin)
+        except lnurl.PinRequired:
+            return TapResult("pin-required", "pin-required", "Enter the card's PIN.",
+                             pin_limit_msat=request.pin_limit_msat)
+        except lnurl.LnurlError as exc:
+            return self._tap_refused(exc)
+        self._pending_request = None
+        self._apply("callback_sent")  # write-ahead: from here the outcome may be "sent"
+        try:
+            accepted = await co.withdraw.submit(request, self.invoice.bolt11, amount, pin)
+        except lnurl.CallbackOutcomeUnknown:
+            return TapResult("unknown", "callback-outcome-unknown",
+                             "Waiting for the payment to confirm…")
+        except lnurl.LnurlError as exc:
+            return self._tap_refused(exc)
+        return TapResult("accepted", None, accepted.reason or "Payment sent, confirming…")
+
+    def _tap_refused(self, exc: lnurl.LnurlError) -> TapResult:
+        code = getattr(exc, "code", None) or "issuer-error"
+        message = getattr(exc, "user_message", None) or str(exc)
+        self._pending_request = None
+        if not self.sale.is_final and self.sale.state in (
+            SaleState.CARD_READ, SaleState.WITHDRAW_REQUESTED, SaleState.CALLBACK_SENT
+        ):
+            # Keep which card was refused in the history (its keyed id, never the UID).
+            self._apply("tap_failed", f"{code} card {self.record.card_id or '?'}")
+            self.record.reason = code
+            self.persist()
+        return TapResult("refused", code, message)
+
+    def _tap_offline(self, url: str, v: TapVerification, previous: int) -> TapResult:
+        co = self.checkout
+        if self.sale.state is not SaleState.CREATED:
+            return TapResult("late", "sale-ended", _late_text(self.sale.state))
+        try:
+            amount_msat = self._offline_amount_msat()
+        except RateError as exc:
+            self._decline("offline-no-rate", str(exc))
+            return TapResult("declined", "offline-no-rate", str(exc))
+        self.record.amount_msat = amount_msat  # shown on a decline too
+        card = co.ledger.card(v.card_id) if v.valid else CardState(card_id="?")
+        tap = OfflineTap(
+            verified=v.valid,
+            counter=v.counter,
+            last_counter=previous,
+            amount_msat=amount_msat,
+            card_queued_msat=card.queued_msat,
+            card_blocked=card.blocked,
+        )
+        exposure = co.ledger.exposure()
+        decision = decide_offline(tap, exposure, co.offline_limits, co.clock())
+        if not decision.accepted:
+            message = explain(decision.rule, co.offline_limits, tap, exposure)
+            self._decline(decision.code, message)
+            return TapResult("declined", decision.code, message)
+        now = co.clock()
+        payout = QueuedPayout(
+            id=uuid.uuid4().hex,
+            sale_id=self.record.id,
+            store_id=None,
+            amount_sats=amount_msat // 1000,
+            card_id=v.card_id,
+            issuer=v.issuer,
+            counter=v.counter,
+            tap_url=url,
+            status=PayoutStatus.QUEUED,
+            created_at=now,
+            metadata={"terminal_id": co.terminal_id},
+        )
+        card.queued_msat += amount_msat
+        card.issuer = v.issuer
+        self.record.method = "card"
+        self.record.card_id = v.card_id
+        self.record.issuer = v.issuer
+        self.record.counter = v.counter
+        self.record.amount_msat = amount_msat
+        with co.ledger.transaction():  # payout, card total and sale state: all or nothing
+            co.ledger.add_payout(payout)
+            co.ledger.save_card(card)
+            self._apply("queued")
+        return TapResult("queued", None, decision.message)
+
+    def _offline_amount_msat(self) -> int:
+        co = self.checkout
+        amount = Money(self.record.amount_minor, currency(self.record.currency))
+        msat, quote = co.rates.price(amount, now=co.clock())
+        if quote is not None:
+            self.record.rate_minor_per_sat = str(quote.rate.minor_per_sat)
+            self.record.rate_age_s = quote.age_s
+        return int(msat.value)
+
+    def _decline(self, code: str | None, message: str) -> None:
+        self._apply("declined", code)
+        self._message = message
+
+    # -- QR and settlement ----------------------------------------------------------------------
+    async def wait_settled(self, timeout_s: float | None = None) -> SaleOutcome:
+        """Follow the invoice until it is paid or expires (or the timeout passes)."""
+        co = self.checkout
+        if self.sale.is_final or self.invoice is None:
+            return self.outcome()
+        delay = WATCH_RETRY_BASE_S
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self.sale.is_final:
+                    try:
+                        await self._watch_once()
+                    except BackendError as exc:
+                        # One bad answer or a short outage must not end the wait: a payment
+                        # that lands a moment later still has to be seen.
+                        co._observe_failure(exc)
+                        log.warning("sale %s: status watch failed (%s), retrying",
+                                    self.record.id[:8], exc.message)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, WATCH_RETRY_MAX_S)
+        except TimeoutError:
+            await self.reconcile()  # one last look before answering "not settled"
+        return self.outcome()
+
+    async def _watch_once(self) -> None:
+        statuses = self.checkout.backend.watch(self.invoice)
+        # aclosing: leaving early must stop the backend's socket and poll tasks now.
+        async with aclosing(statuses) as watch:
+            async for status in watch:
+                if self._settle(status):
+                    return
+
+    async def reconcile(self) -> SaleOutcome:
+        """Ask the backend once for the invoice status and settle the sale if it is final."""
+        co = self.checkout
+        if self.sale.is_final and not (
+            self.sale.state in REOPENABLE_BY_PAYMENT and self.invoice is not None
+        ):
+            return self.outcome()
+        if self.invoice is None:
+            if self.sale.state is SaleState.CREATED and not self.offline:
+                self._apply("fail", "interrupted-before-invoice")
+            return self.outcome()
+        try:
+            status = await co.backend.invoice_status(self.invoice)
+        except BackendError as exc:
+            co._observe_failure(exc)
+            return self.outcome()
+        self._settle(status)
+        return self.outcome()
+
+    def _settle(self, status: InvoiceStatus) -> bool:
+        if status is InvoiceStatus.PAID and self.sale.state in REOPENABLE_BY_PAYMENT:
+            log.warning("sale %s: paid after it was %s", self.record.id[:8], self.sale.state.value)
+            self._apply("paid_late", f"paid-after-{self.sale.state.value}")
+            self._message = "Paid after the sale was closed: the money arrived."
+        elif status is InvoiceStatus.PAID and not self.sale.is_final:
+            if self.sale.state is SaleState.INVOICED:
+                # No card in flight: a wallet paid the QR (perhaps after a refused card, whose
+                # attempt stays in the history but must not count as this card's payment).
+                self.record.method = "qr"
+                self.record.card_id = self.record.issuer = self.record.counter = None
+            elif self.record.method is None:
+                self.record.method = "card"
+            self._apply("paid")
+            self._unblock_card()
+        elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:
+            try:
+                self._apply("expired", "invoice-expired")
+            except IllegalTransition:
+                return False
+        return self.sale.is_final
+
+    def _unblock_card(self) -> None:
+        """A card that just paid online may be accepted offline again."""
+        if self.record.method != "card" or not self.record.card_id:
+            return
+        card = self.checkout.ledger.card(self.record.card_id)
+        if card.blocked:
+            card.blocked, card.blocked_reason = False, None
+            self.checkout.ledger.save_card(card)
+
+    async def cancel(self) -> bool:
+        try:
+            self._apply("cancel", "cancelled-by-merchant")
+        except IllegalTransition:
+            return False
+        return True
+
+    def fail(self, code: str) -> None:
+        if not self.sale.is_final:
+            self._apply("fail", code)
+
+    def outcome(self) -> SaleOutcome:
+        state = self.sale.state
+        status = {
+            SaleState.PAID: "paid",
+            SaleState.FAILED: "failed",
+            SaleState.EXPIRED: "expired",
+            SaleState.CANCELLED: "cancelled",
+            SaleState.QUEUED: "queued",
+            SaleState.SUBMITTED: "queued",
+            SaleState.DECLINED: "declined",
+        }.get(state, "pending")
+        return SaleOutcome(
+            status=status,
+            sale_id=self.record.id,
+            reason=self.record.reason if status != "paid" else None,
+            message=self._message or _status_text(status),
+            payment_hash=self.record.payment_hash,
+            amount_msat=self.record.amount_msat,
+        )
+
+
+def _late_text(state: SaleState) -> str:
+    if state is SaleState.PAID:
+        return "This sale is already paid: the card was not charged again."
+    return f"This sale has ended ({state.value}). Start a new sale to charge the card."
+
+
+def _status_text(status: str) -> str:
+    return {
+        "paid": "Paid.",
+        "failed": "The payment failed.",
+        "expired": "The invoice expired before it was paid.",
+        "cancelled": "The sale was cancelled.",
+        "queued": "Accepted offline: it will be paid when the terminal reconnects.",
+        "declined": "Declined.",
+        "pending": "Waiting for payment.",
+    }[status]
+
+
+__all__ = ["Checkout", "SaleOutcome", "SaleSession", "TapResult", "NoRate"]

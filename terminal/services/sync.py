@@ -1,0 +1,681 @@
+"""The sync worker: executes offline-accepted taps (queued payouts) once the backend is reachable.
+
+Rules, in the order they matter for money:
+- A payout's `p`/`c` is sent to the issuer at most once. The payout is written `SUBMITTING`
+  (together with its invoice, on the sale) BEFORE the LNURL GET, because many issuers consume the
+  counter at that GET. A payout found `SUBMITTING` — after a restart or a lost answer — is
+  resolved through the invoice status only: paid, or failed with `outcome-unknown-expired` once
+  the invoice has expired unpaid. It is never resent.
+- The only way back from `SUBMITTING` to `QUEUED` is an issuer that could not be reached for the
+  GET (no money moves at the GET; the callback is what pays).
+- Per card, payouts go out in counter order (issuers refuse a counter lower than one already
+  seen): while an earlier tap of a card is still queued, later ones wait. Different cards run
+  concurrently, bounded by `concurrency`.
+- Retries back off exponentially with jitter per item (`attempts`, `next_attempt_at`), and never
+  sooner than a backend's Retry-After. A clock that jumped backwards cannot park an item: a
+  `next_attempt_at` further away than any delay this worker sets counts as due.
+- Every payout ends PAID or FAILED with a reason (the issuer's, or ours). A failed payout stays in
+  the ledger as the merchant's loss; nothing is dropped.
+
+It also marks finished sales `synced`: the backend already holds what it has a place for (BTCPay:
+invoice metadata at creation; Flash: the invoice memo), so `synced` means "nothing left to send".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from terminal.core.connectivity import Connectivity
+from terminal.core.ports.backend import (
+    Backend,
+    BackendError,
+    BackendRateLimited,
+    BackendRejected,
+    BackendUnavailable,
+    Invoice,
+    InvoiceRequest,
+    InvoiceStatus,
+)
+from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
+from terminal.core.sale import SaleState
+from terminal.protocols import lnurl
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from terminal.adapters.withdraw import WithdrawClient
+
+log = logging.getLogger(__name__)
+
+# Reasons this worker writes (the issuer's own codes come from terminal.protocols.lnurl errors).
+REASON_OUTCOME_UNKNOWN_EXPIRED = "outcome-unknown-expired"
+REASON_SALE_MISSING = "sale-missing"
+REASON_NO_INVOICE = "outcome-unknown-no-invoice"
+REASON_BACKEND_REFUSED = "backend-refused"
+REASON_ISSUER_UNREACHABLE = "issuer-unreachable"
+REASON_WAITING = "waiting-for-earlier-tap"
+# Definite issuer refusals that say the card cannot pay: stop accepting it offline (until it
+# pays successfully again).
+BLOCKING_REASONS = frozenset(
+    {"insufficient-balance", "card-disabled", "replayed-tap", "limit-exceeded", "wrong-pin"}
+)
+UNSENT_CALLBACK = "unsent_callback"  # payout.metadata key: a callback that never left
+
+# Item outcomes in a SyncReport.
+PAID, FAILED, QUEUED, SUBMITTING = "paid", "failed", "queued", "submitting"
+
+
+class SyncLedger(Protocol):
+    """What the worker needs from `terminal.adapters.books.ledger.Ledger`."""
+
+    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
+    def save_sale(self, record: SaleRecord) -> None: ...
+    def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
+    def payouts(self, status: str | None = None) -> list[QueuedPayout]: ...
+    def save_payout(self, payout: QueuedPayout) -> None: ...
+    def card(self, card_id: str) -> CardState: ...
+    def save_card(self, state: CardState) -> None: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    base_delay_s: float = 2.0
+    max_delay_s: float = 600.0
+    max_retry_after_s: float = 3600.0  # a longer Retry-After is capped (the queue must move)
+    # After the callback is accepted: how long to follow the invoice before leaving it SUBMITTING
+    # for the next pass (resolved through its status then).
+    settle_timeout_s: float = 20.0
+    settle_first_poll_s: float = 0.02
+    settle_max_poll_s: float = 1.0
+    # A stored invoice closer than this to expiry is replaced before it is sent to an issuer.
+    invoice_margin_s: float = 60.0
+    # Callback that could not be sent at all (connect errors): in-process retries with the same k1.
+    callback_retries: int = 2
+    callback_retry_s: float = 0.5
+    # An issuer answering garbage to the GET is retried this many attempts, then the payout
+    # fails (visibly) instead of blocking the card's queue and the exposure forever.
+    max_garbage_attempts: int = 4
+    idle_poll_s: float = 5.0  # run_forever: longest sleep between passes
+    report_interval_s: float = 300.0  # run_forever: how often finished sales are marked synced
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """Exponential backoff with jitter in [½, 1] of the nominal delay."""
+        nominal = min(self.max_delay_s, self.base_delay_s * 2 ** min(attempts, 30))
+        return nominal * rng.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    payout_id: str
+    sale_id: str
+    card_id: str
+    amount_sats: int
+    outcome: str  # paid | failed | queued | submitting
+    reason: str | None = None
+    message: str = ""
+    attempts: int = 0
+    next_attempt_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "payout_id": self.payout_id,
+            "sale_id": self.sale_id,
+            "card_id": self.card_id[:12],  # a prefix is enough to tell cards apart on screen
+            "amount_sats": self.amount_sats,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "message": self.message,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+        }
+
+
+@dataclass
+class SyncReport:
+    started_at: float
+    finished_at: float = 0.0
+    items: list[ItemResult] = field(default_factory=list)
+    reported_sales: int = 0
+    backend_down: str | None = None  # why the pass stopped early, if it did
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for item in self.items if item.outcome == outcome)
+
+    @property
+    def paid(self) -> int:
+        return self.count(PAID)
+
+    @property
+    def failed(self) -> int:
+        return self.count(FAILED)
+
+    @property
+    def pending(self) -> int:
+        return self.count(QUEUED) + self.count(SUBMITTING)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "paid": self.paid,
+            "failed": self.failed,
+            "pending": self.pending,
+            "reported_sales": self.reported_sales,
+            "backend_down": self.backend_down,
+            "items": [item.to_json() for item in self.items],
+        }
+
+
+class _Pass:
+    """State shared by the card chains of one pass."""
+
+    def __init__(self) -> None:
+        self.backend_down: str | None = None
+        self.paused_until: float | None = None  # Retry-After for the whole backend
+        self.force = False
+
+
+class _Requeue(Exception):
+    """Internal: the payout goes back to (or stays) QUEUED with backoff."""
+
+    def __init__(self, reason: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class _Fail(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class SyncWorker:
+    def __init__(
+        self,
+        ledger: SyncLedger,
+        backend: Backend,
+        withdraw: WithdrawClient,
+        connectivity: Connectivity,
+        *,
+        concurrency: int = 4,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        policy: SyncPolicy | None = None,
+        terminal_id: str | None = None,
+        invoice_expiry_s: int = 300,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.ledger = ledger
+        self.backend = backend
+        self.withdraw = withdraw
+        self.connectivity = connectivity
+        self.concurrency = concurrency
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.policy = policy or SyncPolicy()
+        self.terminal_id = terminal_id
+        self.invoice_expiry_s = invoice_expiry_s
+        self._sleep = sleep
+        self._last_report: float | None = None
+
+    # ------------------------------------------------------------------------------ passes
+    async def run_once(self, *, report_sales: bool = True, force: bool = False) -> SyncReport:
+        """One pass: resolve SUBMITTING payouts, submit due QUEUED ones, mark finished sales.
+
+        `force` (a pass run by hand) tries every queued payout now, backoff or not; the order
+        per card and a Retry-After met during the pass still hold.
+        """
+        report = SyncReport(started_at=self.clock())
+        state = _Pass()
+        state.force = force
+        chains: dict[str, list[QueuedPayout]] = {}
+        for payout in (self.ledger.payouts(PayoutStatus.SUBMITTING)
+                       + self.ledger.payouts(PayoutStatus.QUEUED)):
+            chains.setdefault(payout.card_id, []).append(payout)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def chain(items: list[QueuedPayout]) -> list[ItemResult]:
+            async with limit:
+                return await self._run_chain(sorted(items, key=lambda p: p.counter), state)
+
+        for results in await asyncio.gather(*(chain(items) for items in chains.values())):
+            report.items.extend(results)
+        report.backend_down = state.backend_down
+        if report_sales and state.backend_down is None:
+            report.reported_sales = self.mark_synced()
+        report.finished_at = self.clock()
+        return report
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Drain whenever the backend is reachable, until `stop` is set."""
+        while not stop.is_set():
+            wait_s = self.policy.idle_poll_s
+            if self.connectivity.online or await self._probe():
+                since = None if self._last_report is None else self.clock() - self._last_report
+                due_report = since is None or abs(since) >= self.policy.report_interval_s
+                try:
+                    report = await self.run_once(report_sales=due_report)
+                except Exception:  # never let one bad record stop the worker
+                    log.exception("sync pass failed")
+                    report = None
+                if report is not None:
+                    if due_report and report.backend_down is None:
+                        self._last_report = self.clock()
+                    wait_s = self._next_wake_s(report)
+            else:
+                wait_s = self.connectivity.next_probe_in_s()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait_s)
+            except TimeoutError:
+                pass
+
+    async def _probe(self) -> bool:
+        try:
+            health = await self.backend.health()
+        except BackendError as exc:
+            self.connectivity.failure(self.clock(), exc.message)
+            return False
+        if health.ok:
+            self.connectivity.success(self.clock())
+        else:
+            self.connectivity.failure(self.clock(), health.detail)
+        return health.ok
+
+    def _next_wake_s(self, report: SyncReport) -> float:
+        now = self.clock()
+        waits = [self.policy.idle_poll_s]
+        for item in report.items:
+            if item.outcome == QUEUED and item.next_attempt_at is not None:
+                waits.append(max(0.05, item.next_attempt_at - now))
+        return min(waits)
+
+    # ------------------------------------------------------------------------------ chains
+    async def _run_chain(self, items: list[QueuedPayout], state: _Pass) -> list[ItemResult]:
+        """One card's payouts in counter order; a still-queued earlier tap holds back later ones."""
+        results = []
+        blocked = False
+        for payout in items:
+            if payout.status == PayoutStatus.SUBMITTING:
+                if state.backend_down is not None:
+                    results.append(self._result(payout, SUBMITTING, None, state.backend_down))
+                    continue
+                results.append(await self._resolve_submitting(payout, state))
+                continue
+            if blocked:
+                results.append(self._result(payout, QUEUED, REASON_WAITING,
+                                            "An earlier tap of this card is still queued."))
+                continue
+            if state.backend_down is not None or not self._due(payout, state):
+                blocked = True
+                why = ("The backend is unreachable; it will be retried." if state.backend_down
+                       else "Not due yet (backing off).")
+                results.append(self._result(payout, QUEUED, None, why))
+                continue
+            result = await self._submit(payout, state)
+            blocked = result.outcome == QUEUED
+            results.append(result)
+        return results
+
+    def _due(self, payout: QueuedPayout, state: _Pass) -> bool:
+        now = self.clock()
+        if state.paused_until is not None and state.paused_until > now:
+            return False
+        if state.force:
+            return True
+        ahead = payout.next_attempt_at - now
+        # Further ahead than any delay we set: the clock went backwards. Due now.
+        horizon = max(self.policy.max_delay_s, self.policy.max_retry_after_s)
+        return ahead <= 0 or ahead > horizon
+
+    # ------------------------------------------------------------------------------ submit
+    async def _submit(self, payout: QueuedPayout, state: _Pass) -> ItemResult:
+        sale = self.ledger.get_sale(payout.sale_id)
+        if sale is None:
+            return self._finish_failed(payout, None, REASON_SALE_MISSING,
+                                       "The sale for this payout is missing from the ledger.")
+        if sale.is_final:  # settled by an earlier run that stopped before the payout was
+            return self._adopt_final_sale(payout, sale)
+        try:
+            invoice = await self._invoice_for(payout, sale, state)
+            # Write-ahead: the invoice (on the sale) and SUBMITTING together, before the GET.
+            payout.status = PayoutStatus.SUBMITTING
+            payout.attempts += 1
+            payout.payment_hash = invoice.payment_hash
+            payout.error_message = None
+            with self.ledger.transaction():
+                self.ledger.save_payout(payout)
+                self.ledger.save_sale(sale)
+            request = await self._fetch(payout)
+        except _Requeue as requeue:
+            return self._requeue(payout, requeue, state)
+        except _Fail as fail:
+            return self._finish_failed(payout, sale, fail.reason, fail.message)
+        return await self._callback(payout, sale, invoice, request)
+
+    async def _invoice_for(self, payout: QueuedPayout, sale: SaleRecord, state: _Pass) -> Invoice:
+        """The sale's invoice, created (idempotency key: the sale id) when missing or stale."""
+        now = self.clock()
+        if sale.bolt11 and (sale.invoice_expires_at or 0) - now > self.policy.invoice_margin_s:
+            return sale.invoice()  # type: ignore[return-value]
+        # Only a QUEUED payout gets here: its invoice (if any) never went to an issuer, so an
+        # expired one is simply replaced.
+        generation = int(payout.metadata.get("invoices", 0))
+        # Its own key space: checkout may already have used the sale id for an invoice whose
+        # answer was lost when the terminal went offline (BTCPay would find that one).
+        key = f"{sale.id}:offline:{generation}"
+        request = InvoiceRequest(
+            amount_minor=payout.amount_sats,
+            currency="SAT",  # what the offline policy approved, in the unit the card is charged
+            memo=self._memo(payout, sale),
+            idempotency_key=key,
+            expires_in_s=self.invoice_expiry_s,
+            metadata={
+                "saleId": sale.id,
+                "terminalId": self.terminal_id or sale.terminal_id or "",
+                "offline": "true",
+                "capturedAt": _iso(payout.created_at),
+                "amount": str(sale.amount_minor),
+                "currency": sale.currency,
+            },
+        )
+        try:
+            invoice = await self.backend.create_invoice(request)
+        except BackendRateLimited as exc:
+            state.paused_until = self.clock() + exc.retry_after_s
+            raise _Requeue("backend-rate-limited", exc.message, exc.retry_after_s) from None
+        except BackendRejected as exc:
+            raise _Fail(exc.reason(REASON_BACKEND_REFUSED), exc.message) from None
+        except BackendError as exc:  # unreachable, unauthorized, nonsense: try again later
+            if isinstance(exc, BackendUnavailable):
+                self.connectivity.failure(self.clock(), exc.message)
+            state.backend_down = exc.message
+            raise _Requeue(exc.reason("backend-unavailable"), exc.message) from None
+        self.connectivity.success(self.clock())
+        # The card's queued total was raised by the capture amount; remember it before the sale
+        # amount becomes the invoice's (whole sats).
+        payout.metadata.setdefault("queued_msat", sale.amount_msat or payout.amount_sats * 1000)
+        payout.metadata["invoices"] = generation + 1
+        sale.bolt11 = invoice.bolt11
+        sale.payment_hash = invoice.payment_hash
+        sale.amount_msat = invoice.amount_msat
+        sale.invoice_ref = invoice.backend_ref
+        sale.invoice_expires_at = invoice.expires_at
+        sale.updated_at = self.clock()
+        return invoice
+
+    def _memo(self, payout: QueuedPayout, sale: SaleRecord) -> str:
+        base = sale.memo or f"Sale {sale.id[:8]}"
+        return (f"{base} (offline tap {_iso(payout.created_at)}, card {payout.card_id[:8]}, "
+                f"{sale.amount_minor} {sale.currency})")[:1000]
+
+    async def _fetch(self, payout: QueuedPayout) -> lnurl.WithdrawRequest:
+        try:
+            return await self.withdraw.fetch_request(payout.tap_url)
+        except lnurl.IssuerGarbage as exc:
+            if payout.attempts >= self.policy.max_garbage_attempts:
+                raise _Fail(exc.code, _plain(exc)) from None
+            raise _Requeue(exc.code, _plain(exc)) from None
+        except lnurl.IssuerUnreachable as exc:
+            # No money moves at the GET. If it did reach the issuer, the retry is refused there
+            # ("already used") and ends FAILED; nothing can be paid twice.
+            raise _Requeue(exc.code, _plain(exc)) from None
+        except lnurl.LnurlError as exc:
+            raise _Fail(exc.code, _plain(exc)) from None
+
+    async def _callback(
+        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice,
+        request: lnurl.WithdrawRequest,
+    ) -> ItemResult:
+        try:
+            lnurl.check_amount(request, invoice.amount_msat, None)
+        except lnurl.LnurlError as exc:  # nothing was sent: the card cannot pay this (PIN, max)
+            return self._finish_failed(payout, sale, exc.code, _plain(exc))
+        self._sale_event(sale, "submitted")  # write-ahead: from here the callback may be out
+        self.ledger.save_sale(sale)
+        for attempt in range(self.policy.callback_retries + 1):
+            try:
+                await self.withdraw.submit(request, invoice.bolt11, invoice.amount_msat, None)
+                break
+            except lnurl.IssuerUnreachable as exc:
+                # The callback never left: the same k1 may be sent again (the p/c is not, and
+                # the GET already spent it). Keep the request so later passes can send it while
+                # the invoice lives, instead of losing the payment over a short outage.
+                if attempt == self.policy.callback_retries:
+                    return self._keep_unsent_callback(payout, request, _plain(exc))
+                await self._sleep(self.policy.callback_retry_s * (attempt + 1))
+            except (lnurl.CallbackOutcomeUnknown, lnurl.IssuerGarbage):
+                break  # it may have arrived: only the invoice status can tell
+            except lnurl.LnurlError as exc:
+                return self._finish_failed(payout, sale, exc.code, _plain(exc))
+        return await self._await_settlement(payout, sale, invoice)
+
+    async def _await_settlement(
+        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice
+    ) -> ItemResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.settle_timeout_s
+        delay = 0.0
+        while True:
+            try:
+                status = await self.backend.invoice_status(invoice)
+            except BackendError as exc:
+                status = None
+                log.info("payout %s: status check failed (%s)", payout.id[:8], exc.message)
+            if status is InvoiceStatus.PAID:
+                return self._finish_paid(payout, sale)
+            if status is InvoiceStatus.EXPIRED:
+                return self._finish_failed(payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
+                                           "The invoice expired unpaid after it was sent.")
+            if loop.time() + delay > deadline:
+                return self._result(payout, SUBMITTING, None,
+                                    "Sent; waiting for the payment to confirm.")
+            await self._sleep(delay)
+            delay = min(self.policy.settle_max_poll_s,
+                        max(self.policy.settle_first_poll_s, delay * 2))
+
+    # ------------------------------------------------------------------------------ resolve
+    async def _resolve_submitting(self, payout: QueuedPayout, state: _Pass) -> ItemResult:
+        """Outcome unknown: ask the invoice, never the issuer again."""
+        sale = self.ledger.get_sale(payout.sale_id)
+        if sale is None:
+            return self._finish_failed(payout, None, REASON_SALE_MISSING,
+                                       "The sale for this payout is missing from the ledger.")
+        if sale.is_final:
+            return self._adopt_final_sale(payout, sale)
+        invoice = sale.invoice()
+        if invoice is None:  # cannot happen (written together), but never leave it hanging
+            return self._finish_failed(payout, sale, REASON_NO_INVOICE,
+                                       "No invoice was recorded for a payout being sent.")
+        try:
+            status = await self.backend.invoice_status(invoice)
+        except BackendRateLimited as exc:
+            state.paused_until = self.clock() + exc.retry_after_s
+            return self._result(payout, SUBMITTING, "backend-rate-limited", exc.message)
+        except BackendError as exc:
+            if isinstance(exc, BackendUnavailable):
+                self.connectivity.failure(self.clock(), exc.message)
+                state.backend_down = exc.message
+            return self._result(payout, SUBMITTING, exc.reason("backend-unavailable"),
+                                exc.message)
+        self.connectivity.success(self.clock())
+        if status is InvoiceStatus.PAID:
+            return self._finish_paid(payout, sale)
+        unsent = payout.metadata.get(UNSENT_CALLBACK)
+        if status is InvoiceStatus.EXPIRED:
+            if unsent:
+                return self._finish_failed(
+                    payout, sale, REASON_ISSUER_UNREACHABLE,
+                    "The card's issuer could not be reached before the invoice expired.",
+                )
+            return self._finish_failed(
+                payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
+                "The payment's outcome was unknown and its invoice expired unpaid.",
+            )
+        if unsent:  # known NOT sent: the same k1 may go out now
+            return await self._retry_unsent_callback(payout, sale, invoice, unsent)
+        return self._result(payout, SUBMITTING, None, "Outcome unknown; invoice still open.")
+
+    def _keep_unsent_callback(
+        self, payout: QueuedPayout, request: lnurl.WithdrawRequest, message: str
+    ) -> ItemResult:
+        payout.metadata[UNSENT_CALLBACK] = {
+            "callback": request.callback,
+            "k1": request.k1,
+            "min_msat": request.min_withdrawable_msat,
+            "max_msat": request.max_withdrawable_msat,
+        }
+        payout.error_message = f"{REASON_ISSUER_UNREACHABLE}: {message}"
+        self.ledger.save_payout(payout)  # the ledger is 0600; k1 is single-use anyway
+        return self._result(payout, SUBMITTING, REASON_ISSUER_UNREACHABLE,
+                            "The issuer could not be reached; the callback will be retried.")
+
+    async def _retry_unsent_callback(
+        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict
+    ) -> ItemResult:
+        request = lnurl.WithdrawRequest(
+            card_url=payout.tap_url,
+            callback=unsent["callback"],
+            k1=unsent["k1"],
+            min_withdrawable_msat=int(unsent["min_msat"]),
+            max_withdrawable_msat=int(unsent["max_msat"]),
+        )
+        try:
+            await self.withdraw.submit(request, invoice.bolt11, invoice.amount_msat, None)
+        except lnurl.IssuerUnreachable as exc:
+            return self._result(payout, SUBMITTING, REASON_ISSUER_UNREACHABLE, _plain(exc))
+        except (lnurl.CallbackOutcomeUnknown, lnurl.IssuerGarbage):
+            pass  # it may have arrived: the invoice status tells
+        except lnurl.LnurlError as exc:
+            return self._finish_failed(payout, sale, exc.code, _plain(exc))
+        del payout.metadata[UNSENT_CALLBACK]
+        self.ledger.save_payout(payout)
+        return await self._await_settlement(payout, sale, invoice)
+
+    # ------------------------------------------------------------------------------ endings
+    def _requeue(self, payout: QueuedPayout, why: _Requeue, state: _Pass) -> ItemResult:
+        now = self.clock()
+        if payout.status != PayoutStatus.SUBMITTING:
+            payout.attempts += 1  # the failed invoice creation counts as an attempt
+        delay = self.policy.delay(payout.attempts - 1, self.rng)
+        if why.retry_after_s is not None:
+            delay = max(delay, min(why.retry_after_s, self.policy.max_retry_after_s))
+        payout.status = PayoutStatus.QUEUED
+        payout.next_attempt_at = now + delay
+        payout.error_message = f"{why.reason}: {why.message}"
+        self.ledger.save_payout(payout)
+        return self._result(payout, QUEUED, why.reason, why.message)
+
+    def _finish_paid(self, payout: QueuedPayout, sale: SaleRecord) -> ItemResult:
+        if sale.state == SaleState.QUEUED.value:
+            self._sale_event(sale, "submitted")
+        if sale.state != SaleState.PAID.value:
+            self._sale_event(sale, "paid")
+        sale.synced = True  # the backend holds the invoice (memo / metadata) and its payment
+        return self._finish(payout, sale, PayoutStatus.PAID, None, "Paid.")
+
+    def _finish_failed(
+        self, payout: QueuedPayout, sale: SaleRecord | None, reason: str, message: str
+    ) -> ItemResult:
+        if sale is not None and not sale.is_final:
+            self._sale_event(sale, "fail", reason)
+            sale.synced = True
+        return self._finish(payout, sale, PayoutStatus.FAILED, reason, message)
+
+    def _adopt_final_sale(self, payout: QueuedPayout, sale: SaleRecord) -> ItemResult:
+        if sale.state == SaleState.PAID.value:
+            return self._finish(payout, sale, PayoutStatus.PAID, None, "Paid.")
+        reason = sale.reason or sale.state
+        return self._finish(payout, sale, PayoutStatus.FAILED, reason, f"Sale ended {sale.state}.")
+
+    def _finish(
+        self, payout: QueuedPayout, sale: SaleRecord | None, status: str, reason: str | None,
+        message: str,
+    ) -> ItemResult:
+        payout.status = status
+        payout.completed_at = self.clock()
+        payout.error_message = None if reason is None else f"{reason}: {message}"
+        card = self.ledger.card(payout.card_id)
+        queued = int(payout.metadata.get("queued_msat") or
+                     (sale.amount_msat if sale and sale.amount_msat else payout.amount_sats * 1000))
+        card.queued_msat = max(0, card.queued_msat - queued)
+        if status == PayoutStatus.FAILED and reason in BLOCKING_REASONS:
+            # The issuer says this card cannot pay: accepting it offline again would only
+            # queue more losses. A later successful payment lifts the block.
+            card.blocked, card.blocked_reason = True, reason
+        elif status == PayoutStatus.PAID and card.blocked:
+            card.blocked, card.blocked_reason = False, None
+        with self.ledger.transaction():  # payout, sale and card totals change together
+            self.ledger.save_payout(payout)
+            if sale is not None:
+                self.ledger.save_sale(sale)
+            self.ledger.save_card(card)
+        outcome = PAID if status == PayoutStatus.PAID else FAILED
+        if outcome == FAILED:
+            log.warning("payout %s for sale %s failed: %s", payout.id[:8], payout.sale_id[:8],
+                        reason)
+        return self._result(payout, outcome, reason, message)
+
+    def _sale_event(self, sale: SaleRecord, event: str, detail: str | None = None) -> None:
+        machine = sale.to_sale()
+        machine.apply(event, self.clock(), detail)
+        sale.follow(machine)
+        sale.updated_at = self.clock()
+
+    def _result(
+        self, payout: QueuedPayout, outcome: str, reason: str | None, message: str
+    ) -> ItemResult:
+        return ItemResult(
+            payout_id=payout.id,
+            sale_id=payout.sale_id,
+            card_id=payout.card_id,
+            amount_sats=payout.amount_sats,
+            outcome=outcome,
+            reason=reason,
+            message=message,
+            attempts=payout.attempts,
+            next_attempt_at=payout.next_attempt_at if outcome == QUEUED else None,
+        )
+
+    # ------------------------------------------------------------------------------ reporting
+    def mark_synced(self) -> int:
+        """Mark finished sales synced; returns how many were marked.
+
+        Nothing is sent here: what the backend has a place for went with the invoice at creation
+        (BTCPay metadata, Flash memo), and a sale that never got an invoice has nothing to send.
+        """
+        todo = [s for s in self.ledger.sales() if s.is_final and not s.synced]
+        if not todo:
+            return 0
+        with self.ledger.transaction():
+            for sale in todo:
+                sale.synced = True
+                self.ledger.save_sale(sale)
+        return len(todo)
+
+
+def _plain(exc: lnurl.LnurlError) -> str:
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason else str(exc)
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+__all__ = ["ItemResult", "SyncPolicy", "SyncReport", "SyncWorker"]

@@ -1,5 +1,0 @@
-"""The touchscreen app: view models in plain Python (`viewmodels`), Kivy screens (`screens`).
-
-Only `terminal.ui.app` and `terminal.ui.screens` import Kivy; everything the screens show is
-computed by the view models, which the tests drive without a window.
-"""
