@@ -25,6 +25,7 @@ from terminal.adapters.simcards import tap as tap_card
 from terminal.app.cli import main
 from terminal.app.config import load_config
 from terminal.app.root import Terminal, build_terminal
+from terminal.core.memo import parse_memo_tag
 from terminal.protocols.boltcard import derive_card_keys
 from tests.fakes.btcpay_server import DEFAULT_KEY, FakeBTCPay
 from tests.fakes.lnurl_issuer import Issuer
@@ -171,7 +172,9 @@ def test_qr_sale_in_jmd_is_paid_when_a_wallet_pays_the_bolt11(config_path, btcpa
     assert invoice.metadata["orderId"] == record.id == session.record.id
     assert invoice.metadata["terminalId"] == TERMINAL_ID
     assert invoice.metadata["posData"] == {"saleId": record.id, "terminalId": TERMINAL_ID}
-    assert invoice.metadata["itemDesc"] == "patties"
+    assert invoice.metadata["itemDesc"].startswith("patties ")
+    tag = parse_memo_tag(invoice.metadata["itemDesc"])
+    assert tag is not None and (tag.terminal_id, tag.sale_id) == (TERMINAL_ID, record.id)
 
 
 def test_qr_sale_in_usd_reopened_after_a_restart_settles_once(config_path, btcpay):

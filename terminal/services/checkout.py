@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from terminal.core.connectivity import Connectivity
+from terminal.core.memo import sale_memo
 from terminal.core.money import Money, NoRate, RateError, RatePolicy, currency
 from terminal.core.ports.backend import (
     Backend,
@@ -267,7 +268,8 @@ class SaleSession:
         request = InvoiceRequest(
             amount_minor=self.record.amount_minor,
             currency=self.record.currency,
-            memo=self.record.memo or f"Sale {self.record.id[:8]}",
+            memo=sale_memo(self.record.memo or f"Sale {self.record.id[:8]}",
+                          terminal_id=co.terminal_id, sale_id=self.record.id),
             idempotency_key=self.record.id,
             expires_in_s=co.invoice_expiry_s,
             metadata={"saleId": self.record.id, "terminalId": co.terminal_id},

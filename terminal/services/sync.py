@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from terminal.core.connectivity import Connectivity
+from terminal.core.memo import sale_memo
 from terminal.core.ports.backend import (
     Backend,
     BackendError,
@@ -421,8 +422,10 @@ class SyncWorker:
 
     def _memo(self, payout: QueuedPayout, sale: SaleRecord) -> str:
         base = sale.memo or f"Sale {sale.id[:8]}"
-        return (f"{base} (offline tap {_iso(payout.created_at)}, card {payout.card_id[:8]}, "
-                f"{sale.amount_minor} {sale.currency})")[:1000]
+        text = (f"{base} (offline tap {_iso(payout.created_at)}, card {payout.card_id[:8]}, "
+                f"{sale.amount_minor} {sale.currency})")
+        return sale_memo(text, terminal_id=self.terminal_id or sale.terminal_id or "ft",
+                         sale_id=sale.id)
 
     async def _fetch(self, payout: QueuedPayout) -> lnurl.WithdrawRequest:
         try:

@@ -48,6 +48,7 @@ from terminal.core.ports.backend import (
     Invoice,
     InvoiceRequest,
     InvoiceStatus,
+    ReceivedPayment,
 )
 from terminal.protocols.invoice import InvoiceCheckError, Network, check_invoice
 
@@ -417,6 +418,14 @@ class BTCPayBackend:
                 latency,
             )
         return Health(True, "BTCPay reachable; API key may create and view invoices", latency)
+
+    async def received_payments(self, since: float) -> list[ReceivedPayment]:
+        raise BackendRejected("BTCPay: looking up received payments is not implemented yet.",
+                              code="not_supported")
+
+    async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
+        raise BackendRejected("BTCPay: looking up a payment is not implemented yet.",
+                              code="not_supported")
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -58,6 +58,7 @@ from terminal.core.ports.backend import (
     Invoice,
     InvoiceRequest,
     InvoiceStatus,
+    ReceivedPayment,
 )
 from terminal.protocols.invoice import (
     InvoiceCheckError,
@@ -341,6 +342,14 @@ class FlashBackend:
         return Health(
             True, f"Flash reachable ({self.mode}, {wallet.currency} wallet)", _ms_since(started)
         )
+
+    async def received_payments(self, since: float) -> list[ReceivedPayment]:
+        raise BackendRejected("Flash: looking up received payments is not implemented yet.",
+                              code="not_supported")
+
+    async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
+        raise BackendRejected("Flash: looking up a payment is not implemented yet.",
+                              code="not_supported")
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -46,6 +46,24 @@ class Invoice:
 
 
 @dataclass(frozen=True)
+class ReceivedPayment:
+    """A payment the backend holds as received (the system of record), for `recover` and for
+    settling an in-flight payout whose invoice the provider has purged.
+
+    `memo` carries the terminal's tag (`terminal.core.memo`) on Flash; `metadata` carries
+    BTCPay's invoice metadata (`orderId`, `saleId`, `terminalId`). Either names the sale.
+    """
+
+    payment_hash: str  # lower-case hex
+    amount_msat: int
+    settled_at: float  # unix seconds
+    bolt11: str | None = None
+    memo: str | None = None
+    backend_ref: str | None = None  # BTCPay invoice id, Flash transaction id
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DisplayRate:
     """Price of one sat in minor units of `currency` (e.g. JMD cents per sat)."""
 
@@ -118,5 +136,15 @@ class Backend(Protocol):
     async def display_rate(self, currency: str) -> DisplayRate: ...
 
     async def health(self) -> Health: ...
+
+    async def received_payments(self, since: float) -> list[ReceivedPayment]:
+        """Payments received since `since` (unix seconds) that carry this terminal's sale tag
+        (memo or metadata), newest first. Needs Flash's read_transactions scope."""
+        ...
+
+    async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
+        """The received payment of one invoice, looked up in the wallet's transactions (not the
+        invoice status, which a provider may have purged), or None when none arrived."""
+        ...
 
     async def aclose(self) -> None: ...
