@@ -44,6 +44,10 @@ class SaleRecord:
     payment_hash: str | None = None
     invoice_ref: str | None = None
     invoice_expires_at: float | None = None
+    # The backend declared the invoice final (paid, or expired unpaid and no payment found):
+    # nothing can change the sale's money any more, so reconcile stops asking about it.
+    # False on records written before it existed: they are asked once, then marked.
+    invoice_final: bool = False
     card_id: str | None = None
     issuer: str | None = None
     counter: int | None = None

@@ -5,8 +5,18 @@ A sale moves through an explicit transition table. Online:
     CREATED ─invoice_ready→ INVOICED ─tap→ CARD_READ ─withdraw_requested→ WITHDRAW_REQUESTED
         ─callback_sent→ CALLBACK_SENT ─paid→ PAID
     INVOICED (QR shown) ─paid→ PAID;  any open state ─expired→ EXPIRED | ─fail→ FAILED
-    CARD_READ / WITHDRAW_REQUESTED / CALLBACK_SENT ─tap_failed→ INVOICED (the issuer refused this
-        card; the invoice is still open for another card or the QR)
+    CARD_READ / WITHDRAW_REQUESTED / CALLBACK_SENT ─tap_failed→ INVOICED (this card could not
+        pay and NOTHING was sent: the invoice is still open for another card or the QR)
+    CALLBACK_SENT ─issuer_refused→ UNCONFIRMED (the issuer answered the callback with a refusal,
+        or something else went wrong after it was sent, and the invoice is still open: servers
+        answer ERROR while an HTLC is in flight, so the money may still arrive)
+    UNCONFIRMED ─paid→ PAID | ─expired→ EXPIRED | ─cancel→ CANCELLED (the merchant gives up;
+        the invoice is still watched and a late payment still counts)
+    CREATED or any open online state ─invoice_replayed→ FAILED (the invoice's payment hash
+        belongs to another sale: it can never pay this one)
+
+A sale with a callback out (CALLBACK_SENT, UNCONFIRMED) is never FAILED: only its invoice ends
+it (paid, or expired unpaid as the backend says).
 
 Offline (the backend is unreachable, the tap was verified locally and approved by the policy):
 
@@ -17,9 +27,10 @@ A tap that arrives before the invoice exists is held and handed back when the in
 After a terminal state the sale accepts no taps: `tap()` answers with a `LateTap` instead of
 changing anything. Any other event not in the table raises `IllegalTransition`.
 
-One exception to "terminal is final": a CANCELLED or FAILED sale whose invoice a wallet pays
-anyway (an invoice cannot be revoked) becomes PAID by `paid_late`. PAID itself is final, so a
-sale is paid at most once and never ends anything but paid after it was paid.
+One exception to "terminal is final": a CANCELLED, FAILED or EXPIRED sale whose invoice was paid
+anyway (an invoice cannot be revoked; a provider that purged a paid invoice reports it EXPIRED)
+becomes PAID by `paid_late`. PAID itself is final, so a sale is paid at most once and never ends
+anything but paid after it was paid.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ class SaleState(enum.Enum):
     CARD_READ = "card_read"
     WITHDRAW_REQUESTED = "withdraw_requested"
     CALLBACK_SENT = "callback_sent"
+    UNCONFIRMED = "unconfirmed"
     QUEUED = "queued"
     SUBMITTED = "submitted"
     PAID = "paid"
@@ -53,7 +65,9 @@ TERMINAL_STATES = frozenset(
 )
 
 S = SaleState
-_OPEN_ONLINE = (S.INVOICED, S.CARD_READ, S.WITHDRAW_REQUESTED, S.CALLBACK_SENT)
+_OPEN_ONLINE = (S.INVOICED, S.CARD_READ, S.WITHDRAW_REQUESTED, S.CALLBACK_SENT, S.UNCONFIRMED)
+# A callback is out: the money may be moving, so nothing but the invoice may end the sale.
+PAYMENT_IN_FLIGHT = frozenset({S.CALLBACK_SENT, S.UNCONFIRMED})
 
 # event -> {from_state: to_state}
 TRANSITIONS: dict[str, dict[SaleState, SaleState]] = {
@@ -61,25 +75,38 @@ TRANSITIONS: dict[str, dict[SaleState, SaleState]] = {
     "tap": {S.INVOICED: S.CARD_READ},
     "withdraw_requested": {S.CARD_READ: S.WITHDRAW_REQUESTED},
     "callback_sent": {S.WITHDRAW_REQUESTED: S.CALLBACK_SENT},
+    # CALLBACK_SENT → INVOICED only when the callback provably never left (refused before
+    # sending, or the issuer could not be connected to).
     "tap_failed": {S.CARD_READ: S.INVOICED, S.WITHDRAW_REQUESTED: S.INVOICED,
                    S.CALLBACK_SENT: S.INVOICED},
+    "issuer_refused": {S.CALLBACK_SENT: S.UNCONFIRMED},
+    # The invoice's payment hash belongs to another sale (a replayed invoice): this sale can
+    # never be paid by it, whatever is in flight (one payment settles one sale).
+    "invoice_replayed": {s: S.FAILED for s in (S.CREATED, *_OPEN_ONLINE)},
     "paid": {**{s: S.PAID for s in _OPEN_ONLINE}, S.SUBMITTED: S.PAID},
     "expired": {s: S.EXPIRED for s in _OPEN_ONLINE},
-    "fail": {**{s: S.FAILED for s in (S.CREATED, *_OPEN_ONLINE)},
+    "fail": {**{s: S.FAILED for s in (S.CREATED, *_OPEN_ONLINE) if s not in PAYMENT_IN_FLIGHT},
              S.QUEUED: S.FAILED, S.SUBMITTED: S.FAILED},
-    # A payment in flight (CALLBACK_SENT, SUBMITTED) cannot be cancelled: only its outcome ends it.
+    # A callback whose outcome is unknown (CALLBACK_SENT, SUBMITTED) cannot be cancelled: only
+    # its outcome ends it. An UNCONFIRMED one can (the issuer said no; the merchant gives up):
+    # the invoice stays watched, so a payment that still arrives makes it PAID.
     "cancel": {S.CREATED: S.CANCELLED, S.INVOICED: S.CANCELLED, S.CARD_READ: S.CANCELLED,
-               S.WITHDRAW_REQUESTED: S.CANCELLED},
+               S.WITHDRAW_REQUESTED: S.CANCELLED, S.UNCONFIRMED: S.CANCELLED},
     "queued": {S.CREATED: S.QUEUED},
     "submitted": {S.QUEUED: S.SUBMITTED},
     "declined": {S.CREATED: S.DECLINED},
     # A Lightning invoice cannot be revoked: a wallet may still pay it after the merchant
-    # cancelled or the card was refused. The backend's word wins: the money arrived.
-    "paid_late": {S.CANCELLED: S.PAID, S.FAILED: S.PAID},
+    # cancelled or the card was refused, and a provider that purged a paid invoice reports it
+    # EXPIRED. The backend's record of the payment wins: the money arrived.
+    "paid_late": {S.CANCELLED: S.PAID, S.FAILED: S.PAID, S.EXPIRED: S.PAID},
 }
 
-# Terminal states a late payment can still move to PAID (while the invoice is unexpired).
-REOPENABLE_BY_PAYMENT = frozenset({S.CANCELLED, S.FAILED})
+# Terminal states a late payment can still move to PAID (until the invoice is known final).
+REOPENABLE_BY_PAYMENT = frozenset({S.CANCELLED, S.FAILED, S.EXPIRED})
+
+
+# States whose event detail is the sale's reason (why it ended, or why it is unconfirmed).
+_REASONED = frozenset({S.FAILED, S.DECLINED, S.EXPIRED, S.CANCELLED, S.UNCONFIRMED})
 
 
 class IllegalTransition(Exception):
@@ -128,7 +155,7 @@ class Sale:
         if targets is None or self.state not in targets:
             raise IllegalTransition(self.id, self.state, event)
         previous, self.state = self.state, targets[self.state]
-        if self.state in (S.FAILED, S.DECLINED, S.EXPIRED, S.CANCELLED) and detail:
+        if self.state in _REASONED and detail:
             self.reason = detail
         self.history.append(Transition(at, event, previous, self.state, detail))
         return self.state

@@ -36,6 +36,11 @@ META = "meta"
 # Sales that checkout must settle after a restart (QUEUED/SUBMITTED belong to the sync worker).
 WAITING_FOR_SYNC = frozenset({SaleState.QUEUED.value, SaleState.SUBMITTED.value})
 FINAL_STATES = frozenset(s.value for s in SaleState if s.is_terminal)
+# Sales whose invoice is settled by their state alone (paid; expired as the backend said), or
+# that the sync worker drives: never "with an open invoice" below.
+_INVOICE_SETTLED_BY_STATE = frozenset(
+    {SaleState.PAID.value, SaleState.EXPIRED.value, *WAITING_FOR_SYNC}
+)
 # Payouts the terminal is still owed for (SUBMITTING: outcome unknown, still counted).
 EXPOSED_PAYOUTS = frozenset({PayoutStatus.QUEUED, PayoutStatus.SUBMITTING})
 MSAT_PER_SAT = 1000
@@ -75,7 +80,8 @@ class Ledger:
         self._event_docs: deque[int] = deque()
         # secondary indexes
         self._sale_state: dict[str, str] = {}
-        self._by_payment_hash: dict[str, str] = {}
+        self._by_payment_hash: dict[str, str] = {}  # hash -> the FIRST sale that recorded it
+        self._open_invoice: set[str] = set()  # sale ids: see sales_with_open_invoice
         self._payout_status: dict[str, str] = {}
         self._exposed: dict[str, tuple[int, float]] = {}  # payout id -> (msat, created_at)
         self._build_indexes()
@@ -88,8 +94,8 @@ class Ledger:
             yield int(key), doc
 
     def _build_indexes(self) -> None:
-        for doc_id, doc in self._raw(SALES):
-            self._index_sale(doc_id, doc)
+        for doc_id, doc in sorted(self._raw(SALES), key=lambda item: item[0]):
+            self._index_sale(doc_id, doc)  # in recording order: a hash keeps its first sale
         for doc_id, doc in self._raw(PAYOUTS):
             self._index_payout(doc_id, doc)
         self._card_doc = {doc["card_id"]: doc_id for doc_id, doc in self._raw(CARDS)}
@@ -101,7 +107,13 @@ class Ledger:
         self._sale_doc[sale_id] = doc_id
         self._sale_state[sale_id] = doc["state"]
         if doc.get("payment_hash"):
-            self._by_payment_hash[doc["payment_hash"]] = sale_id
+            # One payment, one sale: a hash stays with the sale that recorded it first.
+            self._by_payment_hash.setdefault(doc["payment_hash"], sale_id)
+        if (doc.get("bolt11") and not doc.get("invoice_final")
+                and doc["state"] not in _INVOICE_SETTLED_BY_STATE):
+            self._open_invoice.add(sale_id)
+        else:
+            self._open_invoice.discard(sale_id)
 
     def _index_payout(self, doc_id: int, doc: dict[str, Any]) -> None:
         payout_id = doc["id"]
@@ -129,7 +141,7 @@ class Ledger:
 
     def _rebuild_indexes(self) -> None:
         for index in (self._sale_doc, self._payout_doc, self._sale_state, self._by_payment_hash,
-                      self._payout_status, self._exposed):
+                      self._payout_status, self._exposed, self._open_invoice):
             index.clear()
         self._build_indexes()
 
@@ -155,7 +167,8 @@ class Ledger:
         doc = record.to_doc()
         previous_hash = self._sale_hash(record.id)
         doc_id = self._put(self._sales, self._sale_doc, record.id, doc)
-        if previous_hash and previous_hash != record.payment_hash:
+        if (previous_hash and previous_hash != record.payment_hash
+                and self._by_payment_hash.get(previous_hash) == record.id):
             self._by_payment_hash.pop(previous_hash, None)
         self._index_sale(doc_id, doc)
 
@@ -168,6 +181,11 @@ class Ledger:
         return None if doc is None else SaleRecord.from_doc(doc)
 
     def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None:
+        """The sale that holds this payment hash (the first one that recorded it), or None.
+
+        O(1). Checkout refuses an invoice whose hash another sale holds
+        (`backend-replayed-invoice`) and settles a payment on this sale only.
+        """
         sale_id = self._by_payment_hash.get(payment_hash.lower()) or self._by_payment_hash.get(
             payment_hash
         )
@@ -183,6 +201,14 @@ class Ledger:
     def open_sales(self) -> list[SaleRecord]:
         """Sales not yet final and not waiting for the sync worker, oldest first."""
         return self._sales_where(lambda s: s not in FINAL_STATES and s not in WAITING_FOR_SYNC)
+
+    def sales_with_open_invoice(self) -> list[SaleRecord]:
+        """Sales holding an invoice the backend has not declared final, oldest first: open ones,
+        and cancelled or failed ones a wallet or an issuer may still pay (no time window: the
+        reconcile asks about each until it is marked `invoice_final`). Not PAID or EXPIRED sales,
+        nor the sync worker's (QUEUED/SUBMITTED). O(such sales)."""
+        ids = sorted((self._sale_doc[sale_id], sale_id) for sale_id in self._open_invoice)
+        return [self.get_sale(sale_id) for _, sale_id in ids]  # type: ignore[misc]
 
     def queued_sales(self) -> list[SaleRecord]:
         """Sales accepted offline (QUEUED or SUBMITTED), oldest first."""

@@ -5,7 +5,8 @@
 
 Dates are local YYYY-MM-DD, inclusive. Without --export: a readable table and the totals.
 The ledger is opened read-only (no lock), so this works while the terminal is running.
-Exit codes: 0 ok, 1 the configuration or ledger could not be read, 2 usage.
+Exit codes: 0 ok, 2 usage (including an unusable configuration), 6 the books are damaged,
+7 the ledger could not be read or the output could not be written.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
+from terminal.app.cli.exits import EXIT_BOOKS_DAMAGED, EXIT_OK, EXIT_STORAGE, EXIT_USAGE
 from terminal.app.config import ConfigError, load_config
 from terminal.core import history
 from terminal.core.money import Money, UnknownCurrency, currency
 from terminal.core.records import SaleRecord
 
-EXIT_OK = 0
-EXIT_ERROR = 1
 LEDGER_FILE = "ledger.jsonl"  # as terminal.app.root.LEDGER_FILE, without importing the app's graph
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_history(args: argparse.Namespace) -> int:
     from terminal.adapters.books.ledger import Ledger  # imported here: `--help` stays fast
-    from terminal.adapters.books.storage import StorageError
+    from terminal.adapters.books.storage import StorageCorruptError, StorageError
 
     try:
         query = history.SaleQuery(
@@ -76,7 +76,7 @@ def run_history(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"flash-terminal history: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE
     path = config.data_dir / LEDGER_FILE
     if not path.exists():
         print(f"flash-terminal history: no sales recorded yet ({path} does not exist)",
@@ -86,7 +86,7 @@ def run_history(args: argparse.Namespace) -> int:
             records = ledger.history(query)
     except StorageError as exc:
         print(f"flash-terminal history: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_BOOKS_DAMAGED if isinstance(exc, StorageCorruptError) else EXIT_STORAGE
 
     if args.export == "json":
         text = history.to_json(records)
@@ -101,7 +101,7 @@ def run_history(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"flash-terminal history: cannot write {args.output}: {exc.strerror}",
               file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_STORAGE
     return EXIT_OK
 
 

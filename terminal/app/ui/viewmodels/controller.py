@@ -386,7 +386,10 @@ class TerminalController(Observable):
                 reason=result.code, message=result.message, at=self.clock(),
                 sale_open=not session.sale.is_final,
             ))
-        elif kind in ("queued", "declined"):
+        elif kind in ("queued", "declined", "unconfirmed"):
+            # unconfirmed: the issuer said no after the callback, the invoice is still open.
+            # The watch goes on (a payment still shows Paid); the counter is told not to
+            # charge again, and the reconcile loop settles the sale if the screen moves on.
             self._show_outcome(session.outcome(), message=result.message)
         self.refresh_status()
 
