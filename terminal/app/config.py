@@ -56,6 +56,9 @@ class LnurlSettings:
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 10.0
     callback_timeout_s: float = 20.0
+    # After an issuer refuses a sent callback: how long to watch the invoice before answering
+    # "not confirmed" (it may pay anyway).
+    confirm_timeout_s: float = 5.0
     max_body_bytes: int = 64 * 1024
 
 

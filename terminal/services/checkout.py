@@ -135,7 +135,7 @@ WATCH_RETRY_BASE_S = 0.5
 # After an issuer's refusal of a sent callback: how long to follow the invoice before answering
 # "unconfirmed" (configurable: [lnurl] confirm_timeout_s).
 CONFIRM_TIMEOUT_S = 5.0
-# An EXPIRED status seen later than this after the invoice's expiry may come from a provider
+# An EXPIRED status seen further than this from the invoice's expiry may come from a provider
 # that purged the invoice, paid or not (Flash): it is checked against the wallet's payments.
 EXPIRED_TRUST_S = 120.0
 REASON_REPLAYED_INVOICE = "backend-replayed-invoice"
@@ -579,8 +579,12 @@ class SaleSession:
                         # One bad answer or a short outage must not end the wait: a payment
                         # that lands a moment later still has to be seen.
                         co._backend_fault(exc, f"sale {self.record.id[:8]}: status watch")
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, WATCH_RETRY_MAX_S)
+                    if self.sale.is_final:
+                        break
+                    # The watch ended without settling the sale (an error, or a final status
+                    # that could not be confirmed yet): back off before watching again.
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, WATCH_RETRY_MAX_S)
         except TimeoutError:
             await self.reconcile()  # one last look before answering "not settled"
         return self.outcome()
@@ -625,7 +629,7 @@ class SaleSession:
             log.warning("sale %s: the backend answered a status of type %s; ignored",
                         self.record.id[:8], type(status).__name__)
             return self.sale.is_final
-        if status is InvoiceStatus.EXPIRED and self._expired_long_ago():
+        if status is InvoiceStatus.EXPIRED and not self._expiry_is_plausible():
             found = await self._find_payment()
             if found is None:  # could not tell now: ask again on the next pass
                 return self.sale.is_final
@@ -633,9 +637,12 @@ class SaleSession:
                 status = InvoiceStatus.PAID
         return self._settle(status)
 
-    def _expired_long_ago(self) -> bool:
+    def _expiry_is_plausible(self) -> bool:
+        """EXPIRED seen around the invoice's own expiry is believed. Seen long after, it may
+        come from a provider that purged the invoice, paid or not; seen long before, it is odd
+        (a skewed clock, a confused backend): both are checked against the wallet's payments."""
         assert self.invoice is not None
-        return self.checkout.clock() > self.invoice.expires_at + EXPIRED_TRUST_S
+        return abs(self.checkout.clock() - self.invoice.expires_at) <= EXPIRED_TRUST_S
 
     async def _find_payment(self) -> bool | None:
         """Whether the wallet holds a payment of this invoice (a provider may report a purged,
