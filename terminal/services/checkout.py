@@ -278,9 +278,9 @@ class Checkout:
     def _backend_fault(self, exc: Exception, what: str) -> None:
         """A backend call failed: note it, never raise. An exception that is not a
         BackendError is a bug below us: its traceback goes to the debug log only."""
-        if isinstance(exc, BackendError):
+        if isinstance(exc, BackendError):  # expected now and then: the outcome says it
             self._observe_failure(exc)
-            log.warning("%s failed: %s", what, lnurl.clean_reason(exc.message))
+            log.info("%s failed: %s", what, lnurl.clean_reason(exc.message))
         else:
             log.warning("%s failed: unexpected %s from the backend", what, type(exc).__name__)
             log.debug("%s: backend traceback", what, exc_info=exc)
@@ -330,7 +330,7 @@ class SaleSession:
             self._message = lnurl.clean_reason(exc.message) or "The backend refused the invoice."
             default = ("backend-unauthorized" if isinstance(exc, BackendUnauthorized)
                        else "backend-refused")
-            self._apply("fail", exc.reason(default))
+            self._apply("fail", backend_reason(exc, default))
             return
         except Exception as exc:  # noqa: BLE001 - unreachable, rate-limited, nonsense, a bug
             # Not a refusal: no invoice reached anyone, so nothing can be paid. The sale stays
@@ -471,7 +471,7 @@ class SaleSession:
     async def _confirm_after_refusal(self, exc: lnurl.IssuerError) -> TapResult:
         """Follow the invoice a few seconds before answering; never `failed` while it is open."""
         co = self.checkout
-        log.warning("sale %s: the issuer refused the sent callback (%s); checking the invoice",
+        log.info("sale %s: the issuer refused the sent callback (%s); checking the invoice",
                     self.record.id[:8], exc.code)
         if co.confirm_timeout_s > 0:
             await self.wait_settled(co.confirm_timeout_s)
@@ -656,7 +656,7 @@ class SaleSession:
             # Not supported by this backend, or no scope to read transactions: the EXPIRED
             # status is all there is.
             log.info("sale %s: payment lookup unavailable (%s); the invoice status stands",
-                     self.record.id[:8], exc.reason(REASON_NOT_SUPPORTED))
+                     self.record.id[:8], backend_reason(exc, REASON_NOT_SUPPORTED))
             return False
         except Exception as exc:  # noqa: BLE001 - unreachable, rate-limited, nonsense, a bug
             co._backend_fault(exc, f"sale {self.record.id[:8]}: payment lookup")
@@ -786,6 +786,18 @@ def _status_text(status: str) -> str:
                         "payment."),
         "pending": "Waiting for payment.",
     }[status]
+
+
+def backend_reason(exc: BackendError, default: str) -> str:
+    """A backend's error code as a ledger reason (`TOO_MANY_REQUESTS` → `too-many-requests`).
+    The code is server-supplied: anything but a short plain word becomes `default`."""
+    code = exc.code
+    if not isinstance(code, str):
+        return default
+    reason = code.strip().lower().replace("_", "-")
+    if not reason or len(reason) > 64 or not all(c.isalnum() or c == "-" for c in reason):
+        return default
+    return reason if reason.isascii() else default
 
 
 def _outcome_unknown() -> TapResult:

@@ -42,7 +42,11 @@ QUIET_LOGGERS = ("httpx", "httpcore", "websockets", "nfc", "uvicorn.access", "hp
 
 
 def configure_logging(default: str = "WARNING") -> None:
-    level = os.environ.get(LOG_ENV, default).upper()
+    # A log line that cannot be written (stderr closed) must not print a traceback instead.
+    logging.raiseExceptions = False
+    level = os.environ.get(LOG_ENV, default).strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        level = default  # a misspelt level must not stop the command
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

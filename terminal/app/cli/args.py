@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from terminal.app.config import Config, ConfigError, load_config
+from terminal.app.config import Config, load_config
 
 
 def hex_bytes(size: int | None = None) -> Callable[[str], bytes]:
@@ -23,10 +23,7 @@ def hex_bytes(size: int | None = None) -> Callable[[str], bytes]:
 
 
 def load_config_or_exit(args: argparse.Namespace) -> Config:
-    """The configuration named by `--config` (or FLASH_TERMINAL_CONFIG); an unusable one is a
-    usage error (exit 2) that names the key or the file."""
-    try:
-        return load_config(args.config)
-    except ConfigError as exc:
-        args.parser.error(str(exc))
-        raise  # parser.error exits; this keeps type checkers informed
+    """The configuration named by `--config` (or FLASH_TERMINAL_CONFIG). An unusable one raises
+    `ConfigError`, which `terminal.app.cli.main` turns into exit 2 and its message (one line
+    per problem, naming the key or the file), without the command's usage text."""
+    return load_config(args.config)

@@ -35,8 +35,10 @@ PIN_ENV = "FLASH_TERMINAL_PIN"
 CLOSE_MARGIN_S = 0.25
 NOT_SETTLED_TEXT = ("Not settled yet: do NOT charge again. The sale {sale} is resolved by its "
                     "invoice; see `flash-terminal history`.")
-NO_INVOICE_TEXT = ("The backend could not be used in time: no invoice was created, so nothing "
-                   "can be paid or charged. Try again.")
+NO_INVOICE_TEXT = ("No invoice was created (the backend could not be used), so nothing can be "
+                   "paid or charged. Try again.")
+TIMED_OUT_TEXT = ("--timeout passed before the backend created the invoice: nothing can be paid "
+                  "or charged. Try again.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -158,9 +160,9 @@ def _timed_out(session):
     from terminal.services.checkout import SaleOutcome
 
     if session is None:  # not even recorded: nothing exists that could be paid
-        return SaleOutcome("failed", "", "timeout", NO_INVOICE_TEXT, None, None)
+        return SaleOutcome("failed", "", "timeout", TIMED_OUT_TEXT, None, None)
     if session.invoice is None and session.fail("timeout-before-invoice"):
-        return _with_message(session.outcome(), NO_INVOICE_TEXT)
+        return _with_message(session.outcome(), TIMED_OUT_TEXT)
     outcome = session.outcome()
     if outcome.status == "pending":
         return _with_message(outcome, NOT_SETTLED_TEXT.format(sale=outcome.sale_id[:8]))

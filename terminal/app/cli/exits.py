@@ -66,8 +66,8 @@ def explain(exc: BaseException, command: str) -> tuple[int, str]:
     from terminal.core.ports.backend import BackendError
     from terminal.protocols.lnurl import LnurlError
 
-    if isinstance(exc, ConfigError):
-        return EXIT_USAGE, f"the configuration cannot be used: {exc}"
+    if isinstance(exc, ConfigError):  # one line per problem: kept as lines
+        return EXIT_USAGE, f"the configuration cannot be used:\n{exc}"
     if isinstance(exc, StorageLockedError):
         return EXIT_BUSY, (
             f"{exc}. The terminal app (or another command) has the ledger open; use its screen, "
@@ -102,8 +102,11 @@ def report(exc: BaseException, command: str, stream) -> int:  # type: ignore[no-
     to the log at DEBUG only."""
     code, message = explain(exc, command)
     log.debug("`%s` ended with %s", command, type(exc).__name__, exc_info=exc)
+    first, *problems = message.split("\n") if code == EXIT_USAGE else [message]
+    text = "\n".join([f"flash-terminal {command}: {paragraph(first)}",
+                      *(f"  {paragraph(line)}" for line in problems[:50] if line.strip())])
     try:
-        print(f"flash-terminal {command}: {paragraph(message)}", file=stream, flush=True)
+        print(text, file=stream, flush=True)
     except (OSError, ValueError):  # stderr closed or broken: the exit code still tells
         pass
     return code
