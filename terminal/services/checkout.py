@@ -529,11 +529,14 @@ class SaleSession:
                 self.record.method = "card"
             self._apply("paid")
             self._unblock_card()
-        elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:
+        elif status in (InvoiceStatus.EXPIRED, InvoiceStatus.UNDERPAID) and not self.sale.is_final:
+            underpaid = status is InvoiceStatus.UNDERPAID
             try:
-                self._apply("expired", "invoice-expired")
+                self._apply("expired", "invoice-underpaid" if underpaid else "invoice-expired")
             except IllegalTransition:
                 return False
+            if underpaid:
+                self._message = UNDERPAID_TEXT
         return self.sale.is_final
 
     def _unblock_card(self) -> None:
@@ -575,6 +578,12 @@ class SaleSession:
             payment_hash=self.record.payment_hash,
             amount_msat=self.record.amount_msat,
         )
+
+
+UNDERPAID_TEXT = (
+    "Only part of the amount arrived before the invoice expired: the sale is NOT paid. "
+    "Do not just charge again; refund or settle the part paid from the backend."
+)
 
 
 def _late_text(state: SaleState) -> str:
