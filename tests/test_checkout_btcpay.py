@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,44 @@ def test_qr_sale_in_usd_reopened_after_a_restart_settles_once(config_path, btcpa
     assert [(o.sale_id, o.status) for o in outcomes] == [(sale_id, "paid")]
     assert record.state == "paid" and record.method == "qr"
     assert btcpay.count("POST", "/invoices") == 1
+
+
+def test_underpaid_invoice_is_said_so_and_a_late_rest_pays_the_sale(config_path, btcpay):
+    """BTCPay `Expired` + `PaidPartial`: not paid, but never a silent "expired"."""
+    async def body(terminal: Terminal):
+        session = await terminal.checkout.open_sale(4_00, "USD")
+        assert session.invoice is not None
+        ref = session.invoice.backend_ref
+        btcpay.receive(ref, btcpay.invoices[ref].due_msat // 2)
+        btcpay.expire(ref)
+        short = await session.wait_settled(WAIT_S)
+        btcpay.receive(ref, btcpay.invoices[ref].due_msat - btcpay.invoices[ref].paid_msat)
+        rest = await session.reconcile()  # BTCPay: Expired + PaidLate
+        return short, rest, terminal.ledger.get_sale(session.record.id)
+
+    short, rest, record = run_terminal(config_path, body)
+    assert short.status == "failed" and short.reason == "invoice-underpaid"
+    assert short.message.startswith("Only part of the amount arrived")
+    assert rest.status == "paid"  # the sale was failed, not expired: the money still counts
+    assert [h.to_state for h in record.history] == ["created", "invoiced", "failed", "paid"]
+
+
+def test_sats_sale_through_the_flash_plugin_is_charged_what_btcpay_says_is_due(
+    config_path, btcpay
+):
+    btcpay.flash_plugin_usd_price = Decimal("100000")  # the plugin rounds through whole cents
+
+    async def body(terminal: Terminal):
+        session = await terminal.checkout.open_sale(1234, "SAT")
+        assert session.invoice is not None
+        btcpay.pay(session.invoice.bolt11)
+        return await session.wait_settled(WAIT_S)
+
+    outcome = run_terminal(config_path, body)
+    (invoice,) = btcpay.invoices.values()
+    assert outcome.status == "paid"
+    assert outcome.amount_msat == invoice.bolt11_msat == 1_230_000  # 123 cents, not 1,234 sats
+    assert invoice.fee_msat == -4_000  # BTCPay's tweak, so that `due` is the BOLT11's amount
 
 
 # --------------------------------------------------------------------------- card sale

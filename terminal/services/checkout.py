@@ -529,14 +529,18 @@ class SaleSession:
                 self.record.method = "card"
             self._apply("paid")
             self._unblock_card()
-        elif status in (InvoiceStatus.EXPIRED, InvoiceStatus.UNDERPAID) and not self.sale.is_final:
-            underpaid = status is InvoiceStatus.UNDERPAID
+        elif status is InvoiceStatus.UNDERPAID and not self.sale.is_final:
+            # Failed, not expired: a later payment of the rest (BTCPay's PaidLate) still counts.
             try:
-                self._apply("expired", "invoice-underpaid" if underpaid else "invoice-expired")
+                self._apply("fail", "invoice-underpaid")
             except IllegalTransition:
                 return False
-            if underpaid:
-                self._message = UNDERPAID_TEXT
+            self._message = UNDERPAID_TEXT
+        elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:
+            try:
+                self._apply("expired", "invoice-expired")
+            except IllegalTransition:
+                return False
         return self.sale.is_final
 
     def _unblock_card(self) -> None:
