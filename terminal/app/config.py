@@ -8,6 +8,7 @@ Reprs never show secret values.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import tomllib
@@ -305,7 +306,7 @@ def _known_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> No
 
 
 def _dataclass_from(cls: type, raw: dict[str, Any], where: str) -> Any:
-    known = set(cls.__dataclass_fields__)
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")

@@ -41,7 +41,7 @@ import math
 import re
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -635,7 +635,7 @@ class BTCPayBackend:
                         clean_text(found.id, 40))
         return found.terminal_status
 
-    async def watch(self, invoice: Invoice) -> AsyncIterator[InvoiceStatus]:
+    async def watch(self, invoice: Invoice) -> AsyncGenerator[InvoiceStatus, None]:
         """Poll every `poll_interval_s`; yield each change (the first status included) and stop
         after a final one. Errors (after the read retries) propagate to the caller."""
         last: InvoiceStatus | None = None
@@ -692,7 +692,7 @@ class BTCPayBackend:
         tag = parse_memo_tag(inv.meta("itemDesc"))
         return tag is not None and tag.terminal_id == self.terminal_id
 
-    async def _search(self, query: dict[str, str]) -> AsyncIterator[GreenfieldInvoice]:
+    async def _search(self, query: dict[str, str]) -> AsyncGenerator[GreenfieldInvoice, None]:
         """Invoices matching a Greenfield search, newest first, page by page."""
         for page in range(SEARCH_MAX_PAGES):
             params = dict(query, skip=str(page * SEARCH_PAGE), take=str(SEARCH_PAGE))
