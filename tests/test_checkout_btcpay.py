@@ -280,6 +280,52 @@ def test_card_sale_is_paid_by_the_issuer_through_one_invoice(
         "created", "invoice_ready", "tap", "withdraw_requested", "callback_sent", "paid"]
 
 
+PULL_PAYMENT_ID = "3dGzDaVRvTmB5ubBC6ykKznAbSy5"
+
+
+def test_btcpay_card_is_verified_locally_with_the_pull_payment_variant(
+    config_path, btcpay, issuer, issuer_paid, tmp_path
+):
+    """A card registered at BTCPay (keys derived at version 0 with the pull-payment id) is
+    verified on the terminal by an issuer configured with that pull payment."""
+    from terminal.adapters.keyexchange import fetch_keys
+    from terminal.protocols.lnurl import UrlPolicy
+    from tests.fakes.btcpay_server import boltcard_id
+
+    btcpay.pull_payments[PULL_PAYMENT_ID] = "SATS"
+    policy = UrlPolicy(allow_insecure_hosts=frozenset({"127.0.0.1"}),
+                       allow_private_hosts=frozenset({"127.0.0.1"}))
+    register = f"{btcpay.base_url}/api/v1/pull-payments/{PULL_PAYMENT_ID}/boltcards"
+    keys = fetch_keys(register, policy, uid=CARD_UID)
+    assert keys.issuer_version == 0
+    card = tmp_path / "btcpay-card.json"
+    create_programmed(card, f"{issuer.origin.replace('http', 'lnurlw', 1)}/scan", keys.keys,
+                      uid=CARD_UID)
+    with config_path.open("a") as fh:
+        fh.write("\n".join([
+            "[[issuers]]", 'name = "btcpay-cards"', 'kind = "deterministic"',
+            'hosts = ["127.0.0.1"]', f'issuer_key = "{btcpay.boltcard_issuer_key.hex()}"',
+            f'pull_payment_id = "{PULL_PAYMENT_ID}"', ""]))
+    url = tap_card(card)
+
+    async def body(terminal: Terminal):
+        verification = terminal.keyring.verify_tap(url)
+        session = await terminal.checkout.open_sale(21, "SAT")
+        result = await session.tap(url)
+        return verification, result, await session.wait_settled(WAIT_S)
+
+    verification, result, outcome = run_terminal(config_path, body)
+    assert verification.valid and verification.issuer == "btcpay-cards"
+    assert verification.card_id == boltcard_id(btcpay.boltcard_issuer_key, CARD_UID)
+    assert result.kind == "accepted" and outcome.status == "paid"
+    assert len(issuer_paid) == 1
+    # Without the pull-payment id (plain boltcard derivation) the same tap does not verify.
+    from terminal.protocols.boltcard import DeterministicIssuer, Keyring
+
+    plain = Keyring([DeterministicIssuer("plain", btcpay.boltcard_issuer_key, default_version=0)])
+    assert plain.verify_tap(url).reason is not None and not plain.verify_tap(url).valid
+
+
 def test_a_replayed_or_forged_tap_never_reaches_the_issuer(
     config_path, btcpay, issuer, card, issuer_paid
 ):

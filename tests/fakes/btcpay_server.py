@@ -906,9 +906,6 @@ class FakeBTCPay:
                 else:  # ON CONFLICT … version = boltcards.version + 1
                     reg.pull_payment_id, reg.version = pp_id, reg.version + 1
                 version = reg.version
-            elif on_existing == "KeepVersion" and reg is None:
-                reg = self.boltcards[card_id] = BoltcardRegistration(pp_id, 0)
-                version = 0
             else:
                 if reg is None or reg.pull_payment_id is None:
                     return self._validation(("UID", "This card isn't registered"))
