@@ -219,12 +219,13 @@ def till_settings(config: Config) -> TillSettings:
     from terminal.core.tips import TipSettings
     from terminal.services.till import TillSettings
 
+    currencies = tuple(config.currencies or (config.display_currency,))
     return TillSettings(
-        currencies=tuple(config.currencies or (config.display_currency,)),
+        currencies=currencies,
         tips=TipSettings(enabled=config.ui.tips, presets=tuple(config.ui.tip_presets),
                          allow_custom=config.ui.tip_custom),
         result_seconds=float(config.ui.result_seconds),
-        max_sale_minor=dict(getattr(config, "max_sale_minor", {}) or {}),
+        max_sale_minor={code: config.max_sale_minor(code) for code in currencies},
     )
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from terminal.core.ports.backend import Invoice
 from terminal.core.sale import Sale, SaleState, Transition
 
-
 CARD_ID_SHORT = 8  # how screens, receipts and reports name a card: its card id's first 8 chars
 
 
