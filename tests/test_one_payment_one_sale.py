@@ -228,7 +228,8 @@ class OnePaymentOneSale(RuleBasedStateMachine):
         self.sessions.append(self.run(self.checkout.open_sale(100, "SAT")))
 
     def waiting_for_a_card(self) -> list[SaleSession]:
-        return [s for s in self.sessions if s.state is SaleState.INVOICED]
+        return [s for s in self.sessions
+                if s.state in (SaleState.INVOICED, SaleState.UNCONFIRMED)]
 
     def open_sessions(self) -> list[SaleSession]:
         return [s for s in self.sessions if not s.sale.is_final]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from terminal.app.config import Config, IssuerSettings
+from terminal.app.config import Config, IssuerSettings, PrinterSettings
 from terminal.core.connectivity import Connectivity
 from terminal.core.money import RatePolicy
 from terminal.core.ports.backend import Backend
@@ -25,6 +27,15 @@ from terminal.protocols.boltcard import (
 )
 from terminal.protocols.lnurl import UrlPolicy
 from terminal.services.checkout import Checkout
+
+if TYPE_CHECKING:
+    from hw.printer import SerialPrinter
+    from terminal.adapters.books.ledger import Ledger
+    from terminal.adapters.receipts import Receipts
+    from terminal.adapters.withdraw import WithdrawClient
+    from terminal.services.kiosk import Kiosk
+    from terminal.services.sync import SyncWorker
+    from terminal.services.till import Till, TillSettings
 
 LEDGER_FILE = "ledger.jsonl"
 TERMINAL_ID_FILE = "terminal-id"
@@ -92,6 +103,8 @@ def build_issuer(settings: IssuerSettings) -> Issuer:
             c_param=settings.c_param,
             hosts=settings.hosts,
             version_window=settings.version_window,
+            default_version=settings.default_version,
+            pull_payment_id=settings.pull_payment_id,
         )
     cards = [
         KeyTableCard(
@@ -122,7 +135,7 @@ def url_policy(config: Config) -> UrlPolicy:
     )
 
 
-def build_withdraw_client(config: Config):
+def build_withdraw_client(config: Config) -> WithdrawClient:
     from terminal.adapters.withdraw import Timeouts, WithdrawClient
 
     lnurl = config.lnurl
@@ -138,7 +151,7 @@ def build_withdraw_client(config: Config):
     )
 
 
-def open_ledger(config: Config):
+def open_ledger(config: Config) -> Ledger:
     from terminal.adapters.books.ledger import Ledger
 
     return Ledger(ensure_data_dir(config) / LEDGER_FILE)
@@ -162,15 +175,15 @@ class Terminal:
 
     config: Config
     backend: Backend
-    withdraw: object
+    withdraw: WithdrawClient
     keyring: Keyring
-    ledger: object
+    ledger: Ledger
     checkout: Checkout
 
     async def aclose(self) -> None:
         await self.backend.aclose()
-        await self.withdraw.aclose()  # type: ignore[attr-defined]
-        self.ledger.close()  # type: ignore[attr-defined]
+        await self.withdraw.aclose()
+        self.ledger.close()
 
 
 def build_terminal(config: Config) -> Terminal:
@@ -180,9 +193,9 @@ def build_terminal(config: Config) -> Terminal:
     ledger = open_ledger(config)
     checkout = Checkout(
         backend=backend,
-        withdraw=withdraw,  # type: ignore[arg-type]
+        withdraw=withdraw,
         keyring=keyring,
-        ledger=ledger,  # type: ignore[arg-type]
+        ledger=ledger,
         terminal_id=terminal_id(config),
         network=config.network,
         offline_limits=offline_limits(config),
@@ -193,3 +206,61 @@ def build_terminal(config: Config) -> Terminal:
     )
     checkout.restore_rates({config.display_currency, *config.currencies} - {"SAT"})
     return Terminal(config, backend, withdraw, keyring, ledger, checkout)
+
+
+def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
+    """The configured receipt printer, or None when printing is off."""
+    if not settings.enabled or not settings.port:
+        return None
+    from hw.printer import SerialPrinter
+
+    return SerialPrinter(settings.port, baudrate=settings.baudrate, width_mm=settings.width_mm,
+                         query_status=settings.query_status)
+
+
+def till_settings(config: Config) -> TillSettings:
+    from terminal.core.tips import TipSettings
+    from terminal.services.till import TillSettings
+
+    currencies = tuple(config.currencies or (config.display_currency,))
+    return TillSettings(
+        currencies=currencies,
+        tips=TipSettings(enabled=config.ui.tips, presets=tuple(config.ui.tip_presets),
+                         allow_custom=config.ui.tip_custom),
+        result_seconds=float(config.ui.result_seconds),
+        max_sale_minor={code: config.max_sale_minor(code) for code in currencies},
+    )
+
+
+def build_receipts(config: Config, terminal: Terminal,
+                   sink: Callable[[str], None] | None = None) -> Receipts:
+    from terminal.adapters.receipts import Receipts
+
+    return Receipts(build_printer(config.printer), merchant=config.name,
+                    terminal_id=terminal.checkout.terminal_id,
+                    width=48 if config.printer.width_mm == 80 else 32, sink=sink)
+
+
+def build_till(config: Config, terminal: Terminal, *,
+               receipt_sink: Callable[[str], None] | None = None) -> Till:
+    """The cashier's till over this terminal's checkout, receipts and settings."""
+    from terminal.services.till import Till
+
+    return Till(terminal.checkout, till_settings(config),
+                receipts=build_receipts(config, terminal, receipt_sink),
+                auto_print=config.printer.auto_print)
+
+
+def build_sync(config: Config, terminal: Terminal) -> SyncWorker:
+    from terminal.services.sync import SyncWorker
+
+    return SyncWorker(terminal.ledger, terminal.backend, terminal.withdraw,
+                      terminal.checkout.connectivity, terminal_id=terminal.checkout.terminal_id,
+                      invoice_expiry_s=config.invoice_expiry_s)
+
+
+def build_kiosk(config: Config, terminal: Terminal, till: Till) -> Kiosk:
+    """The background work of a running terminal (rates, reconcile, offline queue)."""
+    from terminal.services.kiosk import Kiosk
+
+    return Kiosk(till, build_sync(config, terminal))

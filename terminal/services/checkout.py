@@ -75,7 +75,7 @@ class Ledger(Protocol):
     def get_sale(self, sale_id: str) -> SaleRecord | None: ...
     def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None: ...
     def open_sales(self) -> list[SaleRecord]: ...
-    def sales_with_open_invoice(self) -> list[SaleRecord]: ...
+    def sales_awaiting_invoice(self) -> list[SaleRecord]: ...
     def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
     def card(self, card_id: str) -> CardState: ...
     def save_card(self, state: CardState) -> None: ...
@@ -141,9 +141,10 @@ EXPIRED_TRUST_S = 120.0
 REASON_REPLAYED_INVOICE = "backend-replayed-invoice"
 REASON_NOT_SUPPORTED = "not-supported"  # BackendError.reason() of code "not_supported"
 UNCONFIRMED_TEXT = (
-    "Not confirmed — do not charge again. The card's issuer reported a problem ({code}) after "
-    "the payment was sent, so the money may still arrive. The sale stays open until its invoice "
-    "is paid or expires; check History before taking another payment."
+    "Not confirmed — do not charge again. The card's issuer answered \u201c{reason}\u201d after "
+    "the payment was sent, so the money may still arrive. This sale stays open: the card can be "
+    "tapped again or the QR paid (the same invoice, paid at most once); never start a new sale "
+    "for it."
 )
 WATCH_RETRY_MAX_S = 8.0
 
@@ -187,15 +188,20 @@ class Checkout:
         self.confirm_timeout_s = confirm_timeout_s
         self.clock = clock
 
-    async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "") -> SaleSession:
-        """Record the sale, then create its invoice. Offline, the session can still queue a tap."""
-        session = self.start_sale(amount_minor, currency_code, memo)
+    async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
+                        tip_minor: int = 0) -> SaleSession:
+        """Record the sale, then create its invoice. Offline, the session can still queue a tap.
+        `amount_minor` includes the tip; `tip_minor` is its share."""
+        session = self.start_sale(amount_minor, currency_code, memo, tip_minor=tip_minor)
         await session.create_invoice()
         return session
 
-    def start_sale(self, amount_minor: int, currency_code: str, memo: str = "") -> SaleSession:
+    def start_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
+                   tip_minor: int = 0) -> SaleSession:
         """Record the sale without asking for its invoice yet (`SaleSession.create_invoice`): a
         caller with a deadline holds the session even when the invoice never comes."""
+        if not 0 <= tip_minor <= amount_minor:
+            raise ValueError("the tip must lie between 0 and the amount")
         code = currency(currency_code).code
         now = self.clock()
         record = SaleRecord(
@@ -204,6 +210,7 @@ class Checkout:
             amount_minor=amount_minor,
             currency=code,
             memo=memo,
+            tip_minor=tip_minor,
             terminal_id=self.terminal_id,
             updated_at=now,
         )
@@ -239,7 +246,7 @@ class Checkout:
         """Load the last good rates kept in the ledger (call once at start)."""
         for code in currencies:
             kept = self.ledger.get_meta(f"{RATE_META_PREFIX}{code}")
-            if not kept:
+            if not isinstance(kept, dict):
                 continue
             try:
                 rate = DisplayRate(code, Decimal(kept["minor_per_sat"]),
@@ -263,7 +270,7 @@ class Checkout:
         one record would undo each other's state."""
         outcomes = []
         seen = set(skip)
-        for record in self.ledger.open_sales() + self.ledger.sales_with_open_invoice():
+        for record in self.ledger.open_sales() + self.ledger.sales_awaiting_invoice():
             if record.id in seen:
                 continue
             seen.add(record.id)
@@ -355,7 +362,7 @@ class SaleSession:
         self.invoice = invoice
         self.record.bolt11 = invoice.bolt11
         self.record.payment_hash = invoice.payment_hash
-        self.record.amount_msat = invoice.amount_msat
+        self.record.priced(invoice.amount_msat)
         self.record.invoice_ref = invoice.backend_ref
         self.record.invoice_expires_at = invoice.expires_at
         if self.record.amount_msat and self.record.currency != "SAT":
@@ -378,7 +385,8 @@ class SaleSession:
             return TapResult("refused", verification.reason.value,
                              TAP_MESSAGES.get(verification.reason, verification.detail))
         online = not (self.offline or self.invoice is None)
-        if verification.valid and online and co.ledger.card(verification.card_id).queued_msat:
+        verified = verification.card
+        if verified is not None and online and co.ledger.card(verified.card_id).queued_msat:
             # Paying online now would send the issuer a higher counter than the queued
             # offline taps, and it would then refuse those as replays: sync them first.
             return TapResult(
@@ -386,11 +394,11 @@ class SaleSession:
                 "This card has offline payments still waiting to be sent. They are being "
                 "sent now: ask the customer to tap again in a moment, or pay by QR.",
             )
-        if verification.valid:
+        if verified is not None:
             previous = co.ledger.advance_counter(
-                verification.card_id, verification.issuer, verification.counter
+                verified.card_id, verified.issuer, verified.counter
             )
-            if previous >= verification.counter:
+            if previous >= verified.counter:
                 return TapResult(
                     "refused", "replayed-tap",
                     "This tap was already used (replayed card data). Ask the customer to tap "
@@ -404,11 +412,8 @@ class SaleSession:
 
     async def _tap_online(self, url: str, v: TapVerification, pin: str | None) -> TapResult:
         co = self.checkout
-        if self.sale.state is SaleState.UNCONFIRMED:
-            text = self._message or UNCONFIRMED_TEXT.format(
-                code=self.record.reason or "issuer-error")
-            return TapResult("late", "payment-unconfirmed", text)
-        if self.sale.state is not SaleState.INVOICED:
+        # UNCONFIRMED takes a card too: it pays the same invoice, which is paid at most once.
+        if self.sale.state not in (SaleState.INVOICED, SaleState.UNCONFIRMED):
             return TapResult("late", "card-in-progress",
                              "A card is already being charged for this sale.")
         self.sale.apply("tap", co.clock())
@@ -426,7 +431,7 @@ class SaleSession:
                         self.record.id[:8], type(exc).__name__)
             log.debug("withdraw request traceback", exc_info=exc)
             return self._tap_refused(lnurl.IssuerGarbage("unexpected error"))
-        if self.sale.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
+        if self.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
             return TapResult("late", "sale-ended", _late_text(self.sale.state))
         self._apply("withdraw_requested")
         self._pending_request = request
@@ -482,7 +487,7 @@ class SaleSession:
         if self.sale.is_final:  # the invoice expired unpaid meanwhile: the refusal stands
             return TapResult("refused", exc.code, exc.user_message)
         self._apply("issuer_refused", exc.code)
-        self._message = UNCONFIRMED_TEXT.format(code=exc.code)
+        self._message = UNCONFIRMED_TEXT.format(reason=exc.reason or exc.code)
         return TapResult("unconfirmed", exc.code, self._message)
 
     def _tap_refused(self, exc: lnurl.LnurlError) -> TapResult:
@@ -493,9 +498,13 @@ class SaleSession:
             SaleState.CARD_READ, SaleState.WITHDRAW_REQUESTED, SaleState.CALLBACK_SENT
         ):
             # Keep which card was refused in the history (its keyed id, never the UID).
+            why_unconfirmed = self.sale.reason if self.sale.payment_left else None
             self._apply("tap_failed", f"{code} card {self.record.card_id or '?'}")
-            self.record.reason = code
-            self.persist()
+            if self.state is SaleState.UNCONFIRMED:  # (re-read: apply moved it)
+                # An earlier payment may still arrive (the guard kept the sale UNCONFIRMED):
+                # its reason stays the one that made it unconfirmed.
+                self.sale.reason = why_unconfirmed or code
+                self.persist()
         return TapResult("refused", code, message)
 
     def _tap_offline(self, url: str, v: TapVerification, previous: int) -> TapResult:
@@ -507,8 +516,9 @@ class SaleSession:
         except RateError as exc:
             self._decline("offline-no-rate", str(exc))
             return TapResult("declined", "offline-no-rate", str(exc))
-        self.record.amount_msat = amount_msat  # shown on a decline too
-        card = co.ledger.card(v.card_id) if v.valid else CardState(card_id="?")
+        self.record.priced(amount_msat)  # shown on a decline too
+        verified = v.card
+        card = co.ledger.card(verified.card_id) if verified else CardState(card_id="?")
         tap = OfflineTap(
             verified=v.valid,
             counter=v.counter,
@@ -519,8 +529,9 @@ class SaleSession:
         )
         exposure = co.ledger.exposure()
         decision = decide_offline(tap, exposure, co.offline_limits, co.clock())
-        if not decision.accepted:
-            message = explain(decision.rule, co.offline_limits, tap, exposure)
+        if not decision.accepted or verified is None:
+            message = (explain(decision.rule, co.offline_limits, tap, exposure)
+                       if decision.rule is not None else decision.message)
             self._decline(decision.code, message)
             return TapResult("declined", decision.code, message)
         now = co.clock()
@@ -529,9 +540,9 @@ class SaleSession:
             sale_id=self.record.id,
             store_id=None,
             amount_sats=amount_msat // 1000,
-            card_id=v.card_id,
-            issuer=v.issuer,
-            counter=v.counter,
+            card_id=verified.card_id,
+            issuer=verified.issuer,
+            counter=verified.counter,
             tap_url=url,
             status=PayoutStatus.QUEUED,
             created_at=now,
@@ -590,6 +601,8 @@ class SaleSession:
         return self.outcome()
 
     async def _watch_once(self) -> None:
+        if self.invoice is None:
+            return
         statuses = self.checkout.backend.watch(self.invoice)
         # aclosing: leaving early must stop the backend's socket and poll tasks now.
         async with aclosing(statuses) as watch:
@@ -706,6 +719,17 @@ class SaleSession:
                 self.record.method = "card"
             self._apply("paid")
             self._unblock_card()
+        elif status is InvoiceStatus.UNDERPAID:
+            # Only part arrived before expiry: failed, not expired, whatever was in flight (the
+            # invoice can no longer be paid as asked). The invoice stays watched: a later
+            # payment of the rest (BTCPay's PaidLate) still makes the sale PAID.
+            if not self.sale.is_final:
+                try:
+                    self._apply("underpaid", "invoice-underpaid")
+                except IllegalTransition:
+                    return False
+                self._message = UNDERPAID_TEXT
+            return True
         elif status is InvoiceStatus.EXPIRED:
             self.record.invoice_final = True
             if self.sale.is_final:
@@ -738,9 +762,9 @@ class SaleSession:
         return True
 
     def fail(self, code: str) -> bool:
-        """End the sale as failed; refused (False) once it ended, or while a callback is out:
-        then only its invoice can end it."""
-        if self.sale.is_final or self.sale.state in PAYMENT_IN_FLIGHT:
+        """End the sale as failed; refused (False) once it ended, or once a payment has left
+        (a callback was sent): then only its invoice can end it."""
+        if self.sale.is_final or self.sale.state in PAYMENT_IN_FLIGHT or self.sale.payment_left:
             return False
         self._apply("fail", code)
         return True
@@ -765,6 +789,12 @@ class SaleSession:
             payment_hash=self.record.payment_hash,
             amount_msat=self.record.amount_msat,
         )
+
+
+UNDERPAID_TEXT = (
+    "Only part of the amount arrived before the invoice expired: the sale is NOT paid. "
+    "Do not just charge again; refund or settle the part paid from the backend."
+)
 
 
 def _late_text(state: SaleState) -> str:

@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 # Reasons this worker writes (the issuer's own codes come from terminal.protocols.lnurl errors).
 REASON_OUTCOME_UNKNOWN_EXPIRED = "outcome-unknown-expired"
+REASON_UNDERPAID = "invoice-underpaid"
+UNDERPAID_MESSAGE = ("Only part of the amount arrived before the invoice expired: not paid; "
+                     "refund or settle the part paid from the backend.")
 REASON_SALE_MISSING = "sale-missing"
 REASON_NO_INVOICE = "outcome-unknown-no-invoice"
 REASON_BACKEND_REFUSED = "backend-refused"
@@ -109,7 +112,7 @@ class SyncPolicy:
     def delay(self, attempts: int, rng: random.Random) -> float:
         """Exponential backoff with jitter in [½, 1] of the nominal delay."""
         nominal = min(self.max_delay_s, self.base_delay_s * 2 ** min(attempts, 30))
-        return nominal * rng.uniform(0.5, 1.0)
+        return float(nominal * rng.uniform(0.5, 1.0))
 
 
 @dataclass(frozen=True)
@@ -414,7 +417,7 @@ class SyncWorker:
         payout.metadata["invoices"] = generation + 1
         sale.bolt11 = invoice.bolt11
         sale.payment_hash = invoice.payment_hash
-        sale.amount_msat = invoice.amount_msat
+        sale.priced(invoice.amount_msat)
         sale.invoice_ref = invoice.backend_ref
         sale.invoice_expires_at = invoice.expires_at
         sale.updated_at = self.clock()
@@ -482,6 +485,8 @@ class SyncWorker:
                 log.info("payout %s: status check failed (%s)", payout.id[:8], exc.message)
             if status is InvoiceStatus.PAID:
                 return self._finish_paid(payout, sale)
+            if status is InvoiceStatus.UNDERPAID:
+                return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
             if status is InvoiceStatus.EXPIRED:
                 return self._finish_failed(payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
                                            "The invoice expired unpaid after it was sent.")
@@ -520,6 +525,8 @@ class SyncWorker:
         if status is InvoiceStatus.PAID:
             return self._finish_paid(payout, sale)
         unsent = payout.metadata.get(UNSENT_CALLBACK)
+        if status is InvoiceStatus.UNDERPAID:
+            return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
         if status is InvoiceStatus.EXPIRED:
             if unsent:
                 return self._finish_failed(
@@ -549,7 +556,7 @@ class SyncWorker:
                             "The issuer could not be reached; the callback will be retried.")
 
     async def _retry_unsent_callback(
-        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict
+        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict[str, Any]
     ) -> ItemResult:
         request = lnurl.WithdrawRequest(
             card_url=payout.tap_url,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from terminal.adapters.books.storage import JournalDB, JournalTable, _copy
 from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord, TerminalEvent
 from terminal.core.risk import Exposure
-from terminal.core.sale import SaleState
+from terminal.core.sale import REOPENABLE_BY_PAYMENT, SaleState
 
 if TYPE_CHECKING:
     from terminal.core.history import SaleQuery
@@ -36,11 +36,8 @@ META = "meta"
 # Sales that checkout must settle after a restart (QUEUED/SUBMITTED belong to the sync worker).
 WAITING_FOR_SYNC = frozenset({SaleState.QUEUED.value, SaleState.SUBMITTED.value})
 FINAL_STATES = frozenset(s.value for s in SaleState if s.is_terminal)
-# Sales whose invoice is settled by their state alone (paid; expired as the backend said), or
-# that the sync worker drives: never "with an open invoice" below.
-_INVOICE_SETTLED_BY_STATE = frozenset(
-    {SaleState.PAID.value, SaleState.EXPIRED.value, *WAITING_FOR_SYNC}
-)
+# Final states a payment can still turn PAID (as long as the invoice is not declared final).
+_REOPENABLE = frozenset(s.value for s in REOPENABLE_BY_PAYMENT)
 # Payouts the terminal is still owed for (SUBMITTING: outcome unknown, still counted).
 EXPOSED_PAYOUTS = frozenset({PayoutStatus.QUEUED, PayoutStatus.SUBMITTING})
 MSAT_PER_SAT = 1000
@@ -81,7 +78,7 @@ class Ledger:
         # secondary indexes
         self._sale_state: dict[str, str] = {}
         self._by_payment_hash: dict[str, str] = {}  # hash -> the FIRST sale that recorded it
-        self._open_invoice: set[str] = set()  # sale ids: see sales_with_open_invoice
+        self._awaiting_invoice: set[str] = set()  # sale ids: see sales_awaiting_invoice
         self._payout_status: dict[str, str] = {}
         self._exposed: dict[str, tuple[int, float]] = {}  # payout id -> (msat, created_at)
         self._build_indexes()
@@ -110,10 +107,10 @@ class Ledger:
             # One payment, one sale: a hash stays with the sale that recorded it first.
             self._by_payment_hash.setdefault(doc["payment_hash"], sale_id)
         if (doc.get("bolt11") and not doc.get("invoice_final")
-                and doc["state"] not in _INVOICE_SETTLED_BY_STATE):
-            self._open_invoice.add(sale_id)
+                and doc["state"] in _REOPENABLE):
+            self._awaiting_invoice.add(sale_id)
         else:
-            self._open_invoice.discard(sale_id)
+            self._awaiting_invoice.discard(sale_id)
 
     def _index_payout(self, doc_id: int, doc: dict[str, Any]) -> None:
         payout_id = doc["id"]
@@ -141,7 +138,7 @@ class Ledger:
 
     def _rebuild_indexes(self) -> None:
         for index in (self._sale_doc, self._payout_doc, self._sale_state, self._by_payment_hash,
-                      self._payout_status, self._exposed, self._open_invoice):
+                      self._payout_status, self._exposed, self._awaiting_invoice):
             index.clear()
         self._build_indexes()
 
@@ -202,12 +199,11 @@ class Ledger:
         """Sales not yet final and not waiting for the sync worker, oldest first."""
         return self._sales_where(lambda s: s not in FINAL_STATES and s not in WAITING_FOR_SYNC)
 
-    def sales_with_open_invoice(self) -> list[SaleRecord]:
-        """Sales holding an invoice the backend has not declared final, oldest first: open ones,
-        and cancelled or failed ones a wallet or an issuer may still pay (no time window: the
-        reconcile asks about each until it is marked `invoice_final`). Not PAID or EXPIRED sales,
-        nor the sync worker's (QUEUED/SUBMITTED). O(such sales)."""
-        ids = sorted((self._sale_doc[sale_id], sale_id) for sale_id in self._open_invoice)
+    def sales_awaiting_invoice(self) -> list[SaleRecord]:
+        """Final sales whose invoice may still be paid: cancelled, failed or expired, with an
+        invoice the backend has not declared final (`invoice_final`). The reconcile asks about
+        each until it is final, with no time window. Oldest first; O(such sales)."""
+        ids = sorted((self._sale_doc[sale_id], sale_id) for sale_id in self._awaiting_invoice)
         return [self.get_sale(sale_id) for _, sale_id in ids]  # type: ignore[misc]
 
     def queued_sales(self) -> list[SaleRecord]:

@@ -5,12 +5,12 @@ human `message`) with `--json`. Exit 0 when paid or queued; 4 when not paid: fai
 cancelled, declined, or NOT FINAL ("unconfirmed": the issuer refused after the payment was sent
 and the invoice is still open; "pending": not settled within `--timeout`) — never charge again
 after a not-final answer, the sale is settled by its invoice (`flash-terminal sync`, the running
-terminal); 2 usage errors (including an unusable configuration); 5 the ledger is held by the
-running terminal; 6 the books are damaged; 7 the disk is full or a file cannot be written;
-70 an internal error (see `terminal.app.cli.exits`).
+terminal); 2 usage errors (including an unusable configuration or an amount over the limit);
+5 the ledger is held by the running terminal; 6 the books are damaged; 7 the disk is full or a
+file cannot be written; 70 an internal error (see `terminal.app.cli.exits`).
 
-`--timeout S` bounds the whole command: invoice creation, the tap, the issuer's callback and the
-settlement wait all fit in S seconds (the ledger is closed after).
+`--timeout S` bounds the whole sale: invoice creation, the tap, the issuer's callback and the
+settlement wait all fit in S seconds.
 """
 
 from __future__ import annotations
@@ -21,24 +21,24 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from terminal.app.cli.args import load_config_or_exit
 from terminal.app.cli.exits import EXIT_NOT_PAID, EXIT_OK, EXIT_USAGE, paragraph
 from terminal.app.config import CURRENCIES
-from terminal.core.money import Money, UnknownCurrency, currency, format_money
+from terminal.core.money import (
+    AmountError,
+    AmountTooLarge,
+    Money,
+    currency,
+    format_money,
+    parse_amount,
+)
 
-EXIT_PAYMENT_FAILED = EXIT_NOT_PAID  # kept: other modules import it by this name
+EXIT_PAYMENT_FAILED = EXIT_NOT_PAID  # kept: the name other modules import
 PIN_ENV = "FLASH_TERMINAL_PIN"
-# The part of --timeout kept back for closing connections and the ledger.
-CLOSE_MARGIN_S = 0.25
-NOT_SETTLED_TEXT = ("Not settled yet: do NOT charge again. The sale {sale} is resolved by its "
-                    "invoice; see `flash-terminal history`.")
 NO_INVOICE_TEXT = ("No invoice was created (the backend could not be used), so nothing can be "
                    "paid or charged. Try again.")
-TIMED_OUT_TEXT = ("--timeout passed before the backend created the invoice: nothing can be paid "
-                  "or charged. Try again.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"read the card PIN from standard input (or set {PIN_ENV}) when the issuer asks",
     )
     parser.add_argument("--timeout", type=_timeout_arg, default=None,
-                        help="seconds the whole command may take (default: until the invoice "
+                        help="seconds the whole sale may take (default: until the invoice "
                         "expires); if it passes first the status is \"pending\" (exit 4)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=_charge, parser=parser)
@@ -75,18 +75,19 @@ def _timeout_arg(text: str) -> float:
 
 def _charge(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
-    started = time.monotonic()
     config = load_config_or_exit(args)
+    # Parsed and held to the per-sale limit before any rate or invoice work.
+    cur = currency(args.currency or config.display_currency)
     try:
-        cur = currency(args.currency or config.display_currency)
-        amount = Money.from_major(args.amount, cur)
-    except (UnknownCurrency, ValueError) as exc:
-        parser.error(f"amount: {exc}")
-    if amount.minor <= 0:
-        parser.error("amount must be positive")
+        amount = parse_amount(args.amount, cur, max_minor=config.max_sale_minor(cur.code))
+    except AmountTooLarge as exc:
+        parser.error(f"amount: {exc.message} (terminal.max_sale.{cur.code} in the configuration)")
+    except AmountError as exc:
+        parser.error(f"amount: {exc.message}")
     pin = _read_pin(args)
-    deadline = None if args.timeout is None else started + args.timeout
-    outcome = asyncio.run(_run(config, amount, args, pin, deadline))
+    # A held ledger (the running app), damaged books or a full disk propagate to
+    # `terminal.app.cli.main`, which answers with their exit code and one paragraph.
+    outcome = asyncio.run(_run(config, amount, args, pin))
     if args.json:
         print(json.dumps(outcome.to_json()))
     else:
@@ -103,83 +104,103 @@ def _read_pin(args: argparse.Namespace) -> str | None:
     return os.environ.get(PIN_ENV) or None
 
 
-async def _run(config, amount: Money, args: argparse.Namespace, pin: str | None,
-               deadline: float | None):
-    from terminal.app.root import build_terminal
+async def _run(config, amount: Money, args: argparse.Namespace, pin: str | None):
+    """The sale through the till, as a cashier would ring it up; `--timeout` bounds it all."""
+    from terminal.app.root import build_terminal, build_till
 
     terminal = build_terminal(config)
-    session = None
+    till = build_till(config, terminal)
+    till.auto_print = False  # a technician's test sale prints nothing by itself
     try:
-        budget = None if deadline is None else deadline - time.monotonic() - CLOSE_MARGIN_S
         try:
-            async with asyncio.timeout(None if budget is None else max(0.0, budget)):
-                checkout = terminal.checkout
-                # Recorded first: whatever happens next, the ledger names this sale.
-                session = checkout.start_sale(amount.minor, amount.currency.code, args.memo)
-                await checkout.refresh_rate(amount.currency.code)
-                await session.create_invoice()
-                return await _sale(session, args, pin)
+            async with asyncio.timeout(args.timeout):
+                return await _sell(till, amount, args, pin)
         except TimeoutError:
-            return _timed_out(session)
+            return _pending(till)
     finally:
+        await till.aclose()
         await terminal.aclose()
 
 
-async def _sale(session, args: argparse.Namespace, pin: str | None):
-    if session.sale.is_final:
-        return session.outcome()
-    if args.qr:
-        if session.invoice is None:  # no invoice: a wallet has nothing to pay
-            session.fail("backend-unavailable")
-            return _with_message(session.outcome(), NO_INVOICE_TEXT)
-        _show_invoice(session)
-    else:
-        url = args.tap if args.tap else _tap_card_file(args.card_file)
-        result = await session.tap(url)
-        if result.kind == "pin-required":
-            if pin is None:
-                session.fail("pin-required")
-                return _with_message(session.outcome(), result.message +
-                                     f" (pass it with --pin-stdin or {PIN_ENV})")
-            result = await session.submit(pin)
-        if result.kind in ("refused", "late", "pin-required"):
-            # Refused before anything was sent: nothing can arrive. (A sale with a callback
-            # out refuses `fail`: only its invoice ends it.)
-            session.fail(result.code or "refused")
-            return _with_message(session.outcome(), result.message)
-        if result.kind in ("queued", "declined", "unconfirmed"):
-            return session.outcome()
-    outcome = await session.wait_settled(_settle_timeout(args, session))
-    if outcome.status == "pending":  # only with a --timeout shorter than the invoice's life
-        return _with_message(outcome, NOT_SETTLED_TEXT.format(sale=outcome.sale_id[:8]))
-    return outcome
+async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
+    from terminal.core.tips import NO_TIP
+    from terminal.services.checkout import SaleOutcome
+    from terminal.services.till import PayPhase, Step
+    from terminal.services.till.model import ResultKind
+
+    await till.refresh_rates()
+    till.ring_up(amount, args.memo)
+    await till.charge()
+    if till.step is Step.TIP:  # tips are a counter matter: the command line charges none
+        await till.choose_tip(NO_TIP)
+    if till.step is Step.AMOUNT:  # refused before any sale existed (no rate, too small …)
+        notice = till.notice
+        return SaleOutcome("failed", "", notice.code if notice else "not-charged",
+                           (notice.text if notice and notice.text else _notice_words(till)),
+                           None, None)
+    if till.step is Step.PAY:
+        if args.qr and till.session is not None and till.session.invoice is None:
+            # No invoice (the backend could not be used): a wallet has nothing to pay, and a
+            # command line has no card to accept offline. Nothing can arrive: it fails.
+            till.session.fail("backend-unavailable")
+            await till.cancel()
+            return _with_message(till.outcome(), NO_INVOICE_TEXT)
+        if args.qr:
+            _show_invoice(till.session)
+        else:
+            url = args.tap if args.tap else _tap_card_file(args.card_file)
+            await till.tap(url)
+            if till.phase is PayPhase.PIN:
+                if pin is None:
+                    await till.cancel()
+                    return _with_message(till.outcome(), "The card's issuer asks for its PIN "
+                                         f"(pass it with --pin-stdin or {PIN_ENV}).")
+                for digit in pin:
+                    till.key(digit)
+                await till.submit_pin()
+    await till.wait_until(lambda: till.step is Step.RESULT, _settle_timeout(till))
+    if till.step is not Step.RESULT:
+        return _pending(till)
+    result = till.result
+    if result is not None and result.sale_open and result.kind is not ResultKind.UNCONFIRMED:
+        await till.cancel()  # a refused card: this sale ends here
+    # An unconfirmed sale is left open: a payment may still arrive (sync settles it).
+    outcome = till.outcome()
+    if outcome.status == "pending":
+        return _pending(till)
+    message = result.message if result is not None and result.message else outcome.message
+    return _with_message(outcome, message)
 
 
-def _timed_out(session):
-    """--timeout passed mid-way: what the ledger holds decides the answer."""
+def _settle_timeout(till) -> float:
+    session = till.session
+    invoice = session.invoice if session is not None else None
+    if invoice is None:
+        return 60.0
+    return max(1.0, invoice.expires_at - time.time() + till.settings.settle_grace_s)
+
+
+def _pending(till):
     from terminal.services.checkout import SaleOutcome
 
-    if session is None:  # not even recorded: nothing exists that could be paid
-        return SaleOutcome("failed", "", "timeout", TIMED_OUT_TEXT, None, None)
-    if session.invoice is None and session.fail("timeout-before-invoice"):
-        return _with_message(session.outcome(), TIMED_OUT_TEXT)
-    outcome = session.outcome()
-    if outcome.status == "pending":
-        return _with_message(outcome, NOT_SETTLED_TEXT.format(sale=outcome.sale_id[:8]))
-    return outcome
+    outcome = till.outcome()
+    if outcome is None:
+        return SaleOutcome("pending", "", "timeout", "Nothing was charged yet.", None, None)
+    return _with_message(outcome, "Not settled yet: do NOT charge again. The sale "
+                         f"{outcome.sale_id[:8]} is resolved by its invoice; see "
+                         "`flash-terminal history`.")
+
+
+def _notice_words(till) -> str:
+    from terminal.app.ui.strings import notice_text
+
+    return notice_text(till.notice) or "Nothing was charged."
 
 
 def _tap_card_file(path: Path) -> str:
     from terminal.adapters import simcards
 
     return simcards.tap(path)
-
-
-def _settle_timeout(args: argparse.Namespace, session) -> float | None:
-    if args.timeout is not None:
-        return None  # the command's own deadline bounds the wait
-    expires_at = session.invoice.expires_at if session.invoice else time.time() + 60
-    return max(1.0, expires_at - time.time() + 5)
 
 
 def _show_invoice(session) -> None:
@@ -191,6 +212,8 @@ def _show_invoice(session) -> None:
 
 
 def _with_message(outcome, message: str):
+    from dataclasses import replace
+
     return replace(outcome, message=message)
 
 

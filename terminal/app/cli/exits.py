@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import unicodedata
+from typing import TextIO
 
 log = logging.getLogger("terminal.app.cli")
 
@@ -66,8 +67,8 @@ def explain(exc: BaseException, command: str) -> tuple[int, str]:
     from terminal.core.ports.backend import BackendError
     from terminal.protocols.lnurl import LnurlError
 
-    if isinstance(exc, ConfigError):  # one line per problem: kept as lines
-        return EXIT_USAGE, f"the configuration cannot be used:\n{exc}"
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE, f"the configuration cannot be used: {exc}"
     if isinstance(exc, StorageLockedError):
         return EXIT_BUSY, (
             f"{exc}. The terminal app (or another command) has the ledger open; use its screen, "
@@ -97,14 +98,19 @@ def explain(exc: BaseException, command: str) -> tuple[int, str]:
         "safe; if a sale was in progress, check `flash-terminal history` before charging again.")
 
 
-def report(exc: BaseException, command: str, stream) -> int:  # type: ignore[no-untyped-def]
+def report(exc: BaseException, command: str, stream: TextIO) -> int:
     """Print the paragraph for `exc` on `stream` and return its exit code; the traceback goes
     to the log at DEBUG only."""
     code, message = explain(exc, command)
     log.debug("`%s` ended with %s", command, type(exc).__name__, exc_info=exc)
-    first, *problems = message.split("\n") if code == EXIT_USAGE else [message]
-    text = "\n".join([f"flash-terminal {command}: {paragraph(first)}",
-                      *(f"  {paragraph(line)}" for line in problems[:50] if line.strip())])
+    from terminal.app.config import ConfigError
+
+    if isinstance(exc, ConfigError):  # its own report: one line per problem, naming the key
+        lines = exc.report(f"flash-terminal {command}").split("\n")[:50]
+        text = "\n".join(paragraph(line) if not line.startswith("  ")
+                         else "  " + paragraph(line) for line in lines)
+    else:
+        text = f"flash-terminal {command}: {paragraph(message)}"
     try:
         print(text, file=stream, flush=True)
     except (OSError, ValueError):  # stderr closed or broken: the exit code still tells

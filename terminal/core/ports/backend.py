@@ -7,7 +7,7 @@ Amounts are integers with their unit in the name: msat, sats, or minor units of 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -17,6 +17,10 @@ class InvoiceStatus(enum.Enum):
     PENDING = "pending"
     PAID = "paid"
     EXPIRED = "expired"
+    # Expired with only part of the amount paid (BTCPay `Expired` + `PaidPartial`): not paid,
+    # but money arrived that the merchant must refund or settle by hand. Never shown as a plain
+    # "expired". A later payment of the rest can still turn it PAID (BTCPay's `PaidLate`).
+    UNDERPAID = "underpaid"
 
     @property
     def is_final(self) -> bool:
@@ -129,7 +133,7 @@ class Backend(Protocol):
 
     async def invoice_status(self, invoice: Invoice) -> InvoiceStatus: ...
 
-    def watch(self, invoice: Invoice) -> AsyncIterator[InvoiceStatus]:
+    def watch(self, invoice: Invoice) -> AsyncGenerator[InvoiceStatus, None]:
         """Yield status changes until a final one (PAID or EXPIRED), then stop."""
         ...
 

@@ -1,7 +1,7 @@
 """`scripts/screenshots`: every screen in a realistic state, rendered in a real Kivy window
 (`SDL_VIDEODRIVER=offscreen` works without a display) at 800×480, against the sandbox.
 
-    python -m terminal.app.ui.screenshots [OUT_DIR]   (default build/screenshots)
+    python -m terminal.app.screenshots [OUT_DIR]   (default build/screenshots)
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 os.environ.setdefault("KIVY_NO_FILELOG", "1")
 os.environ.setdefault("KIVY_WINDOW_WIDTH", "800")
 os.environ.setdefault("KIVY_WINDOW_HEIGHT", "480")
 
-SCREENS = ("sale", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin",
+SCREENS = ("sale", "tip", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin",
            "admin-cards", "admin-tests")
 
 
@@ -37,13 +38,16 @@ async def capture(out: Path) -> list[Path]:
         running = await launch(app)
         try:
             await until(c, lambda: c.status.online is True)
-            sale = app.screens["sale"]
+            sale: Any = app.screens["sale"]
             for key in "12.50":
                 await press(sale.ids.keypad.children[::-1][_KEY_INDEX[key]])
             sale.ids.memo.text = "2 coffees"
             written.append(await screenshot(out / "sale.png"))
 
             await press(sale.ids.charge)
+            await until(c, lambda: c.sale.tip_mode)
+            written.append(await screenshot(out / "tip.png"))
+            await press(sale.ids.tip2)  # 15 %
             await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             written.append(await screenshot(out / "pay.png"))
 
@@ -55,26 +59,38 @@ async def capture(out: Path) -> list[Path]:
             for key in "9":
                 c.sale.press(key)
             await press(sale.ids.charge)
+            await until(c, lambda: c.sale.tip_mode)
+            await press(sale.ids.tip0)  # no tip
             await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             app.demo_tap("B")
             await until(c, lambda: c.screen is Screen.RESULT)
             written.append(await screenshot(out / "result-failed.png"))
             c.result_done()
             await until(c, lambda: c.screen is Screen.PAY)
-            env.pay_qr(c.pay.invoice.bolt11)
+            invoice = c.pay.invoice
+            if invoice is None:
+                raise RuntimeError("no invoice on the Pay screen")
+            env.pay_qr(invoice.bolt11)
             await until(c, lambda: c.screen is Screen.RESULT and c.result.paid)
             c.result_done()
 
-            c.sale.switch_currency(), c.sale.switch_currency()  # SAT
-            c.sale.entry.type("150000")
+            c.till.set_currency("SAT")
+            for key in "150000":
+                c.till.key(key)
             await press(sale.ids.charge)
+            await until(c, lambda: c.sale.tip_mode)
+            await press(sale.ids.tip0)
             await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             app.demo_tap("A")
             await until(c, lambda: c.pay.show_pin_pad)
             for d in CARD_A_PIN[:2]:
-                c.pay.pin.press(d)
+                c.till.key(d)
             written.append(await screenshot(out / "pay-pin.png"))
-            await c.cancel()
+            for d in CARD_A_PIN[2:]:
+                c.till.key(d)
+            await c.till.submit_pin()
+            await until(c, lambda: c.screen is Screen.RESULT)
+            c.till.new_sale()
 
             c.go(Screen.ADMIN)
             written.append(await screenshot(out / "admin-locked.png"))
@@ -82,7 +98,7 @@ async def capture(out: Path) -> list[Path]:
                 c.admin.press(d)
             c.admin.submit()
             written.append(await screenshot(out / "admin.png"))
-            admin = app.screens["admin"]
+            admin: Any = app.screens["admin"]
             admin.show_tab("cards")  # program the demo's blank card: every step on screen
             c.tools.choose(Tool.PROGRAM)
             app.demo_tap("blank")
