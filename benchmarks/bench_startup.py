@@ -5,7 +5,8 @@ median and p95 wall time. `--baseline DIR` runs the same rows against another ch
 `git worktree` of an older commit, whose CLI module is given by `--baseline-module`), so both are
 measured side by side in one run.
 
-    python benchmarks/bench_startup.py [--runs 15] [--baseline /tmp/base --baseline-module terminal.cli]
+    python benchmarks/bench_startup.py [--runs 15] \
+        [--baseline /tmp/base --baseline-module terminal.cli]
 """
 
 from __future__ import annotations
