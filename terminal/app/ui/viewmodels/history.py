@@ -1,8 +1,10 @@
 """The History screen: today's sales with filters, totals per day and per card, a detail view,
 reprint and export (CSV or JSON) — shown only after the admin PIN.
 
-It reads sales through a small protocol (`SalesSource`), which the ledger implements, so the
-screen's logic is tested with plain lists.
+It reads sales through the books' query port (`terminal.core.history.SalesHistory`, which the
+ledger implements over the journal and the archive), asking only for what it shows: today's
+sales, the last `DAYS_SHOWN` days' totals. Totals are the core's one counting rule: the count and
+sums here are paid plus pending (accepted offline) sales. Tests use `ListSource`, in memory.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from terminal.adapters.receipts import method_text, paid_at
+from terminal.adapters.receipts import method_text
 from terminal.app.ui.strings import reason_text, t
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.tones import Tone
@@ -23,21 +24,16 @@ from terminal.core import history as core_history
 from terminal.core.money import Money, Msat, currency, format_money, format_msat
 from terminal.core.records import SaleRecord
 
-COUNTED = ("paid", "queued", "submitted")
 STATE_FILTERS = ("all", "paid", "failed", "queued")
 METHOD_FILTERS = ("all", "card", "qr")
+DAYS_SHOWN = 31  # per-day totals: today and the 30 days before
 _FAILED = ("failed", "expired", "cancelled", "declined")
 
-
-class SalesSource(Protocol):
-    def sales(self) -> Iterable[SaleRecord]: ...
+SalesSource = core_history.SalesHistory
 
 
-class ListSource:
-    """A `SalesSource` over records in memory (the demo's ledger and the tests)."""
-
-    def __init__(self, records: Iterable[SaleRecord] = ()) -> None:
-        self.records = list(records)
+class ListSource(core_history.SalesInMemory):
+    """A `SalesSource` over records in memory (the tests)."""
 
     def sales(self) -> list[SaleRecord]:
         return list(self.records)
@@ -58,16 +54,18 @@ class Totals:
                  (f" ({parts[-1]})" if len(parts) > 1 else parts[-1]))
 
 
+def shown(t: core_history.Totals) -> Totals:
+    """The core's totals as this screen shows them: paid and pending (accepted offline) sales."""
+    fiat = dict(t.minor)
+    for code, minor in t.pending_minor.items():
+        fiat[code] = fiat.get(code, 0) + minor
+    return Totals(t.paid + t.pending, t.msat + t.pending_msat,
+                  tuple(Money(v, currency(k)) for k, v in sorted(fiat.items())))
+
+
 def totals(records: Iterable[SaleRecord]) -> Totals:
     """Count and sum of the sales that were paid (or accepted offline)."""
-    count, msat, fiat = 0, 0, {}
-    for r in records:
-        if r.state not in COUNTED:
-            continue
-        count += 1
-        msat += r.amount_msat or 0
-        fiat[r.currency] = fiat.get(r.currency, 0) + r.amount_minor
-    return Totals(count, msat, tuple(Money(v, currency(k)) for k, v in sorted(fiat.items())))
+    return shown(core_history.total(records))
 
 
 @dataclass(frozen=True)
@@ -134,10 +132,12 @@ class HistoryViewModel(Observable):
         return self.card_filter is None or r.card_id == self.card_filter
 
     # -- what is shown ----------------------------------------------------------------------
+    def _query(self, first: dt.date, last: dt.date) -> core_history.SaleQuery:
+        return core_history.SaleQuery(date_from=first, date_to=last, tz=self.tz)
+
     def today(self) -> list[SaleRecord]:
         today = self._day(self.clock())
-        records = [r for r in self.source.sales() if self._day(r.created_at) == today]
-        return sorted(records, key=lambda r: r.created_at, reverse=True)
+        return list(self.source.sales_matching(self._query(today, today), newest_first=True))
 
     def visible(self) -> list[SaleRecord]:
         return [r for r in self.today() if self._matches(r)]
@@ -168,10 +168,11 @@ class HistoryViewModel(Observable):
         return totals(self.visible())
 
     def per_day(self) -> dict[dt.date, Totals]:
-        days: dict[dt.date, list[SaleRecord]] = {}
-        for r in self.source.sales():
-            days.setdefault(self._day(paid_at(r)), []).append(r)
-        return {d: totals(rs) for d, rs in sorted(days.items(), reverse=True)}
+        """Totals per local day of sale, newest first, over the last `DAYS_SHOWN` days."""
+        today = self._day(self.clock())
+        first = today - dt.timedelta(days=DAYS_SHOWN - 1)
+        report = core_history.report(self.source, self._query(first, today))
+        return {d: shown(t) for d, t in sorted(report.by_day.items(), reverse=True)}
 
     def per_card(self) -> dict[str, Totals]:
         cards: dict[str, list[SaleRecord]] = {}
@@ -185,7 +186,7 @@ class HistoryViewModel(Observable):
         self.changed()
 
     def detail(self) -> list[str]:
-        record = next((r for r in self.source.sales() if r.id == self.selected), None)
+        record = self.source.get_sale(self.selected) if self.selected else None
         if record is None:
             return []
         lines = [
