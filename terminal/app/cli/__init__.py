@@ -85,7 +85,7 @@ def _books_damaged(command: str, exc: Exception) -> int | None:
     return EXIT_BOOKS_DAMAGED
 
 
-def run() -> None:  # pragma: no cover - console entry
+def run() -> None:  # type: ignore[no-redef]  # pragma: no cover - console entry
     sys.exit(main())
 
 

@@ -79,7 +79,7 @@ def run_history(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"flash-terminal history: {exc}", file=sys.stderr)
+        print(exc.report("flash-terminal history"), file=sys.stderr)
         return EXIT_ERROR
     path = journal_path(config.data_dir)
     if not path.exists():
