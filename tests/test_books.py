@@ -168,7 +168,8 @@ def shop(led: Ledger) -> list[SaleRecord]:
     records = []
     for n in range(40):
         state = ["paid", "failed", "queued", "cancelled", "paid", "invoiced"][n % 6]
-        record = sale(n, state, at=T0 + n * 5 * 3600.0, method="qr" if n % 4 == 0 else "card")
+        record = sale(n, state, at=T0 + n * 5 * 3600.0, method="qr" if n % 4 == 0 else "card",
+                      tip_minor=n % 3, tip_msat=(n % 3) * 1000)
         led.save_sale(record)
         records.append(record)
     return records

@@ -5,11 +5,9 @@ the history screen, the till's totals): the books implement it over the journal 
 `SalesInMemory` over a list. Queries are `SaleQuery`s; results stream oldest first (or newest
 first), so an export of any range runs in constant memory.
 
-The counting rule lives in `Totals.add`, and only there: every selected sale is counted; money adds
-up for PAID sales (`paid`, `msat`, `minor`); sales accepted offline and not yet settled (QUEUED,
-SUBMITTED) add up apart, as `pending`: the merchant expects that money, but it has not arrived.
-A declined, failed, expired or cancelled sale took no money. Screens, receipts, reports and exports
-show these numbers; none counts its own way.
+Totals follow the one counting rule, `terminal.core.totals` (taken = paid + pending offline sales,
+pending also named apart, failures counted only as attempts); `Report` and `report()` apply it to
+a query's selection, overall, per day and per card, reading only the columns it needs.
 
 Dates are the merchant's local calendar dates (`tz=None` means the system's local time zone);
 a date range is inclusive at both ends. Exports never contain secrets: sales hold no tap URLs, and
@@ -22,13 +20,15 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as dtime
 from typing import Any, Protocol, TextIO
 
 from terminal.core.records import SaleRecord
 from terminal.core.sale import REOPENABLE_BY_PAYMENT, SaleState
+from terminal.core.totals import Totals, totals_by_card, totals_by_day
+from terminal.core.totals import totals as total
 
 METHODS = ("card", "qr")
 STATES = tuple(s.value for s in SaleState)
@@ -38,8 +38,6 @@ CSV_COLUMNS = (
     "amount_msat", "card_id", "issuer", "payment_hash", "reason", "memo", "terminal_id",
     "updated_at", "recovered",
 )
-PAID = SaleState.PAID.value
-PENDING = frozenset({SaleState.QUEUED.value, SaleState.SUBMITTED.value})
 _REOPENABLE = frozenset(s.value for s in REOPENABLE_BY_PAYMENT)
 # Spreadsheets run cells starting with these as formulas (CSV injection): quote them.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -82,11 +80,16 @@ class SaleFacts(Protocol):
     def amount_minor(self) -> int: ...
     @property
     def amount_msat(self) -> int | None: ...
+    @property
+    def tip_minor(self) -> int: ...
+    @property
+    def tip_msat(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class SaleSummary:
-    """The columns totals need, without the whole record (the archive streams these)."""
+    """The columns queries and totals need, without the whole record (the archive streams
+    these)."""
 
     id: str
     created_at: float
@@ -96,41 +99,20 @@ class SaleSummary:
     currency: str
     amount_minor: int
     amount_msat: int | None
+    tip_minor: int = 0
+    tip_msat: int | None = None
 
-
-@dataclass
-class Totals:
-    sales: int = 0  # every selected sale
-    paid: int = 0  # PAID sales: the money below is theirs
-    msat: int = 0
-    minor: dict[str, int] = field(default_factory=dict)  # currency -> minor units
-    pending: int = 0  # accepted offline, not settled yet (QUEUED, SUBMITTED)
-    pending_msat: int = 0
-    pending_minor: dict[str, int] = field(default_factory=dict)
-
-    def add(self, sale: SaleFacts) -> None:
-        """THE counting rule (see the module docstring)."""
-        self.sales += 1
-        if sale.state == PAID:
-            self.paid += 1
-            self.msat += sale.amount_msat or 0
-            self.minor[sale.currency] = self.minor.get(sale.currency, 0) + sale.amount_minor
-        elif sale.state in PENDING:
-            self.pending += 1
-            self.pending_msat += sale.amount_msat or 0
-            self.pending_minor[sale.currency] = (
-                self.pending_minor.get(sale.currency, 0) + sale.amount_minor)
-
-    def to_doc(self) -> dict[str, Any]:
-        return {"sales": self.sales, "paid": self.paid, "msat": self.msat,
-                "minor": dict(sorted(self.minor.items())), "pending": self.pending,
-                "pending_msat": self.pending_msat,
-                "pending_minor": dict(sorted(self.pending_minor.items()))}
+    @classmethod
+    def of(cls, record: SaleRecord) -> SaleSummary:
+        return cls(record.id, record.created_at, record.state, record.method, record.card_id,
+                   record.currency, record.amount_minor, record.amount_msat, record.tip_minor,
+                   record.tip_msat)
 
 
 @dataclass
 class Report:
-    """Totals of a selection, overall, per local day and per card, built in one pass."""
+    """Totals of a selection (the counting rule of `terminal.core.totals`), overall, per local
+    day and per card, built in one pass over a stream."""
 
     tz: tzinfo | None = None
     total: Totals = field(default_factory=Totals)
@@ -145,9 +127,9 @@ class Report:
             self.by_card.setdefault(sale.card_id, Totals()).add(sale)
 
     def to_doc(self) -> dict[str, Any]:
-        return {"total": self.total.to_doc(),
-                "by_day": {d.isoformat(): t.to_doc() for d, t in sorted(self.by_day.items())},
-                "by_card": {c: t.to_doc() for c, t in sorted(self.by_card.items())}}
+        return {"total": asdict(self.total),
+                "by_day": {d.isoformat(): asdict(t) for d, t in sorted(self.by_day.items())},
+                "by_card": {c: asdict(t) for c, t in sorted(self.by_card.items())}}
 
 
 def awaiting_invoice(record: SaleRecord) -> bool:
@@ -193,30 +175,6 @@ def matches(record: SaleFacts, query: SaleQuery) -> bool:
 def select(records: Iterable[SaleRecord], query: SaleQuery) -> list[SaleRecord]:
     """The matching sales, oldest first."""
     return sorted((r for r in records if matches(r, query)), key=lambda r: (r.created_at, r.id))
-
-
-# ------------------------------------------------------------------------------------ totals
-def total(records: Iterable[SaleFacts]) -> Totals:
-    out = Totals()
-    for record in records:
-        out.add(record)
-    return out
-
-
-def totals_by_day(records: Iterable[SaleFacts], tz: tzinfo | None = None) -> dict[date, Totals]:
-    out: dict[date, Totals] = {}
-    for record in records:
-        out.setdefault(local_date(record.created_at, tz), Totals()).add(record)
-    return dict(sorted(out.items()))
-
-
-def totals_by_card(records: Iterable[SaleFacts]) -> dict[str, Totals]:
-    """Per card id; sales without a card (QR, or no tap yet) are left out."""
-    out: dict[str, Totals] = {}
-    for record in records:
-        if record.card_id:
-            out.setdefault(record.card_id, Totals()).add(record)
-    return dict(sorted(out.items()))
 
 
 # ---------------------------------------------------------------------------- the port
@@ -320,8 +278,6 @@ def write_csv(records: Iterable[SaleRecord], out: TextIO, tz: tzinfo | None = No
 __all__ = [
     "CSV_COLUMNS",
     "METHODS",
-    "PAID",
-    "PENDING",
     "STATES",
     "Report",
     "SaleFacts",

@@ -8,7 +8,8 @@ Schema (version 1):
 
     meta(key PRIMARY KEY, value)   ledger id, schema version, `moves` (see below)
     sales(n INTEGER PRIMARY KEY, id UNIQUE, created_at, state, method, card_id, currency,
-          amount_minor, amount_msat, payment_hash UNIQUE, awaiting_invoice, synced)
+          amount_minor, amount_msat, tip_minor, tip_msat, payment_hash UNIQUE,
+          awaiting_invoice, synced)
     docs(n INTEGER PRIMARY KEY, doc, crc)   the whole record as JSON, with its CRC-32
 
 `sales` holds the columns queries filter and total on (small rows: a year's totals read little);
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS sales (
     currency TEXT NOT NULL,
     amount_minor INTEGER NOT NULL,
     amount_msat INTEGER,
+    tip_minor INTEGER NOT NULL,
+    tip_msat INTEGER,
     payment_hash TEXT UNIQUE,
     awaiting_invoice INTEGER NOT NULL,
     synced INTEGER NOT NULL
@@ -74,7 +77,8 @@ CREATE INDEX IF NOT EXISTS sales_awaiting ON sales (created_at) WHERE awaiting_i
 CREATE INDEX IF NOT EXISTS sales_unsynced ON sales (created_at) WHERE synced = 0;
 """
 
-SUMMARY_COLUMNS = "id, created_at, state, method, card_id, currency, amount_minor, amount_msat"
+SUMMARY_COLUMNS = ("id, created_at, state, method, card_id, currency, amount_minor, amount_msat, "
+                   "tip_minor, tip_msat")
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,9 @@ def _crc(text: str) -> int:
 
 def _columns(record: SaleRecord) -> tuple[Any, ...]:
     return (record.id, record.created_at, record.state, record.method, record.card_id,
-            record.currency, record.amount_minor, record.amount_msat, record.payment_hash,
-            int(awaiting_invoice(record)), int(record.synced))
+            record.currency, record.amount_minor, record.amount_msat, record.tip_minor,
+            record.tip_msat, record.payment_hash, int(awaiting_invoice(record)),
+            int(record.synced))
 
 
 class SaleArchive:
@@ -132,6 +137,7 @@ class SaleArchive:
         self.read_only = read_only
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         if read_only:
             if self.path.exists():
                 self._db = self._connect(read_only=True)
@@ -197,6 +203,7 @@ class SaleArchive:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             db, self._db = self._db, None
             if db is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -208,10 +215,8 @@ class SaleArchive:
 
     # ------------------------------------------------------------------------------- meta
     def _meta(self, key: str) -> Any:
-        if self._db is None:
-            return None
-        row = self._run(lambda db: db.execute("SELECT value FROM meta WHERE key = ?",
-                                              (key,)).fetchone())
+        row = self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = ?",
+                                               (key,)).fetchone())
         return None if row is None else row[0]
 
     @property
@@ -239,9 +244,7 @@ class SaleArchive:
         self._write(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
     def is_empty(self) -> bool:
-        if self._db is None:
-            return True
-        return self._run(lambda db: db.execute("SELECT 1 FROM sales LIMIT 1").fetchone()) is None
+        return self._read(lambda db: db.execute("SELECT 1 FROM sales LIMIT 1").fetchone()) is None
 
     # ------------------------------------------------------------------------------ writing
     def put(self, records: Sequence[SaleRecord]) -> int:
@@ -271,15 +274,16 @@ class SaleArchive:
         if row is None:
             n = db.execute(
                 "INSERT INTO sales (id, created_at, state, method, card_id, currency, "
-                "amount_minor, amount_msat, payment_hash, awaiting_invoice, synced) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", columns).lastrowid
+                "amount_minor, amount_msat, tip_minor, tip_msat, payment_hash, "
+                "awaiting_invoice, synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                columns).lastrowid
             db.execute("INSERT INTO docs (n, doc, crc) VALUES (?, ?, ?)", (n, text, _crc(text)))
             return
         n = row[0]
         db.execute(
             "UPDATE sales SET created_at = ?, state = ?, method = ?, card_id = ?, currency = ?, "
-            "amount_minor = ?, amount_msat = ?, payment_hash = ?, awaiting_invoice = ?, "
-            "synced = ? WHERE n = ?", (*columns[1:], n))
+            "amount_minor = ?, amount_msat = ?, tip_minor = ?, tip_msat = ?, payment_hash = ?, "
+            "awaiting_invoice = ?, synced = ? WHERE n = ?", (*columns[1:], n))
         db.execute("INSERT OR REPLACE INTO docs (n, doc, crc) VALUES (?, ?, ?)",
                    (n, text, _crc(text)))
 
@@ -287,6 +291,22 @@ class SaleArchive:
         if self.read_only or self._db is None:
             raise StorageError(f"the archive {self.path} was opened read-only")
         return self._run(work)
+
+    def _read(self, work: Any, default: Any = None) -> Any:
+        """`work(connection)` for a read; `default` when there is no archive. A closed archive
+        still answers, through a short-lived read-only connection (as a closed journal does)."""
+        with self._lock:
+            if self._db is not None:
+                return self._run(work)
+            if not self._closed or not self.path.exists():
+                return default
+        reader = self._connect(read_only=True)
+        try:
+            return work(reader)
+        except sqlite3.Error as exc:
+            raise self._damage_from(exc) from exc
+        finally:
+            reader.close()
 
     def _run(self, work: Any) -> Any:
         with self._lock:
@@ -310,37 +330,30 @@ class SaleArchive:
                 AFFECTS_ARCHIVE)) from exc
 
     def get(self, sale_id: str) -> SaleRecord | None:
-        if self._db is None:
-            return None
-        row = self._run(lambda db: db.execute(
+        row = self._read(lambda db: db.execute(
             "SELECT s.id, d.doc, d.crc FROM sales s JOIN docs d ON d.n = s.n WHERE s.id = ?",
             (sale_id,)).fetchone())
         return None if row is None else self._record(*row)
 
     def by_payment_hash(self, payment_hash: str) -> SaleRecord | None:
-        if self._db is None:
-            return None
-        row = self._run(lambda db: db.execute(
+        row = self._read(lambda db: db.execute(
             "SELECT s.id, d.doc, d.crc FROM sales s JOIN docs d ON d.n = s.n "
             "WHERE s.payment_hash = ?", (payment_hash,)).fetchone())
         return None if row is None else self._record(*row)
 
     def present(self, sale_ids: Iterable[str]) -> set[str]:
         """Which of `sale_ids` are archived (one indexed lookup each)."""
-        if self._db is None:
-            return set()
         ids = list(sale_ids)
 
         def work(db: sqlite3.Connection) -> set[str]:
             return {sid for sid in ids
                     if db.execute("SELECT 1 FROM sales WHERE id = ?", (sid,)).fetchone()}
 
-        return self._run(work)
+        return self._read(work, set())
 
     def count(self) -> int:
-        if self._db is None:
-            return 0
-        return int(self._run(lambda db: db.execute("SELECT count(*) FROM sales").fetchone()[0]))
+        return int(self._read(lambda db: db.execute("SELECT count(*) FROM sales").fetchone()[0],
+                              0))
 
     def records(self, where: Where = Where(), *, newest_first: bool = False,
                 skip: frozenset[str] = frozenset()) -> Iterator[SaleRecord]:
@@ -380,12 +393,9 @@ class SaleArchive:
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Rows of one query on a connection of its own: a consistent snapshot, streamed, that
         never blocks the writer's connection."""
-        if self._db is None:
+        if self._db is None and not (self._closed and self.path.exists()):
             return
-        try:
-            reader = self._connect(read_only=True)
-        except StorageError:
-            raise
+        reader = self._connect(read_only=True)
         try:
             cursor = reader.execute(sql, params)
             while rows := cursor.fetchmany(FETCH):

@@ -422,8 +422,7 @@ class Ledger:
         archived = (s for s in self._archive.summaries(where, skip=frozenset(self._sale_doc))
                     if history.matches(s, query))
         merged: Iterable[SaleFacts] = heapq.merge(
-            (SaleSummary(r.id, r.created_at, r.state, r.method, r.card_id, r.currency,
-                         r.amount_minor, r.amount_msat) for r in live), archived, key=_order)
+            (SaleSummary.of(r) for r in live), archived, key=_order)
         return iter(merged)
 
     def history(self, query: SaleQuery) -> list[SaleRecord]:

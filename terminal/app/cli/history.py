@@ -139,10 +139,10 @@ def _sats(msat: int | None) -> str:
 
 def _totals_line(label: str, t: history.Totals) -> str:
     amounts = ", ".join(_money(v, c) for c, v in sorted(t.minor.items())) or "-"
-    line = f"  {label:<20} {t.sales:>5} sales {t.paid:>5} paid  {_sats(t.msat):>18}  {amounts}"
+    line = (f"  {label:<20} {t.sales:>5} sales {t.taken:>5} taken  {_sats(t.taken_msat):>18}  "
+            f"{amounts}")
     if t.pending:
-        pending = ", ".join(_money(v, c) for c, v in sorted(t.pending_minor.items()))
-        line += f"  (+{t.pending} pending: {pending})"
+        line += f"  ({t.pending} pending offline: {_sats(t.pending_msat)})"
     return line
 
 
@@ -163,8 +163,8 @@ def render_table(records: Iterable[SaleRecord], out: TextIO) -> None:
     if not report.total.sales:
         out.write("No sales match.\n")
         return
-    out.write("\nTotals per day (money counts paid sales only; pending: accepted offline, "
-              "not settled yet):\n")
+    out.write("\nTotals per day (taken: paid, or accepted offline and not settled yet "
+              "(pending); the rest are attempts):\n")
     for day, t in sorted(report.by_day.items()):
         out.write(_totals_line(day.isoformat(), t) + "\n")
     if report.by_card:
