@@ -5,7 +5,8 @@ assembles them, and imports only the group of the command being run (the others 
 `COMMANDS` with their one-line help, so `--help` lists them without loading them): a `charge`
 does not pay for the sandbox's web server or the touchscreen's toolkit at start-up.
 Exit codes are a contract: 0 success, 2 usage error (argparse's own), 3 invalid card data,
-4 payment failed or declined.
+4 payment failed or declined, 6 the books are damaged (every command that opens them; the message
+is one paragraph saying what to do, and nothing was changed).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "enroll": ("terminal.app.cli.enroll", "enrol this terminal from a file or an FT1: code"),
     "sync": ("terminal.app.cli.sync", "send queued offline payments now (one pass)"),
     "history": ("terminal.app.cli.history", "sales, totals per day and card, exports"),
+    "ledger": ("terminal.app.cli.ledger", "check or repair the books (ledger files)"),
     "run": ("terminal.app.cli.run", "run the touchscreen app (reader, screen, printer)"),
 }
 
@@ -91,6 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        code = _books_damaged(args.command, exc)
+        if code is None:
+            raise
+        return code
+
+
+def _books_damaged(command: str, exc: Exception) -> int | None:
+    """Exit 6 with the books' one-paragraph explanation, for any command that opened them."""
+    from terminal.adapters.books.errors import EXIT_BOOKS_DAMAGED, BooksDamaged
+
+    if not isinstance(exc, BooksDamaged):
+        return None
+    print(f"flash-terminal {command}: {exc}", file=sys.stderr)
+    return EXIT_BOOKS_DAMAGED
 
 
 def run() -> None:  # pragma: no cover - console entry
