@@ -421,6 +421,13 @@ def _identity(target: RemoteTarget) -> tuple[str, bytes]:
     return target.brty, bytes(ident)
 
 
+def _can_count_cards(clf: nfc.ContactlessFrontend) -> bool:
+    """True for PN53x readers whose InListPassiveTarget takes two targets (PN532, ACR122U)."""
+    chipset = getattr(clf.device, "chipset", None)
+    return isinstance(chipset, nfc.clf.pn53x.Chipset) and getattr(
+        chipset, "in_list_passive_target_max_target", 1) >= 2
+
+
 class _ReaderLost(Exception):
     def __init__(self, status: ReaderStatusEvent):
         self.status = status
@@ -534,36 +541,31 @@ class Reader:
                 self._stop.wait(self._poll_interval)
                 continue
             log.debug("found %s", target.brty)
-            if target.brty == "106A":
-                cards = self._count_type_a(clf)
-                if cards is not None and cards > 1:
+            if target.brty == "106A" and _can_count_cards(clf):
+                if self._count_type_a(clf) > 1:
                     self._refuse_several_cards(clf)
                     continue
-                if cards is not None:  # counting reset the field: select the card again
-                    target = self._sense(clf)
-                    if target is None:
-                        continue
+                target = self._sense(clf)  # counting reset the field: select the card again
+                if target is None:
+                    continue
             self._serve(clf, target)
 
-    def _count_type_a(self, clf: nfc.ContactlessFrontend) -> int | None:
-        """How many Type A cards answer, asking the chip for two targets; None: cannot tell.
+    def _count_type_a(self, clf: nfc.ContactlessFrontend) -> int:
+        """How many Type A cards answer when the chip is asked for two targets.
 
         nfcpy asks a PN53x for one target only and reads whichever card wins the
         anticollision, so a second card would go unnoticed. The chip itself can list two.
+        Leaves the field reset. A chip that refuses the question counts as one card.
         """
         device = clf.device
-        chipset = getattr(device, "chipset", None)
-        if not isinstance(chipset, nfc.clf.pn53x.Chipset) or getattr(
-                chipset, "in_list_passive_target_max_target", 1) < 2:
-            return None
         try:
             with clf.lock:
                 device.mute()  # every card back to IDLE, so all of them answer the REQA
-                data = chipset.command(IN_LIST_PASSIVE_TARGET, bytearray([2, BRTY_106A]),
-                                       timeout=1.0)
+                data = device.chipset.command(
+                    IN_LIST_PASSIVE_TARGET, bytearray([2, BRTY_106A]), timeout=1.0)
         except nfc.clf.pn53x.Chipset.Error as error:
             log.debug("counting cards: %s", error)
-            return None
+            return 1
         except LINK_ERRORS as error:
             raise _ReaderLost(_link_lost(self.path, error)) from error
         return data[0] if data else 0
@@ -574,8 +576,7 @@ class Reader:
             NotPaymentReason.SEVERAL_CARDS,
             NOT_PAYMENT_MESSAGES[NotPaymentReason.SEVERAL_CARDS]))
         while not self._stop.wait(self._presence_interval):
-            cards = self._count_type_a(clf)
-            if cards is None or cards < 2:
+            if self._count_type_a(clf) < 2:
                 self._emit(CardRemovedEvent())
                 return
 
