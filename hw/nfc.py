@@ -683,3 +683,30 @@ def read_one_tap(path: str, timeout: float) -> CardEvent | None:
     """Wait for one tap and return its event (the handle is closed by then); None on timeout."""
     with card_session(path, timeout) as event:
         return event
+
+
+class NfcpyTransport:
+    """Adapter for `nfc.tag.tt4.Type4ATag`: raw ISO-DEP exchange through `tag.transceive`.
+
+    nfcpy's `send_apdu` raises on the native `91xx` status words, so the raw path is used and
+    status handling stays in this package.
+    """
+
+    def __init__(self, tag: nfc.tag.tt4.Type4ATag, timeout: float | None = None) -> None:
+        self._tag = tag
+        self._timeout = timeout
+
+    def transceive(self, apdu: bytes) -> bytes:
+        try:
+            response = self._tag.transceive(bytearray(apdu), timeout=self._timeout)
+        except nfc.tag.TagCommandError as error:
+            if error.errno == nfc.tag.TIMEOUT_ERROR:
+                raise CardRemovedError() from error
+            raise TransportError() from error
+        except (nfc.clf.TimeoutError, nfc.clf.BrokenLinkError) as error:
+            raise CardRemovedError() from error
+        except nfc.clf.CommunicationError as error:
+            raise TransportError() from error
+        if response is None:
+            raise CardRemovedError()
+        return bytes(response)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from terminal.app import enroll
 from terminal.app.cli import main
 from terminal.app.config import load_config
-from terminal.app.ui.viewmodels.admin import verify_pin
+from terminal.core.pins import verify_pin
 from terminal.sandbox.server import SandboxThread
 from tests.fakes.btcpay_server import ALL_PERMISSIONS, DEFAULT_KEY, FakeBTCPay
 

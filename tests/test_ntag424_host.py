@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hw.nfc import NfcpyTransport
 from hw.ntag424 import (
     AccessRights,
     AuthenticationDelay,
@@ -41,7 +42,6 @@ from hw.ntag424 import (
 )
 from hw.ntag424 import apdu as apdus
 from hw.ntag424.auth import answer_challenge
-from hw.ntag424.transport import NfcpyTransport
 
 VECTORS = json.loads(
     (Path(__file__).parent / "vectors" / "ntag424-an12196.json").read_text()

@@ -13,11 +13,11 @@ import nfc.clf
 import nfc.tag
 import pytest
 
+from hw.nfc import NfcpyTransport
 from hw.ntag424 import (
     AuthenticationError,
     CommMode,
     IntegrityError,
-    NfcpyTransport,
     Ntag424,
     SecureSession,
     boltcard_file_settings,

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from hw.printer import PrinterStatus, as_text
 from terminal.adapters.receipts import (
-    build_printer,
     daily_summary,
     method_text,
     print_receipt,
@@ -19,6 +18,7 @@ from terminal.adapters.receipts import (
     summarize,
 )
 from terminal.app.config import PrinterSettings
+from terminal.app.root import build_printer
 from terminal.core.records import SaleRecord, StateChange
 
 UTC = dt.UTC

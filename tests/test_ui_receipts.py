@@ -9,9 +9,9 @@ import dataclasses
 from test_printer import PrinterState, pty_printer  # noqa: F401 - the fixture
 
 from hw.printer import GS_CUT
-from terminal.adapters.receipts import build_printer
 from terminal.app.config import PrinterSettings
 from terminal.app.demo import DemoEnvironment
+from terminal.app.root import build_printer
 from terminal.app.ui.viewmodels import Screen
 from terminal.app.ui.viewmodels.sale import ChargeRequest
 

@@ -29,11 +29,12 @@ from terminal.app.ui.viewmodels import (
     hash_pin,
     tip_minor,
 )
-from terminal.app.ui.viewmodels.admin import mask_key, verify_pin
+from terminal.app.ui.viewmodels.admin import mask_key
 from terminal.app.ui.viewmodels.pay import PayInvoice
 from terminal.app.ui.viewmodels.status import StatusViewModel
 from terminal.app.ui.viewmodels.tones import Tone
 from terminal.core.money import JMD, SAT, USD, Money, RatePolicy, currency
+from terminal.core.pins import verify_pin
 from terminal.core.records import SaleRecord
 
 

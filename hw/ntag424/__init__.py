@@ -47,7 +47,7 @@ from hw.ntag424.ndef import (
 )
 from hw.ntag424.session import SecureSession
 from hw.ntag424.tag import CardVersion, Ntag424
-from hw.ntag424.transport import NfcpyTransport, Transport
+from hw.ntag424.transport import Transport
 
 __all__ = [
     "EMPTY_NDEF_FILE",
@@ -69,7 +69,6 @@ __all__ = [
     "IntegrityError",
     "LengthError",
     "NdefFormatError",
-    "NfcpyTransport",
     "NoSuchKey",
     "NonVolatileMemoryError",
     "NotAuthenticatedError",

@@ -106,6 +106,11 @@ class SimulatedNtag424:
     activation.
     """
 
+    _ef: int | None
+    _session: Session | None
+    _challenge: _Challenge | None
+    _frames: _Frames | None
+
     # Consecutive failed authentications after which the card answers AUTHENTICATION_DELAY,
     # and the cap of that delay counted in answers. The data sheet gives no numbers; these are
     # the simulator's, chosen so a test sees the throttling within a few attempts.
@@ -199,10 +204,10 @@ class SimulatedNtag424:
 
     def _reset_volatile(self) -> None:
         self._level = Level.PICC
-        self._ef: int | None = None
-        self._session: Session | None = None
-        self._challenge: _Challenge | None = None
-        self._frames: _Frames | None = None
+        self._ef = None
+        self._session = None
+        self._challenge = None
+        self._frames = None
         self._read_seq: _ReadSequence | None = None
 
     # -- APDU processing ----------------------------------------------------------------------

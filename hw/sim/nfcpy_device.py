@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import nfc.clf
 import nfc.clf.device
@@ -186,7 +186,7 @@ class SimReader:
         self.max_recv = max_recv
         self.changed = threading.Condition()
         self._plugged = plugged
-        self._card: object | None = None
+        self._card: Any = None  # a simulated card (duck-typed: transceive, uid, …)
         self._power = _Power.OFF
         self._iso_dep: IsoDepCardSide | None = None
         self._interruption: _Interruption | None = None

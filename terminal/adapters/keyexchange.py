@@ -154,7 +154,7 @@ def parse_issuer_response(payload: object) -> IssuerResponse:
     card_name = fields.get("card_name")
     keys = [_key(fields, name) for name in KEY_NAMES]
     return IssuerResponse(
-        keys=BoltcardKeys(*keys, version=_version(fields)),
+        keys=BoltcardKeys.of(keys, version=_version(fields)),
         lnurlw_base=_lnurlw(fields),
         action=action,
         card_name=card_name if isinstance(card_name, str) else None,

@@ -160,9 +160,9 @@ class ProvisioningJournal:
             if event == "begin":
                 try:
                     keys_hex = record["keys"]
-                    keys = BoltcardKeys(
-                        *(bytes.fromhex(keys_hex[f"k{n}"]) for n in range(5)),  # type: ignore[index]
-                        version=int(record["version"]),  # type: ignore[arg-type]
+                    keys = BoltcardKeys.of(
+                        [bytes.fromhex(keys_hex[f"k{n}"]) for n in range(5)],  # type: ignore[index]
+                        version=int(record["version"]),  # type: ignore[call-overload]
                     )
                 except (KeyError, TypeError, ValueError):
                     continue

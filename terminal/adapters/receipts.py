@@ -27,7 +27,6 @@ from hw.printer import (
     SerialPrinter,
     Text,
 )
-from terminal.app.config import PrinterSettings
 from terminal.core.money import SAT_PER_BTC, Money, Msat, currency, format_money, format_msat
 from terminal.core.records import SaleRecord
 from terminal.core.sale import SaleState
@@ -228,15 +227,6 @@ def daily_summary(
         stamp = _local(printed_at, tz).strftime("%Y-%m-%d %H:%M")
         lines.append(Text(f"Printed {stamp}", Align.CENTER))
     return Receipt(tuple(lines))
-
-
-# -- the configured printer -------------------------------------------------------------------
-def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
-    """The configured printer, or None when printing is off (composition-root helper)."""
-    if not settings.enabled or not settings.port:
-        return None
-    return SerialPrinter(settings.port, baudrate=settings.baudrate, width_mm=settings.width_mm,
-                         query_status=settings.query_status)
 
 
 async def print_receipt(printer: SerialPrinter | None, doc: Receipt) -> PrintResult:

@@ -22,9 +22,9 @@ from pathlib import Path
 from terminal.adapters import simcards
 from terminal.app.config import Config, load_config
 from terminal.app.root import Terminal, build_terminal
-from terminal.app.ui.viewmodels.admin import hash_pin
 from terminal.app.ui.viewmodels.controller import TerminalController, UiSettings
 from terminal.core.money import Msat, format_msat
+from terminal.core.pins import hash_pin
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
 from terminal.sandbox.server import Sandbox
 
@@ -83,7 +83,7 @@ class DemoEnvironment:
     def controller(self, receipt_sink: Callable[[str], None] | None = None) -> TerminalController:
         return TerminalController(
             self.terminal.checkout,
-            self.terminal.ledger,  # type: ignore[arg-type]
+            self.terminal.ledger,
             admin_pin_hash=hash_pin(DEMO_ADMIN_PIN, iterations=10_000),
             settings=UiSettings(currencies=DEMO_CURRENCIES, merchant="Flash Demo Café",
                                 terminal_id=self.terminal.checkout.terminal_id, reader="demo"),
@@ -112,7 +112,7 @@ class DemoEnvironment:
         path = self.card_path(label)
         card = SimulatedNtag424.load(path)
         card.power_on()
-        event = read_tap(card)  # type: ignore[arg-type]  # the sim speaks the handle's API
+        event = read_tap(card)  # type: ignore[arg-type]  # the sim speaks the handle API
 
         def release() -> None:
             card.deactivate()
@@ -140,8 +140,8 @@ class DemoEnvironment:
 def _issue(sandbox: Sandbox, path: Path, label: str, balance: int, **options) -> DemoCard:
     uid = simcards.new_uid()
     issued = sandbox.register_card(uid, balance, **options)
-    keys = BoltcardKeys(*(bytes.fromhex(issued[f"k{n}"]) for n in range(5)),
-                        version=int(issued["version"]))
+    keys = BoltcardKeys.of([bytes.fromhex(issued[f"k{n}"]) for n in range(5)],
+                           version=int(issued["version"]))
     # The card holds the sandbox's plain-http URL: `lnurlw://` always means https (LUD-17), and
     # the sandbox serves http on loopback (allowed by the demo configuration's lnurl policy).
     base = issued["lnurlw_base"].replace("lnurlw://", "http://", 1)

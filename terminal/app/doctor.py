@@ -357,7 +357,7 @@ def _exposure_check(config: Config, exposure: Any, now: float) -> Check:
 
 def check_printer(config: Config) -> Check:
     from hw.printer import PrinterStatus
-    from terminal.adapters.receipts import build_printer
+    from terminal.app.root import build_printer
 
     settings = config.printer
     if not settings.enabled:

@@ -268,7 +268,7 @@ def read_enrollment(
 
 def prepare(raw: dict[str, Any]) -> dict[str, Any]:
     """A copy of `raw` with `[admin] pin` replaced by its hash (the PIN is never stored)."""
-    from terminal.app.ui.viewmodels.admin import PinHashError, hash_pin, verify_pin
+    from terminal.core.pins import PinHashError, hash_pin, verify_pin
 
     out = copy.deepcopy(raw)
     admin = out.get("admin")

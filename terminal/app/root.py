@@ -10,8 +10,9 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from terminal.app.config import Config, IssuerSettings
+from terminal.app.config import Config, IssuerSettings, PrinterSettings
 from terminal.core.connectivity import Connectivity
 from terminal.core.money import RatePolicy
 from terminal.core.ports.backend import Backend
@@ -25,6 +26,11 @@ from terminal.protocols.boltcard import (
 )
 from terminal.protocols.lnurl import UrlPolicy
 from terminal.services.checkout import Checkout
+
+if TYPE_CHECKING:
+    from hw.printer import SerialPrinter
+    from terminal.adapters.books.ledger import Ledger
+    from terminal.adapters.withdraw import WithdrawClient
 
 LEDGER_FILE = "ledger.jsonl"
 TERMINAL_ID_FILE = "terminal-id"
@@ -122,7 +128,7 @@ def url_policy(config: Config) -> UrlPolicy:
     )
 
 
-def build_withdraw_client(config: Config):
+def build_withdraw_client(config: Config) -> WithdrawClient:
     from terminal.adapters.withdraw import Timeouts, WithdrawClient
 
     lnurl = config.lnurl
@@ -138,7 +144,7 @@ def build_withdraw_client(config: Config):
     )
 
 
-def open_ledger(config: Config):
+def open_ledger(config: Config) -> Ledger:
     from terminal.adapters.books.ledger import Ledger
 
     return Ledger(ensure_data_dir(config) / LEDGER_FILE)
@@ -162,15 +168,15 @@ class Terminal:
 
     config: Config
     backend: Backend
-    withdraw: object
+    withdraw: WithdrawClient
     keyring: Keyring
-    ledger: object
+    ledger: Ledger
     checkout: Checkout
 
     async def aclose(self) -> None:
         await self.backend.aclose()
-        await self.withdraw.aclose()  # type: ignore[attr-defined]
-        self.ledger.close()  # type: ignore[attr-defined]
+        await self.withdraw.aclose()
+        self.ledger.close()
 
 
 def build_terminal(config: Config) -> Terminal:
@@ -180,9 +186,9 @@ def build_terminal(config: Config) -> Terminal:
     ledger = open_ledger(config)
     checkout = Checkout(
         backend=backend,
-        withdraw=withdraw,  # type: ignore[arg-type]
+        withdraw=withdraw,
         keyring=keyring,
-        ledger=ledger,  # type: ignore[arg-type]
+        ledger=ledger,
         terminal_id=terminal_id(config),
         network=config.network,
         offline_limits=offline_limits(config),
@@ -192,3 +198,13 @@ def build_terminal(config: Config) -> Terminal:
     )
     checkout.restore_rates({config.display_currency, *config.currencies} - {"SAT"})
     return Terminal(config, backend, withdraw, keyring, ledger, checkout)
+
+
+def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
+    """The configured receipt printer, or None when printing is off."""
+    if not settings.enabled or not settings.port:
+        return None
+    from hw.printer import SerialPrinter
+
+    return SerialPrinter(settings.port, baudrate=settings.baudrate, width_mm=settings.width_mm,
+                         query_status=settings.query_status)

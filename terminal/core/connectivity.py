@@ -45,4 +45,5 @@ class Connectivity:
         """Delay before the next health probe: backs off while failures continue."""
         if self.state is not Link.OFFLINE:
             return self.probe_max_s
-        return min(self.probe_max_s, self.probe_base_s * 2 ** min(self.consecutive_failures, 8))
+        return float(min(self.probe_max_s,
+                         self.probe_base_s * 2 ** min(self.consecutive_failures, 8)))

@@ -355,8 +355,10 @@ class UrlPolicy:
             allow_insecure_hosts=_host_set(_str_list(cfg.get("allow_insecure_hosts", ()))),
             allow_private_hosts=_host_set(_str_list(cfg.get("allow_private_hosts", ()))),
             issuer_hosts=None if issuers is None else _host_set(_str_list(issuers)),
-            max_response_bytes=int(cfg.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)),  # type: ignore[arg-type]
-            max_redirects=int(cfg.get("max_redirects", DEFAULT_MAX_REDIRECTS)),  # type: ignore[arg-type]
+            max_response_bytes=int(cfg.get("max_response_bytes",  # type: ignore[call-overload]
+                                           DEFAULT_MAX_RESPONSE_BYTES)),
+            max_redirects=int(cfg.get("max_redirects",  # type: ignore[call-overload]
+                                      DEFAULT_MAX_REDIRECTS)),
         )
 
 

@@ -401,10 +401,10 @@ class SandboxCore:
             raise WithdrawRefused("Invoice must have an amount")
         amount = int(decoded.amount_msat)
         needs_pin = card.pin is not None and card.pin_limit_msat is not None
-        if needs_pin and amount >= card.pin_limit_msat:  # type: ignore[operator]
+        if needs_pin and card.pin_limit_msat is not None and amount >= card.pin_limit_msat:
             if not pin:
                 raise WithdrawRefused("PIN required for this amount")
-            if not secrets.compare_digest(pin.encode(), card.pin.encode()):
+            if not secrets.compare_digest(pin.encode(), (card.pin or "").encode()):
                 raise WithdrawRefused("Wrong PIN")
         if amount < session.min_msat:
             raise WithdrawRefused(f"Amount below minimum of {session.min_msat} msat")

@@ -65,7 +65,7 @@ def prepare_document(query: str) -> PreparedDocument:
 
 
 def format_error(error: GraphQLError, default_code: str = "INTERNAL_SERVER_ERROR") -> dict:
-    formatted = dict(error.formatted)
+    formatted: dict[str, Any] = dict(error.formatted)
     extensions = dict(formatted.get("extensions") or {})
     extensions.setdefault("code", default_code)
     formatted["extensions"] = extensions

@@ -99,7 +99,7 @@ def _bind_scalar(scalar: GraphQLScalarType, parse: Callable[[Any], Any]) -> None
     def parse_literal(node: Any, variables: dict[str, Any] | None = None) -> Any:
         return parse(value_from_ast_untyped(node, variables))
 
-    scalar.parse_value = parse  # type: ignore[method-assign]
+    scalar.parse_value = parse  # type: ignore[method-assign,assignment]
     scalar.parse_literal = parse_literal  # type: ignore[method-assign]
     if hasattr(scalar, "coerce_input_value"):  # graphql-core >= 3.3
         scalar.coerce_input_value = parse

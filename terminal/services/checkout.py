@@ -193,7 +193,7 @@ class Checkout:
         """Load the last good rates kept in the ledger (call once at start)."""
         for code in currencies:
             kept = self.ledger.get_meta(f"{RATE_META_PREFIX}{code}")
-            if not kept:
+            if not isinstance(kept, dict):
                 continue
             try:
                 rate = DisplayRate(code, Decimal(kept["minor_per_sat"]),
@@ -312,7 +312,8 @@ class SaleSession:
             return TapResult("refused", verification.reason.value,
                              TAP_MESSAGES.get(verification.reason, verification.detail))
         online = not (self.offline or self.invoice is None)
-        if verification.valid and online and co.ledger.card(verification.card_id).queued_msat:
+        verified = verification.card
+        if verified is not None and online and co.ledger.card(verified.card_id).queued_msat:
             # Paying online now would send the issuer a higher counter than the queued
             # offline taps, and it would then refuse those as replays: sync them first.
             return TapResult(
@@ -320,11 +321,11 @@ class SaleSession:
                 "This card has offline payments still waiting to be sent. They are being "
                 "sent now: ask the customer to tap again in a moment, or pay by QR.",
             )
-        if verification.valid:
+        if verified is not None:
             previous = co.ledger.advance_counter(
-                verification.card_id, verification.issuer, verification.counter
+                verified.card_id, verified.issuer, verified.counter
             )
-            if previous >= verification.counter:
+            if previous >= verified.counter:
                 return TapResult(
                     "refused", "replayed-tap",
                     "This tap was already used (replayed card data). Ask the customer to tap "
@@ -351,7 +352,7 @@ class SaleSession:
             request = await co.withdraw.fetch_request(url)
         except lnurl.LnurlError as exc:
             return self._tap_refused(exc)
-        if self.sale.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
+        if self.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
             return TapResult("late", "sale-ended", _late_text(self.sale.state))
         self._apply("withdraw_requested")
         self._pending_request = request
@@ -408,7 +409,8 @@ class SaleSession:
             self._decline("offline-no-rate", str(exc))
             return TapResult("declined", "offline-no-rate", str(exc))
         self.record.amount_msat = amount_msat  # shown on a decline too
-        card = co.ledger.card(v.card_id) if v.valid else CardState(card_id="?")
+        verified = v.card
+        card = co.ledger.card(verified.card_id) if verified else CardState(card_id="?")
         tap = OfflineTap(
             verified=v.valid,
             counter=v.counter,
@@ -419,8 +421,9 @@ class SaleSession:
         )
         exposure = co.ledger.exposure()
         decision = decide_offline(tap, exposure, co.offline_limits, co.clock())
-        if not decision.accepted:
-            message = explain(decision.rule, co.offline_limits, tap, exposure)
+        if not decision.accepted or verified is None:
+            message = (explain(decision.rule, co.offline_limits, tap, exposure)
+                       if decision.rule is not None else decision.message)
             self._decline(decision.code, message)
             return TapResult("declined", decision.code, message)
         now = co.clock()
@@ -429,9 +432,9 @@ class SaleSession:
             sale_id=self.record.id,
             store_id=None,
             amount_sats=amount_msat // 1000,
-            card_id=v.card_id,
-            issuer=v.issuer,
-            counter=v.counter,
+            card_id=verified.card_id,
+            issuer=verified.issuer,
+            counter=verified.counter,
             tap_url=url,
             status=PayoutStatus.QUEUED,
             created_at=now,
@@ -488,6 +491,8 @@ class SaleSession:
         return self.outcome()
 
     async def _watch_once(self) -> None:
+        if self.invoice is None:
+            return
         statuses = self.checkout.backend.watch(self.invoice)
         # aclosing: leaving early must stop the backend's socket and poll tasks now.
         async with aclosing(statuses) as watch:

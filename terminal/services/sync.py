@@ -109,7 +109,7 @@ class SyncPolicy:
     def delay(self, attempts: int, rng: random.Random) -> float:
         """Exponential backoff with jitter in [½, 1] of the nominal delay."""
         nominal = min(self.max_delay_s, self.base_delay_s * 2 ** min(attempts, 30))
-        return nominal * rng.uniform(0.5, 1.0)
+        return float(nominal * rng.uniform(0.5, 1.0))
 
 
 @dataclass(frozen=True)
@@ -549,7 +549,7 @@ class SyncWorker:
                             "The issuer could not be reached; the callback will be retried.")
 
     async def _retry_unsent_callback(
-        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict
+        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict[str, Any]
     ) -> ItemResult:
         request = lnurl.WithdrawRequest(
             card_url=payout.tap_url,

@@ -18,9 +18,10 @@ orderId, so a retried creation finds the invoice the first attempt made.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -324,12 +325,8 @@ class BTCPayBackend:
             pm_id = method["paymentMethodId"]
             # Activation is idempotent on BTCPay's side, so it may be retried like a read.
             await with_retries(
-                lambda pm_id=pm_id: self._call(
-                    "POST",
-                    f"{url}/{pm_id}/activate",
-                    permission=PERM_VIEW_INVOICES,
-                    expect_json=False,
-                ),
+                functools.partial(self._call, "POST", f"{url}/{pm_id}/activate",
+                                  permission=PERM_VIEW_INVOICES, expect_json=False),
                 self._retry,
             )
         raise BackendProtocolError(
@@ -344,7 +341,7 @@ class BTCPayBackend:
             raise BackendProtocolError("BTCPay invoice is not an object", code="shape")
         return _status(data)
 
-    async def watch(self, invoice: Invoice) -> AsyncIterator[InvoiceStatus]:
+    async def watch(self, invoice: Invoice) -> AsyncGenerator[InvoiceStatus, None]:
         """Poll every `poll_interval_s`; yield each change (the first status included) and stop
         after a final one. Errors (after the read retries) propagate to the caller."""
         last: InvoiceStatus | None = None

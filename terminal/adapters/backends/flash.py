@@ -36,7 +36,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -280,7 +280,7 @@ class FlashBackend:
         )
         return _status_from(data, "lnInvoicePaymentStatus")
 
-    async def watch(self, invoice: Invoice) -> AsyncIterator[InvoiceStatus]:
+    async def watch(self, invoice: Invoice) -> AsyncGenerator[InvoiceStatus, None]:
         """Yield each distinct status until PAID or EXPIRED.
 
         The WebSocket subscription pushes changes. Whenever it is not subscribed (not configured,

@@ -724,7 +724,7 @@ class JournalDB(TinyDB):
     """TinyDB over a `JournalStorage` with O(changed) tables: `JournalDB(path, **options)`."""
 
     table_class = JournalTable
-    default_storage_class = JournalStorage
+    default_storage_class = JournalStorage  # type: ignore[assignment]
 
     @property
     def journal(self) -> JournalStorage:

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def run() -> None:  # pragma: no cover - console entry
+def run() -> None:  # type: ignore[no-redef]  # pragma: no cover - console entry
     sys.exit(main())
 
 

@@ -81,7 +81,7 @@ def _new(args: argparse.Namespace) -> int:
         if args.issuer_key:
             keys = simcards.deterministic_keys(args.issuer_key, uid, args.version)
         elif all(explicit):
-            keys = BoltcardKeys(*explicit, version=args.version)
+            keys = BoltcardKeys.of(explicit, version=args.version)
         else:
             parser.error("give --issuer-key HEX or all of --k0 … --k4")
         card, url = simcards.create_programmed(args.path, args.url, keys, uid)

@@ -44,9 +44,8 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _main(config, *, fullscreen: bool) -> None:
     from hw.nfc import Reader
-    from terminal.adapters.receipts import build_printer
     from terminal.adapters.system.service_notify import ServiceNotifier, watchdog_loop
-    from terminal.app.root import build_terminal
+    from terminal.app.root import build_printer, build_terminal
     from terminal.app.ui.app import WINDOW_SIZE, FlashTerminalApp, run_app
     from terminal.app.ui.viewmodels import TerminalController, UiSettings
     from terminal.app.ui.viewmodels.tip import TipSettings
@@ -55,7 +54,7 @@ async def _main(config, *, fullscreen: bool) -> None:
     terminal = build_terminal(config)
     controller = TerminalController(
         terminal.checkout,
-        terminal.ledger,  # type: ignore[arg-type]
+        terminal.ledger,
         admin_pin_hash=config.admin_pin_hash,
         settings=UiSettings(
             currencies=config.currencies or (config.display_currency,),

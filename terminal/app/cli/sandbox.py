@@ -77,8 +77,8 @@ def _card_new(args: argparse.Namespace) -> int:
     issued = _register_with_running(args.data, uid, args.balance, options)
     if issued is None:
         issued = _register_at_rest(args.data, uid, args.balance, options)
-    keys = BoltcardKeys(*(bytes.fromhex(issued[f"k{n}"]) for n in range(5)),
-                        version=int(issued["version"]))
+    keys = BoltcardKeys.of([bytes.fromhex(issued[f"k{n}"]) for n in range(5)],
+                           version=int(issued["version"]))
     _card, url = simcards.create_programmed(args.path, issued["lnurlw_base"], keys, uid)
     result = {
         "path": str(args.path),

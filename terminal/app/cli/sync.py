@@ -52,9 +52,9 @@ async def _run(config):
     try:
         recovered = await terminal.checkout.recover()
         worker = SyncWorker(
-            terminal.ledger,  # type: ignore[arg-type]
+            terminal.ledger,
             terminal.backend,
-            terminal.withdraw,  # type: ignore[arg-type]
+            terminal.withdraw,
             terminal.checkout.connectivity,
             terminal_id=terminal_id(config),
             invoice_expiry_s=config.invoice_expiry_s,

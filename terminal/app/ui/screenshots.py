@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 os.environ.setdefault("KIVY_NO_FILELOG", "1")
@@ -37,7 +38,7 @@ async def capture(out: Path) -> list[Path]:
         running = await launch(app)
         try:
             await until(c, lambda: c.status.online is True)
-            sale = app.screens["sale"]
+            sale: Any = app.screens["sale"]
             for key in "12.50":
                 await press(sale.ids.keypad.children[::-1][_KEY_INDEX[key]])
             sale.ids.memo.text = "2 coffees"
@@ -61,7 +62,10 @@ async def capture(out: Path) -> list[Path]:
             written.append(await screenshot(out / "result-failed.png"))
             c.result_done()
             await until(c, lambda: c.screen is Screen.PAY)
-            env.pay_qr(c.pay.invoice.bolt11)
+            invoice = c.pay.invoice
+            if invoice is None:
+                raise RuntimeError("no invoice on the Pay screen")
+            env.pay_qr(invoice.bolt11)
             await until(c, lambda: c.screen is Screen.RESULT and c.result.paid)
             c.result_done()
 
@@ -82,7 +86,7 @@ async def capture(out: Path) -> list[Path]:
                 c.admin.press(d)
             c.admin.submit()
             written.append(await screenshot(out / "admin.png"))
-            admin = app.screens["admin"]
+            admin: Any = app.screens["admin"]
             admin.show_tab("cards")  # program the demo's blank card: every step on screen
             c.tools.choose(Tool.PROGRAM)
             app.demo_tap("blank")

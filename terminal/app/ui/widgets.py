@@ -48,7 +48,7 @@ class DemoStrip(BoxLayout):
     app = ObjectProperty(None)
 
 
-class _HiddenIgnoresTouches:
+class _HiddenIgnoresTouches(Widget):
     """A panel hidden with opacity 0 lets touches through (a disabled widget would swallow them,
     and a hidden one sits on top of the visible one in the same FloatLayout)."""
 

@@ -7,7 +7,7 @@ Amounts are integers with their unit in the name: msat, sats, or minor units of 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -129,7 +129,7 @@ class Backend(Protocol):
 
     async def invoice_status(self, invoice: Invoice) -> InvoiceStatus: ...
 
-    def watch(self, invoice: Invoice) -> AsyncIterator[InvoiceStatus]:
+    def watch(self, invoice: Invoice) -> AsyncGenerator[InvoiceStatus, None]:
         """Yield status changes until a final one (PAID or EXPIRED), then stop."""
         ...
 

@@ -150,6 +150,22 @@ class TapVerification:
     detail: str = ""
     internal_uid: bytes | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def card(self) -> VerifiedCard | None:
+        """Whose card and which counter, for a valid tap only (None otherwise)."""
+        if not self.valid or self.issuer is None or self.card_id is None or self.counter is None:
+            return None
+        return VerifiedCard(self.issuer, self.card_id, self.counter)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCard:
+    """A tap whose SUN verified: the issuer, the keyed card id and the card's read counter."""
+
+    issuer: str
+    card_id: str
+    counter: int
+
 
 @dataclass(frozen=True, slots=True)
 class _Match:

@@ -20,7 +20,7 @@ should hold (old or new, by its version): wrong keys are found without touching 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -84,7 +84,7 @@ class KeysDoNotMatch(AuthenticationError):
     An `AuthenticationError` so that callers catching the card's own refusal catch this too.
     """
 
-    sw: ClassVar[int | None] = None
+    sw: ClassVar[int] = 0  # not the card's answer: nothing was sent
     message: ClassVar[str] = (
         "the card's tap does not verify with these keys (another issuer's card, or the wrong "
         "keys); nothing was sent that counts towards the card's lock-out"
@@ -115,6 +115,13 @@ class BoltcardKeys:
                 raise ValueError(f"{name} must be 16 bytes")
         if not 0 <= self.version <= 0xFF:
             raise ValueError("key version must be 0..255")
+
+    @classmethod
+    def of(cls, keys: Sequence[bytes], version: int = 1) -> BoltcardKeys:
+        """K0..K4 from a sequence of five keys."""
+        if len(keys) != 5:
+            raise ValueError("a Boltcard has five keys, K0..K4")
+        return cls(keys[0], keys[1], keys[2], keys[3], keys[4], version=version)
 
     def key(self, key_no: int) -> bytes:
         return (self.k0, self.k1, self.k2, self.k3, self.k4)[key_no]

@@ -1,7 +1,7 @@
 """The admin PIN (with lock-out after repeated failures) and what the Admin screen shows.
 
-The PIN is stored only as a salted PBKDF2 hash: `pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`
-(`[admin] pin_hash` in the secrets file; `hash_pin` makes one). After `max_attempts` wrong PINs
+The PIN is stored only as a salted PBKDF2 hash (`terminal.core.pins`; `[admin] pin_hash` in the
+secrets file). After `max_attempts` wrong PINs
 the pad locks for `lockout_s`, doubling at each further lock-out (capped), so guessing a 4-digit
 PIN takes days, not minutes.
 """
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,36 +20,11 @@ from terminal import __version__
 from terminal.app.config import Config
 from terminal.app.ui.strings import t
 from terminal.app.ui.viewmodels.observable import Observable
-from terminal.app.ui.viewmodels.pay import PIN_MAX, PIN_MIN
+from terminal.app.ui.viewmodels.pay import PIN_MAX
 from terminal.core.money import Msat, format_msat
+from terminal.core.pins import verify_pin
 
-SCHEME = "pbkdf2_sha256"
-DEFAULT_ITERATIONS = 200_000
 MAX_LOCKOUT_S = 3600.0
-
-
-class PinHashError(ValueError):
-    """The configured admin PIN hash is not in the expected format."""
-
-
-def hash_pin(pin: str, *, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
-    if not (pin.isdigit() and PIN_MIN <= len(pin) <= PIN_MAX):
-        raise ValueError(f"an admin PIN is {PIN_MIN} to {PIN_MAX} digits")
-    salt = salt if salt is not None else os.urandom(16)
-    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
-    return f"{SCHEME}${iterations}${salt.hex()}${digest.hex()}"
-
-
-def verify_pin(pin: str, encoded: str) -> bool:
-    try:
-        scheme, iterations, salt, digest = encoded.split("$")
-        if scheme != SCHEME:
-            raise ValueError
-        expected = bytes.fromhex(digest)
-        got = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), int(iterations))
-    except ValueError:
-        raise PinHashError(f"[admin] pin_hash must look like {SCHEME}$ITER$SALT$HASH") from None
-    return hmac.compare_digest(got, expected)
 
 
 class Attempt(enum.Enum):
@@ -179,7 +152,7 @@ def admin_sections(config: Config, *, reader_state: str = "", printer_state: str
         backend = (f"BTCPay · {_host(b.btcpay.url)}", f"store {b.btcpay.store_id}",
                    "api key " + ("set" if b.btcpay.api_key else "not set"))
     else:
-        backend = (b.kind,)
+        backend = (b.kind, "", "")
     merchant = (
         config.name,
         f"display {config.display_currency} · currencies "

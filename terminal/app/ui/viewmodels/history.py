@@ -60,7 +60,8 @@ class Totals:
 
 def totals(records: Iterable[SaleRecord]) -> Totals:
     """Count and sum of the sales that were paid (or accepted offline)."""
-    count, msat, fiat = 0, 0, {}
+    count, msat = 0, 0
+    fiat: dict[str, int] = {}
     for r in records:
         if r.state not in COUNTED:
             continue
