@@ -10,8 +10,9 @@ Rows:
                                  until the TapEvent reaches the consumer (includes the wait for
                                  the next poll, poll_interval below)
   ... over the PN532 emulator    the same, but through nfcpy's own pn532 driver and tty
-                                 transport on a pty to hw.sim.pn532_pty (every command a PN532
-                                 frame, ACK and answer; needs write access to /dev for the link)
+                                 transport on a pty to the emulated PN532 in its own process
+                                 (hw.sim.pn532_process): every command a PN532 frame, ACK and
+                                 answer; needs write access to /dev for the link
 
 Goal: median <= 15 ms for the full tap (sense, activation, read, SUN verify).
 The card is hw.sim.card.SimulatedNtag424 programmed as a Boltcard with
@@ -26,6 +27,7 @@ import os
 import queue
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -36,7 +38,7 @@ from hw.nfc import CardHandle, CardRemovedEvent, Reader, TapEvent, read_tap
 from hw.ntag424.tag import Ntag424
 from hw.sim.card import SimulatedNtag424
 from hw.sim.nfcpy_device import SimReader, installed
-from hw.sim.pn532_pty import Pn532Emulator
+from hw.sim.pn532_process import Pn532Process
 from terminal.protocols.boltcard.provisioning import BoltcardKeys, program_boltcard
 
 PATH = "sim:bench"
@@ -88,7 +90,7 @@ def time_direct_taps(sim: SimReader, card: object, taps: int,
     return read_ms, full_ms
 
 
-def time_reader_taps(sim: SimReader | Pn532Emulator, card: object, taps: int,
+def time_reader_taps(sim: SimReader | Pn532Process, card: object, taps: int,
                      path: str = PATH) -> list[float]:
     events: queue.Queue = queue.Queue()
     placed_at: list[float] = []
@@ -111,12 +113,15 @@ def time_reader_taps(sim: SimReader | Pn532Emulator, card: object, taps: int,
     return latencies
 
 
-def time_pn532_taps(card: object, taps: int) -> list[float] | None:
+def time_pn532_taps(card: SimulatedNtag424, taps: int) -> list[float] | None:
     """Reader thread over nfcpy's pn532 driver and the emulated PN532 on a pty (None: no /dev)."""
     if not os.access("/dev", os.W_OK):
         return None
-    with Pn532Emulator(f"/dev/ttyFLASHBENCH{os.getpid()}") as emulator:
-        return time_reader_taps(emulator, card, taps, emulator.nfcpy_path)
+    with tempfile.TemporaryDirectory() as directory:
+        card_file = os.path.join(directory, "card.json")
+        card.save(card_file)
+        with Pn532Process(f"/dev/ttyFLASHBENCH{os.getpid()}") as emulator:
+            return time_reader_taps(emulator, card_file, taps, emulator.nfcpy_path)
 
 
 def p95(values: list[float]) -> float:

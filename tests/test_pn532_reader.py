@@ -1,5 +1,6 @@
 """nfcpy's real `pn532` driver and `tty` transport, over a real pseudo-terminal, against the
-emulated PN532 (hw.sim.pn532_pty) with a simulated NTAG 424 DNA on its antenna.
+emulated PN532 (hw.sim.pn532_pty, in a process of its own: hw.sim.pn532_process) with
+simulated NTAG 424 DNA card files on its antenna.
 
 Nothing of nfcpy is replaced: `ContactlessFrontend("tty:NAME:pn532")` finds /dev/NAME, opens
 it with pyserial, wakes the chip, switches the baud rate and talks PN532 frames to it. The
@@ -36,8 +37,9 @@ from hw.nfc import (
 from hw.ntag424 import crypto
 from hw.ntag424.tag import Ntag424
 from hw.sim.card import SimulatedNtag424
-from hw.sim.pn532 import Status
-from hw.sim.pn532_pty import LinkError, Pn532Emulator, nfcpy_device_string
+from hw.sim.pn532_process import Pn532Process
+from hw.sim.pn532_pty import LinkError, nfcpy_device_string
+from hw.sim.state import load_state
 from terminal.app.config import load_config
 from terminal.app.doctor import Status as CheckStatus
 from terminal.app.doctor import System, check_reader
@@ -61,12 +63,19 @@ def link_path() -> Path:
     return Path(f"/dev/ttyFTSIM-{os.getpid()}-{next(_names)}")
 
 
-def boltcard(uid: bytes = UID) -> SimulatedNtag424:
+def boltcard(directory: Path, uid: bytes = UID) -> Path:
+    """A Boltcard in a card file (its read-back after programming used counter 1)."""
     card = SimulatedNtag424.factory(uid=uid)
     card.power_on()
-    program_boltcard(Ntag424(card), KEYS, BASE_URL)  # its read-back used counter 1
+    program_boltcard(Ntag424(card), KEYS, BASE_URL)
     card.deactivate()
-    return card
+    path = directory / f"card-{uid.hex()}.json"
+    card.save(path)
+    return path
+
+
+def read_counter(card_file: Path) -> int:
+    return load_state(card_file).files[2].sdm_read_ctr
 
 
 def sun_counter(uri: str, uid: bytes = UID) -> int:
@@ -107,7 +116,7 @@ class Events:
 
 @pytest.fixture
 def emulator():
-    with Pn532Emulator(link_path()) as emu:
+    with Pn532Process(link_path()) as emu:
         yield emu
     assert not os.path.lexists(emu.link)  # the link goes with the reader
 
@@ -138,18 +147,19 @@ def test_nfcpy_opens_it_with_its_own_pn532_driver_and_closes_it_to_sleep(emulato
         # nfcpy's HSU start-up: wake-up preamble + GetFirmwareVersion, SAMConfiguration, a
         # faster baud rate (stty succeeds on a pty), the 262-byte line test in extended
         # frames, then its parameters and RF settings and the field off.
-        assert list(emulator.chip.history) == [
+        opened = emulator.stats()
+        assert opened.history == [
             "GET_FIRMWARE_VERSION", "SAM_CONFIGURATION", "SET_SERIAL_BAUD_RATE", "DIAGNOSE",
             "GET_FIRMWARE_VERSION", "SET_PARAMETERS", *["RF_CONFIGURATION"] * 8]
-        assert emulator.chip.baud_requests == [921600]  # the fastest rate stty accepted
-        assert emulator.chip.parameters == 0x00  # no automatic RATS: nfcpy does ISO-DEP
-        assert emulator.chip.frame_errors == 0
+        assert opened.baud_requests == [921600]  # the fastest rate stty accepted on the pty
+        assert opened.parameters == 0x00  # no automatic RATS: nfcpy does ISO-DEP itself
+        assert opened.frame_errors == 0
         assert clf.sense(nfc.clf.RemoteTarget("106A"), nfc.clf.RemoteTarget("106B"),
                          nfc.clf.RemoteTarget("212F")) is None
     finally:
         clf.close()
-    assert list(emulator.chip.history)[-2:] == ["SET_SERIAL_BAUD_RATE", "POWER_DOWN"]
-    assert emulator.wait_for(lambda: emulator.chip.baudrate == 115200 and emulator.chip.asleep)
+    assert emulator.wait_for(lambda s: s.baudrate == 115200 and s.asleep)
+    assert emulator.stats().history[-2:] == ["SET_SERIAL_BAUD_RATE", "POWER_DOWN"]
 
 
 def test_link_must_be_a_dev_name_nfcpy_can_spell(tmp_path):
@@ -160,14 +170,14 @@ def test_link_must_be_a_dev_name_nfcpy_can_spell(tmp_path):
 
 
 # -- taps ---------------------------------------------------------------------------------------
-def test_tap_through_the_pn532_yields_the_sun_url(emulator, reader, events):
-    card = boltcard()
+def test_tap_through_the_pn532_yields_the_sun_url(emulator, reader, events, tmp_path):
+    card = boltcard(tmp_path)
     emulator.place(card)
     tap = events.expect(TapEvent)
     assert tap.uri.startswith(BASE_URL + "?p=")
     assert sun_counter(tap.uri) == 2
     assert tap.uid == UID
-    assert emulator.chip.commands["IN_COMMUNICATE_THRU"] >= 1 + READ_SEQUENCE_APDUS
+    assert emulator.stats().commands["IN_COMMUNICATE_THRU"] >= 1 + READ_SEQUENCE_APDUS
     emulator.remove()
     events.expect(CardRemovedEvent)
     emulator.place(card)
@@ -175,15 +185,17 @@ def test_tap_through_the_pn532_yields_the_sun_url(emulator, reader, events):
     assert events.pending() == []
 
 
-def test_blank_card_is_programmed_over_the_serial_link(emulator):
+def test_blank_card_is_programmed_over_the_serial_link(emulator, tmp_path):
     """Long APDUs (ChangeKey, the NDEF write) chained through InCommunicateThru frames."""
-    card = SimulatedNtag424.factory(uid=UID)
+    card = tmp_path / "blank.json"
+    SimulatedNtag424.factory(uid=UID).save(card)
     emulator.place(card)
     with card_session(emulator.nfcpy_path, WAIT) as event:
         assert isinstance(event, NotPaymentCardEvent) and event.reason is NotPaymentReason.BLANK
         read_back = program_boltcard(Ntag424(event.handle), KEYS, BASE_URL)
     assert sun_counter(read_back) == 1
-    assert card.state.keys[1].version == 1
+    emulator.remove()
+    assert [key.version for key in load_state(card).keys] == [1] * 5
 
 
 @pytest.fixture(scope="module")
@@ -221,12 +233,13 @@ def test_reader_unplugged_is_shown_by_doctor_and_back_within_3_s(emulator, reade
     ready_at, status = events.expect_at(ReaderStatusEvent, timeout=RECOVERY_S)
     assert status.state is ReaderState.READY
     assert ready_at - plugged_at < RECOVERY_S
-    emulator.place(boltcard())
+    emulator.place(boltcard(tmp_path))
     assert sun_counter(events.expect(TapEvent).uri) == 2
 
 
-def test_unplugged_with_a_card_held_recovers_and_reads_it_again(emulator, reader, events):
-    card = boltcard()
+def test_unplugged_with_a_card_held_recovers_and_reads_it_again(emulator, reader, events,
+                                                                 tmp_path):
+    card = boltcard(tmp_path)
     emulator.place(card)
     handle = events.expect(TapEvent).handle
     emulator.unplug()
@@ -249,19 +262,18 @@ def test_doctor_sees_the_reader_when_it_is_there(emulator, sandbox, tmp_path):
 @pytest.mark.parametrize("answered", range(READ_SEQUENCE_APDUS))
 @pytest.mark.parametrize("last_answer_lost", [False, True])
 def test_card_pulled_mid_read_is_read_again_once(emulator, reader, events, answered,
-                                                 last_answer_lost):
+                                                 last_answer_lost, tmp_path):
     """Pulled at any point of the read: HoldStill, never a tap; the next placement is one tap."""
-    card = boltcard()
+    card = boltcard(tmp_path)
     executed = answered + 1 if last_answer_lost else answered
-    with emulator.changed:  # placed and doomed in one instant, before the reader looks
-        emulator.place(card)
-        emulator.remove_after(executed, answer_last=not last_answer_lost)
+    emulator.place(card, pull_after=executed, answer_last=not last_answer_lost)
     assert "hold" in events.expect(HoldStillEvent).message.lower()
     # What real hardware reports: a CRC error for an answer cut short, then nothing but
     # timeouts to nfcpy's R(NAK) retries.
-    assert emulator.chip.rf_errors[Status.CRC] == (1 if last_answer_lost else 0)
-    assert emulator.chip.rf_errors[Status.TIMEOUT] >= 1
-    assert emulator.antenna.apdus == executed
+    seen = emulator.stats()
+    assert seen.rf_errors.get("CRC", 0) == (1 if last_answer_lost else 0)
+    assert seen.rf_errors["TIMEOUT"] >= 1
+    assert seen.apdus == executed
     emulator.place(card)
     lost_read = last_answer_lost and executed == READ_SEQUENCE_APDUS  # that read used a count
     assert sun_counter(events.expect(TapEvent).uri) == (3 if lost_read else 2)
@@ -270,19 +282,18 @@ def test_card_pulled_mid_read_is_read_again_once(emulator, reader, events, answe
     assert events.pending() == []  # one placement, one tap: never counted twice
 
 
-def test_two_cards_at_once_are_refused_one_card_at_a_time(emulator, reader, events):
+def test_two_cards_at_once_are_refused_one_card_at_a_time(emulator, reader, events, tmp_path):
     """Two cards in the field: nothing is read until one is taken away."""
-    first, second = boltcard(), boltcard(OTHER_UID)
+    first, second = boltcard(tmp_path), boltcard(tmp_path, OTHER_UID)
     emulator.place(first, second)
     event = events.expect(NotPaymentCardEvent)
     assert event.reason is NotPaymentReason.SEVERAL_CARDS
     assert event.message.startswith("One card at a time")
     assert event.handle is None
-    looks = emulator.chip.commands["IN_LIST_PASSIVE_TARGET"]
-    assert emulator.wait_for(
-        lambda: emulator.chip.commands["IN_LIST_PASSIVE_TARGET"] > looks + 10)
-    assert emulator.antenna.apdus == 0  # neither card was read: no SUN counter used
-    assert first.state.files[2].sdm_read_ctr == second.state.files[2].sdm_read_ctr == 1
+    looks = emulator.stats().commands["IN_LIST_PASSIVE_TARGET"]
+    assert emulator.wait_for(lambda s: s.commands["IN_LIST_PASSIVE_TARGET"] > looks + 10)
+    assert emulator.stats().apdus == 0  # neither card was read: no SUN counter used
+    assert read_counter(first) == read_counter(second) == 1
     emulator.remove(first)
     events.expect(CardRemovedEvent)
     tap = events.expect(TapEvent)
@@ -292,13 +303,13 @@ def test_two_cards_at_once_are_refused_one_card_at_a_time(emulator, reader, even
 
 
 def test_a_second_card_joining_a_held_one_is_read_after_the_first_leaves(emulator, reader,
-                                                                       events):
-    first, second = boltcard(), boltcard(OTHER_UID)
+                                                                       events, tmp_path):
+    first, second = boltcard(tmp_path), boltcard(tmp_path, OTHER_UID)
     emulator.place(first)
     assert events.expect(TapEvent).uid == UID
     emulator.add(second)  # not selected, so it stays quiet while the first is held
-    checks = emulator.chip.commands["IN_COMMUNICATE_THRU"]
-    assert emulator.wait_for(lambda: emulator.chip.commands["IN_COMMUNICATE_THRU"] > checks + 5)
+    checks = emulator.stats().commands["IN_COMMUNICATE_THRU"]
+    assert emulator.wait_for(lambda s: s.commands["IN_COMMUNICATE_THRU"] > checks + 5)
     assert events.pending() == []
     emulator.remove(first)
     events.expect(CardRemovedEvent)

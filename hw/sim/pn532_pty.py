@@ -85,6 +85,7 @@ class Pn532Emulator:
         self.plug_count = 0
         self.bytes_in = 0
         self.bytes_out = 0
+        self.version = 0  # goes up whenever anything may have changed (see `changed`)
         self._want_plugged = True
         self._stopping = False
         self._master: int | None = None
@@ -152,8 +153,13 @@ class Pn532Emulator:
     def _with_antenna(self, action: Callable[[], None]) -> None:
         with self.changed:
             action()
-            self.changed.notify_all()
+            self._changed()
         self._wake()  # a waiting InListPassiveTarget may now find a card
+
+    def _changed(self) -> None:
+        """Under the lock: count the change and wake whoever waits for one."""
+        self.version += 1
+        self.changed.notify_all()
 
     def _set_plugged(self, plugged: bool, timeout: float) -> None:
         with self.changed:
@@ -180,7 +186,7 @@ class Pn532Emulator:
                         break
                     if self._want_plugged is not self.plugged:
                         self._do_plug() if self._want_plugged else self._do_unplug()
-                        self.changed.notify_all()
+                        self._changed()
                     deadline = self.chip.next_deadline()
                     master = self._master
                     writing = bool(self._out)
@@ -202,11 +208,11 @@ class Pn532Emulator:
                     self.chip.tick()
                     self._out += self.chip.take_output()
                     self._flush(master)
-                    self.changed.notify_all()
+                    self._changed()
         finally:
             with self.changed:
                 self._do_unplug()
-                self.changed.notify_all()
+                self._changed()
 
     @staticmethod
     def _read(master: int) -> bytes:
