@@ -234,3 +234,32 @@ def test_crc_a_vectors():
     # ISO/IEC 14443-3 Annex B: CRC_A of 00 00 is A0 1E; of 12 34 is 26 CF.
     assert crc_a(b"\x00\x00") == bytes.fromhex("a01e")
     assert crc_a(b"\x12\x34") == bytes.fromhex("26cf")
+
+
+def test_firmware_iso_dep_in_data_exchange_and_release(link):
+    """What other hosts (libnfc) use: automatic RATS, InDataExchange, status, InRelease."""
+
+    class Card:
+        uid = bytes.fromhex("04a1b2c3d4e5f6")
+        apdus: list[bytes] = []
+
+        def transceive(self, apdu: bytes) -> bytes:
+            self.apdus.append(apdu)
+            return b"\x6a\x82" if apdu[1] == 0xA4 else bytes(300) + b"\x90\x00"
+
+    card = Card()
+    link.antenna.add(card)
+    out = link.command(bytes.fromhex("d44a0100"))  # fAutomaticRATS is set after reset
+    assert FrameDecoder().feed(out[6:])[0].payload.endswith(bytes.fromhex("067777710280"))
+    select = bytes.fromhex("00a4040007d2760000850101")
+    assert link.command(b"\xd4\x40\x01" + select) == ACK + encode(bytes.fromhex("d541006a82"))
+    # A 302-byte answer arrives in chained I-blocks and leaves in one extended frame.
+    out = link.command(b"\xd4\x40\x01" + bytes.fromhex("00b0000000"))
+    assert FrameDecoder().feed(out[6:]) == [
+        Information(b"\xd5\x41\x00" + bytes(300) + b"\x90\x00", extended=True)]
+    assert card.apdus == [select, bytes.fromhex("00b0000000")]
+    # GetGeneralStatus: last error 00, no external field, one target (Tg 1, 106 kbit/s, A).
+    status = bytes.fromhex("d505" "00" "00" "01" "01000000" "00")  # … SAM status 00
+    assert link.command(b"\xd4\x04") == ACK + encode(status)
+    assert link.command(b"\xd4\x52\x01") == ACK + encode(b"\xd5\x53\x00")  # InRelease
+    assert link.command(b"\xd4\x40\x01" + select) == ACK + encode(b"\xd5\x41\x27")  # no Tg 1

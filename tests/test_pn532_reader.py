@@ -384,3 +384,22 @@ def test_charge_without_a_tap_in_time_fails_no_tap(sandbox, emulator, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 4
     assert result["reason"] == "no-tap" and "No card was tapped" in result["message"]
+
+
+def test_simulate_reader_refuses_links_nfcpy_cannot_open(tmp_path, capsys):
+    from terminal.app.cli import main
+
+    card = tmp_path / "card.json"
+    SimulatedNtag424.factory(uid=UID).save(card)
+    assert main(["card", "simulate", "reader", str(card), "--link", str(tmp_path / "r")]) == 2
+    assert "only in /dev" in capsys.readouterr().err
+    assert main(["card", "simulate", "reader", str(tmp_path / "none.json"),
+                 "--link", str(link_path())]) == 2
+    assert "no simulated card" in capsys.readouterr().err
+
+
+def test_emulator_that_cannot_make_its_link_says_why(tmp_path):
+    from hw.sim.pn532_pty import Pn532Emulator
+
+    with pytest.raises(FileNotFoundError):
+        Pn532Emulator(tmp_path / "no-such-dir" / "ttyX").start()

@@ -94,13 +94,18 @@ class Pn532Emulator:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
+        self.failure: OSError | None = None  # why the pty or its link could not be set up
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self, timeout: float = 5.0) -> Pn532Emulator:
+        """Start the I/O thread and plug the reader in; OSError if the pty or link fails."""
         self._thread = threading.Thread(target=self._run, name="pn532-emulator", daemon=True)
         self._thread.start()
-        if not self.wait_for(lambda: self.plugged, timeout):
+        if not self.wait_for(lambda: self.plugged or self.failure is not None, timeout):
             raise RuntimeError("the PN532 emulator did not start")
+        if self.failure is not None:
+            self.stop()
+            raise self.failure
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -185,7 +190,11 @@ class Pn532Emulator:
                     if self._stopping:
                         break
                     if self._want_plugged is not self.plugged:
-                        self._do_plug() if self._want_plugged else self._do_unplug()
+                        try:
+                            self._do_plug() if self._want_plugged else self._do_unplug()
+                        except OSError as error:  # no pty left, no right to write the link
+                            self.failure, self._want_plugged = error, False
+                            self._do_unplug()
                         self._changed()
                     deadline = self.chip.next_deadline()
                     master = self._master

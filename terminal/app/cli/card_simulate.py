@@ -15,12 +15,18 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hw.ntag424.ndef import NdefFormatError
 from terminal.adapters import simcards
 from terminal.app.cli.args import hex_bytes
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
+
+if TYPE_CHECKING:
+    from hw.sim.card import SimulatedNtag424
+    from hw.sim.pn532_pty import Pn532Emulator
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -146,20 +152,20 @@ def _reader(args: argparse.Namespace) -> int:
             cards[path] = SimulatedNtag424.load(path)  # saved after every change, like a chip
         return cards[path]
 
-    try:
-        current = card(args.path)
-    except FileNotFoundError:
+    if not args.path.is_file():
         print(f"no simulated card at {args.path}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        current = card(args.path)
     except CardStateError as error:
-        print(f"{args.path}: {error}", file=sys.stderr)
+        print(str(error), file=sys.stderr)
         return EXIT_USAGE
     emulator = Pn532Emulator(args.link)
     try:
         emulator.start()
     except OSError as error:
-        print(f"cannot create {args.link}: {error.strerror or error} (the link must be in /dev:"
-              " run as root)", file=sys.stderr)
+        print(f"cannot create {args.link}: {error.strerror or error} (nfcpy needs the link in "
+              "/dev, which takes root)", file=sys.stderr)
         return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -176,7 +182,7 @@ def _reader(args: argparse.Namespace) -> int:
                 break
             try:
                 current = _reader_action(emulator, action, argument, current, card)
-            except (FileNotFoundError, CardStateError) as error:
+            except CardStateError as error:  # also a card file that does not exist
                 print(f"{action}: {error}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
@@ -189,7 +195,9 @@ def _reader(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _reader_action(emulator, action: str, argument: str, current, card):
+def _reader_action(emulator: Pn532Emulator, action: str, argument: str,
+                   current: SimulatedNtag424,
+                   card: Callable[[Path], SimulatedNtag424]) -> SimulatedNtag424:
     """One line of the reader's standard input; returns the card now in hand."""
     if action == "place":
         if argument:
