@@ -445,7 +445,7 @@ def test_world_readable_terminal_toml_holding_a_secret_is_refused(tmp_path, extr
     with pytest.raises(ConfigError) as info:
         load_config(path)
     [line] = info.value.problems
-    assert line == (f"{path} holds secrets ({key}) and other users may read it (mode 0644): "
+    assert line == (f"{path} holds secrets ({key}) but is open to other users (mode 0644): "
                     "move them to secrets.toml beside it (mode 0600), or chmod 600 terminal.toml")
     assert ISSUER_KEY not in line
     os.chmod(path, 0o600)

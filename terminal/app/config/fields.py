@@ -191,14 +191,13 @@ def array(expected: str, *, min_items: int = 0, max_items: int = 1000) -> Before
             return tuple(value)
         if min_items and isinstance(value, list | tuple) and len(value) < min_items:
             refuse(f"an array of at least {min_items} {expected}")
-        refuse(f"an array of {expected} (e.g. [{_example(expected)}])")
+        example = _EXAMPLES.get(expected)
+        refuse(f"an array of {expected}" + (f" (e.g. [{example}])" if example else ""))
 
     return BeforeValidator(check)
 
 
-def _example(expected: str) -> str:
-    return {"host names": '"127.0.0.1"', "currency codes": '"USD"',
-            "percentages": "10, 15, 20"}.get(expected, "…")
+_EXAMPLES = {"host names": '"127.0.0.1"', "currency codes": '"USD"', "percentages": "10, 15, 20"}
 
 
 HostList = Annotated[tuple[Host, ...], array("host names")]

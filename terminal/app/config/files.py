@@ -89,7 +89,7 @@ def check_public_file(path: Path, raw: dict[str, Any]) -> str | None:
     held = secret_paths(raw)
     if not held:
         return None
-    return (f"{path} holds secrets ({', '.join(held)}) and other users may read it (mode "
+    return (f"{path} holds secrets ({', '.join(held)}) but is open to other users (mode "
             f"{mode:04o}): move them to {SECRETS_FILE} beside it (mode 0600), or chmod 600 "
             f"{path.name}")
 
