@@ -375,15 +375,34 @@ def test_charge_with_no_reader_fails_the_sale_with_a_plain_reason(sandbox, capsy
     assert "No NFC reader found" in result["message"]
 
 
-def test_charge_without_a_tap_in_time_fails_no_tap(sandbox, emulator, capsys):
+def test_charge_whose_timeout_passes_before_a_tap_lets_the_reader_go(sandbox, emulator,
+                                                                     capsys):
+    """`--timeout` bounds the whole sale: no card came, nothing is charged, and the command
+    returns at once instead of holding the reader until the invoice expires."""
     from terminal.app.cli import main
 
     config = sandbox.sandbox.data_dir / "terminal.toml"
+    started = time.monotonic()
     code = main(["charge", "2", "--currency", "USD", "--reader", emulator.nfcpy_path,
-                 "--config", str(config), "--timeout", "0.5", "--json"])
+                 "--config", str(config), "--timeout", "1", "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 4
-    assert result["reason"] == "no-tap" and "No card was tapped" in result["message"]
+    assert result["status"] == "pending" and result["payment_hash"]  # unpaid: never charged
+    assert time.monotonic() - started < 1 + WAIT
+    assert emulator.wait_for(lambda s: s.asleep)  # nfcpy closed the reader (PowerDown)
+
+
+def test_take_tap_without_a_card_ends_with_no_tap(emulator, tmp_path):
+    from terminal.app.cli.reader_tap import NO_TAP, take_tap
+
+    notices: list[str] = []
+    tap = take_tap(emulator.nfcpy_path, 0.5, notice=notices.append)
+    assert (tap.url, tap.reason) == (None, NO_TAP)
+    assert "No card was tapped on the reader within 0.5 s" in tap.message
+    assert notices == [f"Tap a card on the reader ({emulator.nfcpy_path})."]
+    emulator.place(boltcard(tmp_path))
+    tap = take_tap(emulator.nfcpy_path, WAIT, notice=notices.append)
+    assert tap.url is not None and sun_counter(tap.url) == 2
 
 
 def test_simulate_reader_refuses_links_nfcpy_cannot_open(tmp_path, capsys):
