@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 )
 
 from terminal.adapters import simcards
-from terminal.adapters.books.ledger import Ledger
+from terminal.adapters.books.ledger import DuplicatePaymentHash, Ledger
 from terminal.app.cli import main
 from terminal.app.cli.exits import EXIT_NOT_PAID, EXIT_OK
 from terminal.app.config import load_config
@@ -116,49 +116,20 @@ def test_a_replayed_invoice_is_refused_and_one_payment_pays_one_sale(
     assert sum(1 for s in sales if s["payment_hash"] == paid.payment_hash) == 1
 
 
-def test_the_ledger_keeps_a_hash_with_the_sale_that_recorded_it_first(tmp_path):
-    """Books written before this check may hold one hash on several sales: the index names the
-    first, and a payment settles that one only (after a restart too)."""
+def test_the_ledger_holds_a_payment_hash_for_one_sale_only(tmp_path):
+    """The books refuse a second sale holding a hash (`DuplicatePaymentHash`): checkout checks
+    first (`backend-replayed-invoice`), the ledger is the last line."""
     path = tmp_path / "ledger.jsonl"
+    first = SaleRecord(id=f"{0:032x}", created_at=1.0, amount_minor=1, currency="SAT",
+                       payment_hash="ab" * 32, bolt11="lnbc1")
     with Ledger(path) as ledger:
-        for n in range(3):
-            ledger.save_sale(SaleRecord(id=f"{n:032x}", created_at=float(n), amount_minor=1,
-                                        currency="SAT", payment_hash="ab" * 32, bolt11="lnbc1"))
-        assert ledger.find_sale_by_payment_hash("ab" * 32).id == f"{0:032x}"
-        moved = ledger.get_sale(f"{1:032x}")
-        moved.payment_hash = "cd" * 32  # a later sale moving away does not unseat the first
-        ledger.save_sale(moved)
-        assert ledger.find_sale_by_payment_hash("ab" * 32).id == f"{0:032x}"
+        ledger.save_sale(first)
+        second = SaleRecord.from_doc({**first.to_doc(), "id": f"{1:032x}", "created_at": 2.0})
+        with pytest.raises(DuplicatePaymentHash):
+            ledger.save_sale(second)
+        assert ledger.get_sale(second.id) is None
     with Ledger(path) as ledger:
-        assert ledger.find_sale_by_payment_hash("ab" * 32).id == f"{0:032x}"
-        assert ledger.find_sale_by_payment_hash("cd" * 32).id == f"{1:032x}"
-
-
-def test_a_payment_settles_only_the_sale_that_holds_its_hash(tmp_path):
-    """Books written before the replay check may hold one hash on three sales (the bug this
-    issue reports): the payment settles the first, the others are refused, after a restart."""
-    clock = Clock()
-    backend = ScriptedBackend(clock=clock)
-    loop = asyncio.new_event_loop()
-    try:
-        with Ledger(tmp_path / "ledger.jsonl", clock=clock) as ledger:
-            checkout = Checkout(backend=backend, withdraw=ScriptedIssuer(backend),  # type: ignore[arg-type]
-                                keyring=Keyring([]), ledger=ledger, terminal_id="ft-legacy",
-                                network="regtest", clock=clock)
-            first = loop.run_until_complete(checkout.open_sale(100, "SAT"))
-            for n in range(2):  # written by an older version: the same invoice, twice more
-                copy = SaleRecord.from_doc(first.record.to_doc())
-                copy.id = f"{n:032x}"
-                copy.created_at += n + 1
-                ledger.save_sale(copy)
-            backend.pay(first.record.payment_hash)
-            loop.run_until_complete(checkout.recover())
-            states = {r.id: (r.state, r.reason) for r in ledger.sales()}
-    finally:
-        loop.close()
-    assert states[first.record.id] == ("paid", None)
-    assert states[f"{0:032x}"] == ("failed", "backend-replayed-invoice")
-    assert states[f"{1:032x}"] == ("failed", "backend-replayed-invoice")
+        assert ledger.find_sale_by_payment_hash("AB" * 32).id == first.id
 
 
 # ------------------------------------------------------------------------------- the property

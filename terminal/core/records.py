@@ -52,10 +52,6 @@ class SaleRecord:
     payment_hash: str | None = None
     invoice_ref: str | None = None
     invoice_expires_at: float | None = None
-    # The backend declared the invoice final (paid, or expired unpaid and no payment found):
-    # nothing can change the sale's money any more, so reconcile stops asking about it.
-    # False on records written before it existed: they are asked once, then marked.
-    invoice_final: bool = False
     card_id: str | None = None
     issuer: str | None = None
     counter: int | None = None
@@ -64,6 +60,11 @@ class SaleRecord:
     receipt_printed: bool = False
     synced: bool = False
     updated_at: float | None = None
+    # The backend has declared the invoice final (paid, or expired unpaid and no payment found):
+    # a cancelled, failed or expired sale whose invoice is not final may still be paid late, so
+    # the reconcile keeps asking (no time window); records older than the field are asked once.
+    invoice_final: bool = False
+    recovered: bool = False  # restored from the backend's payments (`flash-terminal recover`)
 
     @property
     def is_final(self) -> bool:

@@ -11,6 +11,8 @@ file cannot be written; 70 an internal error (see `terminal.app.cli.exits`).
 
 `--timeout S` bounds the whole sale: invoice creation, the tap, the issuer's callback and the
 settlement wait all fit in S seconds.
+With `--reader` the tap comes from the NFC reader (terminal.app.cli.reader_tap); no tap in time
+fails the sale with reason `no-tap`, an absent reader with `reader-unavailable` (exit 4).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 
 from terminal.app.cli.args import load_config_or_exit
 from terminal.app.cli.exits import EXIT_NOT_PAID, EXIT_OK, EXIT_USAGE, paragraph
-from terminal.app.config import CURRENCIES
 from terminal.core.money import (
+    SALE_CURRENCIES,
     AmountError,
     AmountTooLarge,
     Money,
@@ -44,7 +46,7 @@ NO_INVOICE_TEXT = ("No invoice was created (the backend could not be used), so n
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("charge", help="run one complete sale without the UI")
     parser.add_argument("amount", help="amount in the currency's major unit (e.g. 5 or 12.50)")
-    parser.add_argument("--currency", default=None, type=str.upper, choices=CURRENCIES,
+    parser.add_argument("--currency", default=None, type=str.upper, choices=SALE_CURRENCIES,
                         help="USD, JMD or SAT (default: the configured display currency)")
     parser.add_argument("--config", help="terminal configuration (or FLASH_TERMINAL_CONFIG)")
     parser.add_argument("--memo", default="", help="memo on the invoice")
@@ -52,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--tap", metavar="URL", help="a card's tap URL (lnurlw://…?p=…&c=…)")
     source.add_argument("--card-file", type=Path, metavar="PATH", help="tap a simulated card")
     source.add_argument("--qr", action="store_true", help="show the invoice and wait for a wallet")
+    source.add_argument("--reader", metavar="DEVICE",
+                        help="take the tap from an NFC reader, as the kiosk does (nfcpy device: "
+                        "usb, tty:AMA0:pn532, …); waits until the invoice expires or --timeout")
     parser.add_argument(
         "--pin-stdin", action="store_true",
         help=f"read the card PIN from standard input (or set {PIN_ENV}) when the issuer asks",
@@ -148,7 +153,18 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
         if args.qr:
             _show_invoice(till.session)
         else:
-            url = args.tap if args.tap else _tap_card_file(args.card_file)
+            if args.reader:
+                from terminal.app.cli.reader_tap import take_tap_async
+
+                taken = await take_tap_async(args.reader, _settle_timeout(till))
+                if taken.url is None:
+                    if till.session is not None:
+                        till.session.fail(taken.reason)
+                    await till.cancel()
+                    return _with_message(till.outcome(), taken.message)
+                url = taken.url
+            else:
+                url = args.tap if args.tap else _tap_card_file(args.card_file)
             await till.tap(url)
             if till.phase is PayPhase.PIN:
                 if pin is None:

@@ -57,8 +57,8 @@ def paragraph(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
 def explain(exc: BaseException, command: str) -> tuple[int, str]:
     """The exit code and message for an exception a command did not handle itself."""
     # Imported here: `--help` and `card decode` stay fast, and this module stays import-light.
-    from terminal.adapters.books.storage import (
-        StorageCorruptError,
+    from terminal.adapters.books.errors import (
+        BooksDamaged,
         StorageError,
         StorageFullError,
         StorageLockedError,
@@ -73,10 +73,8 @@ def explain(exc: BaseException, command: str) -> tuple[int, str]:
         return EXIT_BUSY, (
             f"{exc}. The terminal app (or another command) has the ledger open; use its screen, "
             "or stop it first (systemctl stop flash-terminal), then try again.")
-    if isinstance(exc, StorageCorruptError):
-        return EXIT_BOOKS_DAMAGED, (
-            f"the books need attention: {exc}. Nothing was changed. Do not delete the file; "
-            "`flash-terminal doctor` says what to do.")
+    if isinstance(exc, BooksDamaged):  # its own paragraph: the file, what, what to do
+        return EXIT_BOOKS_DAMAGED, str(exc)
     if isinstance(exc, StorageFullError):
         return EXIT_STORAGE, f"{exc}."
     if isinstance(exc, StorageError):
