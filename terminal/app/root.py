@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from terminal.adapters.withdraw import WithdrawClient
 
 LEDGER_FILE = "ledger.jsonl"
+FLASH_BUDGET_FILE = "flash-budget.json"
 TERMINAL_ID_FILE = "terminal-id"
 
 
@@ -73,6 +74,10 @@ def build_backend(config: Config) -> Backend:
             api_key=flash.api_key,
             wallet_currency=flash.wallet_currency,
             network=config.network,
+            terminal_id=terminal_id(config),
+            # Flash's invoice limit is per merchant account: every process of this terminal
+            # (kiosk, `sync`, `doctor`) shares one view of it.
+            budget_path=ensure_data_dir(config) / FLASH_BUDGET_FILE,
         )
     from terminal.adapters.backends.btcpay import BTCPayBackend
 
