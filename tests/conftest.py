@@ -28,3 +28,6 @@ VECTORS = Path(__file__).parent / "vectors"
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     return VECTORS
+
+
+from helpers.pty_printer import pty_printer  # noqa: E402,F401 - the fixture, for every module

@@ -119,7 +119,7 @@ def _failures(path: Path) -> list[int]:
 @pytest.fixture
 def demo(tmp_path: Path):
     loop = asyncio.new_event_loop()
-    env = loop.run_until_complete(DemoEnvironment.start(tmp_path))
+    env = loop.run_until_complete(DemoEnvironment.start(tmp_path, background=False))
     try:
         yield loop, env
     finally:
@@ -137,12 +137,12 @@ def test_program_info_wipe_a_blank_card_through_the_controller(demo) -> None:
             _unlock(c)
             # Info on the blank card
             assert c.tools.choose(Tool.INFO)
-            c.card_event(*env.present(BLANK))
+            await c.present_card(*env.card_on_reader(BLANK))
             await _settled(c)
             assert c.tools.phase is ToolPhase.DONE and c.tools.title.startswith("Blank card")
             # Program it with the configured (sandbox) issuer
             assert c.tools.choose(Tool.PROGRAM)
-            c.card_event(*env.present(BLANK))
+            await c.present_card(*env.card_on_reader(BLANK))
             await _settled(c)
             assert c.tools.phase is ToolPhase.DONE, c.tools.detail_lines
             shown = "\n".join([c.tools.title, *c.tools.detail_lines, c.tools.next_text])
@@ -153,7 +153,7 @@ def test_program_info_wipe_a_blank_card_through_the_controller(demo) -> None:
             assert simcards.info(env.blank_card).key_versions == [1] * 5
             # Info: programmed, and its tap verifies with the configured issuer
             assert c.tools.choose(Tool.INFO)
-            c.card_event(*env.present(BLANK))
+            await c.present_card(*env.card_on_reader(BLANK))
             await _settled(c)
             shown = "\n".join([c.tools.title, *c.tools.detail_lines])
             assert "Programmed card (key version 1)" in shown
@@ -161,10 +161,10 @@ def test_program_info_wipe_a_blank_card_through_the_controller(demo) -> None:
             assert uid.hex() not in shown.lower()
             # Wipe: confirm first, then the next tap wipes
             assert c.tools.choose(Tool.WIPE) and not c.tools.armed
-            c.card_event(*env.present("A"))  # not armed yet: says so, wipes nothing
+            await c.present_card(*env.card_on_reader("A"))  # not armed yet: says so, wipes nothing
             assert c.tools.phase is ToolPhase.CONFIRM and "Wipe it" in c.tools.detail_lines[-1]
             c.tools.confirm()
-            c.card_event(*env.present(BLANK))
+            await c.present_card(*env.card_on_reader(BLANK))
             await _settled(c)
             assert c.tools.phase is ToolPhase.DONE and c.tools.title == "Card wiped"
             assert simcards.info(env.blank_card).key_versions == [0] * 5
@@ -196,7 +196,7 @@ def test_wipe_with_wrong_keys_refuses_without_authenticating(demo, tmp_path: Pat
             for _ in range(5):  # more than the simulator's authentication-delay threshold
                 assert c.tools.choose(Tool.WIPE)
                 c.tools.confirm()
-                c.card_event(*env.present("A"))
+                await c.present_card(*env.card_on_reader("A"))
                 await _settled(c)
                 assert c.tools.phase is ToolPhase.FAILED and c.tools.title == "Wipe failed"
             shown = "\n".join(c.tools.detail_lines)
@@ -207,7 +207,7 @@ def test_wipe_with_wrong_keys_refuses_without_authenticating(demo, tmp_path: Pat
             journal = ProvisioningJournal(env.config.data_dir / "provisioning.jsonl")
             assert journal.entries() == []
             # the card still pays: the tool routed the taps, the sale never saw them
-            assert c.session is None
+            assert c.till.session is None
         finally:
             await c.aclose()
 
@@ -222,7 +222,7 @@ def test_program_refuses_a_programmed_card_and_says_wipe_first(demo) -> None:
         try:
             _unlock(c)
             assert c.tools.choose(Tool.PROGRAM)
-            c.card_event(*env.present("B"))
+            await c.present_card(*env.card_on_reader("B"))
             await _settled(c)
             assert c.tools.phase is ToolPhase.FAILED and c.tools.tone is Tone.ERROR
             assert "already programmed" in "\n".join(c.tools.detail_lines)
@@ -257,7 +257,7 @@ def test_printer_and_reader_tests(demo) -> None:
                                   (PrinterStatus.PAPER_OUT, "Printer out of paper"),
                                   (PrinterStatus.OFFLINE, "Printer offline")):
                 printer = RecordingPrinter(PrintResult(status, "from the printer"))
-                c.printer = printer
+                c.till.receipts.printer = printer
                 await c.test_printer()
                 assert len(printer.printed) == 1
                 lines = [getattr(line, "text", "") for line in printer.printed[0].lines]
@@ -265,21 +265,22 @@ def test_printer_and_reader_tests(demo) -> None:
                 assert c.tests.printer_text == f"{words}: from the printer"
                 assert c.status.printer == ("ready" if status is PrinterStatus.OK else "error")
             assert c.tests.printer_state is TestState.FAILED
-            c.printer = None
+            c.till.receipts.printer = None
             await c.test_printer()  # no printer and no sink: says what to configure
             assert "No printer configured" in c.tests.printer_text
             # reader: state from the reader's events; the next card is described, not sold
-            c.card_event(ReaderStatusEvent(ReaderState.ABSENT, "NFC reader on usb disconnected."))
+            await c.present_card(ReaderStatusEvent(ReaderState.ABSENT,
+                                                   "NFC reader on usb disconnected."))
             assert c.status.reader == "absent"
             assert "disconnected" in c.tests.reader_text(c.status.reader)
             c.tests.arm_reader()
             assert c.wants_card
-            c.card_event(*env.present("A"))
+            await c.present_card(*env.card_on_reader("A"))
             assert "payment link" in c.tests.card_text and "127.0.0.1" in c.tests.card_text
             c.tests.arm_reader()
-            c.card_event(*env.present(BLANK))
+            await c.present_card(*env.card_on_reader(BLANK))
             assert "blank" in c.tests.card_text and "card tools" in c.tests.card_text
-            assert not c.wants_card and c.session is None and c.notice == ""
+            assert not c.wants_card and c.till.session is None and c.notice == ""
         finally:
             await c.aclose()
 

@@ -7,37 +7,43 @@ import asyncio
 
 from terminal.app.demo import DemoEnvironment
 from terminal.app.ui.viewmodels import Screen
-from terminal.app.ui.viewmodels.sale import ChargeRequest
+from terminal.core.tips import NO_TIP
+from terminal.services.till import PayPhase, Step
 
 SLOW_GRAPHQL = {"latency_s": {"graphql": 0.4}}
 
 
-async def _until(predicate, timeout=5.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
+async def _key_sats(till, amount: str) -> None:
+    till.set_currency("SAT")
+    till.entry.clear()
+    for key in amount:
+        till.key(key)
+    assert await till.charge() and till.step is Step.TIP
 
 
 def test_a_tap_held_for_a_refused_invoice_never_pays_the_next_sale(tmp_path):
     async def scenario():
-        env = await DemoEnvironment.start(tmp_path)
+        env = await DemoEnvironment.start(tmp_path, background=False)
         c = env.controller()
+        till = c.till
         try:
-            await c.refresh_rates()
             balance = env.sandbox.core.card_state(env.cards["A"].card_id)["balance_msat"]
             env.sandbox.faults.update({**SLOW_GRAPHQL, "invoice_create_error_next": 1})
-            first = asyncio.create_task(c.charge(ChargeRequest(500, "SAT", "first")))
-            await _until(lambda: c._opening)
-            assert await c.handle_tap(env.tap("A")) is None  # held for the coming invoice
+            await _key_sats(till, "500")
+            first = asyncio.create_task(till.choose_tip(NO_TIP))
+            await till.wait_until(lambda: till.phase is PayPhase.CREATING
+                                  and till.step is Step.PAY, 5)
+            assert await till.tap(env.tap("A")) is None  # held for the coming invoice
             assert await first is False  # the backend refused the invoice
+            assert till.step is Step.RESULT
             env.sandbox.faults.update({"latency_s": {}})
-            c.result_done()
-            assert await c.charge(ChargeRequest(200, "SAT", "second"))
-            second = c.session
+            till.new_sale()
+            await _key_sats(till, "200")
+            assert await till.choose_tip(NO_TIP)
+            second = till.session
             return second.sale.state.value, balance, env.sandbox.core.card_state(
                 env.cards["A"].card_id)["balance_msat"]
         finally:
-            await c.aclose()
             await env.stop()
 
     state, before, after = asyncio.run(scenario())
@@ -47,23 +53,25 @@ def test_a_tap_held_for_a_refused_invoice_never_pays_the_next_sale(tmp_path):
 
 def test_cancel_while_the_invoice_is_created_cancels_that_sale(tmp_path):
     async def scenario():
-        env = await DemoEnvironment.start(tmp_path)
+        env = await DemoEnvironment.start(tmp_path, background=False)
         c = env.controller()
+        till = c.till
         try:
-            await c.refresh_rates()
             env.sandbox.faults.update(SLOW_GRAPHQL)
-            opening = asyncio.create_task(c.charge(ChargeRequest(500, "SAT", "oops")))
-            await _until(lambda: c._opening)
-            await c.cancel()
+            await _key_sats(till, "500")
+            opening = asyncio.create_task(till.choose_tip(NO_TIP))
+            await till.wait_until(lambda: till.step is Step.PAY, 5)
+            assert await till.cancel()
             assert await opening is False
             env.sandbox.faults.update({"latency_s": {}})
-            late = await c.handle_tap(env.tap("A"))  # no sale open: nothing is charged
+            keyed = till.entry.display  # the amount is kept for the next try
+            await env.present("A")  # charges the kept amount: a tap after Cancel is a new sale
             sales = env.terminal.ledger.sales()
-            return c.screen, c.session, late, [s.state for s in sales]
+            return c.screen, keyed, sorted(s.state for s in sales), till.step
         finally:
-            await c.aclose()
             await env.stop()
 
-    screen, session, late, states = asyncio.run(scenario())
-    assert screen is Screen.SALE and session is None and late is None
-    assert states == ["cancelled"]
+    screen, keyed, states, step = asyncio.run(scenario())
+    assert keyed == "500 sats"
+    assert "cancelled" in states and len(states) == 1  # the tip step holds the second tap
+    assert step is Step.TIP and screen is Screen.SALE

@@ -1,10 +1,10 @@
-"""View-model tests: every screen's logic without Kivy (keypad, tip, countdown, states, PIN)."""
+"""The till's pieces and the screens' presenters, without Kivy: keypad and PIN entry, tips,
+every screen's words and colours, history, and the till driven through the controller against
+the in-process sandbox (real HTTP and WebSocket on loopback, simulated cards)."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -12,30 +12,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from terminal.app.ui import strings
-from terminal.app.ui.viewmodels import (
-    AdminLock,
-    AmountEntry,
-    Attempt,
-    HistoryViewModel,
-    ListSource,
-    PayPhase,
-    PayViewModel,
-    ResultInfo,
-    ResultViewModel,
-    SaleStep,
-    SaleViewModel,
-    TipChoice,
-    TipSettings,
-    hash_pin,
-    tip_minor,
-)
+from terminal.app.ui.viewmodels import AdminLock, Attempt, Screen
 from terminal.app.ui.viewmodels.admin import mask_key
-from terminal.app.ui.viewmodels.pay import PayInvoice
+from terminal.app.ui.viewmodels.history import card_label
 from terminal.app.ui.viewmodels.status import StatusViewModel
-from terminal.app.ui.viewmodels.tones import Tone
-from terminal.core.money import JMD, SAT, USD, Money, RatePolicy, currency
-from terminal.core.pins import verify_pin
-from terminal.core.records import SaleRecord
+from terminal.app.ui.viewmodels.tones import (
+    COLOURS,
+    MIN_CONTRAST,
+    Tone,
+    contrast,
+    text_colour,
+)
+from terminal.core.money import JMD, SAT, USD, Money, currency
+from terminal.core.pins import hash_pin, verify_pin
+from terminal.core.tips import TipChoice, tip_minor
+from terminal.services.till import AmountEntry, PayPhase, PinEntry, ResultKind, Step
 
 
 class Clock:
@@ -44,12 +35,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Rate:
-    def __init__(self, code: str, minor_per_sat: str, ts: float) -> None:
-        self.currency, self.minor_per_sat = code, Decimal(minor_per_sat)
-        self.fraction_digits, self.timestamp = 2, ts
 
 
 # --------------------------------------------------------------------------- keypad
@@ -122,129 +107,49 @@ def test_tip_is_within_half_a_minor_unit(amount: int, percent: int) -> None:
     assert abs(tip_minor(amount, percent) * 100 - amount * percent) <= 50
 
 
-# --------------------------------------------------------------------------- sale
+def test_switching_currency_keeps_the_digits_the_new_currency_allows() -> None:
+    e = AmountEntry(USD, 1_000_000)
+    e.type("12.50")
+    e.set_currency(SAT, 10_000_000)
+    assert e.text == "12" and e.display == "12 sats"
+    e.set_currency(JMD, 10_000_000)
+    assert e.text == "12"
+    e.type(".75")
+    e.set_currency(USD, 1_000)  # $10.00 at most: the digits no longer fit
+    assert e.text == "" and e.minor == 0
 
 
-def _rates(clock: Clock) -> RatePolicy:
-    rates = RatePolicy(max_age_s=600)
-    rates.accept(Rate("USD", "0.095", clock.now), now=clock.now)
-    return rates
-
-
-def test_sale_shows_sats_and_rate_age_and_charges() -> None:
-    clock = Clock()
-    vm = SaleViewModel(_rates(clock), ("USD", "SAT"), clock=clock)
-    assert not vm.can_charge and vm.next() is None
-    vm.entry.type("5")
-    assert vm.sats_text == "≈ 5,264 sats"  # 500 / 0.095 rounded up
-    assert vm.rate_age_text == "rate just now"
-    clock.now += 150
-    assert vm.rate_age_text == "rate 2 min old"
-    vm.set_memo("coffee")
-    request = vm.next()
-    assert request is not None
-    assert (request.amount_minor, request.currency, request.memo) == (500, "USD", "coffee")
-
-
-def test_sale_refuses_a_stale_or_missing_rate() -> None:
-    clock = Clock()
-    vm = SaleViewModel(_rates(clock), ("USD", "SAT"), clock=clock)
-    vm.entry.type("5")
-    clock.now += 601
-    assert not vm.can_charge and "old" in (vm.rate_problem or "")
-    assert vm.sats_text == strings.t("sale.no_rate")
-    assert vm.switch_currency() == "SAT"  # sats need no rate
-    assert vm.amount_text == "0 sats"  # switching clears the amount
-    vm.entry.type("2100")
-    assert vm.can_charge and vm.next().amount_minor == 2100
-    empty = SaleViewModel(RatePolicy(), ("JMD",), clock=clock)
-    empty.entry.type("100")
-    assert not empty.can_charge and "no exchange rate" in empty.rate_problem
-
-
-def test_sale_tip_step() -> None:
-    clock = Clock()
-    vm = SaleViewModel(_rates(clock), ("USD",), tips=TipSettings(enabled=True), clock=clock)
-    vm.entry.type("20")
-    assert vm.next() is None and vm.step is SaleStep.TIP
-    labels = [label for label, _ in vm.tip_options]
-    assert labels == ["No tip", "10%", "15%", "20%"]
-    assert vm.tip_line(TipChoice(percent=15)) == "Tip $3.00 · Total $23.00"
-    request = vm.choose_tip(TipChoice(percent=15))
-    assert request.amount_minor == 2300 and request.tip_minor == 300
-    vm.back_to_amount()
-    assert vm.step is SaleStep.AMOUNT and vm.request().amount_minor == 2000
-
-
-# --------------------------------------------------------------------------- pay
-
-
-def test_pay_countdown_qr_and_expiry() -> None:
-    clock = Clock()
-    vm = PayViewModel(clock)
-    vm.reset(Money(500, USD))
-    assert vm.phase is PayPhase.CREATING and vm.qr_data is None and vm.tone is Tone.BUSY
-    vm.invoice_ready(PayInvoice("lnbcrt52640n1xyz", 5_264_000, clock.now + 125))
-    assert vm.qr_data == "LNBCRT52640N1XYZ"  # uppercase: QR alphanumeric mode
-    assert vm.countdown_text == "Expires in 2:05"
-    assert vm.sats_text == "5,264 sats" and vm.amount_text == "$5.00"
-    clock.now += 124.5
-    assert vm.countdown_text == "Expires in 0:01"  # rounds up: never shows 0 while valid
-    clock.now += 1
-    vm.tick()
-    assert vm.phase is PayPhase.EXPIRED and vm.tone is Tone.ERROR
-    assert vm.countdown_text == "Invoice expired"
-
-
-def test_pay_offline_and_pin_pad() -> None:
-    vm = PayViewModel(Clock())
-    vm.reset(Money(500, USD))
-    vm.invoice_ready(None)
-    assert vm.phase is PayPhase.OFFLINE and vm.tone is Tone.WARNING and vm.qr_data is None
-    vm.set_phase(PayPhase.PIN)
-    assert vm.show_pin_pad and vm.pin_title == "Card PIN for $5.00"
+def test_pin_entry_keeps_the_pin_to_itself() -> None:
+    pin = PinEntry()
     for d in "123":
-        vm.pin.press(d)
-    assert not vm.pin.complete and vm.pin.masked == "•••"
-    vm.pin.press("4")
-    assert vm.pin.complete and "1234" not in repr(vm.pin)
+        pin.press(d)
+    assert not pin.complete and pin.masked == "•••"
+    pin.press("4")
+    assert pin.complete and "1234" not in repr(pin)
     for d in "56789":
-        vm.pin.press(d)
-    assert vm.pin.masked == "•" * 8  # at most 8 digits
-    assert vm.pin.take() == "12345678" and vm.pin.masked == ""
-    vm.set_phase(PayPhase.CONFIRMING)
-    assert not vm.can_cancel and not vm.show_pin_pad
+        pin.press(d)
+    assert pin.masked == "•" * 8  # at most 8 digits
+    assert pin.take() == "12345678" and pin.masked == "" and not pin.complete
 
 
-# --------------------------------------------------------------------------- result
+# --------------------------------------------------------------------------- words and colours
 
 
-def test_result_states_show_colour_icon_words() -> None:
-    clock = Clock()
-    vm = ResultViewModel(clock, auto_return_s=5)
-    vm.show(ResultInfo("paid", "$5.00", "5,264 sats", method="card", at=clock.now))
-    assert (vm.tone, vm.icon, vm.title) == (Tone.SUCCESS, "✓", "Paid")
-    assert vm.detail_text.startswith("Card · ") and vm.return_to == "sale"
-    assert vm.print_label == "Print receipt"
-    vm.mark_printed()
-    assert vm.print_label == "Reprint"
-    assert vm.remaining_s == 5 and not vm.due
-    clock.now += 5
-    assert vm.due
+def test_every_tone_reads_at_wcag_aa_contrast() -> None:
+    for tone in Tone:
+        assert contrast(text_colour(tone), COLOURS[tone]) >= MIN_CONTRAST, tone
+    assert contrast(text_colour(Tone.WARNING), COLOURS[Tone.WARNING]) > 6  # not white on amber
 
-    vm.show(ResultInfo("refused", "$5.00", reason="insufficient-balance",
-                       message="Card balance too low.", sale_open=True))
-    assert (vm.tone, vm.icon, vm.title) == (Tone.ERROR, "✕", "Card refused")
-    assert vm.detail_text == "Card balance too low."  # the issuer's specific words
-    assert vm.next_text == strings.t("next.retry") and vm.return_to == "pay"
 
-    vm.show(ResultInfo("expired", "$5.00", reason="invoice-expired", message="x"))
-    assert vm.detail_text == "The invoice expired before it was paid."
-    assert vm.next_text == strings.t("next.new_sale")
-    vm.show(ResultInfo("failed", "$5.00", reason="no-such-code", message="Backend said no"))
-    assert vm.detail_text == "Backend said no"
-    with pytest.raises(ValueError):
-        vm.show(ResultInfo("weird", "$1"))
+def test_a_card_is_named_the_same_way_everywhere() -> None:
+    from terminal.adapters.receipts import method_text
+    from terminal.core.records import SaleRecord
+
+    card_id = "0123456789abcdef" * 2
+    record = SaleRecord(id="x" * 32, created_at=0, amount_minor=1, currency="SAT",
+                        method="card", issuer="acme", card_id=card_id)
+    assert card_label(card_id) == "card 01234567"
+    assert method_text(record) == "Boltcard acme card 01234567"
 
 
 def test_strings_translation_falls_back_to_english() -> None:
@@ -314,136 +219,139 @@ def test_status_bar() -> None:
     assert vm.link_tone is Tone.SUCCESS and vm.reader_text == "Demo cards"
 
 
-# --------------------------------------------------------------------------- history
+# --------------------------------------------------------------------------- through the till
 
 
-def _record(i: int, at: float, state: str, method: str | None, card: str | None,
-            amount: int = 500, code: str = "USD") -> SaleRecord:
-    return SaleRecord(id=f"sale{i:04d}" + "0" * 24, created_at=at, amount_minor=amount,
-                      currency=code, state=state, method=method, card_id=card,
-                      amount_msat=amount * 10_000, updated_at=at)
-
-
-def test_history_filters_totals_detail_export(tmp_path: Path) -> None:
-    tz = dt.UTC
-    now = dt.datetime(2026, 3, 4, 15, 0, tzinfo=tz).timestamp()
-    yesterday = now - 86_400
-    source = ListSource([
-        _record(1, now - 60, "paid", "card", "cardA"),
-        _record(2, now - 120, "paid", "qr", None, 250),
-        _record(3, now - 180, "expired", None, None),
-        _record(4, now - 240, "queued", "card", "cardB", 100),
-        _record(5, yesterday, "paid", "card", "cardA", 999),
-    ])
-    vm = HistoryViewModel(source, clock=lambda: now, tz=tz)
-    assert [r.sale_id[:8] for r in vm.rows()] == ["sale0001", "sale0002", "sale0003", "sale0004"]
-    assert vm.total_today().count == 3 and vm.total_today().fiat == (Money(850, USD),)
-    vm.set_filter(state="failed")
-    assert [r.state for r in vm.rows()] == ["expired"] and vm.rows()[0].tone is Tone.ERROR
-    vm.set_filter(state="all", method="card")
-    assert {r.sale_id[:8] for r in vm.rows()} == {"sale0001", "sale0004"}
-    vm.set_filter(method="all", card="cardA")
-    assert [r.sale_id[:8] for r in vm.rows()] == ["sale0001"]
-    vm.set_filter(card=None)
-    days = vm.per_day()
-    assert [d.isoformat() for d in days] == ["2026-03-04", "2026-03-03"]
-    assert days[dt.date(2026, 3, 3)].fiat == (Money(999, USD),)
-    assert set(vm.per_card()) == {"cardA", "cardB"}
-    vm.select(source.records[0].id)
-    assert vm.detail()[1] == "$5.00 · 5,000 sats"
-    assert vm.export(tmp_path / "sales.csv", "csv") == 4
-    text = (tmp_path / "sales.csv").read_text()
-    assert text.count("\n") >= 5 and "sale0005" not in text  # today's only
-    assert vm.export(tmp_path / "sales.json", "json") == 4
-    with pytest.raises(ValueError):
-        vm.export(tmp_path / "x", "xml")
-
-
-# --------------------------------------------------------------------------- controller
-
-
-def test_controller_full_sale_and_refusal_against_the_sandbox(tmp_path: Path) -> None:
+def test_sale_pay_and_result_screens_against_the_sandbox(tmp_path: Path) -> None:
     from terminal.app.demo import DemoEnvironment
-    from terminal.app.ui.viewmodels import Screen
 
     async def scenario() -> None:
-        env = await DemoEnvironment.start(tmp_path)
         printed: list[str] = []
-        c = env.controller(receipt_sink=printed.append)
+        env = await DemoEnvironment.start(tmp_path, receipt_sink=printed.append,
+                                          background=False)
+        c = env.controller()
+        till = c.till
         try:
-            await c.refresh_rates()
             assert c.status.online is True
-            assert await c.handle_tap(env.tap("A")) is None  # no sale: a clear notice
-            assert c.notice == strings.t("sale.enter_amount")
-            c.sale.entry.type("5")
-            assert await c.charge(c.sale.next())
+            await env.present("A")  # no amount: a clear notice, nothing charged
+            assert c.notice == "Key the amount first, then tap the card"
+            for key in "5":
+                c.sale.press(key)
+            assert c.sale.sats_text.startswith("≈ ") and c.sale.rate_age_text == "rate just now"
+            c.charge_pressed()
+            await till.wait_until(lambda: c.sale.tip_mode, 5)
+            assert [label for label, _ in c.sale.tip_options] == ["No tip", "10%", "15%", "20%"]
+            assert c.sale.tip_line(TipChoice(percent=15)) == "Tip $0.75 · Total $5.75"
+            assert not c.sale.can_switch  # no currency change on the tip step
+            assert till.custom_tip() and c.sale.keypad_visible
+            for key in "1":
+                c.sale.press(key)
+            assert c.sale.amount_text == "Tip $1" and c.sale.charge_label == "Add tip"
+            assert till.back() and not c.sale.custom_tip_mode and c.sale.tip_mode
+            assert await till.choose_tip(TipChoice(percent=10))
             assert c.screen is Screen.PAY and c.pay.phase is PayPhase.WAITING
+            assert c.pay.amount_text == "$5.50" and c.pay.tip_text == "incl. tip $0.50"
+            assert c.pay.prompt == "Tap card or scan" and c.pay.qr_data.startswith("LN")
+            assert c.pay.countdown_text.startswith("Expires in ")
             bolt11 = c.pay.invoice.bolt11
-            refused = await c.handle_tap(env.tap("B"))
-            assert refused.kind == "refused"
+            await env.present("B")
             assert c.screen is Screen.RESULT and c.result.title == "Card refused"
-            assert c.result.detail_text == refused.message  # the specific reason, in plain words
-            assert refused.message and c.result.return_to == "pay"
+            assert c.result.tone is Tone.ERROR and c.result.sale_open
+            assert c.result.back_text == ""  # a refusal waits for the cashier
+            assert c.result.primary_text == "Try again"
             c.result_done()
             assert c.screen is Screen.PAY and c.pay.invoice.bolt11 == bolt11  # same invoice
-            accepted = await c.handle_tap(env.tap("A"))
-            assert accepted.kind == "accepted"
-            info = await c.wait_result(10)
-            assert info.kind == "paid" and info.method == "card" and c.result.paid
+            await env.present("A")
+            await till.wait_until(lambda: c.screen is Screen.RESULT, 10)
+            assert c.result.kind is ResultKind.PAID and c.result.paid
+            assert c.result.tip_text == "Tip $0.50"
+            assert c.result.back_text.startswith("Back in ")
             await c.print_receipt()
-            assert "PAID" in printed[0] and "$5.00" in printed[0]
-            late = await c.handle_tap(env.tap("A"))
-            assert late.kind == "late" and "already paid" in c.notice
-            c.result_done()
-            assert c.screen is Screen.SALE and c.sale.amount_text == "$0.00"
-            # QR path: a wallet pays the invoice
-            c.sale.entry.type("1")
-            await c.charge(c.sale.next())
-            env.pay_qr(c.pay.invoice.bolt11)
-            info = await c.wait_result(10)
-            assert info.kind == "paid" and info.method == "qr"
-            c.result_done()
-            # history behind the admin PIN
-            c.go(Screen.HISTORY)
-            assert c.screen is Screen.ADMIN
-            c.admin.digits = "1234"
-            c.admin.submit()
-            c.go(Screen.HISTORY)
-            assert c.screen is Screen.HISTORY
-            assert [r.state for r in c.history.rows()] == ["paid", "paid"]
+            assert "Tip" in printed[0] and "$5.50" in printed[0] and "PAID" in printed[0]
+            assert c.result.print_status == strings.t("result.shown")
+            await env.present("A")  # the sale has ended: this tap charges nothing
+            assert "ended" in c.notice
+            c.sale.press("1")  # the first key of the next sale leaves the Result screen
+            assert c.screen is Screen.SALE and c.sale.amount_text == "$1"
         finally:
-            await c.aclose()
             await env.stop()
 
     asyncio.run(scenario())
 
 
-def test_controller_pin_and_cancel(tmp_path: Path) -> None:
-    from terminal.app.demo import CARD_A_PIN, DemoEnvironment
-    from terminal.app.ui.viewmodels import Screen
+def test_history_any_day_without_a_pin_with_one_counting_rule(tmp_path: Path) -> None:
+    from terminal.adapters.receipts import summarize
+    from terminal.app.demo import DemoEnvironment
+    from terminal.core.totals import totals
 
     async def scenario() -> None:
-        env = await DemoEnvironment.start(tmp_path)
+        env = await DemoEnvironment.start(tmp_path, background=False)
+        c = env.controller()
+        till = c.till
+        try:
+            till.set_currency("SAT")
+            for amount, card in (("1000", "A"), ("2000", "B"), ("3000", "A")):
+                till.entry.clear()
+                for key in amount:
+                    till.key(key)
+                await till.charge()
+                await till.choose_tip(TipChoice())
+                await env.present(card)
+                await till.wait_until(lambda: till.step is Step.RESULT, 10)
+                till.new_sale()
+            c.go(Screen.HISTORY)  # no PIN: a cashier looks back and reprints
+            assert c.screen is Screen.HISTORY
+            history = c.history
+            assert history.is_today and history.day_text == "Today"
+            rows = history.rows()
+            assert len(rows) == 3 and all("\n" not in r.text for r in rows)
+            failed = [r for r in rows if "failed" in r.text]
+            assert len(failed) == 1 and "enough" in failed[0].text  # the lasting reason
+            assert history.totals_text.startswith("2 sales")
+            history.set_filter(method="qr")
+            assert history.rows() == [] and history.empty_text == "No sales match these filters"
+            history.set_filter(method="all")
+            history.previous_day()
+            assert history.rows() == [] and history.empty_text == "No sales that day"
+            history.next_day()
+            assert history.is_today
+            history.next_day()  # never past today
+            assert history.is_today
+            records = till.sales_on(till.today())
+            screen = history.totals()
+            slip = summarize(records, till.today())
+            assert screen.taken == totals(records).taken == slip.total.count == 2
+            assert screen.taken_msat == slip.total.msat
+            history.select(records[0].id)
+            assert history.detail()[0].startswith("Sale ")
+            assert await c.print_receipt(records[0].id) == strings.t("result.no_printer")
+            c.go(Screen.SALE)
+            assert c.screen is Screen.SALE
+        finally:
+            await env.stop()
+
+    asyncio.run(scenario())
+
+
+def test_history_never_opens_over_an_open_invoice(tmp_path: Path) -> None:
+    from terminal.app.demo import DemoEnvironment
+
+    async def scenario() -> None:
+        env = await DemoEnvironment.start(tmp_path, background=False)
         c = env.controller()
         try:
-            await c.refresh_rates()
-            c.sale.switch_currency(), c.sale.switch_currency()  # USD -> JMD -> SAT
-            c.sale.entry.type("150000")  # above card A's PIN limit
-            await c.charge(c.sale.next())
-            result = await c.handle_tap(env.tap("A"))
-            assert result.kind == "pin-required" and c.pay.show_pin_pad
-            for d in CARD_A_PIN:
-                c.pay.pin.press(d)
-            assert (await c.submit_pin()).kind == "accepted"
-            assert (await c.wait_result(10)).kind == "paid"
-            c.result_done()
-            c.sale.entry.type("100")
-            await c.charge(c.sale.next())
-            await c.cancel()
-            assert c.screen is Screen.SALE and c.session is None
-            assert c.history.source.sales()[-1].state == "cancelled"
+            c.till.set_currency("SAT")
+            for key in "500":
+                c.till.key(key)
+            await c.till.charge()
+            await c.till.choose_tip(TipChoice())
+            c.go(Screen.HISTORY)
+            assert c.screen is Screen.PAY
+            assert await c.till.cancel()
+            c.go(Screen.HISTORY)
+            assert c.screen is Screen.HISTORY
+            assert c.history.rows()[0].text.endswith("cancelled")
         finally:
-            await c.aclose()
             await env.stop()
 
     asyncio.run(scenario())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -26,13 +26,15 @@ from hw.printer import (
     Rule,
     SerialPrinter,
     Text,
+    as_text,
 )
 from terminal.core.money import SAT_PER_BTC, Money, Msat, currency, format_money, format_msat
-from terminal.core.records import SaleRecord
+from terminal.core.ports.receipts import PrintOutcome, PrintReport
+from terminal.core.records import SaleRecord, short_card_id
 from terminal.core.sale import SaleState
+from terminal.core.totals import is_taken, local_day, sale_time
 
 HASH_PREFIX_CHARS = 16  # enough to find the payment in any wallet or backend
-CARD_ID_DIGITS = 4
 
 METHOD_LABELS = {"card": "Boltcard", "qr": "Lightning QR"}
 STATE_BANNERS = {
@@ -75,14 +77,15 @@ def rate_text(record: SaleRecord) -> str | None:
 
 
 def method_text(record: SaleRecord) -> str:
-    """"Boltcard sandbox ...9f3a", "Lightning QR" (never the card's UID: only its card id)."""
+    """"Boltcard sandbox card c0ffeec0", "Lightning QR" (never the card's UID: only its keyed
+    card id, shortened as every screen shows it: `short_card_id`)."""
     label = METHOD_LABELS.get(record.method or "", record.method or "unknown")
     if record.method == "card":
         parts = [label]
         if record.issuer:
             parts.append(record.issuer)
         if record.card_id:
-            parts.append("..." + record.card_id[-CARD_ID_DIGITS:])
+            parts.append("card " + short_card_id(record.card_id))
         return " ".join(parts)
     return label
 
@@ -105,7 +108,11 @@ def sale_receipt(
         lines.append(Text("** REPRINT **", Align.CENTER, bold=True))
     lines.append(Rule())
     fiat = fiat_amount(record)
-    lines.append(Pair("Amount", format_money(fiat), bold=True))
+    if record.tip_minor:
+        tip = Money(record.tip_minor, fiat.currency)
+        lines.append(Pair("Sale", format_money(Money(fiat.minor - tip.minor, fiat.currency))))
+        lines.append(Pair("Tip", format_money(tip)))
+    lines.append(Pair("Total" if record.tip_minor else "Amount", format_money(fiat), bold=True))
     if record.amount_msat is not None and not fiat.currency.is_sat:
         lines.append(Pair("", format_msat(Msat(record.amount_msat))))
     rate = rate_text(record)
@@ -130,7 +137,6 @@ def sale_receipt(
 
 
 # -- end-of-shift summary --------------------------------------------------------------------
-COUNTED_STATES = (SaleState.PAID.value, SaleState.QUEUED.value, SaleState.SUBMITTED.value)
 
 
 @dataclass
@@ -169,12 +175,10 @@ class DailySummary:
 def summarize(
     records: Iterable[SaleRecord], day: dt.date, *, tz: dt.tzinfo | None = None
 ) -> DailySummary:
-    """Counts and totals per method for the sales paid (or accepted offline) on `day`."""
+    """Counts and totals per method for the sales taken on `day` (`terminal.core.totals`)."""
     summary = DailySummary(day)
     for record in records:
-        if record.state not in COUNTED_STATES:
-            continue
-        if _local(paid_at(record), tz).date() != day:
+        if not is_taken(record) or local_day(sale_time(record), tz) != day:
             continue
         method = record.method or "unknown"
         summary.by_method.setdefault(method, MethodTotals()).add(record)
@@ -245,3 +249,50 @@ def status_text(result: PrintResult) -> str:
         PrinterStatus.PAPER_OUT: "Printer: out of paper",
         PrinterStatus.DISABLED: "Printer off",
     }.get(result.status, "Printer error")
+
+
+_OUTCOMES = {
+    PrinterStatus.OK: PrintOutcome.PRINTED,
+    PrinterStatus.OFFLINE: PrintOutcome.OFFLINE,
+    PrinterStatus.PAPER_OUT: PrintOutcome.PAPER_OUT,
+    PrinterStatus.ERROR: PrintOutcome.ERROR,
+    PrinterStatus.DISABLED: PrintOutcome.NO_PRINTER,
+}
+
+
+class Receipts:
+    """The till's receipts (`terminal.core.ports.receipts.ReceiptPort`): laid out here, printed
+    on the serial printer when there is one, otherwise handed to `sink` (the demo's console) or
+    reported as "no printer"."""
+
+    def __init__(self, printer: SerialPrinter | None, *, merchant: str,
+                 terminal_id: str | None = None, width: int = 32,
+                 sink: Callable[[str], None] | None = None,
+                 tz: dt.tzinfo | None = None) -> None:
+        self.printer = printer
+        self.merchant = merchant
+        self.terminal_id = terminal_id
+        self.width = width
+        self.sink = sink
+        self.tz = tz
+
+    @property
+    def has_printer(self) -> bool:
+        return self.printer is not None
+
+    def _doc(self, record: SaleRecord, reprint: bool) -> Receipt:
+        return sale_receipt(record, merchant=self.merchant, terminal_id=self.terminal_id,
+                            tz=self.tz, reprint=reprint)
+
+    def sale_text(self, record: SaleRecord, *, reprint: bool = False) -> str:
+        return as_text(self._doc(record, reprint), self.width)
+
+    async def print_sale(self, record: SaleRecord, *, reprint: bool = False) -> PrintReport:
+        if self.printer is None:
+            if self.sink is None:
+                return PrintReport(PrintOutcome.NO_PRINTER)
+            self.sink(self.sale_text(record, reprint=reprint))
+            return PrintReport(PrintOutcome.SHOWN)
+        result = await print_receipt(self.printer, self._doc(record, reprint))
+        return PrintReport(_OUTCOMES.get(result.status, PrintOutcome.ERROR),
+                           "paper low" if result.paper_low else result.message)

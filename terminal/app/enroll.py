@@ -238,28 +238,74 @@ def _reject_nulls(value: Any, where: str) -> None:
             _reject_nulls(v, f"{where}[{i}]")
 
 
+_OTHER_VERSION = re.compile(r"FT(\d+):", re.IGNORECASE)
+_BARE_CODE = re.compile(r"[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]{8,})?")
+
+
+def _looks_like_zlib(body: str) -> bool:
+    """The first bytes of base64url `body` are a zlib header (what every FT1 body starts with)."""
+    try:
+        head = base64.urlsafe_b64decode(body[:4])
+    except (binascii.Error, ValueError):
+        return False
+    return len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+
+
+def code_text(source: str, *, bare: bool = True) -> str | None:
+    """`source` as an `FT1:` code: as given, or (if `bare`) with its prefix put back when a
+    scanner or a copy left it off; None when it is no code. Another version's code (`FT2:…`)
+    is a `CodeError`."""
+    text = "".join(source.split())  # QR scanners and chat apps add line breaks
+    if text.upper().startswith(CODE_PREFIX):
+        return text
+    other = _OTHER_VERSION.match(text)
+    if other:
+        raise CodeError(
+            f"this is an FT{other.group(1)}: enrollment code; this terminal reads FT1: codes",
+            "make the code with `flash-terminal enroll --make-code` of this terminal's version",
+        )
+    if bare and _BARE_CODE.fullmatch(text) and _looks_like_zlib(text):
+        return CODE_PREFIX + text
+    return None
+
+
+def _shown(source: str) -> str:
+    """`source` quoted for a message: control characters escaped, cut after 60 characters."""
+    return json.dumps(source[:60]) + ("…" if len(source) > 60 else "")
+
+
 def read_enrollment(
     source: str, *, secret: bytes | None, allow_unsigned: bool = False
 ) -> tuple[dict[str, Any], Check]:
-    """A file path or an `FT1:` code → (the enrollment dict, a row saying where it came from)."""
-    if source.strip().upper().startswith(CODE_PREFIX):
-        raw = decode_code(source, secret=secret, allow_unsigned=allow_unsigned)
-        if "." in source:
+    """A file path or an `FT1:` code (its prefix may be missing) → (the enrollment dict, a row
+    saying where it came from)."""
+    path = Path(source)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # too long for a file name, a NUL byte: not a file
+        is_file = False
+    code = code_text(source, bare=not is_file)
+    if code is not None:
+        raw = decode_code(code, secret=secret, allow_unsigned=allow_unsigned)
+        if "." in code:
             return raw, Check("enrollment", Status.OK, "signed code, signature verified")
         return raw, Check(
             "enrollment", Status.WARN, "unsigned code (allowed by --allow-unsigned)",
             "use signed codes in the field",
         )
-    path = Path(source)
-    if not path.is_file():
+    if not is_file:
         raise EnrollUsageError(
-            f"{source!r} is neither an enrollment file nor an FT1: code",
-            "give the path of an enrollment TOML file, or the code from the QR",
+            f"{_shown(source)} is neither an enrollment file nor an FT1: code",
+            "give the path of an enrollment TOML file, or the whole code from the QR "
+            "(FT1:… ; a code without its FT1: prefix is read too)",
         )
     data = path.read_bytes()
-    if data.lstrip().upper().startswith(CODE_PREFIX.encode()):  # a code saved in a file
-        return read_enrollment(data.decode("ascii", "replace"), secret=secret,
-                               allow_unsigned=allow_unsigned)
+    try:
+        saved = code_text(data.decode("ascii"))  # a code saved in a file
+    except UnicodeDecodeError:
+        saved = None
+    if saved is not None:
+        return read_enrollment(saved, secret=secret, allow_unsigned=allow_unsigned)
     return parse_payload(data), Check("enrollment", Status.OK, f"file {path}")
 
 

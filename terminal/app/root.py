@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,11 @@ from terminal.services.checkout import Checkout
 if TYPE_CHECKING:
     from hw.printer import SerialPrinter
     from terminal.adapters.books.ledger import Ledger
+    from terminal.adapters.receipts import Receipts
     from terminal.adapters.withdraw import WithdrawClient
+    from terminal.services.kiosk import Kiosk
+    from terminal.services.sync import SyncWorker
+    from terminal.services.till import Till, TillSettings
 
 LEDGER_FILE = "ledger.jsonl"
 FLASH_BUDGET_FILE = "flash-budget.json"
@@ -213,3 +218,51 @@ def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
 
     return SerialPrinter(settings.port, baudrate=settings.baudrate, width_mm=settings.width_mm,
                          query_status=settings.query_status)
+
+
+def till_settings(config: Config) -> TillSettings:
+    from terminal.core.tips import TipSettings
+    from terminal.services.till import TillSettings
+
+    currencies = tuple(config.currencies or (config.display_currency,))
+    return TillSettings(
+        currencies=currencies,
+        tips=TipSettings(enabled=config.ui.tips, presets=tuple(config.ui.tip_presets),
+                         allow_custom=config.ui.tip_custom),
+        result_seconds=float(config.ui.result_seconds),
+        max_sale_minor={code: config.max_sale_minor(code) for code in currencies},
+    )
+
+
+def build_receipts(config: Config, terminal: Terminal,
+                   sink: Callable[[str], None] | None = None) -> Receipts:
+    from terminal.adapters.receipts import Receipts
+
+    return Receipts(build_printer(config.printer), merchant=config.name,
+                    terminal_id=terminal.checkout.terminal_id,
+                    width=48 if config.printer.width_mm == 80 else 32, sink=sink)
+
+
+def build_till(config: Config, terminal: Terminal, *,
+               receipt_sink: Callable[[str], None] | None = None) -> Till:
+    """The cashier's till over this terminal's checkout, receipts and settings."""
+    from terminal.services.till import Till
+
+    return Till(terminal.checkout, till_settings(config),
+                receipts=build_receipts(config, terminal, receipt_sink),
+                auto_print=config.printer.auto_print)
+
+
+def build_sync(config: Config, terminal: Terminal) -> SyncWorker:
+    from terminal.services.sync import SyncWorker
+
+    return SyncWorker(terminal.ledger, terminal.backend, terminal.withdraw,
+                      terminal.checkout.connectivity, terminal_id=terminal.checkout.terminal_id,
+                      invoice_expiry_s=config.invoice_expiry_s)
+
+
+def build_kiosk(config: Config, terminal: Terminal, till: Till) -> Kiosk:
+    """The background work of a running terminal (rates, reconcile, offline queue)."""
+    from terminal.services.kiosk import Kiosk
+
+    return Kiosk(till, build_sync(config, terminal))

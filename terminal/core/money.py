@@ -11,6 +11,10 @@ Rounding rules (the only places a value is rounded):
 - msat -> fiat (`msat_to_fiat`, display only, "≈ J$12.34"): round half up to the nearest minor unit.
 - msat -> sat for display (`Msat.sat_floor`): the integer part; `format_msat` shows any remainder.
 
+Amounts typed by a person (`parse_amount`): ASCII digits with at most the currency's decimals,
+nothing else (no sign, exponent, separators, other scripts' digits), never zero and never above a
+per-sale limit (`AmountTooLarge` names it); SAT limits never exceed the 21 million BTC supply.
+
 Rates (`RatePolicy`): a price is only ever computed from a rate that a backend fetch actually
 returned, no older than a configured maximum age. Past it, pricing in fiat is refused with
 `StaleRate` (a rate outage once turned a 30.50 EUR sale into a 1-sat invoice elsewhere).
@@ -19,6 +23,8 @@ returned, no older than a configured maximum age. Past it, pricing in fiat is re
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -26,6 +32,10 @@ from typing import Protocol
 
 MSAT_PER_SAT = 1000
 SAT_PER_BTC = 100_000_000
+BTC_SUPPLY_SAT = 21_000_000 * SAT_PER_BTC
+# No invoice may ask for more than every bitcoin there will ever be: the checkout refuses an
+# invoice above this after pricing a fiat sale (a rate gone wrong, a huge configured limit).
+MAX_INVOICE_MSAT = BTC_SUPPLY_SAT * MSAT_PER_SAT
 
 
 # --------------------------------------------------------------------------- currencies
@@ -195,6 +205,109 @@ class Money:
 
     def __str__(self) -> str:
         return format_money(self)
+
+
+# --------------------------------------------------------------------------- typed amounts
+
+# Fiat has no natural ceiling; no sale of a point-of-sale terminal comes near this one, and it
+# keeps every configured limit (and so every parsed amount) a modest integer.
+FIAT_SALE_CEILING_MINOR = 10**15
+MAX_AMOUNT_CHARS = 40  # longer input is refused before any arithmetic
+_AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?")  # [0-9], not \d: ASCII digits only
+
+
+class AmountError(ValueError):
+    """Typed input that is not an amount this terminal may charge. `message` is for the screen."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AmountTooLarge(AmountError):
+    """Above the per-sale limit; `limit` is that limit."""
+
+    def __init__(self, limit: Money) -> None:
+        super().__init__(f"more than the per-sale limit of {format_money(limit)}")
+        self.limit = limit
+
+
+def sale_ceiling_minor(cur: Currency | str) -> int:
+    """The highest per-sale limit allowed at all: 21 million BTC in sats; a fixed bound in fiat
+    (a fiat sale is also held to 21 million BTC once priced, by `MAX_INVOICE_MSAT`)."""
+    cur = cur if isinstance(cur, Currency) else currency(cur)
+    return BTC_SUPPLY_SAT if cur.is_sat else FIAT_SALE_CEILING_MINOR
+
+
+def _decimals_text(cur: Currency) -> str:
+    if cur.fraction_digits == 0:
+        return f"{cur.code} amounts are whole numbers (no decimals)"
+    return f"{cur.code} amounts have at most {cur.fraction_digits} decimals"
+
+
+def _explain(text: str) -> str:
+    """Why `text` (already known not to match `_AMOUNT`) is not an amount."""
+    if not text:
+        return "enter an amount"
+    if any(unicodedata.category(ch) == "Nd" and not ("0" <= ch <= "9") for ch in text):
+        return "use the digits 0-9 only"
+    if text[0] in "+-":
+        return "an amount has no sign: enter it without + or -"
+    if "," in text or "_" in text or " " in text:
+        return "write the amount without separators, like 1234.50"
+    if re.fullmatch(r"[0-9.]+[eE][+-]?[0-9]+", text):
+        return "write the amount in plain digits, without an exponent"
+    if text.endswith(".") or text.startswith("."):
+        return "put digits on both sides of the decimal point, like 0.50"
+    return "not an amount: write it with the digits 0-9 and at most one decimal point, like 12.50"
+
+
+def parse_amount(text: str, cur: Currency | str, *, max_minor: int) -> Money:
+    """ "12.50" JMD -> Money(1250, JMD), for an amount a person typed (command line, keypad).
+
+    Accepts ASCII digits with an optional decimal point followed by at most the currency's
+    decimals; surrounding spaces are ignored. Refuses (with `AmountError`) zero, signs,
+    exponents, `inf`/`nan`, separators, other scripts' digits and extra decimals, and (with
+    `AmountTooLarge`) anything above `max_minor`, itself capped by `sale_ceiling_minor`.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"amount text must be a str, not {type(text).__name__}")
+    cur = cur if isinstance(cur, Currency) else currency(cur)
+    limit = Money(min(_require_int(max_minor, "max_minor"), sale_ceiling_minor(cur)), cur)
+    stripped = text.strip(" \t")
+    if len(stripped) > MAX_AMOUNT_CHARS:
+        if stripped.isascii() and stripped.replace(".", "", 1).isdigit():
+            raise AmountTooLarge(limit)
+        raise AmountError("not an amount: too long")
+    match = _AMOUNT.fullmatch(stripped)
+    if match is None:
+        raise AmountError(_explain(stripped))
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > cur.fraction_digits:
+        raise AmountError(_decimals_text(cur))
+    minor = int(whole) * 10**cur.fraction_digits + int(fraction.ljust(cur.fraction_digits, "0")
+                                                        or "0")
+    return check_sale_amount(Money(minor, cur), max_minor=limit.minor)
+
+
+def check_sale_amount(amount: Money, *, max_minor: int) -> Money:
+    """`amount` if one sale may be for it: more than zero and at most the per-sale limit (the
+    keypad builds minor units itself and checks them here)."""
+    limit = Money(min(_require_int(max_minor, "max_minor"), sale_ceiling_minor(amount.currency)),
+                  amount.currency)
+    if amount.minor <= 0:
+        raise AmountError("the amount must be more than zero")
+    if amount.minor > limit.minor:
+        raise AmountTooLarge(limit)
+    return amount
+
+
+def format_plain(amount: Money) -> str:
+    """ "1234.50", "12345": what `parse_amount` reads back (no symbol, no separators)."""
+    digits = amount.currency.fraction_digits
+    whole, frac = divmod(abs(amount.minor), 10**digits)
+    sign = "-" if amount.minor < 0 else ""
+    return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
 
 
 # --------------------------------------------------------------------------- conversions

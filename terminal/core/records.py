@@ -13,6 +13,12 @@ from typing import Any
 from terminal.core.ports.backend import Invoice
 from terminal.core.sale import Sale, SaleState, Transition
 
+CARD_ID_SHORT = 8  # how screens, receipts and reports name a card: its card id's first 8 chars
+
+
+def short_card_id(card_id: str) -> str:
+    return card_id[:CARD_ID_SHORT]
+
 
 @dataclass
 class StateChange:
@@ -31,11 +37,13 @@ class StateChange:
 class SaleRecord:
     id: str
     created_at: float
-    amount_minor: int  # in minor units of `currency` (whole sats for SAT)
+    amount_minor: int  # in minor units of `currency` (whole sats for SAT), tip included
     currency: str
     state: str = SaleState.CREATED.value
     terminal_id: str | None = None
     memo: str = ""
+    tip_minor: int = 0  # the tip within amount_minor
+    tip_msat: int | None = None  # the tip's share of amount_msat, once the amount is priced
     method: str | None = None  # "card" | "qr"
     amount_msat: int | None = None
     rate_minor_per_sat: str | None = None  # Decimal as text
@@ -56,6 +64,12 @@ class SaleRecord:
     @property
     def is_final(self) -> bool:
         return SaleState(self.state).is_terminal
+
+    def priced(self, amount_msat: int) -> None:
+        """The sale's value in msat is known: the tip gets its proportional share."""
+        self.amount_msat = amount_msat
+        self.tip_msat = (amount_msat * self.tip_minor // self.amount_minor
+                         if self.tip_minor and self.amount_minor else 0)
 
     def follow(self, sale: Sale) -> None:
         """Copy the state machine's state, reason and history into the record."""

@@ -92,6 +92,7 @@ class Sandbox:
             clock=clock,
             limits=limits,
         )
+        self.public_port: int | None = None  # where terminals reach it (a NetworkLink's port)
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
         self._main: asyncio.Task[None] | None = None
@@ -110,7 +111,7 @@ class Sandbox:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self._socket = sock
-        self.core.public_base = f"http://{self.host}:{self.port}"
+        self.core.public_base = self.url
         config = uvicorn.Config(
             build_app(self.core),
             log_level="warning",
@@ -152,9 +153,19 @@ class Sandbox:
 
     # --- where things are ----------------------------------------------------------------------
 
+    def expose_at(self, port: int) -> None:
+        """Terminals reach the sandbox through `port` (a `NetworkLink` in front of it): every
+        URL it hands out (config, LNURL callbacks, card URLs) names that port."""
+        self.public_port = port
+        self.core.public_base = self.url
+
+    @property
+    def _authority(self) -> str:
+        return f"{self.host}:{self.public_port or self.port}"
+
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self._authority}"
 
     @property
     def http_url(self) -> str:
@@ -162,11 +173,11 @@ class Sandbox:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/graphql"
+        return f"ws://{self._authority}/graphql"
 
     @property
     def lnurlw_base(self) -> str:
-        return f"lnurlw://{self.host}:{self.port}/ln"
+        return f"lnurlw://{self._authority}/ln"
 
     @property
     def issuer_key(self) -> bytes:

@@ -148,8 +148,12 @@ class Checkout:
         self.invoice_expiry_s = invoice_expiry_s
         self.clock = clock
 
-    async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "") -> SaleSession:
-        """Record the sale, then create its invoice. Offline, the session can still queue a tap."""
+    async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
+                        tip_minor: int = 0) -> SaleSession:
+        """Record the sale, then create its invoice. Offline, the session can still queue a tap.
+        `amount_minor` includes the tip; `tip_minor` is its share."""
+        if not 0 <= tip_minor <= amount_minor:
+            raise ValueError("the tip must lie between 0 and the amount")
         code = currency(currency_code).code
         now = self.clock()
         record = SaleRecord(
@@ -158,6 +162,7 @@ class Checkout:
             amount_minor=amount_minor,
             currency=code,
             memo=memo,
+            tip_minor=tip_minor,
             terminal_id=self.terminal_id,
             updated_at=now,
         )
@@ -298,7 +303,7 @@ class SaleSession:
         self.invoice = invoice
         self.record.bolt11 = invoice.bolt11
         self.record.payment_hash = invoice.payment_hash
-        self.record.amount_msat = invoice.amount_msat
+        self.record.priced(invoice.amount_msat)
         self.record.invoice_ref = invoice.backend_ref
         self.record.invoice_expires_at = invoice.expires_at
         if self.record.amount_msat and self.record.currency != "SAT":
@@ -417,7 +422,7 @@ class SaleSession:
         except RateError as exc:
             self._decline("offline-no-rate", str(exc))
             return TapResult("declined", "offline-no-rate", str(exc))
-        self.record.amount_msat = amount_msat  # shown on a decline too
+        self.record.priced(amount_msat)  # shown on a decline too
         verified = v.card
         card = co.ledger.card(verified.card_id) if verified else CardState(card_id="?")
         tap = OfflineTap(

@@ -414,7 +414,7 @@ class SyncWorker:
         payout.metadata["invoices"] = generation + 1
         sale.bolt11 = invoice.bolt11
         sale.payment_hash = invoice.payment_hash
-        sale.amount_msat = invoice.amount_msat
+        sale.priced(invoice.amount_msat)
         sale.invoice_ref = invoice.backend_ref
         sale.invoice_expires_at = invoice.expires_at
         sale.updated_at = self.clock()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from terminal.app.config import Config, ConfigError, load_config
+
+EXIT_USAGE = 2
 
 
 def hex_bytes(size: int | None = None) -> Callable[[str], bytes]:
@@ -24,9 +27,9 @@ def hex_bytes(size: int | None = None) -> Callable[[str], bytes]:
 
 def load_config_or_exit(args: argparse.Namespace) -> Config:
     """The configuration named by `--config` (or FLASH_TERMINAL_CONFIG); an unusable one is a
-    usage error (exit 2) that names the key or the file."""
+    usage error: exit 2 after one paragraph on stderr, one line per problem naming the key."""
     try:
         return load_config(args.config)
     except ConfigError as exc:
-        args.parser.error(str(exc))
-        raise  # parser.error exits; this keeps type checkers informed
+        print(exc.report(args.parser.prog), file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None

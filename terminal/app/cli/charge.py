@@ -18,7 +18,14 @@ from pathlib import Path
 from terminal.adapters.books.storage import StorageLockedError
 from terminal.app.cli.args import load_config_or_exit
 from terminal.app.config import CURRENCIES
-from terminal.core.money import Money, UnknownCurrency, currency, format_money
+from terminal.core.money import (
+    AmountError,
+    AmountTooLarge,
+    Money,
+    currency,
+    format_money,
+    parse_amount,
+)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -51,13 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _charge(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
     config = load_config_or_exit(args)
+    # Parsed and held to the per-sale limit before any rate or invoice work.
+    cur = currency(args.currency or config.display_currency)
     try:
-        cur = currency(args.currency or config.display_currency)
-        amount = Money.from_major(args.amount, cur)
-    except (UnknownCurrency, ValueError) as exc:
-        parser.error(f"amount: {exc}")
-    if amount.minor <= 0:
-        parser.error("amount must be positive")
+        amount = parse_amount(args.amount, cur, max_minor=config.max_sale_minor(cur.code))
+    except AmountTooLarge as exc:
+        parser.error(f"amount: {exc.message} (terminal.max_sale.{cur.code} in the configuration)")
+    except AmountError as exc:
+        parser.error(f"amount: {exc.message}")
     pin = _read_pin(args)
     try:
         outcome = asyncio.run(_run(config, amount, args, pin))

@@ -75,7 +75,7 @@ def run_history(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"flash-terminal history: {exc}", file=sys.stderr)
+        print(exc.report("flash-terminal history"), file=sys.stderr)
         return EXIT_ERROR
     path = config.data_dir / LEDGER_FILE
     if not path.exists():

@@ -12,7 +12,6 @@ import sys
 from terminal.app.cli.args import load_config_or_exit
 
 EXIT_OK, EXIT_USAGE = 0, 2
-RECONCILE_INTERVAL_S = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -45,27 +44,17 @@ def _run(args: argparse.Namespace) -> int:
 async def _main(config, *, fullscreen: bool) -> None:
     from hw.nfc import Reader
     from terminal.adapters.system.service_notify import ServiceNotifier, watchdog_loop
-    from terminal.app.root import build_printer, build_terminal
+    from terminal.app.root import build_kiosk, build_terminal, build_till
     from terminal.app.ui.app import WINDOW_SIZE, FlashTerminalApp, run_app
     from terminal.app.ui.viewmodels import TerminalController, UiSettings
-    from terminal.app.ui.viewmodels.tip import TipSettings
-    from terminal.services.sync import SyncWorker
 
     terminal = build_terminal(config)
+    till = build_till(config, terminal)
+    kiosk = build_kiosk(config, terminal, till)
     controller = TerminalController(
-        terminal.checkout,
-        terminal.ledger,
+        till,
         admin_pin_hash=config.admin_pin_hash,
-        settings=UiSettings(
-            currencies=config.currencies or (config.display_currency,),
-            tips=TipSettings(enabled=config.ui.tips, presets=config.ui.tip_presets,
-                             allow_custom=config.ui.tip_custom),
-            merchant=config.name,
-            terminal_id=terminal.checkout.terminal_id,
-            receipt_width=48 if config.printer.width_mm == 80 else 32,
-            result_seconds=config.ui.result_seconds,
-        ),
-        printer=build_printer(config.printer),
+        settings=UiSettings(merchant=config.name, terminal_id=terminal.checkout.terminal_id),
         config=config,
     )
     loop = asyncio.get_running_loop()
@@ -80,21 +69,12 @@ async def _main(config, *, fullscreen: bool) -> None:
         log.info("reader: simulated card %s (no NFC reader thread)", config.reader.card_file)
         controller.status.update(reader="demo")
     notifier = ServiceNotifier()
-    stop = asyncio.Event()
-    background: list[asyncio.Task] = []
+    watchdog: asyncio.Task | None = None
     try:
         if reader is not None:
             reader.start()
-        sync = SyncWorker(terminal.ledger, terminal.backend, terminal.withdraw,
-                          terminal.checkout.connectivity, terminal_id=terminal.checkout.terminal_id,
-                          invoice_expiry_s=config.invoice_expiry_s)
-        background = [
-            asyncio.create_task(sync.run_forever(stop), name="sync"),
-            asyncio.create_task(_reconcile_forever(terminal.checkout, stop,
-                                                   controller.active_sale_ids),
-                                name="reconcile"),
-            asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
-        ]
+        kiosk.start()
+        watchdog = asyncio.create_task(watchdog_loop(notifier), name="watchdog")
         from kivy.clock import Clock
         from kivy.core.window import Window
 
@@ -111,31 +91,10 @@ async def _main(config, *, fullscreen: bool) -> None:
         await run_app(app)
     finally:
         notifier.stopping()
-        stop.set()
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        if watchdog is not None:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+        await kiosk.stop()
         if reader is not None:
             reader.stop()
         await terminal.aclose()
-
-
-async def _reconcile_forever(checkout, stop: asyncio.Event, busy) -> None:
-    """At start (sales left open by a restart) and then now and then: settle open sales and
-    catch wallets that paid a cancelled sale's invoice, leaving alone the sale the screen is
-    driving (`busy()` names it). It runs beside the screen so a slow backend never delays it."""
-    try:
-        await checkout.recover(skip=busy())
-    except Exception:
-        log.exception("start-up reconcile failed")
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=RECONCILE_INTERVAL_S)
-        except TimeoutError:
-            pass
-        if stop.is_set():
-            return
-        try:
-            await checkout.recover(skip=busy())
-        except Exception:  # never let one bad record stop the loop
-            log.exception("reconcile pass failed")

@@ -2,7 +2,8 @@
 
 Runs on the asyncio loop (`App.async_run`), so the controller's tasks, the backend's WebSocket and
 the sandbox share one thread with the widgets; a reader thread reaches it only through
-`TerminalController.tap_threadsafe`. Screen switches have no animation: instant transitions.
+`TerminalController.reader_event_threadsafe`. Screen switches have no animation: instant
+transitions.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 
@@ -30,7 +33,6 @@ from terminal.app.ui.widgets import DemoStrip, StatusBar  # noqa: E402
 
 WINDOW_SIZE = (800, 480)
 BACKGROUND = (0.11, 0.12, 0.14, 1)
-RATE_REFRESH_S = 60.0
 log = logging.getLogger(__name__)
 DEMO_KEYS = {"1": "A", "2": "B", "4": "blank"}
 
@@ -38,17 +40,17 @@ DEMO_KEYS = {"1": "A", "2": "B", "4": "blank"}
 class FlashTerminalApp(App):
     title = "Flash Terminal"
 
-    def __init__(self, controller: TerminalController, *, demo=None, config=None,
-                 data_dir: Path | None = None, admin_hint: str = "", **kwargs) -> None:
+    def __init__(self, controller: TerminalController, *, demo: DemoHooks | None = None,
+                 config=None, data_dir: Path | None = None, admin_hint: str = "",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.controller = controller
-        self.demo = demo  # terminal.app.demo.DemoEnvironment in demo mode
+        self.demo = demo  # the demo strip's hooks (cards, QR, network) in demo mode
         self.config_ = config
         self.data_dir = data_dir or Path(".")
         self.admin_hint = admin_hint
         self.started = asyncio.Event()
-        self.screens: dict[str, object] = {}
-        self._shown_screen = None
+        self.screens: dict[str, Any] = {}
 
     def build(self):
         Window.clearcolor = BACKGROUND
@@ -82,25 +84,15 @@ class FlashTerminalApp(App):
         return root
 
     def on_start(self) -> None:
-        self.controller.spawn(self._rates_loop())
+        if Window.top < 0:  # no window manager placed it: keep the whole panel on screen
+            Window.top = 0
         self.started.set()
-
-    async def _rates_loop(self) -> None:
-        while True:
-            try:
-                await self.controller.refresh_rates()
-            except Exception:  # one bad answer must not stop pricing for the rest of the day
-                log.exception("rate refresh failed")
-            await asyncio.sleep(RATE_REFRESH_S)
 
     def _on_controller(self, c: TerminalController) -> None:
         name = c.screen.value
         if self.manager.current != name:
             self.manager.current = name
         self.status_bar.ids.clock.text = c.status.clock_text
-        notice = getattr(self.screens.get("sale"), "ids", {}).get("rate_age")
-        if notice is not None and c.notice and c.screen.value == "sale":
-            notice.text = c.notice
 
     # -- demo -------------------------------------------------------------------------------
     def demo_tap(self, label: str) -> None:
@@ -108,13 +100,26 @@ class FlashTerminalApp(App):
         card tool or reader test), as a card on a real reader. A few ms, no I/O wait."""
         if self.demo is None:
             return
-        event, release = self.demo.present(label)
+        event, release = self.demo.card_on_reader(label)
         self.controller.card_event(event, release)
 
     def demo_pay_qr(self) -> None:
         invoice = self.controller.pay.invoice
-        if self.demo is not None and invoice is not None and self.controller.session_open:
+        if self.demo is not None and invoice is not None and self.controller.till.session_open:
             self.demo.pay_qr(invoice.bolt11)
+
+    def demo_toggle_network(self) -> None:
+        demo = self.demo
+        if demo is None:
+            return
+        up = not demo.network_up
+
+        async def switch() -> None:
+            await demo.set_network(up)
+            self.demo_strip.ids.network.text = f"Network: {'on' if up else 'off'}  [5]"
+            self.controller.changed()
+
+        self.controller.spawn(switch())
 
     def _on_key(self, _window, _key, _scancode, codepoint, _modifiers) -> bool:
         if self.demo is None or codepoint is None:
@@ -125,29 +130,25 @@ class FlashTerminalApp(App):
         if codepoint == "3":
             self.demo_pay_qr()
             return True
+        if codepoint == "5":
+            self.demo_toggle_network()
+            return True
         return False
+
+
+class DemoHooks(Protocol):
+    """What the demo strip needs (the demo environment provides it; the UI never imports it)."""
+
+    @property
+    def network_up(self) -> bool: ...
+
+    def card_on_reader(self, label: str) -> tuple[Any, Callable[[], None]]: ...
+
+    def pay_qr(self, bolt11: str) -> None: ...
+
+    async def set_network(self, up: bool) -> None: ...
 
 
 async def run_app(app: FlashTerminalApp) -> None:
     await app.async_run(async_lib="asyncio")
     await app.controller.aclose()
-
-
-def run_demo_window(data_dir: Path | None = None) -> int:
-    """`flash-terminal demo`: the app in a window against the in-process sandbox."""
-    from terminal.app.demo import DEMO_ADMIN_PIN, DemoEnvironment
-
-    async def main() -> None:
-        env = await DemoEnvironment.start(data_dir)
-        try:
-            app = FlashTerminalApp(
-                env.controller(receipt_sink=print), demo=env, config=env.config,
-                data_dir=env.work_dir, admin_hint=f"Demo admin PIN: {DEMO_ADMIN_PIN}",
-            )
-            await run_app(app)
-        finally:
-            await env.stop()
-
-    Window.size = WINDOW_SIZE
-    asyncio.run(main())
-    return 0

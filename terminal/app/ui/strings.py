@@ -27,23 +27,47 @@ EN: dict[str, str] = {
     "sale.memo.hint": "Memo (optional)",
     "sale.sats": "≈ {sats}",
     "sale.rate_age": "rate {age}",
-    "sale.no_rate": "No exchange rate yet: check the connection",
+    "sale.no_rate": "No rate yet: check the connection",
     "sale.enter_amount": "Enter the amount",
     "sale.max": "The most one sale can be is {max}",
     "sale.switch": "Currency: {code}",
+    # notices (one line over the current screen)
+    "notice.enter-amount": "Key the amount first",
+    "notice.tap-before-amount": "Key the amount first, then tap the card",
+    "notice.no-rate": "No rate for this currency yet: check the connection",
+    "notice.below-minimum": "The smallest sale is {sats} sats",
+    "notice.max-amount": "That is more than one sale can be",
+    "notice.tap-held-for-tip": "Card read: choose the tip, then it is charged",
+    "notice.tap-again-after-charge": "Tap the card again after Charge",
+    "notice.one-card-at-a-time": "One card at a time",
+    "notice.sale-ended": "This sale has ended: key the next amount, then tap",
+    "notice.card-in-progress": "A card is already being charged",
+    "notice.in-flight": "The payment is on its way: it cannot be cancelled now",
+    "notice.tip-too-large": "That tip makes the sale too large",
+    "notice.late-tap": "This sale has ended",
+    "notice.currency-locked": "Go back to the amount to change the currency",
+    "notice.no-invoice": "There is no invoice to pay",
+    "notice.finish-first": "Finish or cancel the sale on screen first",
     # tip
     "tip.title": "Add a tip?",
     "tip.none": "No tip",
     "tip.percent": "{percent}%",
     "tip.custom": "Custom",
     "tip.line": "Tip {tip} · Total {total}",
+    "tip.title_for": "Add a tip to {amount}?",
+    "tip.custom.amount": "Tip {tip}",
+    "tip.custom.ok": "Add tip",
+    "tip.back": "Back",
     # pay
     "pay.title": "Tap card or scan",
+    "pay.title.offline": "Offline: tap a card",
+    "pay.title.pin": "Customer: enter the card PIN",
+    "pay.tip": "incl. tip {tip}",
     "pay.creating": "Creating invoice…",
     "pay.waiting": "Waiting for payment",
     "pay.card_read": "Card read, checking…",
     "pay.confirming": "Payment sent, confirming…",
-    "pay.offline": "Offline: tap a card (no QR while offline)",
+    "pay.offline": "Offline: a card can pay, no QR",
     "pay.expires": "Expires in {time}",
     "pay.expired": "Invoice expired",
     "pay.cancel": "Cancel",
@@ -68,9 +92,20 @@ EN: dict[str, str] = {
     "result.cancel_sale": "Cancel sale",
     "result.back_in": "Back in {seconds} s",
     "result.printed": "Receipt printed",
+    "result.shown": "Receipt shown on the console (no printer)",
+    "result.no_printer": "No printer connected",
+    "result.paper_out": "Printer out of paper",
+    "result.printer_offline": "Printer offline",
+    "result.printer_error": "Printer error",
+    "result.tip": "Tip {tip}",
     "next.paid": "Hand over the goods.",
     "next.queued": "It will be paid when the terminal is back online.",
     "next.retry": "Ask for another card, or pay with the QR code.",
+    "next.retry_offline": "Ask for another card (no QR while offline).",
+    "next.declined": "Ask for another way to pay: offline limits were reached.",
+    "next.wrong-pin": "Tap the card again and enter the right PIN.",
+    "next.pin-required": "Tap the card again and enter its PIN.",
+    "next.insufficient-balance": "Ask for another card, or pay with the QR code.",
     "next.new_sale": "Start the sale again.",
     "next.unconfirmed": "Do not charge again: check History in a minute, it settles by itself.",
     "next.check_connection": "Check the connection, then start the sale again.",
@@ -93,9 +128,36 @@ EN: dict[str, str] = {
     "reason.backend-refused": "The payment server refused to create the invoice.",
     "reason.outcome-unknown": "The payment outcome is not known yet.",
     "reason.unknown": "The payment did not go through.",
+    # sale states, as history shows them
+    "state.created": "open",
+    "state.invoiced": "open",
+    "state.card_read": "card read",
+    "state.withdraw_requested": "card read",
+    "state.callback_sent": "confirming",
+    "state.queued": "offline, queued",
+    "state.submitted": "offline, sending",
+    "state.paid": "paid",
+    "state.failed": "failed",
+    "state.expired": "expired",
+    "state.cancelled": "cancelled",
+    "state.declined": "declined",
     # history
-    "history.title": "Today's sales",
+    "history.title": "Sales",
+    "history.today": "Today",
     "history.empty": "No sales yet today",
+    "history.empty.today": "No sales yet today",
+    "history.empty.day": "No sales that day",
+    "history.empty.filtered": "No sales match these filters",
+    "history.pending": "{count} offline, not settled yet",
+    "history.per_card": "Per card:",
+    "history.filter.state": "State: {state}",
+    "history.filter.method": "Method: {method}",
+    "history.detail.sale": "Sale {sale}",
+    "history.detail.tip": "Tip {tip}",
+    "history.detail.state": "State: {state}",
+    "history.detail.method": "Paid by: {method}",
+    "history.detail.memo": "Memo: {memo}",
+    "history.detail.payment": "Payment: {hash}",
     "history.filter.all": "All",
     "history.total": "{count} sales · {total}",
     "history.total.one": "1 sale · {total}",
@@ -233,3 +295,26 @@ def reason_text(code: str | None) -> str:
         return t("reason.unknown")
     key = f"reason.{code}"
     return t(key) if key in _table or key in EN else t("reason.unknown")
+
+
+def has(key: str) -> bool:
+    return key in _table or key in EN
+
+
+def notice_text(notice: object) -> str:
+    """A till notice in words: its fixed text when the code has one, else the service's own
+    words (late taps and reader messages carry them)."""
+    if notice is None:
+        return ""
+    code = getattr(notice, "code", "")
+    text = getattr(notice, "text", "")
+    params = getattr(notice, "params", {}) or {}
+    key = f"notice.{code}"
+    if text and code in ("late-tap", "reader", "no-rate"):
+        return str(text)
+    if has(key):
+        try:
+            return t(key, **params)
+        except (KeyError, IndexError):
+            return t(key)
+    return str(text)

@@ -13,7 +13,7 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
 from terminal.app.ui.qr import luminance_bytes, qr_matrix
-from terminal.app.ui.viewmodels.tones import COLOURS
+from terminal.app.ui.viewmodels.tones import COLOURS, text_colour
 
 
 class QRCodeWidget(Widget):
@@ -37,9 +37,10 @@ class QRCodeWidget(Widget):
 class StatusBar(BoxLayout):
     def show(self, vm) -> None:
         ids = self.ids
-        ids.link.text, ids.link.bg = vm.link_text, COLOURS[vm.link_tone]
-        ids.reader.text, ids.reader.bg = vm.reader_text, COLOURS[vm.reader_tone]
-        ids.queue.text, ids.queue.bg = vm.queue_text, COLOURS[vm.queue_tone]
+        for chip, text, tone in ((ids.link, vm.link_text, vm.link_tone),
+                                 (ids.reader, vm.reader_text, vm.reader_tone),
+                                 (ids.queue, vm.queue_text, vm.queue_tone)):
+            chip.text, chip.bg, chip.color = text, COLOURS[tone], text_colour(tone)
         ids.printer.text = vm.printer_text
         ids.clock.text = vm.clock_text
 

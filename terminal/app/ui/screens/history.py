@@ -1,4 +1,5 @@
-"""The History screen (behind the admin PIN): today's sales, filters, totals, detail, export."""
+"""The History screen: any day's sales (‹ day ›), filters, totals, detail, reprint, export.
+No PIN: a cashier reprints and looks back; settings and card tools stay behind Admin."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kivy.lang import Builder
 from terminal.app.ui.screens.base import BaseScreen
 from terminal.app.ui.strings import t
 from terminal.app.ui.viewmodels.controller import Screen
+from terminal.app.ui.viewmodels.history import card_label, totals_text
 from terminal.app.ui.viewmodels.tones import COLOURS
 
 Builder.load_file(str(Path(__file__).with_suffix(".kv")))
@@ -39,7 +41,13 @@ class HistoryScreen(BaseScreen):
         super().attach(controller)
 
     def on_pre_enter(self, *_args) -> None:
-        self.refresh()
+        self.controller.history.reload()
+
+    def previous_day(self) -> None:
+        self.controller.history.previous_day()
+
+    def next_day(self) -> None:
+        self.controller.history.next_day()
 
     def cycle_state(self) -> None:
         self.controller.history.cycle_state_filter()
@@ -51,7 +59,7 @@ class HistoryScreen(BaseScreen):
         self.controller.history.select(sale_id)
 
     def back(self) -> None:
-        self.controller.go(Screen.ADMIN)
+        self.controller.go(Screen.SALE)
 
     def export(self, fmt: str) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -76,25 +84,24 @@ class HistoryScreen(BaseScreen):
     def refresh(self, *_args) -> None:
         vm = self.controller.history
         ids = self.ids
-        ids.state_filter.text = f"State: {vm.state_filter}"
-        ids.method_filter.text = f"Method: {vm.method_filter}"
-        ids.totals.text = vm.total_today().text
+        ids.day.text = vm.day_text
+        ids.next_day.disabled = vm.is_today
+        ids.state_filter.text = t("history.filter.state", state=vm.state_filter)
+        ids.method_filter.text = t("history.filter.method", method=vm.method_filter)
+        ids.totals.text = vm.totals_text
         ids.rows.clear_widgets()
         rows = vm.rows()
         for row in rows:
-            button = Factory.HistoryRowButton(
-                text=f"{row.time_text}   {row.amount_text:>12}   {row.method_text}   {row.state}",
-            )
+            button = Factory.HistoryRowButton(text=row.text)
             button.bg = COLOURS[row.tone]
             button.bind(on_release=lambda _b, sid=row.sale_id: self.select(sid))
             ids.rows.add_widget(button)
         if not rows:
-            ids.rows.add_widget(Factory.Label(text=t("history.empty"), size_hint_y=None,
-                                              height=60))
+            ids.rows.add_widget(Factory.Label(text=vm.empty_text, size_hint_y=None, height=60))
         detail = vm.detail()
         if not detail:
             cards = vm.per_card()
-            detail = ["Per card today:"] + [f"…{card[-6:]}: {tot.text}"
-                                            for card, tot in cards.items()] if cards else []
+            detail = ([t("history.per_card")] + [f"{card_label(card)}: {totals_text(tot)}"
+                                                 for card, tot in cards.items()]) if cards else []
         ids.detail.text = "\n".join(detail)
         ids.reprint.disabled = vm.selected is None

@@ -1,4 +1,4 @@
-"""The Result screen: paid or failed, in the tone's colour, with icon, words and next step."""
+"""The Result screen: paid or not, in the tone's colour, with icon, words and next step."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 from kivy.lang import Builder
 
 from terminal.app.ui.screens.base import BaseScreen
-from terminal.app.ui.strings import t
-from terminal.app.ui.viewmodels.tones import COLOURS
+from terminal.app.ui.viewmodels.tones import COLOURS, text_colour
 
 Builder.load_file(str(Path(__file__).with_suffix(".kv")))
 
@@ -28,23 +27,25 @@ class ResultScreen(BaseScreen):
         self.controller.result_done()
 
     def cancel_sale(self) -> None:
-        self.controller.spawn(self.controller.cancel())
+        self.controller.cancel_pressed()
 
     def refresh(self, *_args) -> None:
         vm = self.controller.result
         ids = self.ids
         self.bg = COLOURS[vm.tone]
+        ink = text_colour(vm.tone)
+        for label in (ids.icon, ids.title, ids.amount, ids.detail, ids.next, ids.printed,
+                      ids.back_in):
+            label.color = ink
         ids.icon.text = vm.icon
         ids.title.text = vm.title
-        ids.amount.text = vm.info.amount_text + (f"  ·  {vm.info.sats_text}"
-                                                 if vm.info.sats_text else "")
+        ids.amount.text = " · ".join(p for p in (vm.amount_text, vm.tip_text) if p)
         ids.detail.text = vm.detail_text
         ids.next.text = vm.next_text
         ids.print_btn.text = vm.print_label
         ids.print_btn.disabled = not vm.paid
-        open_sale = vm.info.sale_open
-        ids.primary.text = t("result.try_again") if open_sale else t("result.new_sale")
+        open_sale = vm.sale_open
+        ids.primary.text = vm.primary_text
         ids.cancel_sale.opacity, ids.cancel_sale.disabled = (1, False) if open_sale else (0, True)
         ids.back_in.text = vm.back_text
-        if not vm.printed:
-            ids.printed.text = ""
+        ids.printed.text = vm.print_status

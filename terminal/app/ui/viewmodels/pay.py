@@ -1,31 +1,18 @@
-"""The Pay screen: amount (fiat and sats), the invoice QR, an expiry countdown, the live status and
-a PIN pad when the card's issuer asks for one."""
+"""The Pay screen as the till has it: amount (fiat and sats), the invoice QR, the expiry
+countdown, the live status in words fitting the moment, and the card PIN pad."""
 
 from __future__ import annotations
 
-import enum
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from terminal.app.ui.strings import t
+from terminal.app.ui.strings import notice_text, t
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.tones import Tone
-from terminal.core.money import SAT, Money, Msat, format_money, format_msat
+from terminal.core.money import Money, Msat, currency, format_money, format_msat
+from terminal.core.pins import PIN_MAX, PIN_MIN
+from terminal.services.till import PayPhase, Step, Till
 
-PIN_MIN, PIN_MAX = 4, 8
-
-
-class PayPhase(enum.Enum):
-    CREATING = "creating"  # the invoice is being created
-    WAITING = "waiting"  # QR shown, reader armed
-    OFFLINE = "offline"  # no invoice (backend unreachable): only a card can pay, and is queued
-    CARD_READ = "card-read"  # a tap is being checked with the issuer
-    PIN = "pin"  # the issuer wants the card's PIN
-    CONFIRMING = "confirming"  # the issuer accepted, waiting for settlement
-    EXPIRED = "expired"
-
+__all__ = ["PIN_MAX", "PIN_MIN", "PayPhase", "PayViewModel"]
 
 _STATUS = {
     PayPhase.CREATING: ("pay.creating", Tone.BUSY),
@@ -36,118 +23,87 @@ _STATUS = {
     PayPhase.CONFIRMING: ("pay.confirming", Tone.BUSY),
     PayPhase.EXPIRED: ("pay.expired", Tone.ERROR),
 }
-
-
-class PinEntry(Observable):
-    """Digits only, 4 to 8 of them; shown masked. The PIN itself never leaves this object except
-    through `take()`, which clears it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._digits = ""
-
-    def press(self, key: str) -> bool:
-        if key == "back":
-            ok = bool(self._digits)
-            self._digits = self._digits[:-1]
-        elif key == "clear":
-            ok, self._digits = bool(self._digits), ""
-        elif key.isdigit() and len(key) == 1 and len(self._digits) < PIN_MAX:
-            self._digits += key
-            ok = True
-        else:
-            ok = False
-        if ok:
-            self.changed()
-        return ok
-
-    @property
-    def masked(self) -> str:
-        return "•" * len(self._digits)
-
-    @property
-    def complete(self) -> bool:
-        return PIN_MIN <= len(self._digits) <= PIN_MAX
-
-    def take(self) -> str:
-        pin, self._digits = self._digits, ""
-        self.changed()
-        return pin
-
-    def __repr__(self) -> str:
-        return f"PinEntry(len={len(self._digits)})"
-
-
-@dataclass(frozen=True)
-class PayInvoice:
-    bolt11: str
-    amount_msat: int
-    expires_at: float
+# What the customer is asked to do, by phase (nothing while the terminal is busy).
+_PROMPT = {
+    PayPhase.WAITING: "pay.title",
+    PayPhase.OFFLINE: "pay.title.offline",
+    PayPhase.PIN: "pay.title.pin",
+}
 
 
 class PayViewModel(Observable):
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, till: Till) -> None:
         super().__init__()
-        self.clock = clock
-        self.pin = PinEntry()
-        self.pin.subscribe(lambda _p: self.changed())
-        self.reset(Money(0, SAT))
+        self.till = till
+        till.subscribe(lambda _t: self.changed())
 
-    def reset(self, amount: Money) -> None:
-        self.amount = amount
-        self.invoice: PayInvoice | None = None
-        self.phase = PayPhase.CREATING
-        self.pin.take()
-        self.changed()
+    @property
+    def phase(self) -> PayPhase:
+        return self.till.phase
 
-    # -- transitions (called by the controller) ---------------------------------------------
-    def invoice_ready(self, invoice: PayInvoice | None) -> None:
-        self.invoice = invoice
-        self.phase = PayPhase.WAITING if invoice is not None else PayPhase.OFFLINE
-        self.changed()
+    @property
+    def invoice(self):  # the session's Invoice, or None (offline / not yet created)
+        session = self.till.session
+        return session.invoice if session is not None else None
 
-    def set_phase(self, phase: PayPhase) -> None:
-        self.phase = phase
-        if phase is not PayPhase.PIN:
-            self.pin.take()
-        self.changed()
-
-    def tick(self) -> None:
-        """Once a second: the countdown moves; an elapsed invoice shows as expired."""
-        if self.phase is PayPhase.WAITING and self.remaining_s == 0:
-            self.phase = PayPhase.EXPIRED
-        self.changed()
-
-    # -- what is shown ----------------------------------------------------------------------
     @property
     def qr_data(self) -> str | None:
-        """Uppercase BOLT11: QR alphanumeric mode, a smaller, easier-to-scan code."""
-        return self.invoice.bolt11.upper() if self.invoice is not None else None
+        """Upper-case BOLT11: QR alphanumeric mode, a smaller, easier-to-scan code."""
+        invoice = self.invoice
+        if invoice is None or self.phase in (PayPhase.PIN, PayPhase.EXPIRED):
+            return None
+        return invoice.bolt11.upper()
+
+    @property
+    def amount(self) -> Money:
+        record = self.till.record if self.till.step is not Step.AMOUNT else None
+        if record is not None:
+            return Money(record.amount_minor, currency(record.currency))
+        return Money(self.till.total_minor, self.till.entry.currency)
 
     @property
     def amount_text(self) -> str:
         return format_money(self.amount)
 
     @property
+    def tip_text(self) -> str:
+        record = self.till.record
+        if record is None or not record.tip_minor:
+            return ""
+        return t("pay.tip", tip=format_money(Money(record.tip_minor, currency(record.currency))))
+
+    @property
     def sats_text(self) -> str:
-        if self.invoice is None or self.amount.currency.is_sat:
+        invoice = self.invoice
+        if self.amount.currency.is_sat:
             return ""  # the amount is already in sats
-        return format_msat(Msat(self.invoice.amount_msat))
+        if invoice is not None:
+            return format_msat(Msat(invoice.amount_msat))
+        record = self.till.record
+        if record is not None and record.amount_msat:
+            return format_msat(Msat(record.amount_msat))
+        return ""
 
     @property
     def remaining_s(self) -> int | None:
-        if self.invoice is None:
+        invoice = self.invoice
+        if invoice is None:
             return None
-        return max(0, math.ceil(self.invoice.expires_at - self.clock()))
+        return max(0, math.ceil(invoice.expires_at - self.till.clock()))
 
     @property
     def countdown_text(self) -> str:
         remaining = self.remaining_s
-        if remaining is None:
+        if remaining is None or self.phase is PayPhase.PIN:
             return ""
         if remaining == 0:
             return t("pay.expired")
         return t("pay.expires", time=f"{remaining // 60}:{remaining % 60:02d}")
+
+    @property
+    def prompt(self) -> str:
+        key = _PROMPT.get(self.phase)
+        return t(key) if key else ""
 
     @property
     def status_text(self) -> str:
@@ -158,15 +114,30 @@ class PayViewModel(Observable):
         return _STATUS[self.phase][1]
 
     @property
+    def notice(self) -> str:
+        return notice_text(self.till.notice)
+
+    @property
     def show_pin_pad(self) -> bool:
         return self.phase is PayPhase.PIN
+
+    @property
+    def pin_masked(self) -> str:
+        return self.till.pin.masked
+
+    @property
+    def pin_complete(self) -> bool:
+        return self.till.pin.complete
 
     @property
     def pin_title(self) -> str:
         return t("pay.pin.title", amount=self.amount_text)
 
     @property
+    def offline(self) -> bool:
+        return self.phase is PayPhase.OFFLINE
+
+    @property
     def can_cancel(self) -> bool:
         # a payment in flight cannot be cancelled: only its outcome ends it
-        return self.phase not in (PayPhase.CONFIRMING,)
-
+        return self.phase not in (PayPhase.CONFIRMING, PayPhase.CARD_READ)

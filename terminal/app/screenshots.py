@@ -1,7 +1,7 @@
 """`scripts/screenshots`: every screen in a realistic state, rendered in a real Kivy window
 (`SDL_VIDEODRIVER=offscreen` works without a display) at 800×480, against the sandbox.
 
-    python -m terminal.app.ui.screenshots [OUT_DIR]   (default build/screenshots)
+    python -m terminal.app.screenshots [OUT_DIR]   (default build/screenshots)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ os.environ.setdefault("KIVY_NO_FILELOG", "1")
 os.environ.setdefault("KIVY_WINDOW_WIDTH", "800")
 os.environ.setdefault("KIVY_WINDOW_HEIGHT", "480")
 
-SCREENS = ("sale", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin",
+SCREENS = ("sale", "tip", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin",
            "admin-cards", "admin-tests")
 
 
@@ -45,6 +45,9 @@ async def capture(out: Path) -> list[Path]:
             written.append(await screenshot(out / "sale.png"))
 
             await press(sale.ids.charge)
+            await until(c, lambda: c.sale.tip_mode)
+            written.append(await screenshot(out / "tip.png"))
+            await press(sale.ids.tip2)  # 15 %
             await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             written.append(await screenshot(out / "pay.png"))
 
@@ -56,6 +59,8 @@ async def capture(out: Path) -> list[Path]:
             for key in "9":
                 c.sale.press(key)
             await press(sale.ids.charge)
+            await until(c, lambda: c.sale.tip_mode)
+            await press(sale.ids.tip0)  # no tip
             await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             app.demo_tap("B")
             await until(c, lambda: c.screen is Screen.RESULT)
@@ -69,16 +74,23 @@ async def capture(out: Path) -> list[Path]:
             await until(c, lambda: c.screen is Screen.RESULT and c.result.paid)
             c.result_done()
 
-            c.sale.switch_currency(), c.sale.switch_currency()  # SAT
-            c.sale.entry.type("150000")
+            c.till.set_currency("SAT")
+            for key in "150000":
+                c.till.key(key)
             await press(sale.ids.charge)
+            await until(c, lambda: c.sale.tip_mode)
+            await press(sale.ids.tip0)
             await until(c, lambda: c.screen is Screen.PAY and c.pay.invoice is not None)
             app.demo_tap("A")
             await until(c, lambda: c.pay.show_pin_pad)
             for d in CARD_A_PIN[:2]:
-                c.pay.pin.press(d)
+                c.till.key(d)
             written.append(await screenshot(out / "pay-pin.png"))
-            await c.cancel()
+            for d in CARD_A_PIN[2:]:
+                c.till.key(d)
+            await c.till.submit_pin()
+            await until(c, lambda: c.screen is Screen.RESULT)
+            c.till.new_sale()
 
             c.go(Screen.ADMIN)
             written.append(await screenshot(out / "admin-locked.png"))
