@@ -500,3 +500,13 @@ def test_budget_is_shared_through_its_file(tmp_path, sb):
     assert state["invoices"]["used"] == 20
     assert sb.limit_state()["invoice_blocks"] == 0
     assert FLASH_INVOICE_LIMIT.points == 20
+
+
+def test_btc_wallet_mode_is_refused_by_the_configuration():
+    from terminal.app.config import ConfigError, parse_config
+
+    raw = {"backend": {"kind": "flash", "flash": {
+        "http_url": "https://api.flashapp.me/graphql", "username": "shop",
+        "wallet_currency": "BTC"}}}
+    with pytest.raises(ConfigError, match="Flash does not support BTC wallets"):
+        parse_config(raw)
