@@ -89,52 +89,94 @@ def _read_pin(args: argparse.Namespace) -> str | None:
 
 
 async def _run(config, amount: Money, args: argparse.Namespace, pin: str | None):
-    from terminal.app.root import build_terminal
+    """The sale through the till, as a cashier would ring it up; `--timeout` bounds it all."""
+    from terminal.app.root import build_terminal, build_till
 
     terminal = build_terminal(config)
+    till = build_till(config, terminal)
+    till.auto_print = False  # a technician's test sale prints nothing by itself
     try:
-        checkout = terminal.checkout
-        await checkout.refresh_rate(amount.currency.code)
-        session = await checkout.open_sale(amount.minor, amount.currency.code, args.memo)
-        if session.sale.is_final:
-            return session.outcome()
+        try:
+            async with asyncio.timeout(args.timeout):
+                return await _sell(till, amount, args, pin)
+        except TimeoutError:
+            return _pending(till)
+    finally:
+        await till.aclose()
+        await terminal.aclose()
+
+
+async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
+    from terminal.core.tips import NO_TIP
+    from terminal.services.checkout import SaleOutcome
+    from terminal.services.till import PayPhase, Step
+
+    await till.refresh_rates()
+    till.ring_up(amount, args.memo)
+    await till.charge()
+    if till.step is Step.TIP:  # tips are a counter matter: the command line charges none
+        await till.choose_tip(NO_TIP)
+    if till.step is Step.AMOUNT:  # refused before any sale existed (no rate, too small …)
+        notice = till.notice
+        return SaleOutcome("failed", "", notice.code if notice else "not-charged",
+                           (notice.text if notice and notice.text else _notice_words(till)),
+                           None, None)
+    if till.step is Step.PAY:
         if args.qr:
-            _show_invoice(session)
+            _show_invoice(till.session)
         else:
             url = args.tap if args.tap else _tap_card_file(args.card_file)
-            result = await session.tap(url)
-            if result.kind == "pin-required":
+            await till.tap(url)
+            if till.phase is PayPhase.PIN:
                 if pin is None:
-                    session.fail("pin-required")
-                    return _with_message(session.outcome(), result.message +
-                                         f" (pass it with --pin-stdin or {PIN_ENV})")
-                result = await session.submit(pin)
-            if result.kind in ("refused", "late", "pin-required"):
-                session.fail(result.code or "refused")
-                return _with_message(session.outcome(), result.message)
-            if result.kind in ("queued", "declined"):
-                return session.outcome()
-        outcome = await session.wait_settled(_timeout(args, session))
-        if outcome.status == "pending":  # only with a --timeout shorter than the invoice's life
-            return _with_message(outcome, "Not settled yet: do NOT charge again. The sale "
-                                 f"{outcome.sale_id[:8]} is resolved by its invoice; see "
-                                 "`flash-terminal history`.")
-        return outcome
-    finally:
-        await terminal.aclose()
+                    await till.cancel()
+                    return _with_message(till.outcome(), "The card's issuer asks for its PIN "
+                                         f"(pass it with --pin-stdin or {PIN_ENV}).")
+                for digit in pin:
+                    till.key(digit)
+                await till.submit_pin()
+    await till.wait_until(lambda: till.step is Step.RESULT, _settle_timeout(till))
+    if till.step is not Step.RESULT:
+        return _pending(till)
+    result = till.result
+    if result is not None and result.sale_open:  # a refused card: this sale ends here
+        await till.cancel()
+    outcome = till.outcome()
+    if outcome.status == "pending":
+        return _pending(till)
+    message = result.message if result is not None and result.message else outcome.message
+    return _with_message(outcome, message)
+
+
+def _settle_timeout(till) -> float:
+    session = till.session
+    invoice = session.invoice if session is not None else None
+    if invoice is None:
+        return 60.0
+    return max(1.0, invoice.expires_at - time.time() + till.settings.settle_grace_s)
+
+
+def _pending(till):
+    from terminal.services.checkout import SaleOutcome
+
+    outcome = till.outcome()
+    if outcome is None:
+        return SaleOutcome("pending", "", "timeout", "Nothing was charged yet.", None, None)
+    return _with_message(outcome, "Not settled yet: do NOT charge again. The sale "
+                         f"{outcome.sale_id[:8]} is resolved by its invoice; see "
+                         "`flash-terminal history`.")
+
+
+def _notice_words(till) -> str:
+    from terminal.app.ui.strings import notice_text
+
+    return notice_text(till.notice) or "Nothing was charged."
 
 
 def _tap_card_file(path: Path) -> str:
     from terminal.adapters import simcards
 
     return simcards.tap(path)
-
-
-def _timeout(args: argparse.Namespace, session) -> float:
-    if args.timeout is not None:
-        return args.timeout
-    expires_at = session.invoice.expires_at if session.invoice else time.time() + 60
-    return max(1.0, expires_at - time.time() + 5)
 
 
 def _show_invoice(session) -> None:

@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from terminal.core.money import Money, RateError, currency, fiat_to_msat
+from terminal.core.money import Money, RateError, currency, fiat_to_msat, format_plain
 from terminal.core.ports.receipts import PrintOutcome, PrintReport, ReceiptPort
 from terminal.core.records import SaleRecord
 from terminal.core.risk import Exposure
@@ -103,6 +103,7 @@ class Till:
         self.last_print: PrintReport | None = None
         self.pin_limit_msat: int | None = None
         self._refusal: str | None = None  # the last card refusal of the open sale (its code)
+        self._last_session: SaleSession | None = None
         self._listeners: list[Listener] = []
         self._wake = asyncio.Event()
         self._opening = False
@@ -282,6 +283,25 @@ class Till:
         self.notice = None
         self._changed()
         return True
+
+    def ring_up(self, amount: Money, memo: str = "") -> bool:
+        """Key `amount` as a whole (the command line and scripts: what a cashier types)."""
+        if self.step is Step.RESULT and self._result_final:
+            self.new_sale()
+        if self.step is not Step.AMOUNT:
+            return False
+        # Any currency the terminal can price, not only the keypad's: the command line names it.
+        self.entry.set_currency(amount.currency, self.max_minor(amount.currency.code))
+        self.entry.clear()
+        keyed = self.entry.type(format_plain(amount))
+        self.set_memo(memo)
+        self._changed()
+        return keyed and self.entry.minor == amount.minor
+
+    def outcome(self) -> SaleOutcome | None:
+        """The sale on screen, or the last one, as `flash-terminal charge --json` reports it."""
+        session = self.session or self._last_session
+        return session.outcome() if session is not None else None
 
     def switch_currency(self) -> str:
         i = self.currencies.index(self.currency_code)
@@ -620,6 +640,7 @@ class Till:
         self._stop_watch()
         if self.session is not None:
             self.last_sale = self.session.record
+            self._last_session = self.session
         self.session, self._refusal = None, None
         self.pin.take()
 
