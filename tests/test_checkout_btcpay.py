@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,44 @@ def test_qr_sale_in_usd_reopened_after_a_restart_settles_once(config_path, btcpa
     assert btcpay.count("POST", "/invoices") == 1
 
 
+def test_underpaid_invoice_is_said_so_and_a_late_rest_pays_the_sale(config_path, btcpay):
+    """BTCPay `Expired` + `PaidPartial`: not paid, but never a silent "expired"."""
+    async def body(terminal: Terminal):
+        session = await terminal.checkout.open_sale(4_00, "USD")
+        assert session.invoice is not None
+        ref = session.invoice.backend_ref
+        btcpay.receive(ref, btcpay.invoices[ref].due_msat // 2)
+        btcpay.expire(ref)
+        short = await session.wait_settled(WAIT_S)
+        btcpay.receive(ref, btcpay.invoices[ref].due_msat - btcpay.invoices[ref].paid_msat)
+        rest = await session.reconcile()  # BTCPay: Expired + PaidLate
+        return short, rest, terminal.ledger.get_sale(session.record.id)
+
+    short, rest, record = run_terminal(config_path, body)
+    assert short.status == "failed" and short.reason == "invoice-underpaid"
+    assert short.message.startswith("Only part of the amount arrived")
+    assert rest.status == "paid"  # the sale was failed, not expired: the money still counts
+    assert [h.to_state for h in record.history] == ["created", "invoiced", "failed", "paid"]
+
+
+def test_sats_sale_through_the_flash_plugin_is_charged_what_btcpay_says_is_due(
+    config_path, btcpay
+):
+    btcpay.flash_plugin_usd_price = Decimal("100000")  # the plugin rounds through whole cents
+
+    async def body(terminal: Terminal):
+        session = await terminal.checkout.open_sale(1234, "SAT")
+        assert session.invoice is not None
+        btcpay.pay(session.invoice.bolt11)
+        return await session.wait_settled(WAIT_S)
+
+    outcome = run_terminal(config_path, body)
+    (invoice,) = btcpay.invoices.values()
+    assert outcome.status == "paid"
+    assert outcome.amount_msat == invoice.bolt11_msat == 1_230_000  # 123 cents, not 1,234 sats
+    assert invoice.fee_msat == -4_000  # BTCPay's tweak, so that `due` is the BOLT11's amount
+
+
 # --------------------------------------------------------------------------- card sale
 
 
@@ -239,6 +278,52 @@ def test_card_sale_is_paid_by_the_issuer_through_one_invoice(
     assert record.amount_msat == invoice.msat == 64_103  # JMD 10.00 at 15,600,000 JMD/BTC
     assert [h.event for h in record.history] == [
         "created", "invoice_ready", "tap", "withdraw_requested", "callback_sent", "paid"]
+
+
+PULL_PAYMENT_ID = "3dGzDaVRvTmB5ubBC6ykKznAbSy5"
+
+
+def test_btcpay_card_is_verified_locally_with_the_pull_payment_variant(
+    config_path, btcpay, issuer, issuer_paid, tmp_path
+):
+    """A card registered at BTCPay (keys derived at version 0 with the pull-payment id) is
+    verified on the terminal by an issuer configured with that pull payment."""
+    from terminal.adapters.keyexchange import fetch_keys
+    from terminal.protocols.lnurl import UrlPolicy
+    from tests.fakes.btcpay_server import boltcard_id
+
+    btcpay.pull_payments[PULL_PAYMENT_ID] = "SATS"
+    policy = UrlPolicy(allow_insecure_hosts=frozenset({"127.0.0.1"}),
+                       allow_private_hosts=frozenset({"127.0.0.1"}))
+    register = f"{btcpay.base_url}/api/v1/pull-payments/{PULL_PAYMENT_ID}/boltcards"
+    keys = fetch_keys(register, policy, uid=CARD_UID)
+    assert keys.issuer_version == 0
+    card = tmp_path / "btcpay-card.json"
+    create_programmed(card, f"{issuer.origin.replace('http', 'lnurlw', 1)}/scan", keys.keys,
+                      uid=CARD_UID)
+    with config_path.open("a") as fh:
+        fh.write("\n".join([
+            "[[issuers]]", 'name = "btcpay-cards"', 'kind = "deterministic"',
+            'hosts = ["127.0.0.1"]', f'issuer_key = "{btcpay.boltcard_issuer_key.hex()}"',
+            f'pull_payment_id = "{PULL_PAYMENT_ID}"', ""]))
+    url = tap_card(card)
+
+    async def body(terminal: Terminal):
+        verification = terminal.keyring.verify_tap(url)
+        session = await terminal.checkout.open_sale(21, "SAT")
+        result = await session.tap(url)
+        return verification, result, await session.wait_settled(WAIT_S)
+
+    verification, result, outcome = run_terminal(config_path, body)
+    assert verification.valid and verification.issuer == "btcpay-cards"
+    assert verification.card_id == boltcard_id(btcpay.boltcard_issuer_key, CARD_UID)
+    assert result.kind == "accepted" and outcome.status == "paid"
+    assert len(issuer_paid) == 1
+    # Without the pull-payment id (plain boltcard derivation) the same tap does not verify.
+    from terminal.protocols.boltcard import DeterministicIssuer, Keyring
+
+    plain = Keyring([DeterministicIssuer("plain", btcpay.boltcard_issuer_key, default_version=0)])
+    assert plain.verify_tap(url).reason is not None and not plain.verify_tap(url).valid
 
 
 def test_a_replayed_or_forged_tap_never_reaches_the_issuer(

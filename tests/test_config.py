@@ -460,3 +460,41 @@ def test_api_key_in_a_group_readable_terminal_toml_is_refused_with_other_problem
     assert info.value.problems[0].startswith(f"{path} holds secrets (backend.flash.api_key)")
     assert info.value.problems[1].startswith("ui.tips: expected true or false")
     assert API_KEY not in str(info.value)
+
+
+# -- BTCPay Server's card issuers ---------------------------------------------------------------
+
+PULL_PAYMENT_ID = "3dGzDaVRvTmB5ubBC6ykKznAbSy5"
+
+
+def test_btcpay_issuer_starts_at_version_0_and_builds_btcpays_keyring():
+    from terminal.app.root import build_issuer
+
+    raw = example_raw()
+    raw["issuers"] = [{"name": "btcpay", "issuer_key": ISSUER_KEY,
+                       "pull_payment_id": PULL_PAYMENT_ID},
+                      {"name": "boltcard", "issuer_key": ISSUER_KEY},
+                      {"name": "btcpay-1", "issuer_key": ISSUER_KEY,
+                       "pull_payment_id": PULL_PAYMENT_ID, "first_version": 1}]
+    btcpay, boltcard, bumped = parse_config(raw).issuers
+    assert (btcpay.pull_payment_id, btcpay.default_version) == (PULL_PAYMENT_ID, 0)
+    assert (boltcard.pull_payment_id, boltcard.default_version) == (None, 1)
+    assert bumped.default_version == 1
+    built = build_issuer(btcpay)
+    assert built.pull_payment_id == PULL_PAYMENT_ID and built.default_version == 0
+
+
+@pytest.mark.parametrize(("issuer", "start"), [
+    ({"issuer_key": ISSUER_KEY, "pull_payment_id": "0OIl-not-base58-xxxxxx"},
+     "issuers[0].pull_payment_id: expected a BTCPay pull-payment id"),
+    ({"issuer_key": ISSUER_KEY, "pull_payment_id": 5},
+     "issuers[0].pull_payment_id: expected a BTCPay pull-payment id"),
+    ({"issuer_key": ISSUER_KEY, "first_version": -1},
+     "issuers[0].first_version: expected an integer from 0"),
+    ({"kind": "table", "cards": [{"uid": "04a1b2c3d4e5f6", "k1": "11" * 16, "k2": "22" * 16}],
+      "pull_payment_id": PULL_PAYMENT_ID},
+     'issuers[0].pull_payment_id: only for kind = "deterministic"'),
+])
+def test_btcpay_issuer_keys_are_checked(issuer, start):
+    raw = {"terminal": {}, "backend": FLASH, "issuers": [issuer]}
+    assert any(line.startswith(start) for line in problems_of(raw)), problems_of(raw)

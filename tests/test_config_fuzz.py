@@ -79,6 +79,13 @@ lnurlw_base = "lnurlw://cards.example.com/ln"
 version_window = 8
 
 [[issuers]]
+name = "btcpay-cards"
+kind = "deterministic"
+issuer_key = "c0ffee00c0ffee00c0ffee00c0ffee02"
+pull_payment_id = "3dGzDaVRvTmB5ubBC6ykKznAbSy5"
+first_version = 0
+
+[[issuers]]
 name = "lnbits"
 kind = "table"
 hosts = ["lnbits.example.com"]

@@ -244,3 +244,41 @@ def pty_printer_port(pty_state):
     thread.join(5)
     for fd in (wake_r, wake_w, slave, master):
         os.close(fd)
+
+
+# -- against the BTCPay Greenfield fake ----------------------------------------------------------
+
+
+def btcpay_config(fake, tmp_path: Path, store_id: str) -> Path:
+    from tests.fakes.btcpay_server import DEFAULT_KEY
+
+    config = tmp_path / "terminal.toml"
+    config.write_text("\n".join([
+        "[terminal]", 'name = "BTCPay doctor"', 'network = "regtest"',
+        'display_currency = "USD"', f"data_dir = {json.dumps(str(tmp_path / 'data'))}",
+        "[backend]", 'kind = "btcpay"', "[backend.btcpay]",
+        f"url = {json.dumps(fake.base_url)}", f"store_id = {json.dumps(store_id)}", "",
+    ]))
+    secrets = tmp_path / "secrets.toml"
+    fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"[backend.btcpay]\napi_key = {json.dumps(DEFAULT_KEY)}\n")
+    return config
+
+
+@pytest.mark.parametrize(("version", "store", "ok", "fix"), [
+    ("2.4.1", None, True, ""),
+    ("1.13.7", None, False, "Upgrade BTCPay Server to 2.0.0 or later"),
+    ("2.4.1", "TypoStore", False, "Check backend.btcpay.store_id"),
+])
+def test_btcpay_backend_version_permissions_and_store(tmp_path, system, version, store, ok, fix):
+    from tests.fakes.btcpay_server import FakeBTCPay
+
+    with FakeBTCPay(version=version) as fake:
+        config = btcpay_config(fake, tmp_path, store or fake.store_id)
+        report = run_doctor(str(config), system=system, reader_probe=absent_reader)
+    backend = report.check("backend")
+    assert (backend.status is Status.OK) is ok
+    assert backend.fix.startswith(fix)
+    if ok:
+        assert backend.detail.startswith("BTCPay 2.4.1 reachable; store 'Fake Store'")

@@ -281,9 +281,37 @@ def test_btcpay_permissions_exact_too_few_and_too_many(tmp_path):
         assert too_many["privilege"].status is enroll.Status.WARN
         assert "canmodifystoresettings" in too_many["privilege"].detail
         too_few = run(narrow)
-        assert too_few["privilege"].status is enroll.Status.FAIL
-        assert "canviewstoresettings" in too_few["privilege"].detail
+        assert too_few["credentials"].status is enroll.Status.FAIL
+        assert too_few["credentials"].detail == (
+            f"the API key lacks btcpay.store.canviewstoresettings on store {fake.store_id}")
+        assert "btcpay.store.canviewstoresettings" in too_few["credentials"].fix
         assert too_few["rate:JMD"].status is enroll.Status.FAIL
+        # canviewstoresettings includes canviewinvoices: a key without the latter is enough.
+        fake.api_keys["implied"] = ("btcpay.store.cancreateinvoice",
+                                    "btcpay.store.canviewstoresettings")
+        implied = run("implied")
+        assert implied["credentials"].status is enroll.Status.OK
+        assert implied["privilege"].status is enroll.Status.OK
+
+
+def test_btcpay_before_2_is_refused_at_enrollment(tmp_path):
+    with FakeBTCPay(version="1.13.7") as fake:
+        result = enroll.enroll(_btcpay_enrollment(fake, DEFAULT_KEY, tmp_path), tmp_path / "etc")
+    row = {c.name: c for c in result.checks}["credentials"]
+    assert not result.ok and row.status is enroll.Status.FAIL
+    assert row.detail.startswith("BTCPay Server 1.13.7 is older than 2.0.0")
+    assert row.fix == "upgrade BTCPay Server to 2.0.0 or later"
+
+
+def test_btcpay_wrong_store_id_is_named_at_enrollment(tmp_path):
+    with FakeBTCPay() as fake:
+        raw = _btcpay_enrollment(fake, DEFAULT_KEY, tmp_path)
+        raw["backend"]["btcpay"]["store_id"] = "TypoStore"
+        result = enroll.enroll(raw, tmp_path / "etc")
+    row = {c.name: c for c in result.checks}["credentials"]
+    assert row.status is enroll.Status.FAIL
+    assert row.detail.startswith(f"the API key is for store {fake.store_id}, not TypoStore")
+    assert "backend.btcpay.store_id" in row.fix
 
 
 def test_invalid_enrollment_writes_nothing_and_names_the_key(enrollment, tmp_path, capsys):

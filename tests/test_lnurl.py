@@ -32,9 +32,11 @@ from terminal.protocols.lnurl import (
     check_url,
     decode_lnurl,
     encode_lnurl,
+    error_for_reason,
     is_public_address,
     parse_callback_response,
     parse_withdraw_request,
+    sentence,
     validate_pin,
 )
 
@@ -370,3 +372,33 @@ def test_every_error_has_code_and_user_message() -> None:
     assert len(codes) == len(classes)  # stable, distinct codes
     for c in classes:
         assert c.default_message
+
+
+# Reasons exactly as the LNbits boltcards extension sends them (views_lnurl.py): they end in a
+# full stop, and the terminal's sentence must not add a second one.
+LNBITS_REASONS = [
+    "Card not found.", "Card is disabled.", "Card UID mis-match.", "CMAC does not check.",
+    "Error decrypting card.", "This link is already used.", "Cannot get client info.",
+    "Max daily limit spent.", "Missing K1 token", "K1 token does not match.",
+    "LNURL-withdraw record not found.", "Payment already claimed.", "Missing payment request.",
+    "Failed to decode payment request.", "Invoice has no amount.",
+    "Payment failed - Insufficient balance.", "Are you sure?",
+]
+
+
+@pytest.mark.parametrize("reason", LNBITS_REASONS)
+def test_issuer_reasons_never_come_out_with_a_doubled_full_stop(reason: str) -> None:
+    with pytest.raises(IssuerError) as info:
+        parse_withdraw_request({"status": "ERROR", "reason": reason}, CARD, POLICY)
+    message = info.value.user_message
+    assert ".." not in message and "?." not in message
+    assert message.endswith(".")
+    if type(info.value) is IssuerError:  # the generic refusal shows the issuer's own words
+        assert f": {reason.rstrip('.')}" in message
+    assert sentence(reason) == (reason if reason.endswith((".", "?")) else reason + ".")
+
+
+def test_card_uid_mismatch_reads_as_one_sentence() -> None:
+    error = error_for_reason("Card UID mis-match.")
+    assert error.user_message == ("The card's issuer declined the payment: Card UID mis-match. "
+                                  "Ask for another payment method.")

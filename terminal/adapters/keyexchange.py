@@ -8,6 +8,13 @@ Issuers answer in different shapes (spec §4); they are told apart by the fields
 - wipe JSON: `action: "wipe", k0..k4, uid, version`
 A key file holds any of these. Programming POSTs `{"UID": "<14 hex>"}` to the issuer; resetting
 POSTs `{"LNURLW": "<the card's tap URL>"}`. Nothing here ever puts a key into a message.
+
+The URL written to a card always has a lower-case scheme and host (LNbits' POST answers
+`"LNURLW_BASE": "LNURLW://HOST/…"`; phone wallets match URL schemes case-sensitively); its path
+and query stay as the issuer gave them. A refusal shows the issuer's own reason, cleaned:
+LNbits `{"detail": "Card does not exist."}` (FastAPI; a validation `detail` is a list of
+`{loc, msg}`), `{"status": "ERROR", "reason": …}`, BTCPay Greenfield `{"code", "message"}` and
+validation lists `[{"path", "message"}]`, or any `{"message": …}`.
 """
 
 from __future__ import annotations
@@ -22,14 +29,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from terminal.protocols.boltcard import derive_card_keys, derive_k1
+from terminal.protocols.boltcard import CardKeys, derive_card_keys, derive_k1, verify_tap_url
 from terminal.protocols.boltcard.provisioning import (
     BoltcardKeys,
     CardFacts,
     KeyOffer,
     ProvisioningError,
 )
-from terminal.protocols.lnurl import UrlPolicy, UrlRefused, check_addresses, check_url
+from terminal.protocols.lnurl import (
+    UrlPolicy,
+    UrlRefused,
+    check_addresses,
+    check_url,
+    clean_reason,
+)
 
 KEY_NAMES = ("k0", "k1", "k2", "k3", "k4")
 URL_FIELDS = ("lnurlw_base", "lnurlw")
@@ -37,6 +50,7 @@ DEEPLINK_SCHEME = "boltcard"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024  # a key-exchange answer is a few hundred bytes
 DEFAULT_KEY_VERSION = 1
+BTCPAY_FIRST_KEY_VERSION = 0  # BTCPay registers a new card at version 0
 
 
 class KeyExchangeError(Exception):
@@ -50,13 +64,19 @@ class Action(Enum):
 
 @dataclass(frozen=True)
 class IssuerResponse:
-    """Keys for one card, as an issuer (or a key file) gave them."""
+    """Keys for one card, as an issuer (or a key file) gave them.
+
+    `issuer_version` is the key version the issuer derived them at (BTCPay registers a new card at
+    0); `keys.version` is what the card's key slots will carry, at least 1 (0 means factory keys
+    to every programmer, and BTCPay's own programmer writes 1 too).
+    """
 
     keys: BoltcardKeys
     lnurlw_base: str | None = None
     action: Action = Action.PROGRAM
     card_name: str | None = None
     uid: bytes | None = field(default=None, repr=False)  # keep the UID out of logs
+    issuer_version: int = DEFAULT_KEY_VERSION
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,19 @@ def _uid(fields: Mapping[str, object]) -> bytes | None:
     raise KeyExchangeError("uid in the issuer response is not 14 hex characters")
 
 
+def card_url(url: str) -> str:
+    """`url` with its scheme and host in lower case, the rest as given: what a card carries.
+    Phone wallets match `lnurlw://` case-sensitively; SUN offsets count the characters, which
+    lower-casing does not change."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        return url.strip()
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    userinfo, at, host = authority.rpartition("@")
+    return f"{scheme.lower()}://{userinfo}{at}{host.lower()}{tail}"
+
+
 def _lnurlw(fields: Mapping[str, object]) -> str | None:
     for name in URL_FIELDS:
         value = fields.get(name)
@@ -130,22 +163,50 @@ def _lnurlw(fields: Mapping[str, object]) -> str | None:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("lnurlw", "https", "http") or not parts.netloc:
             raise KeyExchangeError(f"{name.upper()} in the issuer response is not a card URL")
-        return url
+        return card_url(url)
     return None
+
+
+def issuer_reason(payload: object) -> str:
+    """The issuer's own words for a refusal, cleaned for a screen ("" when it gave none)."""
+    parts: list[str] = []
+    if isinstance(payload, list):  # Greenfield validation errors: [{"path", "message"}]
+        for item in payload[:5]:
+            if isinstance(item, Mapping):
+                path, message = clean_reason(item.get("path")), clean_reason(item.get("message"))
+                parts.append(f"{path}: {message}" if path and message else message)
+    elif isinstance(payload, Mapping):
+        fields = {str(k).lower(): v for k, v in payload.items()}
+        detail = fields.get("detail")  # FastAPI (LNbits): text, or a list of {loc, msg}
+        if isinstance(detail, list):
+            for item in detail[:5]:
+                if isinstance(item, Mapping):
+                    loc = item.get("loc")
+                    where = ".".join(str(x) for x in loc) if isinstance(loc, list) else ""
+                    message = clean_reason(item.get("msg"))
+                    parts.append(f"{clean_reason(where)}: {message}" if where else message)
+        for name in ("detail", "reason", "message", "error"):
+            if isinstance(fields.get(name), str):
+                parts.append(clean_reason(fields[name]))
+                break
+    return clean_reason("; ".join(p for p in parts if p))
 
 
 def parse_issuer_response(payload: object) -> IssuerResponse:
     """Keys (and card URL) from any supported issuer response; raises `KeyExchangeError`."""
     if not isinstance(payload, Mapping):
-        raise KeyExchangeError("issuer response is not a JSON object")
+        reason = issuer_reason(payload)
+        raise KeyExchangeError(f"issuer refused: {reason}" if reason
+                               else "issuer response is not a JSON object")
     fields = _folded(payload)
     status = fields.get("status")
     if isinstance(status, str) and status.upper() == "ERROR":
-        reason = fields.get("reason")
-        text = reason[:200] if isinstance(reason, str) else "no reason given"
-        raise KeyExchangeError(f"issuer refused: {text}")
+        raise KeyExchangeError(f"issuer refused: {issuer_reason(payload) or 'no reason given'}")
     missing = [n.upper() for n in KEY_NAMES if n not in fields]
     if missing:
+        reason = issuer_reason(payload)
+        if reason:
+            raise KeyExchangeError(f"issuer refused: {reason}")
         raise KeyExchangeError(f"issuer response lacks {', '.join(missing)}: not a key response")
     action_text = fields.get("action")
     action = Action.PROGRAM
@@ -153,13 +214,21 @@ def parse_issuer_response(payload: object) -> IssuerResponse:
         action = Action.WIPE
     card_name = fields.get("card_name")
     keys = [_key(fields, name) for name in KEY_NAMES]
+    version = _version(fields)
     return IssuerResponse(
-        keys=BoltcardKeys.of(keys, version=_version(fields)),
+        keys=BoltcardKeys.of(keys, version=slot_version(version)),
         lnurlw_base=_lnurlw(fields),
         action=action,
-        card_name=card_name if isinstance(card_name, str) else None,
+        card_name=clean_reason(card_name) or None,
         uid=_uid(fields),
+        issuer_version=version,
     )
+
+
+def slot_version(derived_at: int) -> int:
+    """The key version a card's slots carry for keys derived at `derived_at`: the same, but at
+    least 1 (a slot at version 0 reads as factory keys)."""
+    return max(1, derived_at)
 
 
 def load_keys_file(path: str | Path) -> IssuerResponse:
@@ -244,11 +313,9 @@ def fetch_keys(
             f"issuer answered HTTP {response.status_code} without JSON"
         ) from None
     if response.status_code >= 400:
-        # An issuer's {"status": "ERROR", "reason": …} says why; anything else is just the code.
-        if isinstance(payload, Mapping) and str(_folded(payload).get("status", "")).upper() == (
-            "ERROR"
-        ):
-            parse_issuer_response(payload)
+        reason = issuer_reason(payload)
+        if reason:
+            raise KeyExchangeError(f"issuer refused: {reason} (HTTP {response.status_code})")
         raise KeyExchangeError(f"issuer answered HTTP {response.status_code}")
     return parse_issuer_response(payload)
 
@@ -273,29 +340,57 @@ class FileKeySource:
 
 @dataclass(frozen=True)
 class IssuerKeySource:
-    """Deterministic keys from an issuer key (boltcard DETERMINISTIC.md).
+    """Deterministic keys from an issuer key (boltcard DETERMINISTIC.md), or BTCPay Server's
+    variant when `pull_payment_id` is given (the id appended to the CardKey input).
 
-    `version` None: 1 for a blank card, and the card's own key version when wiping.
+    `version` None: `first_version` for a blank card (boltcard 1, BTCPay 0; by default chosen by
+    the variant), and the card's own key version when wiping.
     """
 
     issuer_key: bytes = field(repr=False)
     version: int | None = None
     url: str | None = None
+    pull_payment_id: str | None = None
+    first_version: int | None = None
 
     def k1_hint(self) -> bytes | None:
         return derive_k1(self.issuer_key)
 
     def keys_for(self, uid: bytes, facts: CardFacts) -> KeyOffer:
-        versions = facts.key_versions
         version = self.version
         if version is None:
-            version = versions[0] or max(versions) or DEFAULT_KEY_VERSION
+            version = self._first() if facts.blank else self._programmed(uid, facts)
         if not 0 <= version <= 0xFF:
             raise ProvisioningError("a card stores key versions 0..255")
-        derived = derive_card_keys(self.issuer_key, uid, version)
+        derived = self._derive(uid, version)
         keys = BoltcardKeys(derived.k0, derived.k1, derived.k2, derived.k3, derived.k4,
-                            version=version)
-        return KeyOffer(keys=keys, url=self.url, card_id=derived.card_id)
+                            version=slot_version(version))
+        url = card_url(self.url) if self.url else None
+        return KeyOffer(keys=keys, url=url, card_id=derived.card_id)
+
+    def _derive(self, uid: bytes, version: int) -> CardKeys:
+        return derive_card_keys(self.issuer_key, uid, version,
+                                pull_payment_id=self.pull_payment_id)
+
+    def _first(self) -> int:
+        if self.first_version is not None:
+            return self.first_version
+        return BTCPAY_FIRST_KEY_VERSION if self.pull_payment_id else DEFAULT_KEY_VERSION
+
+    def _programmed(self, uid: bytes, facts: CardFacts) -> int:
+        """The version a programmed card's keys were derived at. Boltcard's convention: the
+        slots' version. BTCPay's programmer writes slot version 1 whatever the derivation
+        version (0 for a new card): try the versions from the slots' down to the first and keep
+        the one whose keys verify the card's tap, as BTCPay's own reset does."""
+        versions = facts.key_versions
+        slots = versions[0] or max(versions)
+        if self.pull_payment_id is None or facts.tap_url is None:
+            return slots
+        for version in range(slots, min(self._first(), slots) - 1, -1):
+            keys = self._derive(uid, version)
+            if verify_tap_url(facts.tap_url, keys.k1, keys.k2).valid:
+                return version
+        return slots  # none verifies: the wipe refuses these keys before authenticating
 
 
 @dataclass(frozen=True)

@@ -258,10 +258,13 @@ def check_reader(config: Config, system: System,
 
 
 async def _health(config: Config) -> Any:
+    from terminal.adapters.backends.btcpay import BTCPayBackend
     from terminal.app.root import build_backend
 
     backend = build_backend(config)
     try:
+        if isinstance(backend, BTCPayBackend):  # version, permissions, store id, with the fix
+            return await asyncio.wait_for(backend.diagnose(), BACKEND_TIMEOUT_S)
         return await asyncio.wait_for(backend.health(), BACKEND_TIMEOUT_S)
     finally:
         await backend.aclose()
@@ -277,7 +280,9 @@ def check_backend(config: Config) -> Check:
     latency = f" in {health.latency_ms:.0f} ms" if health.latency_ms is not None else ""
     if health.ok:
         return Check("backend", Status.OK, f"{health.detail}{latency}")
+    fix = getattr(health, "fix", "")
     return Check("backend", Status.FAIL, health.detail,
+                 f"{fix[:1].upper()}{fix[1:]}, then re-run `flash-terminal doctor`." if fix else
                  "Check the network and the backend URL; if the key or username was refused, "
                  "re-run `flash-terminal enroll` with a valid one.")
 

@@ -571,14 +571,13 @@ async def check_backend(config: Config) -> list[Check]:
             checks.append(Check("credentials", Status.WARN, skipped))
             checks += [Check(f"rate:{c}", Status.WARN, skipped) for c in _currencies(config)]
             return checks
-        health = await backend.health()
-        if health.ok:
+        ok, detail, fix = await _credentials(backend, config)
+        if ok:
             checks.append(Check("credentials", Status.OK,
-                                f"{health.detail}; {_credential_summary(config)}"))
+                                f"{detail}; {_credential_summary(config)}"))
             checks.append(await _check_privilege(config))
         else:
-            checks.append(Check("credentials", Status.FAIL, health.detail,
-                                _credential_fix(config, health.detail)))
+            checks.append(Check("credentials", Status.FAIL, detail, fix))
         for cur in _currencies(config):
             try:
                 rate = await backend.display_rate(cur)
@@ -591,6 +590,18 @@ async def check_backend(config: Config) -> list[Check]:
     finally:
         await backend.aclose()
     return checks
+
+
+async def _credentials(backend: Any, config: Config) -> tuple[bool, str, str]:
+    """(ok, detail, fix). BTCPay's own diagnosis checks the version (2.0.0 or later), names a
+    missing permission and tells a wrong store id from a missing permission."""
+    from terminal.adapters.backends.btcpay import BTCPayBackend
+
+    if isinstance(backend, BTCPayBackend):
+        found = await backend.diagnose()
+        return found.ok, found.detail, found.fix or _credential_fix(config, found.detail)
+    health = await backend.health()
+    return health.ok, health.detail, _credential_fix(config, health.detail)
 
 
 def _currencies(config: Config) -> list[str]:
@@ -682,16 +693,21 @@ async def _check_privilege(config: Config) -> Check:
                      "an API key with write_wallet can also spend from the account" + note,
                      "use a receive-only username (backend.flash.username) and drop api_key")
     assert btcpay is not None
+    from terminal.adapters.backends.btcpay import missing_permissions
+
     url = btcpay.url.rstrip("/") + "/api/v1/api-keys/current"
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=False) as client:
             response = await client.get(url, headers={"Authorization": f"token {btcpay.api_key}"})
-        granted = [str(p) for p in response.json().get("permissions", [])]
+        listed = response.json().get("permissions")
     except (httpx.HTTPError, ValueError, AttributeError):
+        listed = None
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
         return Check("privilege", Status.WARN, "BTCPay did not list the key's permissions")
+    granted: list[str] = listed
     policies = [g.partition(":")[0] for g in granted
                 if g.partition(":")[2] in ("", btcpay.store_id)]
-    missing = [p for p in BTCPAY_NEEDED if p not in policies and "unrestricted" not in policies]
+    missing = missing_permissions(granted, btcpay.store_id, BTCPAY_NEEDED)
     broad = sorted({p for p in policies if p.startswith(BTCPAY_BROAD)})
     if missing:
         return Check("privilege", Status.FAIL, "the API key lacks " + ", ".join(missing),

@@ -108,6 +108,8 @@ def build_issuer(settings: IssuerSettings) -> Issuer:
             c_param=settings.c_param,
             hosts=settings.hosts,
             version_window=settings.version_window,
+            default_version=settings.default_version,
+            pull_payment_id=settings.pull_payment_id,
         )
     cards = [
         KeyTableCard(

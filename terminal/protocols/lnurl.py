@@ -145,7 +145,8 @@ class IssuerError(LnurlError):
 
     def _message(self, reason: str) -> str:
         shown = f": {reason}" if reason else ""
-        return f"The card's issuer declined the payment{shown}. Ask for another payment method."
+        return sentence(f"The card's issuer declined the payment{shown}") + (
+            " Ask for another payment method.")
 
 
 class InsufficientBalance(IssuerError):
@@ -665,6 +666,13 @@ def parse_callback_response(payload: object, *, http_status: int | None = None) 
     if isinstance(status, str) and status.upper() == STATUS_OK:
         return CallbackAccepted(reason=clean_reason(payload.get("reason")) or None)
     raise IssuerGarbage(f"callback status is {_short(status)}")
+
+
+def sentence(text: str) -> str:
+    """`text` ending in one full stop: issuers' reasons often end with their own (LNbits: "Card
+    UID mis-match."), and a message must not come out "mis-match..". """
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def clean_reason(reason: object) -> str:

@@ -548,6 +548,13 @@ class SaleSession:
                 self.record.method = "card"
             self._apply("paid")
             self._unblock_card()
+        elif status is InvoiceStatus.UNDERPAID and not self.sale.is_final:
+            # Failed, not expired: a later payment of the rest (BTCPay's PaidLate) still counts.
+            try:
+                self._apply("fail", "invoice-underpaid")
+            except IllegalTransition:
+                return False
+            self._message = UNDERPAID_TEXT
         elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:
             try:
                 self._apply("expired", "invoice-expired")
@@ -594,6 +601,12 @@ class SaleSession:
             payment_hash=self.record.payment_hash,
             amount_msat=self.record.amount_msat,
         )
+
+
+UNDERPAID_TEXT = (
+    "Only part of the amount arrived before the invoice expired: the sale is NOT paid. "
+    "Do not just charge again; refund or settle the part paid from the backend."
+)
 
 
 def _late_text(state: SaleState) -> str:

@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 # Reasons this worker writes (the issuer's own codes come from terminal.protocols.lnurl errors).
 REASON_OUTCOME_UNKNOWN_EXPIRED = "outcome-unknown-expired"
+REASON_UNDERPAID = "invoice-underpaid"
+UNDERPAID_MESSAGE = ("Only part of the amount arrived before the invoice expired: not paid; "
+                     "refund or settle the part paid from the backend.")
 REASON_SALE_MISSING = "sale-missing"
 REASON_NO_INVOICE = "outcome-unknown-no-invoice"
 REASON_BACKEND_REFUSED = "backend-refused"
@@ -482,6 +485,8 @@ class SyncWorker:
                 log.info("payout %s: status check failed (%s)", payout.id[:8], exc.message)
             if status is InvoiceStatus.PAID:
                 return self._finish_paid(payout, sale)
+            if status is InvoiceStatus.UNDERPAID:
+                return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
             if status is InvoiceStatus.EXPIRED:
                 return self._finish_failed(payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
                                            "The invoice expired unpaid after it was sent.")
@@ -520,6 +525,8 @@ class SyncWorker:
         if status is InvoiceStatus.PAID:
             return self._finish_paid(payout, sale)
         unsent = payout.metadata.get(UNSENT_CALLBACK)
+        if status is InvoiceStatus.UNDERPAID:
+            return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
         if status is InvoiceStatus.EXPIRED:
             if unsent:
                 return self._finish_failed(

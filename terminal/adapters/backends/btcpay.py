@@ -1,27 +1,48 @@
 """BTCPay Server Greenfield backend (a store whose Lightning node may be the Flash plugin).
 
+Supported: BTCPay Server 2.0.0 and later (the Flash plugin needs 2.0.0 too). `health()` refuses
+1.x by its version (`GET /api/v1/server/info`): 1.x does not adjust `due` to a rounded BOLT11, so
+every sale through a provider that rounds (the Flash plugin does) would be refused, and 1.x is no
+longer maintained upstream. The invoice calls still read 1.x shapes without crashing (the request
+names the Lightning method `BTC-LightningNetwork`, which 1.x and 2.x both accept; 2.x reports it
+as `paymentMethodId: "BTC-LN"`, 1.x as `paymentMethod: "BTC-LightningNetwork"`).
+
 Greenfield calls used (all under `/api/v1`, header `Authorization: token <apiKey>`):
 - `GET  stores/{storeId}/invoices?orderId=…`            find the invoice of a sale (idempotency)
+- `GET  stores/{storeId}/invoices?status=…&startDate=…&skip=…&take=…`   received payments
 - `POST stores/{storeId}/invoices`                       create (`btcpay.store.cancreateinvoice`)
 - `GET  stores/{storeId}/invoices/{id}`                  status (`btcpay.store.canviewinvoices`)
-- `GET  stores/{storeId}/invoices/{id}/payment-methods`  the BOLT11 (`destination` of BTC-LN)
-- `POST stores/{storeId}/invoices/{id}/payment-methods/BTC-LN/activate`   lazy payment methods
-- `GET  stores/{storeId}/rates?currencyPair=BTC_JMD`     `[{currencyPair, rate, errors}]`
-                                                          (`btcpay.store.canviewstoresettings`)
-- `GET  health`, `GET api-keys/current`                  health / permission check
+- `GET  stores/{storeId}/invoices/{id}/payment-methods`  the BOLT11 (`destination`), `due`, payments
+- `POST stores/{storeId}/invoices/{id}/payment-methods/{pm}/activate`   lazy payment methods
+- `GET  stores/{storeId}/rates?currencyPair=BTC_JMD`     (`btcpay.store.canviewstoresettings`)
+- `GET  stores/{storeId}`                                the store exists (canviewstoresettings)
+- `GET  health`, `GET api-keys/current`, `GET server/info`   health, permissions, version
 
 Idempotency: the sale id goes in `metadata.orderId` (an indexed field). Creation is never retried
 blindly; before every POST, and after an ambiguous POST failure, the invoice is looked up by
 orderId, so a retried creation finds the invoice the first attempt made.
+
+Status: `Settled` is paid; `Expired` with `additionalStatus` `PaidLate`/`PaidOver` is paid (the
+money arrived after the invoice expired); `Expired` + `PaidPartial` is `UNDERPAID` (not paid,
+money to refund); `Invalid` is not paid.
+
+A wrong store id is answered 403 `missing-permission` (BTCPay fails the authorization before it
+looks the store up), never 404: every 403 names both causes, and `health()` tells them apart.
+Every answer is checked by type; server text is cleaned (no control characters, bounded) before it
+reaches a message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
+import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import unicodedata
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -36,6 +57,7 @@ from terminal.adapters.backends.http import (
     try_json,
     with_retries,
 )
+from terminal.core.memo import parse_memo_tag
 from terminal.core.money import Money, UnknownCurrency, currency, minor_per_sat_from_btc_price
 from terminal.core.ports.backend import (
     BackendError,
@@ -51,33 +73,296 @@ from terminal.core.ports.backend import (
     InvoiceStatus,
     ReceivedPayment,
 )
-from terminal.protocols.invoice import InvoiceCheckError, Network, check_invoice
+from terminal.protocols.invoice import (
+    InvoiceCheckError,
+    Network,
+    check_invoice,
+    decode_invoice,
+)
+
+log = logging.getLogger(__name__)
 
 SERVICE = "BTCPay"
+MIN_VERSION = (2, 0, 0)
 PERM_CREATE_INVOICE = "btcpay.store.cancreateinvoice"
 PERM_VIEW_INVOICES = "btcpay.store.canviewinvoices"
 PERM_VIEW_STORE_SETTINGS = "btcpay.store.canviewstoresettings"
-# Policies that include the two the terminal needs (BTCPay's permission hierarchy).
-_SUPERSETS = (
-    "unrestricted",
-    "btcpay.store.canmodifystoresettings",
-    "btcpay.store.canmodifyinvoices",
-)
+NEEDED_PERMISSIONS = (PERM_CREATE_INVOICE, PERM_VIEW_INVOICES, PERM_VIEW_STORE_SETTINGS)
+# BTCPay's policy hierarchy (BTCPayServerServices.cs PolicyDefinitions; 1.13's PolicyMap):
+# a policy grants the ones it includes, recursively; `unrestricted` grants everything.
+POLICY_INCLUDES: Mapping[str, tuple[str, ...]] = {
+    "btcpay.store.canmodifystoresettings": (
+        "btcpay.store.canmodifyinvoices",
+        PERM_VIEW_STORE_SETTINGS,
+    ),
+    "btcpay.store.canmodifyinvoices": (PERM_VIEW_INVOICES, PERM_CREATE_INVOICE),
+    PERM_VIEW_STORE_SETTINGS: (PERM_VIEW_INVOICES,),
+}
+UNRESTRICTED = "unrestricted"
 
-PAYMENT_METHOD_LN = "BTC-LN"
-PAYMENT_METHOD_LN_LEGACY = "BTC-LightningNetwork"  # servers before 2.0
+# The Lightning method as the request names it: 1.x and 2.x both accept the legacy name.
+PAYMENT_METHOD_REQUEST = "BTC-LightningNetwork"
+# As the answers name it: 2.x `paymentMethodId: "BTC-LN"`, 1.x `paymentMethod:
+# "BTC-LightningNetwork"` (BTCPay compares ids without regard to case).
+LN_METHOD_IDS = frozenset({"BTC-LN", "BTC-LIGHTNINGNETWORK"})
 MSAT_PER_BTC = 10**11
 BTCPAY_SATS = "SATS"  # BTCPay's currency code for whole sats
+# A sats-priced sale is charged BTCPay's `due`, which BTCPay moves to the BOLT11's amount when
+# the Lightning provider rounds (the Flash plugin goes through whole US cents, at least one). The
+# difference is bounded: 2 % of the amount or 100 sats (a cent is 10–50 sats at any recent price),
+# whichever is more; beyond that the invoice is refused, not charged to a card.
+MAX_SAT_TWEAK_RATIO = Decimal("0.02")
+MAX_SAT_TWEAK_FLOOR_MSAT = 100_000
+# received_payments: an invoice is created before it is paid, at most its lifetime plus BTCPay's
+# monitoring window (24 h by default) earlier; search that far back from `since`.
+RECEIVED_LOOKBACK_S = 2 * 86400
+SEARCH_PAGE = 100
+SEARCH_MAX_PAGES = 200  # 20,000 invoices: beyond that, narrow `since`
+MAX_TEXT = 200  # server text in a message, in characters
 
-# Greenfield `InvoiceStatus` -> terminal status. `Processing` waits (on-chain confirmations; not
-# expected for BTC-LN). `Invalid` means the merchant will not get the money: treat as failed.
 _STATUS = {
     "New": InvoiceStatus.PENDING,
-    "Processing": InvoiceStatus.PENDING,
+    "Processing": InvoiceStatus.PENDING,  # paid in full, waiting for confirmations
     "Settled": InvoiceStatus.PAID,
     "Expired": InvoiceStatus.EXPIRED,
-    "Invalid": InvoiceStatus.EXPIRED,
+    "Invalid": InvoiceStatus.EXPIRED,  # the merchant will not get (keep) the money
 }
+PAID_LATE = frozenset({"PaidLate", "PaidOver"})
+PAID_PARTIAL = "PaidPartial"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_POLICY = re.compile(r"(btcpay\.([a-z0-9]+\.)*[a-z0-9]+|unrestricted)")
+
+
+# ---------------------------------------------------------------------- answers, checked by type
+
+
+def clean_text(value: object, limit: int = MAX_TEXT) -> str:
+    """Server text fit for a message: printable, one line, at most `limit` characters."""
+    if not isinstance(value, str):
+        return ""
+    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _decimal_or_none(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        return None
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return dec if dec.is_finite() else None
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _btc_to_msat(value: Decimal) -> int | None:
+    msat = value * MSAT_PER_BTC
+    return int(msat) if msat == msat.to_integral_value() else None
+
+
+@dataclass(frozen=True)
+class GreenfieldInvoice:
+    """The fields of a Greenfield `InvoiceData` the terminal uses, checked."""
+
+    id: str
+    status: str
+    additional_status: str
+    amount: Decimal | None
+    currency: str
+    metadata: Mapping[str, Any]
+    created: int | None
+
+    @classmethod
+    def parse(cls, data: object) -> GreenfieldInvoice:
+        if not isinstance(data, dict):
+            raise _shape("an invoice is not a JSON object")
+        invoice_id = data.get("id")
+        if not isinstance(invoice_id, str) or not invoice_id or len(invoice_id) > 100:
+            raise _shape("an invoice has no valid id")
+        status = data.get("status")
+        if not isinstance(status, str) or status not in _STATUS:
+            raise BackendProtocolError(
+                f"BTCPay invoice {clean_text(invoice_id, 40)} has an unknown status "
+                f"{clean_text(str(status), 40)!r}",
+                code="status",
+            )
+        additional = data.get("additionalStatus")
+        metadata = data.get("metadata")
+        cur = data.get("currency")
+        return cls(
+            id=invoice_id,
+            status=status,
+            additional_status=additional if isinstance(additional, str) else "None",
+            amount=_decimal_or_none(data.get("amount")),
+            currency=cur.upper() if isinstance(cur, str) else "",
+            metadata=metadata if isinstance(metadata, dict) else {},
+            created=_int_or_none(data.get("createdTime")),
+        )
+
+    @property
+    def terminal_status(self) -> InvoiceStatus:
+        if self.status == "Expired":
+            if self.additional_status in PAID_LATE:
+                return InvoiceStatus.PAID
+            if self.additional_status == PAID_PARTIAL:
+                return InvoiceStatus.UNDERPAID
+        return _STATUS[self.status]
+
+    @property
+    def money_arrived(self) -> bool:
+        """BTCPay holds a payment for it (all or part): settled, paid late/over/partially."""
+        return self.status == "Settled" or self.additional_status in (*PAID_LATE, PAID_PARTIAL)
+
+    def meta(self, name: str) -> str | None:
+        """A metadata text field, also looked up in `posData` (the terminal's metadata)."""
+        value = self.metadata.get(name)
+        if not isinstance(value, str):
+            pos = self.metadata.get("posData")
+            value = pos.get(name) if isinstance(pos, dict) else None
+        return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class LightningMethod:
+    """The Lightning entry of `…/payment-methods`, checked."""
+
+    method_id: str
+    activated: bool
+    destination: str | None
+    due: Decimal | None  # BTC still due ("uncapped": 0 once paid, negative when overpaid)
+    amount: Decimal | None  # BTC the invoice asks for in all (BTCPay's tweak included)
+    payment_hash: str | None
+    payments: tuple[tuple[int, int], ...]  # (received unix seconds, msat)
+
+    @classmethod
+    def pick(cls, methods: object, store_id: str) -> LightningMethod:
+        if not isinstance(methods, list):
+            raise _shape("payment methods are not a list")
+        for entry in methods:
+            if not isinstance(entry, dict):
+                continue
+            method_id = entry.get("paymentMethodId", entry.get("paymentMethod"))
+            if isinstance(method_id, str) and method_id.upper() in LN_METHOD_IDS:
+                return cls._parse(entry, method_id)
+        raise BackendRejected(
+            f"BTCPay store {store_id} has no Lightning payment method (BTC-LN) enabled for "
+            f"this invoice",
+            code="no_lightning",
+        )
+
+    @classmethod
+    def _parse(cls, entry: dict[str, Any], method_id: str) -> LightningMethod:
+        destination = entry.get("destination")
+        if destination is not None and not isinstance(destination, str):
+            raise _shape("the Lightning destination is not text")
+        additional = entry.get("additionalData")
+        stated = additional.get("paymentHash") if isinstance(additional, dict) else None
+        payment_hash = stated.lower() if isinstance(stated, str) else None
+        if payment_hash is not None and not _HEX64.fullmatch(payment_hash):
+            raise _shape("the stated payment hash is not 64 hex characters")
+        payments: list[tuple[int, int]] = []
+        raw_payments = entry.get("payments")
+        for payment in raw_payments if isinstance(raw_payments, list) else ():
+            if not isinstance(payment, dict) or payment.get("status") == "Invalid":
+                continue
+            value = _decimal_or_none(payment.get("value"))
+            received = _int_or_none(payment.get("receivedDate"))
+            msat = _btc_to_msat(value) if value is not None else None
+            if msat is None or msat <= 0 or received is None:
+                raise _shape("a payment has no valid value or receivedDate")
+            payments.append((received, msat))
+        activated = entry.get("activated", True)
+        return cls(
+            method_id=method_id,
+            activated=activated if isinstance(activated, bool) else True,
+            destination=destination or None,
+            due=_decimal_or_none(entry.get("due")),
+            amount=_decimal_or_none(entry.get("amount")),
+            payment_hash=payment_hash,
+            payments=tuple(payments),
+        )
+
+    @property
+    def paid_msat(self) -> int:
+        return sum(msat for _, msat in self.payments)
+
+
+def _shape(what: str) -> BackendProtocolError:
+    return BackendProtocolError(f"BTCPay answered something unexpected: {what}", code="shape")
+
+
+# ---------------------------------------------------------------------- permissions, version
+
+
+def policy_grants(granted: str, wanted: str) -> bool:
+    """Whether BTCPay policy `granted` includes `wanted` (recursively)."""
+    if granted in (wanted, UNRESTRICTED):
+        return True
+    return any(policy_grants(child, wanted) for child in POLICY_INCLUDES.get(granted, ()))
+
+
+def _scoped(granted: Iterable[str]) -> list[tuple[str, str | None]]:
+    """`policy:storeId` / `policy` (every store) as (policy, store or None)."""
+    out = []
+    for entry in granted:
+        policy, _, scope = entry.partition(":")
+        out.append((policy, scope or None))
+    return out
+
+
+def missing_permissions(granted: Iterable[str], store_id: str,
+                        needed: Iterable[str] = NEEDED_PERMISSIONS) -> list[str]:
+    """The permissions of `needed` that `granted` (as `api-keys/current` lists them) does not
+    give on `store_id`."""
+    scoped = _scoped(granted)
+    return [
+        want for want in needed
+        if not any(policy_grants(policy, want) and scope in (None, store_id)
+                   for policy, scope in scoped)
+    ]
+
+
+def other_stores(granted: Iterable[str], store_id: str) -> list[str]:
+    """Stores the key holds a needed permission on, other than `store_id`."""
+    return sorted({
+        scope for policy, scope in _scoped(granted)
+        if scope is not None and scope != store_id
+        and any(policy_grants(policy, want) for want in NEEDED_PERMISSIONS)
+    })
+
+
+def parse_version(value: object) -> tuple[int, int, int] | None:
+    """`2.4.1`, `v2.4.1`, `2.4.1+abcdef` → (2, 4, 1); anything else → None."""
+    if not isinstance(value, str):
+        return None
+    match = re.match(r"\s*v?(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?", value)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def version_text(version: tuple[int, int, int]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What `health()` found, with the fix a technician should make (enroll and doctor)."""
+
+    ok: bool
+    detail: str
+    fix: str = ""
+    version: str | None = None
+    latency_ms: float | None = None
+
+
+# ---------------------------------------------------------------------- the backend
 
 
 class BTCPayBackend:
@@ -129,7 +414,7 @@ class BTCPayBackend:
         method: str,
         url: str,
         *,
-        permission: str,
+        permission: str | None,
         params: dict[str, str] | None = None,
         json_body: Any = None,
         expect_json: bool = True,
@@ -148,7 +433,10 @@ class BTCPayBackend:
             raise self._error(response, permission)
         if not expect_json:
             return None
-        return parse_json(response, service=SERVICE)
+        try:
+            return parse_json(response, service=SERVICE)
+        except BackendProtocolError as exc:
+            raise BackendProtocolError(clean_text(exc.message), code=exc.code) from None
 
     async def _read(
         self, url: str, *, permission: str, params: dict[str, str] | None = None
@@ -157,42 +445,53 @@ class BTCPayBackend:
             lambda: self._call("GET", url, permission=permission, params=params), self._retry
         )
 
-    def _error(self, response: httpx.Response, permission: str) -> BackendError:
+    def _error(self, response: httpx.Response, permission: str | None) -> BackendError:
         status = response.status_code
         body = try_json(response)
+        code = clean_text(body.get("code"), 60) if isinstance(body, dict) else ""
+        said = _greenfield_message(body)
         if status == 401:
+            why = f": {said}" if said else ""
             return BackendUnauthorized(
-                f"BTCPay refused the API key (HTTP 401). Check the key in the settings; it needs "
-                f"{PERM_CREATE_INVOICE} and {PERM_VIEW_INVOICES} on store {self.store_id}.",
+                f"BTCPay refused the API key (HTTP 401{why}). Check backend.btcpay.api_key; the "
+                f"key needs {', '.join(NEEDED_PERMISSIONS)} on store {self.store_id}.",
                 code="unauthenticated",
             )
         if status == 403:
-            missing = permission
-            if isinstance(body, dict) and isinstance(body.get("missingPermission"), str):
-                missing = body["missingPermission"]
+            missing = body.get("missingPermission") if isinstance(body, dict) else None
+            if not (isinstance(missing, str) and _POLICY.fullmatch(missing)):
+                missing = permission or "a permission"
             return BackendUnauthorized(
-                f"the BTCPay API key lacks the permission {missing} on store {self.store_id}",
+                f"BTCPay refused {missing} on store {self.store_id}: either that store does not "
+                f"exist (check backend.btcpay.store_id; BTCPay answers a wrong store id this "
+                f"way) or the API key lacks {missing} on it",
                 code="missing_permission",
             )
         if status == 404:
+            if code == "invoice-not-found":
+                return BackendRejected("BTCPay has no such invoice in this store",
+                                       code="not_found")
+            detail = said or body_excerpt(response)
             return BackendRejected(
-                f"BTCPay has no such store or invoice (HTTP 404): check the store id "
-                f"{self.store_id!r}. {_greenfield_message(body)}".strip(),
+                f"BTCPay answered HTTP 404 ({clean_text(detail, 80) or 'not found'}): check "
+                f"backend.btcpay.url and store_id {self.store_id!r}",
                 code="not_found",
             )
         if status == 429:
             return BackendRateLimited(
-                "BTCPay is rate limiting this terminal", retry_after_s=retry_after_s(response)
+                "BTCPay (or a proxy in front of it) is rate limiting this terminal",
+                retry_after_s=retry_after_s(response),
             )
         if status >= 500:
             return BackendUnavailable(
                 f"BTCPay is not working right now (HTTP {status})", code=f"http_{status}"
             )
         if status in (400, 422):
-            detail = _greenfield_message(body) or body_excerpt(response)
+            detail = said or clean_text(body_excerpt(response))
             return BackendRejected(f"BTCPay refused the request: {detail}", code="validation")
         return BackendProtocolError(
-            f"BTCPay answered HTTP {status}: {body_excerpt(response)}", code=f"http_{status}"
+            f"BTCPay answered HTTP {status}: {clean_text(body_excerpt(response))}",
+            code=f"http_{status}",
         )
 
     # ------------------------------------------------------------------ invoices
@@ -200,18 +499,19 @@ class BTCPayBackend:
     async def create_invoice(self, request: InvoiceRequest) -> Invoice:
         amount = _request_amount(request)
         order_id = request.idempotency_key
-        created: dict[str, Any] | None = None
+        created: GreenfieldInvoice | None = None
         for attempt in range(self._retry.attempts):
             created = await self._find_by_order_id(order_id)
             if created is not None:
                 break
             try:
-                created = await self._call(
+                answer = await self._call(
                     "POST",
                     self._store_url("/invoices"),
                     permission=PERM_CREATE_INVOICE,
                     json_body=self._create_body(request, amount),
                 )
+                created = GreenfieldInvoice.parse(answer)
                 break
             except BackendUnavailable as exc:
                 # Ambiguous: BTCPay may have created it. Look it up (top of loop) before anything.
@@ -234,53 +534,50 @@ class BTCPayBackend:
             "currency": BTCPAY_SATS if amount.currency.is_sat else amount.currency.code,
             "metadata": metadata,
             "checkout": {
-                "paymentMethods": [PAYMENT_METHOD_LN],
+                "paymentMethods": [PAYMENT_METHOD_REQUEST],
                 "expirationMinutes": max(1, math.ceil(request.expires_in_s / 60)),
             },
         }
 
-    async def _find_by_order_id(self, order_id: str) -> dict[str, Any] | None:
+    async def _find_by_order_id(self, order_id: str) -> GreenfieldInvoice | None:
         found = await self._read(
             self._store_url("/invoices"),
             permission=PERM_VIEW_INVOICES,
             params={"orderId": order_id},
         )
         if not isinstance(found, list):
-            raise BackendProtocolError("BTCPay invoice search did not return a list", code="shape")
+            raise _shape("the invoice search did not return a list")
         # Filter ourselves too: a server that ignored the query must not hand us another sale.
         mine = [
-            inv
-            for inv in found
-            if isinstance(inv, dict) and (inv.get("metadata") or {}).get("orderId") == order_id
+            inv for inv in (GreenfieldInvoice.parse(item) for item in found)
+            if inv.metadata.get("orderId") == order_id
         ]
         if not mine:
             return None
-        # Prefer a live or paid invoice over a dead one, newest first.
-        mine.sort(key=lambda inv: (inv.get("status") in ("New", "Processing", "Settled"),
-                                   inv.get("createdTime") or 0), reverse=True)  # fmt: skip
+        # Prefer a paid invoice, then a live one, over a dead one; newest first.
+        rank = {InvoiceStatus.PAID: 2, InvoiceStatus.PENDING: 1}
+        mine.sort(key=lambda inv: (rank.get(inv.terminal_status, 0), inv.created or 0),
+                  reverse=True)
         return mine[0]
 
-    async def _invoice_from(self, data: dict[str, Any], amount: Money) -> Invoice:
-        invoice_id = _field(data, "id", str)
-        status = _status(data)
-        if status is InvoiceStatus.EXPIRED:
+    async def _invoice_from(self, data: GreenfieldInvoice, amount: Money) -> Invoice:
+        status = data.terminal_status
+        if status in (InvoiceStatus.EXPIRED, InvoiceStatus.UNDERPAID):
             raise BackendRejected(
                 "the invoice for this sale has already expired; start the sale again",
                 code="invoice_expired",
             )
-        method = await self._lightning_method(invoice_id)
-        bolt11 = method.get("destination")
-        if not isinstance(bolt11, str) or not bolt11:
+        method = await self._lightning_method(data.id)
+        bolt11 = method.destination
+        if bolt11 is None:
             raise BackendProtocolError("BTCPay gave no Lightning invoice", code="no_destination")
         expected_msat = _expected_msat(amount, method)
-        additional = method.get("additionalData")
-        expected_hash = additional.get("paymentHash") if isinstance(additional, dict) else None
         try:
             decoded = check_invoice(
                 bolt11,
                 network=self.network,
                 expected_msat=expected_msat,
-                expected_payment_hash=expected_hash if isinstance(expected_hash, str) else None,
+                expected_payment_hash=method.payment_hash,
                 now=self._clock(),
                 allow_expired=status is InvoiceStatus.PAID,
             )
@@ -294,52 +591,49 @@ class BTCPayBackend:
             payment_hash=decoded.payment_hash,
             amount_msat=decoded.amount_msat or 0,
             expires_at=float(decoded.expires_at),
-            backend_ref=invoice_id,
+            backend_ref=data.id,
         )
 
-    async def _lightning_method(self, invoice_id: str) -> dict[str, Any]:
+    async def _payment_methods(self, invoice_id: str) -> LightningMethod:
+        methods = await self._read(
+            self._store_url(f"/invoices/{invoice_id}/payment-methods"),
+            permission=PERM_VIEW_INVOICES,
+        )
+        return LightningMethod.pick(methods, self.store_id)
+
+    async def _lightning_method(self, invoice_id: str) -> LightningMethod:
         url = self._store_url(f"/invoices/{invoice_id}/payment-methods")
         for activated_once in (False, True):
-            methods = await self._read(url, permission=PERM_VIEW_INVOICES)
-            if not isinstance(methods, list):
-                raise BackendProtocolError("BTCPay payment methods are not a list", code="shape")
-            method = next(
-                (
-                    m
-                    for m in methods
-                    if isinstance(m, dict)
-                    and m.get("paymentMethodId") in (PAYMENT_METHOD_LN, PAYMENT_METHOD_LN_LEGACY)
-                ),
-                None,
-            )
-            if method is None:
-                raise BackendRejected(
-                    f"BTCPay store {self.store_id} has no Lightning payment method (BTC-LN) "
-                    f"enabled for this invoice",
-                    code="no_lightning",
-                )
-            if method.get("activated", True) and method.get("destination"):
+            method = await self._payment_methods(invoice_id)
+            if method.activated and method.destination:
                 return method
             if activated_once:
                 break
-            pm_id = method["paymentMethodId"]
             # Activation is idempotent on BTCPay's side, so it may be retried like a read.
-            await with_retries(
-                functools.partial(self._call, "POST", f"{url}/{pm_id}/activate",
-                                  permission=PERM_VIEW_INVOICES, expect_json=False),
-                self._retry,
+            activate = functools.partial(
+                self._call, "POST", f"{url}/{method.method_id}/activate",
+                permission=PERM_VIEW_INVOICES, expect_json=False,
             )
+            await with_retries(activate, self._retry)
         raise BackendProtocolError(
             "BTCPay did not activate the Lightning payment method", code="not_activated"
         )
 
-    async def invoice_status(self, invoice: Invoice) -> InvoiceStatus:
+    async def _get_invoice(self, invoice_id: str) -> GreenfieldInvoice:
         data = await self._read(
-            self._store_url(f"/invoices/{invoice.backend_ref}"), permission=PERM_VIEW_INVOICES
+            self._store_url(f"/invoices/{invoice_id}"), permission=PERM_VIEW_INVOICES
         )
-        if not isinstance(data, dict):
-            raise BackendProtocolError("BTCPay invoice is not an object", code="shape")
-        return _status(data)
+        found = GreenfieldInvoice.parse(data)
+        if found.id != invoice_id:
+            raise _shape("the invoice answered is not the one asked for")
+        return found
+
+    async def invoice_status(self, invoice: Invoice) -> InvoiceStatus:
+        found = await self._get_invoice(invoice.backend_ref)
+        if found.terminal_status is InvoiceStatus.UNDERPAID:
+            log.warning("BTCPay invoice %s expired with only part of its amount paid",
+                        clean_text(found.id, 40))
+        return found.terminal_status
 
     async def watch(self, invoice: Invoice) -> AsyncGenerator[InvoiceStatus, None]:
         """Poll every `poll_interval_s`; yield each change (the first status included) and stop
@@ -353,6 +647,116 @@ class BTCPayBackend:
             if status.is_final:
                 return
             await self._sleep(self.poll_interval_s)
+
+    # ------------------------------------------------------------------ received payments
+
+    async def received_payments(self, since: float) -> list[ReceivedPayment]:
+        """Payments BTCPay holds as received for this terminal's invoices since `since` (unix
+        seconds), newest first: settled invoices, and expired ones paid late, over or in part
+        (`metadata["btcpayAdditionalStatus"]` says which; a partial payment's `amount_msat` is
+        what arrived, less than the sale). An invoice is this terminal's when its metadata
+        `terminalId`, or the tag in its memo (`itemDesc`), names this terminal."""
+        start = max(0, int(since) - RECEIVED_LOOKBACK_S)
+        found: list[ReceivedPayment] = []
+        for status in ("Settled", "Expired"):
+            async for inv in self._search({"status": status, "startDate": str(start)}):
+                if not inv.money_arrived or not self._is_mine(inv):
+                    continue
+                payment = await self._received(inv)
+                if payment is not None and payment.settled_at >= since:
+                    found.append(payment)
+        found.sort(key=lambda p: p.settled_at, reverse=True)
+        return found
+
+    async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
+        """The payment BTCPay holds for `invoice` (by its BTCPay id, else by its BOLT11), or
+        None when none arrived. A partial payment is returned with the amount that arrived."""
+        found: GreenfieldInvoice | None = None
+        if invoice.backend_ref:
+            try:
+                found = await self._get_invoice(invoice.backend_ref)
+            except BackendRejected as exc:
+                if exc.code != "not_found":
+                    raise
+        if found is None:
+            async for inv in self._search({"textSearch": invoice.bolt11[:512]}):
+                found = inv
+                break
+        if found is None:
+            return None
+        return await self._received(found, expected_hash=invoice.payment_hash)
+
+    def _is_mine(self, inv: GreenfieldInvoice) -> bool:
+        if inv.meta("terminalId") == self.terminal_id:
+            return True
+        tag = parse_memo_tag(inv.meta("itemDesc"))
+        return tag is not None and tag.terminal_id == self.terminal_id
+
+    async def _search(self, query: dict[str, str]) -> AsyncGenerator[GreenfieldInvoice, None]:
+        """Invoices matching a Greenfield search, newest first, page by page."""
+        for page in range(SEARCH_MAX_PAGES):
+            params = dict(query, skip=str(page * SEARCH_PAGE), take=str(SEARCH_PAGE))
+            rows = await self._read(self._store_url("/invoices"), permission=PERM_VIEW_INVOICES,
+                                    params=params)
+            if not isinstance(rows, list):
+                raise _shape("the invoice search did not return a list")
+            for row in rows:
+                try:
+                    yield GreenfieldInvoice.parse(row)
+                except BackendProtocolError as exc:  # one odd invoice must not hide the rest
+                    log.warning("BTCPay invoice search: skipped one invoice (%s)", exc.message)
+            if len(rows) < SEARCH_PAGE:
+                return
+        log.warning("BTCPay invoice search stopped after %d invoices", SEARCH_MAX_PAGES *
+                    SEARCH_PAGE)
+
+    async def _received(self, inv: GreenfieldInvoice, expected_hash: str | None = None
+                        ) -> ReceivedPayment | None:
+        method = await self._payment_methods(inv.id)
+        payment_hash = method.payment_hash
+        if method.destination is not None:
+            try:
+                decoded = decode_invoice(method.destination)
+            except InvoiceCheckError:
+                raise _shape(f"invoice {clean_text(inv.id, 40)} carries no valid BOLT11") from None
+            if payment_hash is not None and payment_hash != decoded.payment_hash:
+                raise _shape(f"invoice {clean_text(inv.id, 40)}'s payment hash does not match "
+                             "its BOLT11")
+            payment_hash = decoded.payment_hash
+        if payment_hash is None:
+            return None
+        if expected_hash is not None and payment_hash != expected_hash.lower():
+            raise BackendProtocolError(
+                f"BTCPay invoice {clean_text(inv.id, 40)} is for another payment hash",
+                code="hash_mismatch",
+            )
+        if method.payments:
+            amount_msat = method.paid_msat
+            settled_at = float(max(received for received, _ in method.payments))
+        elif inv.status == "Settled":  # marked settled by the merchant: no payment recorded
+            amount = method.amount
+            amount_msat = (_btc_to_msat(amount) or 0) if amount is not None else 0
+            settled_at = float(inv.created or 0)
+        else:
+            return None
+        metadata = {
+            "btcpayStatus": inv.status,
+            "btcpayAdditionalStatus": inv.additional_status,
+        }
+        for name in ("orderId", "saleId", "terminalId"):
+            value = inv.meta(name)
+            if value is not None:
+                metadata[name] = clean_text(value, 100)
+        memo = inv.meta("itemDesc")
+        return ReceivedPayment(
+            payment_hash=payment_hash,
+            amount_msat=amount_msat,
+            settled_at=settled_at,
+            bolt11=method.destination,
+            memo=clean_text(memo, 700) if memo is not None else None,
+            backend_ref=inv.id,
+            metadata=metadata,
+        )
 
     # ------------------------------------------------------------------ rates, health
 
@@ -378,7 +782,9 @@ class BTCPayBackend:
         errors = row.get("errors") or []
         btc_price = _decimal_or_none(row.get("rate"))
         if errors or btc_price is None:
-            detail = "; ".join(str(e) for e in errors)[:160] or "no rate"
+            texts = errors if isinstance(errors, list) else [errors]
+            detail = clean_text("; ".join(clean_text(e) for e in texts if isinstance(e, str)),
+                                160) or "no rate"
             raise BackendUnavailable(
                 f"BTCPay could not get the BTC/{cur.code} rate: {detail}", code="rate_unavailable"
             )
@@ -391,38 +797,78 @@ class BTCPayBackend:
             timestamp=now,  # Greenfield does not say when the rate was priced: use fetch time
         )
 
-    async def health(self) -> Health:
+    async def server_version(self) -> tuple[int, int, int] | None:
+        """BTCPay Server's version (`GET server/info`, any valid key), or None if unreadable."""
+        info = await self._call("GET", f"{self._base}/server/info", permission=None)
+        return parse_version(info.get("version")) if isinstance(info, dict) else None
+
+    async def diagnose(self) -> Diagnosis:
+        """Reachable, the key accepted, a supported version, the permissions on the store, and
+        the store itself; the first problem found, with its fix."""
         started = time.perf_counter()
         try:
-            await self._call("GET", f"{self._base}/health", permission="(none)")
-            key = await self._call("GET", f"{self._base}/api-keys/current", permission="(none)")
+            await self._call("GET", f"{self._base}/health", permission=None)
+            key = await self._call("GET", f"{self._base}/api-keys/current", permission=None)
+            version = await self.server_version()
+        except BackendUnauthorized as exc:
+            return Diagnosis(False, exc.message, "check backend.btcpay.api_key (a Greenfield API "
+                             "key of the store's owner or a manager)", None, _ms_since(started))
         except BackendError as exc:
-            return Health(False, exc.message, _ms_since(started))
-        latency = _ms_since(started)
-        granted = key.get("permissions") if isinstance(key, dict) else None
-        if not isinstance(granted, list):
-            return Health(True, "BTCPay reachable; API key accepted", latency)
-        missing = [
-            p
-            for p in (PERM_CREATE_INVOICE, PERM_VIEW_INVOICES)
-            if not _has_permission([str(g) for g in granted], p, self.store_id)
-        ]
-        if missing:
-            return Health(
+            return Diagnosis(False, exc.message, "check backend.btcpay.url and the network",
+                             None, _ms_since(started))
+        shown = version_text(version) if version else None
+        if version is not None and version < MIN_VERSION:
+            return Diagnosis(
                 False,
-                f"BTCPay reachable, but the API key lacks {', '.join(missing)} "
-                f"on store {self.store_id}",
-                latency,
-            )
-        return Health(True, "BTCPay reachable; API key may create and view invoices", latency)
+                f"BTCPay Server {shown} is older than {version_text(MIN_VERSION)}, the oldest "
+                f"version this terminal supports (the Flash plugin needs it too)",
+                f"upgrade BTCPay Server to {version_text(MIN_VERSION)} or later",
+                shown, _ms_since(started))
+        granted = key.get("permissions") if isinstance(key, dict) else None
+        if not isinstance(granted, list) or not all(isinstance(g, str) for g in granted):
+            return Diagnosis(False, "BTCPay did not list the API key's permissions",
+                             "check backend.btcpay.url points at BTCPay Server itself", shown,
+                             _ms_since(started))
+        need = ", ".join(NEEDED_PERMISSIONS)
+        missing = missing_permissions(granted, self.store_id)
+        if missing:
+            others = other_stores(granted, self.store_id)
+            if others:
+                stores = ", ".join(clean_text(s, 60) for s in others[:5])
+                return Diagnosis(
+                    False,
+                    f"the API key is for store {stores}, not {self.store_id}: it lacks "
+                    f"{', '.join(missing)} on {self.store_id}",
+                    "check backend.btcpay.store_id (the id in the store's URL in BTCPay), or "
+                    f"create a key for this store with {need}",
+                    shown, _ms_since(started))
+            return Diagnosis(
+                False,
+                f"the API key lacks {', '.join(missing)} on store {self.store_id}",
+                f"create an API key with {need} on this store", shown, _ms_since(started))
+        try:
+            store = await self._read(self._store_url(), permission=PERM_VIEW_STORE_SETTINGS)
+        except BackendUnauthorized:
+            return Diagnosis(
+                False,
+                f"BTCPay has no store {self.store_id} that this API key may use (it answers a "
+                "store id that does not exist with \"missing permission\")",
+                "check backend.btcpay.store_id (the id in the store's URL in BTCPay)",
+                shown, _ms_since(started))
+        except BackendError as exc:
+            return Diagnosis(False, exc.message, "check backend.btcpay.url and store_id", shown,
+                             _ms_since(started))
+        name = clean_text(store.get("name"), 60) if isinstance(store, dict) else ""
+        where = f"store {name!r} ({self.store_id})" if name else f"store {self.store_id}"
+        return Diagnosis(
+            True,
+            f"BTCPay {shown or '(version unknown)'} reachable; {where}: the API key may create "
+            "and view invoices and read rates",
+            "", shown, _ms_since(started))
 
-    async def received_payments(self, since: float) -> list[ReceivedPayment]:
-        raise BackendRejected("BTCPay: looking up received payments is not implemented yet.",
-                              code="not_supported")
-
-    async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
-        raise BackendRejected("BTCPay: looking up a payment is not implemented yet.",
-                              code="not_supported")
+    async def health(self) -> Health:
+        found = await self.diagnose()
+        return Health(found.ok, found.detail, found.latency_ms)
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -434,16 +880,6 @@ class BTCPayBackend:
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
-
-
-def _has_permission(granted: list[str], wanted: str, store_id: str) -> bool:
-    for g in granted:
-        policy, _, scope = g.partition(":")
-        if scope and scope != store_id:
-            continue
-        if policy == wanted or policy in _SUPERSETS:
-            return True
-    return False
 
 
 def _request_amount(request: InvoiceRequest) -> Money:
@@ -460,73 +896,53 @@ def _amount_text(amount: Money) -> str:
     return f"{amount.major:.{amount.currency.fraction_digits}f}"
 
 
-def _decimal_or_none(value: object) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        dec = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        return None
-    return dec if dec.is_finite() else None
-
-
-def _field(data: dict[str, Any], name: str, kind: type) -> Any:
-    value = data.get(name)
-    if not isinstance(value, kind):
-        raise BackendProtocolError(f"BTCPay invoice has no valid {name!r}", code="shape")
-    return value
-
-
-def _status(data: dict[str, Any]) -> InvoiceStatus:
-    raw = data.get("status")
-    try:
-        return _STATUS[raw]  # type: ignore[index]
-    except (KeyError, TypeError):
-        raise BackendProtocolError(
-            f"BTCPay invoice has unknown status {raw!r}", code="status"
-        ) from None
-
-
-def _require_same_sale(data: dict[str, Any], amount: Money, order_id: str) -> None:
+def _require_same_sale(data: GreenfieldInvoice, amount: Money, order_id: str) -> None:
     """An invoice found (or created) for this orderId must be for this sale's amount."""
-    cur = str(data.get("currency") or "").upper()
     want_cur = BTCPAY_SATS if amount.currency.is_sat else amount.currency.code
-    got = _decimal_or_none(data.get("amount"))
-    if cur != want_cur or got is None or got != amount.major:
+    if data.currency != want_cur or data.amount is None or data.amount != amount.major:
         raise BackendRejected(
             f"BTCPay already has an invoice for sale {order_id} with a different amount "
-            f"({data.get('amount')} {cur}); use a new sale",
+            f"({data.amount} {clean_text(data.currency, 12)}); use a new sale",
             code="idempotency_conflict",
         )
 
 
-def _expected_msat(amount: Money, method: dict[str, Any]) -> int:
-    """The msat the BOLT11 must carry. For a sat sale it is known exactly; for a fiat sale BTCPay
-    converted at its own rate, and the payment method states the BTC amount due."""
-    if amount.currency.is_sat:
-        return amount.minor * 1000
-    due = _decimal_or_none(method.get("due"))
-    if due is None or due <= 0:
-        due = _decimal_or_none(method.get("amount"))
+def _expected_msat(amount: Money, method: LightningMethod) -> int:
+    """The msat the BOLT11 must carry: what BTCPay says is due. BTCPay prices a fiat sale at its
+    own rate, and moves `due` to the BOLT11's amount when the provider rounds; a sats sale must
+    stay within the rounding bound of its price."""
+    due = method.due
+    if due is None or due <= 0:  # already paid: `due` is 0, the total is in `amount`
+        due = method.amount
     if due is None or due <= 0:
         raise BackendProtocolError("BTCPay did not state the Lightning amount", code="shape")
-    msat = due * MSAT_PER_BTC
-    if msat != msat.to_integral_value():
+    msat = _btc_to_msat(due)
+    if msat is None:
         raise BackendProtocolError(
             "BTCPay stated a Lightning amount finer than a millisatoshi", code="shape"
         )
-    return int(msat)
+    if amount.currency.is_sat:
+        requested = amount.minor * 1000
+        bound = max(int(requested * MAX_SAT_TWEAK_RATIO), MAX_SAT_TWEAK_FLOOR_MSAT)
+        if abs(msat - requested) > bound:
+            raise BackendProtocolError(
+                f"BTCPay asks {msat // 1000} sats for a {amount.minor}-sat sale (more than its "
+                f"Lightning provider's rounding can explain)",
+                code="invoice_amount_mismatch",
+            )
+    return msat
 
 
 def _greenfield_message(body: object) -> str:
-    """Greenfield errors: `{code, message}` or a validation list `[{path, message}]`."""
+    """Greenfield errors: `{code, message}` or a validation list `[{path, message}]`, cleaned."""
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"][:200]
+        return clean_text(body["message"])
     if isinstance(body, list):
-        parts = [
-            f"{e.get('path')}: {e.get('message')}" if e.get("path") else str(e.get("message"))
-            for e in body
-            if isinstance(e, dict)
-        ]
-        return "; ".join(parts)[:200]
+        parts = []
+        for e in body:
+            if not isinstance(e, dict):
+                continue
+            path, message = clean_text(e.get("path"), 60), clean_text(e.get("message"))
+            parts.append(f"{path}: {message}" if path else message)
+        return clean_text("; ".join(p for p in parts if p))
     return ""

@@ -46,6 +46,7 @@ BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _PIN_HASH = re.compile(r"pbkdf2_sha256\$[0-9]{1,9}\$[0-9a-f]{2,256}\$[0-9a-f]{64}")
 
 PATH = text(4096)
+_PULL_PAYMENT_ID = re.compile(r"[1-9A-HJ-NP-Za-km-z]{16,64}")  # BTCPay: base58 of 20 bytes
 KEY = "a 16-byte AES key"
 
 
@@ -154,6 +155,19 @@ class IssuerSettings(Section):
     c_param: ParamName = "c"
     lnurlw_base: Annotated[str, url("lnurlw", "https", "http")] | None = None
     version_window: Annotated[int, integer(1, 16)] = 4
+    # BTCPay Server's cards: the pull payment the cards draw on (its CardKey derivation appends
+    # the id), and the key version of a newly programmed card (BTCPay: 0, boltcard: 1).
+    pull_payment_id: Annotated[str, matching(
+        _PULL_PAYMENT_ID, "a BTCPay pull-payment id (base58, as in the pull payment's URL)")
+    ] | None = None
+    first_version: Annotated[int, integer(0, 0xFFFF_FFFF)] | None = None
+
+    @property
+    def default_version(self) -> int:
+        """The version a card not listed in `versions` is tried with first."""
+        if self.first_version is not None:
+            return self.first_version
+        return 0 if self.pull_payment_id is not None else 1
 
     @property
     def cards(self) -> tuple[dict[str, str], ...]:
@@ -172,7 +186,8 @@ class IssuerSettings(Section):
         else:
             if not self.card_table:
                 raise rule("a key-table issuer needs at least one card", "cards")
-            for key in ("issuer_key", "versions", "version_window"):
+            for key in ("issuer_key", "versions", "version_window", "pull_payment_id",
+                        "first_version"):
                 if key in self.model_fields_set:
                     raise rule('only for kind = "deterministic"', key)
         return self

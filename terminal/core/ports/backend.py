@@ -17,6 +17,10 @@ class InvoiceStatus(enum.Enum):
     PENDING = "pending"
     PAID = "paid"
     EXPIRED = "expired"
+    # Expired with only part of the amount paid (BTCPay `Expired` + `PaidPartial`): not paid,
+    # but money arrived that the merchant must refund or settle by hand. Never shown as a plain
+    # "expired". A later payment of the rest can still turn it PAID (BTCPay's `PaidLate`).
+    UNDERPAID = "underpaid"
 
     @property
     def is_final(self) -> bool:

@@ -64,6 +64,8 @@ class ToolIssuer:
     p_param: str = "p"
     c_param: str = "c"
     card_url: str = ""  # the issuer's lnurlw base, when configured
+    pull_payment_id: str | None = None  # BTCPay Server's card-key variant
+    first_version: int | None = None  # key version of a new card (None: by the variant)
 
     @property
     def label(self) -> str:
@@ -82,7 +84,8 @@ class CardToolsSettings:
 
         issuers = tuple(
             ToolIssuer(i.name, i.issuer_key, i.p_param, i.c_param,
-                       str(getattr(i, "lnurlw_base", "") or ""))
+                       str(getattr(i, "lnurlw_base", "") or ""), i.pull_payment_id,
+                       i.default_version)
             for i in config.issuers if i.kind == "deterministic" and i.issuer_key
         )
         default = card_url or next((i.card_url for i in issuers if i.card_url), "")
@@ -208,7 +211,9 @@ class CardJob:
         if issuer is None:  # choose() refuses this; kept for a job built by hand
             raise ValueError(t("tools.error.no_keys"))
         url = self.card_url or issuer.card_url or None
-        return IssuerKeySource(issuer.issuer_key, None, url), issuer.p_param, issuer.c_param
+        source = IssuerKeySource(issuer.issuer_key, None, url, issuer.pull_payment_id,
+                                 issuer.first_version)
+        return source, issuer.p_param, issuer.c_param
 
     def _journal(self) -> Path:
         if self.journal_path is None:
