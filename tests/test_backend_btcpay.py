@@ -794,3 +794,20 @@ def test_find_payment(fake: FakeBTCPay, clock: Clock) -> None:
                                                invoice.backend_ref))
 
     run(flow, backend)
+
+
+@pytest.mark.parametrize("due", ["1e999999", "-1e999999", "NaN", "Infinity", "9" * 80, 10**40])
+def test_absurd_numbers_are_refused_not_computed(fake: FakeBTCPay, clock: Clock,
+                                                 due: object) -> None:
+    backend = backend_for(fake, clock)
+
+    async def flow() -> None:
+        invoice = await backend.create_invoice(sale())
+        methods = [fake._method_json(fake.invoices[invoice.backend_ref]) | {"due": due,
+                                                                             "amount": due}]
+        fake.fail_next("GET", "/payment-methods", status=200, body=json.dumps(methods), times=3)
+        await backend.create_invoice(sale())
+
+    with pytest.raises(BackendProtocolError) as err:
+        run(flow, backend)
+    assert err.value.code == "shape"

@@ -145,14 +145,20 @@ def clean_text(value: object, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+MAX_DECIMAL = Decimal(10) ** 15  # above any BTC amount or BTC price a server can mean
+
+
 def _decimal_or_none(value: object) -> Decimal | None:
+    """A finite decimal of sane size from a JSON number or numeric string, else None."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        return None
+    if isinstance(value, str) and len(value) > 64:
         return None
     try:
         dec = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         return None
-    return dec if dec.is_finite() else None
+    return dec if dec.is_finite() and abs(dec) < MAX_DECIMAL else None
 
 
 def _int_or_none(value: object) -> int | None:
