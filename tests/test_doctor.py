@@ -163,7 +163,21 @@ def test_corrupt_ledger_fails_without_crashing(sandbox, tmp_path, system):
     report = run_doctor(str(config), system=system, reader_probe=absent_reader)
     ledger = report.check("ledger")
     assert ledger.status is Status.FAIL
-    assert "does not open" in ledger.detail
+    assert "the books are damaged" in ledger.detail
+    assert "not a Flash Terminal ledger" in ledger.detail
+    assert main(["doctor", "--config", str(config)]) == 6  # damaged books: exit 6
+
+
+def test_damaged_books_exit_6_after_every_check(sandbox, tmp_path, system, capsys):
+    config = config_for(sandbox, tmp_path)
+    path = tmp_path / "data" / "ledger.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Ledger(path) as ledger:
+        ledger.set_meta("k", 1)
+    path.write_bytes(b"")  # acknowledged records are gone
+    report = run_doctor(str(config), system=system, reader_probe=absent_reader)
+    assert "the journal is empty" in report.check("ledger").detail
+    assert report.check("backend").status is Status.OK  # the other checks still ran
 
 
 def test_printer_out_of_paper_fails(sandbox, tmp_path, system, pty_printer_port, pty_state):

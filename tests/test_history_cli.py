@@ -117,9 +117,11 @@ def test_table_and_totals_without_export(config, running_ledger, capsys):
         ("2026-03-02", "declined", "card"), ("2026-03-03", "queued", "card")]
     assert all(line == line.rstrip() for line in lines)
     day1 = next(line for line in lines if line.strip().startswith("2026-03-01") and "sales" in line)
-    assert "2 sales" in day1 and "2 paid" in day1 and "96,000 sat" in day1
+    assert "2 sales" in day1 and "2 taken" in day1 and "96,000 sat" in day1
     total = next(line for line in lines if line.strip().startswith("All"))
-    assert "4 sales" in total and "2 paid" in total and "J$15.00" in total.replace(" ", "")
+    # The one counting rule (terminal.core.totals): the queued offline sale is taken, pending.
+    assert "4 sales" in total and "3 taken" in total and "J$18.00" in total.replace(" ", "")
+    assert "1 pending offline: 19,000 sat" in total
     assert "Totals per card:" in out and "card-2" in out
 
 

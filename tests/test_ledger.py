@@ -319,19 +319,27 @@ def test_history_filters_by_state_card_and_method(shop):
         q(state="settled")
 
 
-def test_totals_per_day_and_card_count_money_of_paid_sales_only(shop):
+def test_totals_per_day_and_card_follow_the_one_counting_rule(shop):
     records = shop.history(q())
     by_day = history.totals_by_day(records, JAMAICA)
-    assert by_day[date(2026, 3, 1)].to_doc() == {
-        "sales": 2, "paid": 2, "msat": 114_000_000, "minor": {"JMD": 1000, "USD": 500}}
-    assert by_day[date(2026, 3, 2)].to_doc() == {
-        "sales": 2, "paid": 1, "msat": 128_000_000, "minor": {"JMD": 2000}}
-    assert by_day[date(2026, 3, 3)].to_doc() == {"sales": 2, "paid": 0, "msat": 0, "minor": {}}
+    one = by_day[date(2026, 3, 1)]
+    assert (one.sales, one.taken, one.taken_msat, one.minor) == (
+        2, 2, 114_000_000, {"JMD": 1000, "USD": 500})
+    two = by_day[date(2026, 3, 2)]
+    assert (two.sales, two.taken, two.failed, two.minor) == (2, 1, 1, {"JMD": 2000})
+    # The queued offline sale is taken and pending: expected, not received yet.
+    three = by_day[date(2026, 3, 3)]
+    assert (three.sales, three.taken, three.pending, three.pending_msat, three.failed) == (
+        2, 1, 1, 19_000_000, 1)
     by_card = history.totals_by_card(records)
     assert list(by_card) == ["card-1", "card-2"]
-    assert by_card["card-1"].to_doc() == {
-        "sales": 2, "paid": 2, "msat": 192_000_000, "minor": {"JMD": 3000}}
-    assert history.total(records).msat == 242_000_000
+    assert (by_card["card-1"].taken, by_card["card-1"].minor) == (2, {"JMD": 3000})
+    assert history.total(records).taken_msat == 261_000_000
+    # The same numbers from the summaries the books stream.
+    report = history.report(shop, q())
+    assert report.total == history.total(records)
+    assert report.by_day == by_day and report.by_card == by_card
+    assert report.to_doc()["total"]["taken"] == 4
 
 
 def test_json_export_has_the_full_records_and_no_tap_url(shop):

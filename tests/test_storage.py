@@ -16,6 +16,7 @@ from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
 from terminal.adapters.books.storage import (
+    BooksDamaged,
     JournalDB,
     JournalStorage,
     StorageCorruptError,
@@ -115,37 +116,47 @@ def test_stock_tables_over_journal_storage_match_reference(ops):
                           lambda p: TinyDB(p, storage=JournalStorage, compact_min_bytes=256))
 
 
-def _writes(path: Path, docs: list[dict]) -> tuple[list[dict], list[int]]:
-    """Insert then update each doc; returns the state and file size after each write."""
-    states, sizes = [], []
+def _writes(path: Path, docs: list[dict]) -> tuple[list[dict], list[int], list[bytes]]:
+    """Insert then update each doc; the state, journal size and sequence file after each write
+    (index 0: the new, empty journal)."""
     db = JournalDB(path)
+    marks = path.with_name(path.name + ".seq")
+    states, sizes, seqs = [db.storage.read()], [db.journal.journal_bytes], [marks.read_bytes()]
+
+    def note() -> None:
+        states.append(db.storage.read())
+        sizes.append(db.journal.journal_bytes)
+        seqs.append(marks.read_bytes())
+
     t = db.table("t")
     for n, doc in enumerate(docs):
         doc_id = t.insert(doc)
-        states.append(db.storage.read())
-        sizes.append(db.journal.journal_bytes)
+        note()
         t.update({"n": n}, doc_ids=[doc_id])
-        states.append(db.storage.read())
-        sizes.append(db.journal.journal_bytes)
+        note()
     db.close()
-    return states, sizes
+    return states, sizes, seqs
 
 
-# Property: cutting the file at any byte (a crash mid-append) reopens to the state of the last
-# write that was complete on disk, and the damaged tail is cut off so later writes survive.
+# Property: a power cut during a write leaves a prefix of its line (or that line with any bytes
+# spoiled) after the last acknowledged record: a reopen drops exactly that write, and the damaged
+# tail is cut off so later writes survive.
 @settings(max_examples=60)
 @given(st.lists(documents, min_size=1, max_size=6), st.data())
-def test_torn_tail_is_dropped_at_any_cut(docs, data):
+def test_an_interrupted_write_is_dropped_at_any_cut(docs, data):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "l.jsonl"
-        states, sizes = _writes(path, docs)
-        cut = data.draw(st.integers(0, sizes[-1]))
-        with path.open("r+b") as fh:
-            fh.truncate(cut)
-        expected: dict = {}
-        for state, size in zip(states, sizes, strict=True):
-            if size <= cut:
-                expected = state
+        states, sizes, seqs = _writes(path, docs)
+        write = data.draw(st.integers(1, len(sizes) - 1), label="interrupted write")
+        cut = data.draw(st.integers(sizes[write - 1], sizes[write]), label="cut")
+        spoil = data.draw(st.one_of(st.none(), st.integers(sizes[write - 1], sizes[write] - 1)),
+                          label="spoiled byte")
+        content = bytearray(path.read_bytes()[: sizes[write]])
+        if spoil is not None:
+            content[spoil] ^= 0x20
+        path.write_bytes(bytes(content[:cut]))
+        path.with_name("l.jsonl.seq").write_bytes(seqs[write - 1])  # not acknowledged yet
+        expected = states[write] if cut == sizes[write] and spoil is None else states[write - 1]
         db = JournalDB(path)
         assert db.storage.read() == expected
         db.table("t").insert({"after": True})
@@ -154,6 +165,24 @@ def test_torn_tail_is_dropped_at_any_cut(docs, data):
         db = JournalDB(path)
         assert db.storage.read() == after
         db.close()
+
+
+# Property: cutting the journal anywhere inside acknowledged records is damage: the open fails
+# with a paragraph naming the file, and neither file is changed.
+@settings(max_examples=40)
+@given(st.lists(documents, min_size=1, max_size=5), st.data())
+def test_a_journal_cut_inside_acknowledged_records_is_damage(docs, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "l.jsonl"
+        _states, sizes, _seqs = _writes(path, docs)
+        cut = data.draw(st.integers(0, sizes[-1] - 1))
+        path.write_bytes(path.read_bytes()[:cut])
+        before = path.read_bytes(), path.with_name("l.jsonl.seq").read_bytes()
+        for read_only in (False, True):
+            with pytest.raises(BooksDamaged) as info:
+                JournalDB(path, read_only=read_only)
+            assert str(path) in str(info.value) and "ledger repair" in str(info.value)
+        assert (path.read_bytes(), path.with_name("l.jsonl.seq").read_bytes()) == before
 
 
 def test_garbage_tail_and_bad_checksum_tail_are_dropped(tmp_path):
@@ -448,3 +477,141 @@ def test_missing_directory_is_a_clear_error_unless_asked_to_create(tmp_path):
     db.table("t").insert({"a": 1})
     db.close()
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+
+
+# ------------------------------------------------------------------------------ damage
+def _journal_with_records(path: Path, n: int = 4) -> list[bytes]:
+    db = JournalDB(path)
+    for i in range(n):
+        db.table("t").insert({"a": i, "pad": "x" * 40})
+    db.close()
+    return path.read_bytes().split(b"\n")
+
+
+def _damage_of(path: Path) -> str:
+    """The paragraph both a writer and a reader get; asserts neither changed a file."""
+    files = [p for p in (path, path.with_name(path.name + ".seq")) if p.exists()]
+    before = [p.read_bytes() for p in files]
+    messages = []
+    for read_only in (False, True):
+        with pytest.raises(BooksDamaged) as info:
+            JournalDB(path, read_only=read_only)
+        messages.append(str(info.value))
+    assert [p.read_bytes() for p in files] == before
+    assert not path.with_name(path.name + ".compact").exists()
+    assert messages[0] == messages[1]
+    assert messages[0].count("\n") == 0 and str(path) in messages[0]
+    return messages[0]
+
+
+def test_a_flipped_bit_in_the_last_acknowledged_line_is_damage_not_a_torn_write(tmp_path):
+    path = tmp_path / "l.jsonl"
+    lines = _journal_with_records(path)
+    lines[-2] = lines[-2].replace(b'"a":3', b'"a":2')  # the last complete, fsynced line
+    path.write_bytes(b"\n".join(lines))
+    message = _damage_of(path)
+    assert "records up to 4 were acknowledged" in message and "line 5 fails its check" in message
+
+
+def test_an_empty_or_missing_journal_after_records_is_damage(tmp_path):
+    path = tmp_path / "l.jsonl"
+    _journal_with_records(path)
+    path.write_bytes(b"")
+    assert "the journal is empty" in _damage_of(path)
+    path.unlink()
+    assert "the journal is missing" in _damage_of(path)
+    assert not path.exists()
+
+
+def test_a_zeroed_tail_is_damage(tmp_path):
+    path = tmp_path / "l.jsonl"
+    _journal_with_records(path)
+    data = bytearray(path.read_bytes())
+    data[-100:] = bytes(100)
+    path.write_bytes(bytes(data))
+    assert "cut short, zeroed or damaged" in _damage_of(path)
+
+
+def test_a_truncation_at_a_line_boundary_is_damage(tmp_path):
+    path = tmp_path / "l.jsonl"
+    lines = _journal_with_records(path)
+    path.write_bytes(b"\n".join(lines[:-2]) + b"\n")  # every remaining line verifies
+    assert "it ends at record 3 but records up to 4" in _damage_of(path)
+
+
+def test_a_gap_in_the_record_numbers_is_damage(tmp_path):
+    path = tmp_path / "l.jsonl"
+    lines = _journal_with_records(path)
+    del lines[2]  # record 2: every line left verifies, but one is missing
+    path.write_bytes(b"\n".join(lines))
+    assert "holds record 3 where record 2 should be" in _damage_of(path)
+
+
+def test_a_missing_or_foreign_sequence_record_is_damage(tmp_path):
+    path = tmp_path / "l.jsonl"
+    _journal_with_records(path)
+    marks = path.with_name("l.jsonl.seq")
+    ours = marks.read_bytes()
+    marks.unlink()
+    assert "sequence record l.jsonl.seq is missing" in _damage_of(path)
+    marks.write_bytes(b"\0" * 1024)
+    assert "is unreadable" in _damage_of(path)
+    _journal_with_records(tmp_path / "other.jsonl")
+    marks.write_bytes((tmp_path / "other.jsonl.seq").read_bytes())
+    assert "belongs to another ledger" in _damage_of(path)
+    marks.write_bytes(ours)
+    JournalDB(path).close()
+
+
+def test_one_torn_sequence_slot_falls_back_to_the_other(tmp_path):
+    path = tmp_path / "l.jsonl"
+    db = JournalDB(path)
+    db.table("t").insert({"a": 1})
+    db.table("t").insert({"a": 2})  # record 2: slot 0
+    state = db.storage.read()
+    db.close()
+    marks = path.with_name("l.jsonl.seq")
+    data = bytearray(marks.read_bytes())
+    data[100:512] = bytes(412)  # slot 0 spoiled: slot 1 still says record 1
+    marks.write_bytes(bytes(data))
+    db = JournalDB(path)  # record 2 is in the journal: nothing is lost, the record is renewed
+    assert db.storage.read() == state
+    db.close()
+    from terminal.adapters.books.sequence import parse_marks
+
+    assert sorted(m.seq for m in parse_marks(marks.read_bytes())) == [1, 2]
+
+
+def test_a_new_journal_interrupted_while_being_created_starts_again(tmp_path):
+    path = tmp_path / "l.jsonl"
+    JournalDB(path).close()
+    header = path.read_bytes()
+    for torn in (b"", header[:13], bytes(40)):
+        path.write_bytes(torn)
+        db = JournalDB(path)
+        db.table("t").insert({"a": 1})
+        db.close()
+        assert JournalDB(path, read_only=True).table("t").all() == [{"a": 1}]
+        path.unlink()
+        path.with_name("l.jsonl.seq").write_bytes(bytes(1024))  # its creation was torn too
+
+
+def test_a_version_1_journal_is_read_and_upgraded(tmp_path):
+    import json
+    import zlib
+
+    def line(payload) -> bytes:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return b"%08x %s\n" % (zlib.crc32(body), body)
+
+    path = tmp_path / "l.jsonl"
+    path.write_bytes(line({"format": "flash-terminal-journal", "version": 1})
+                     + line([["put", "t", "1", {"a": 1}]]) + line([["put", "t", "2", {"a": 2}]])
+                     + b"0000 torn")
+    assert JournalDB(path, read_only=True).table("t").all() == [{"a": 1}, {"a": 2}]
+    db = JournalDB(path)
+    assert db.table("t").all() == [{"a": 1}, {"a": 2}]
+    db.table("t").insert({"a": 3})
+    db.close()
+    assert b'"version":2' in path.read_bytes().split(b"\n")[0]
+    assert JournalDB(path).table("t").all() == [{"a": 1}, {"a": 2}, {"a": 3}]

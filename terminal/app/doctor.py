@@ -312,29 +312,35 @@ def check_disk(config: Config) -> Check:
 
 
 def _open_ledger(config: Config):
+    from terminal.adapters.books.layout import journal_path
     from terminal.adapters.books.ledger import Ledger
-    from terminal.app.root import LEDGER_FILE
 
-    return Ledger(config.data_dir / LEDGER_FILE, read_only=True)
+    return Ledger(journal_path(config.data_dir), read_only=True)
 
 
 def check_ledger_and_exposure(config: Config, now: float | None = None) -> list[Check]:
+    from terminal.adapters.books.errors import BooksDamaged
+
     now = time.time() if now is None else now
     try:
         ledger = _open_ledger(config)
-    except Exception as exc:  # StorageCorruptError and friends: name it, do not crash
+    except BooksDamaged as exc:  # exit 6 once every check has run (terminal.app.cli.doctor)
+        return [Check("ledger", Status.FAIL, f"the books are damaged: {exc.damage.file}: "
+                      f"{exc.damage.what}", f"{exc.damage.affected} {exc.damage.fix}")]
+    except Exception as exc:  # a read error and friends: name it, do not crash
         return [Check("ledger", Status.FAIL, f"the ledger does not open: {exc}",
                       "Stop the service and keep a copy of the data directory; then contact "
                       "support before deleting anything (queued payments live there).")]
     try:
-        sales = ledger.sales()
+        counts = ledger.counts()
         open_sales = ledger.open_sales()
         queued = ledger.queued_sales()
         exposure = ledger.exposure()
     finally:
         ledger.close()
+    total = counts["sales_in_flight"] + counts["sales_archived"]
     ledger_check = Check("ledger", Status.OK,
-                         f"{len(sales)} sale(s), {len(open_sales)} open, "
+                         f"{total} sale(s), {len(open_sales)} open, "
                          f"{len(queued)} waiting for sync")
     return [ledger_check, _exposure_check(config, exposure, now)]
 

@@ -1,9 +1,17 @@
-"""Sales history: filters, totals and exports (core: pure functions over `SaleRecord`s, no I/O).
+"""Sales history: the one query interface, the one counting rule, and exports (core, no I/O).
+
+`SalesHistory` is the port every reader of past sales uses (the history command, reports, exports,
+the history screen, the till's totals): the books implement it over the journal and the archive,
+`SalesInMemory` over a list. Queries are `SaleQuery`s; results stream oldest first (or newest
+first), so an export of any range runs in constant memory.
+
+Totals follow the one counting rule, `terminal.core.totals` (taken = paid + pending offline sales,
+pending also named apart, failures counted only as attempts); `Report` and `report()` apply it to
+a query's selection, overall, per day and per card, reading only the columns it needs.
 
 Dates are the merchant's local calendar dates (`tz=None` means the system's local time zone);
-a date range is inclusive at both ends. Totals count every selected sale but add up money only
-for PAID sales: a declined or expired sale took no money. Exports never contain secrets: sales
-hold no tap URLs, and `SECRET_FIELDS` is removed should one ever be added.
+a date range is inclusive at both ends. Exports never contain secrets: sales hold no tap URLs, and
+`SECRET_FIELDS` is removed should one ever be added.
 """
 
 from __future__ import annotations
@@ -11,14 +19,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as dtime
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 from terminal.core.records import SaleRecord
-from terminal.core.sale import SaleState
+from terminal.core.sale import REOPENABLE_BY_PAYMENT, SaleState
+from terminal.core.totals import Totals, totals_by_card, totals_by_day
+from terminal.core.totals import totals as total
 
 METHODS = ("card", "qr")
 STATES = tuple(s.value for s in SaleState)
@@ -26,8 +36,9 @@ SECRET_FIELDS = frozenset({"tap_url", "k1", "pin"})
 CSV_COLUMNS = (
     "id", "created_at", "local_time", "state", "method", "amount_minor", "currency",
     "amount_msat", "card_id", "issuer", "payment_hash", "reason", "memo", "terminal_id",
-    "updated_at",
+    "updated_at", "recovered",
 )
+_REOPENABLE = frozenset(s.value for s in REOPENABLE_BY_PAYMENT)
 # Spreadsheets run cells starting with these as formulas (CSV injection): quote them.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -50,24 +61,81 @@ class SaleQuery:
             raise ValueError("method must be 'card' or 'qr'")
 
 
-@dataclass
-class Totals:
-    sales: int = 0  # every selected sale
-    paid: int = 0  # PAID sales: the ones below add up
-    msat: int = 0
-    minor: dict[str, int] = field(default_factory=dict)  # currency -> minor units
+class SaleFacts(Protocol):
+    """What queries and totals read of a sale: a `SaleRecord`, or a `SaleSummary` row."""
 
-    def add(self, record: SaleRecord) -> None:
-        self.sales += 1
-        if record.state != SaleState.PAID.value:
-            return
-        self.paid += 1
-        self.msat += record.amount_msat or 0
-        self.minor[record.currency] = self.minor.get(record.currency, 0) + record.amount_minor
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def card_id(self) -> str | None: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def amount_minor(self) -> int: ...
+    @property
+    def amount_msat(self) -> int | None: ...
+    @property
+    def tip_minor(self) -> int: ...
+    @property
+    def tip_msat(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SaleSummary:
+    """The columns queries and totals need, without the whole record (the archive streams
+    these)."""
+
+    id: str
+    created_at: float
+    state: str
+    method: str | None
+    card_id: str | None
+    currency: str
+    amount_minor: int
+    amount_msat: int | None
+    tip_minor: int = 0
+    tip_msat: int | None = None
+
+    @classmethod
+    def of(cls, record: SaleRecord) -> SaleSummary:
+        return cls(record.id, record.created_at, record.state, record.method, record.card_id,
+                   record.currency, record.amount_minor, record.amount_msat, record.tip_minor,
+                   record.tip_msat)
+
+
+@dataclass
+class Report:
+    """Totals of a selection (the counting rule of `terminal.core.totals`), overall, per local
+    day and per card, built in one pass over a stream."""
+
+    tz: tzinfo | None = None
+    total: Totals = field(default_factory=Totals)
+    by_day: dict[date, Totals] = field(default_factory=dict)
+    by_card: dict[str, Totals] = field(default_factory=dict)  # sales without a card left out
+
+    def add(self, sale: SaleFacts) -> None:
+        self.total.add(sale)
+        day = local_date(sale.created_at, self.tz)
+        self.by_day.setdefault(day, Totals()).add(sale)
+        if sale.card_id:
+            self.by_card.setdefault(sale.card_id, Totals()).add(sale)
 
     def to_doc(self) -> dict[str, Any]:
-        return {"sales": self.sales, "paid": self.paid, "msat": self.msat,
-                "minor": dict(sorted(self.minor.items()))}
+        return {"total": asdict(self.total),
+                "by_day": {d.isoformat(): asdict(t) for d, t in sorted(self.by_day.items())},
+                "by_card": {c: asdict(t) for c, t in sorted(self.by_card.items())}}
+
+
+def awaiting_invoice(record: SaleRecord) -> bool:
+    """A final sale whose invoice a wallet may still pay: cancelled or failed with an invoice the
+    backend has not declared final (`invoice_final`). The reconcile keeps asking about these."""
+    return bool(record.bolt11) and record.state in _REOPENABLE and not record.invoice_final
 
 
 # ------------------------------------------------------------------------------------ select
@@ -86,7 +154,7 @@ def time_bounds(query: SaleQuery) -> tuple[float | None, float | None]:
     return start, end
 
 
-def matches(record: SaleRecord, query: SaleQuery) -> bool:
+def matches(record: SaleFacts, query: SaleQuery) -> bool:
     if query.state is not None and record.state != query.state:
         return False
     # The table shows card ids shortened: a prefix (as shown) selects that card too.
@@ -109,28 +177,46 @@ def select(records: Iterable[SaleRecord], query: SaleQuery) -> list[SaleRecord]:
     return sorted((r for r in records if matches(r, query)), key=lambda r: (r.created_at, r.id))
 
 
-# ------------------------------------------------------------------------------------ totals
-def total(records: Iterable[SaleRecord]) -> Totals:
-    out = Totals()
-    for record in records:
-        out.add(record)
+# ---------------------------------------------------------------------------- the port
+class SalesHistory(Protocol):
+    """How every reader of past sales asks for them (implemented by the books)."""
+
+    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
+
+    def sales_matching(self, query: SaleQuery, *,
+                       newest_first: bool = False) -> Iterator[SaleRecord]:
+        """Every sale matching `query`, ordered by (created_at, id), streamed."""
+        ...
+
+    def summaries_matching(self, query: SaleQuery) -> Iterator[SaleFacts]:
+        """The same selection with only the columns totals need (cheaper), oldest first."""
+        ...
+
+
+def report(book: SalesHistory, query: SaleQuery) -> Report:
+    """Totals of the sales matching `query`: overall, per local day, per card."""
+    out = Report(tz=query.tz)
+    for sale in book.summaries_matching(query):
+        out.add(sale)
     return out
 
 
-def totals_by_day(records: Iterable[SaleRecord], tz: tzinfo | None = None) -> dict[date, Totals]:
-    out: dict[date, Totals] = {}
-    for record in records:
-        out.setdefault(local_date(record.created_at, tz), Totals()).add(record)
-    return dict(sorted(out.items()))
+class SalesInMemory:
+    """`SalesHistory` over records held in memory (the demo and tests)."""
 
+    def __init__(self, records: Iterable[SaleRecord] = ()) -> None:
+        self.records = list(records)
 
-def totals_by_card(records: Iterable[SaleRecord]) -> dict[str, Totals]:
-    """Per card id; sales without a card (QR, or no tap yet) are left out."""
-    out: dict[str, Totals] = {}
-    for record in records:
-        if record.card_id:
-            out.setdefault(record.card_id, Totals()).add(record)
-    return dict(sorted(out.items()))
+    def get_sale(self, sale_id: str) -> SaleRecord | None:
+        return next((r for r in self.records if r.id == sale_id), None)
+
+    def sales_matching(self, query: SaleQuery, *,
+                       newest_first: bool = False) -> Iterator[SaleRecord]:
+        selected = select(self.records, query)
+        return iter(reversed(selected) if newest_first else selected)
+
+    def summaries_matching(self, query: SaleQuery) -> Iterator[SaleFacts]:
+        return iter(select(self.records, query))
 
 
 # ------------------------------------------------------------------------------------ export
@@ -143,7 +229,21 @@ def export_doc(record: SaleRecord) -> dict[str, Any]:
 
 
 def to_json(records: Iterable[SaleRecord]) -> str:
-    return json.dumps([export_doc(r) for r in records], indent=2, ensure_ascii=False) + "\n"
+    buffer = io.StringIO()
+    write_json(records, buffer)
+    return buffer.getvalue()
+
+
+def write_json(records: Iterable[SaleRecord], out: TextIO) -> int:
+    """Stream a JSON array of the records to `out` (constant memory); returns how many."""
+    count = 0
+    out.write("[")
+    for record in records:
+        text = json.dumps(export_doc(record), indent=2, ensure_ascii=False)
+        out.write(("," if count else "") + "\n  " + text.replace("\n", "\n  "))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
 
 
 def _cell(value: Any) -> Any:
@@ -156,26 +256,41 @@ def _cell(value: Any) -> Any:
 
 def to_csv(records: Iterable[SaleRecord], tz: tzinfo | None = None) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    write_csv(records, buffer, tz)
+    return buffer.getvalue()
+
+
+def write_csv(records: Iterable[SaleRecord], out: TextIO, tz: tzinfo | None = None) -> int:
+    """Stream CSV (a header, then one row per sale) to `out`; returns how many sales."""
+    writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    count = 0
     for record in records:
         doc = export_doc(record)
         doc["local_time"] = datetime.fromtimestamp(record.created_at, tz).isoformat(
             timespec="seconds"
         )
         writer.writerow([_cell(doc.get(column)) for column in CSV_COLUMNS])
-    return buffer.getvalue()
+        count += 1
+    return count
 
 
 __all__ = [
     "CSV_COLUMNS",
     "METHODS",
     "STATES",
+    "Report",
+    "SaleFacts",
     "SaleQuery",
+    "SaleSummary",
+    "SalesHistory",
+    "SalesInMemory",
     "Totals",
+    "awaiting_invoice",
     "export_doc",
     "local_date",
     "matches",
+    "report",
     "select",
     "time_bounds",
     "to_csv",
@@ -183,4 +298,6 @@ __all__ = [
     "total",
     "totals_by_card",
     "totals_by_day",
+    "write_csv",
+    "write_json",
 ]

@@ -60,6 +60,10 @@ class SaleRecord:
     receipt_printed: bool = False
     synced: bool = False
     updated_at: float | None = None
+    # The backend has declared the invoice final (paid, or expired unpaid): a cancelled or failed
+    # sale whose invoice is not final may still be paid late, so the reconcile keeps asking.
+    invoice_final: bool = False
+    recovered: bool = False  # restored from the backend's payments (`flash-terminal recover`)
 
     @property
     def is_final(self) -> bool:

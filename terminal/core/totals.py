@@ -12,8 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from terminal.core.records import SaleRecord
+from typing import Protocol
 
 SETTLED_STATES = frozenset({"paid"})
 PENDING_STATES = frozenset({"queued", "submitted"})
@@ -21,11 +20,33 @@ TAKEN_STATES = SETTLED_STATES | PENDING_STATES
 FAILED_STATES = frozenset({"failed", "expired", "cancelled", "declined"})
 
 
-def is_taken(record: SaleRecord) -> bool:
+class Countable(Protocol):
+    """What the rule reads of a sale: a `SaleRecord`, or the archive's lighter
+    `terminal.core.history.SaleSummary` row."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def amount_minor(self) -> int: ...
+    @property
+    def amount_msat(self) -> int | None: ...
+    @property
+    def tip_minor(self) -> int: ...
+    @property
+    def tip_msat(self) -> int | None: ...
+    @property
+    def card_id(self) -> str | None: ...
+
+
+def is_taken(record: Countable) -> bool:
     return record.state in TAKEN_STATES
 
 
-def sale_time(record: SaleRecord) -> float:
+def sale_time(record: Countable) -> float:
     """The moment a sale belongs to (its creation)."""
     return record.created_at
 
@@ -55,7 +76,7 @@ class Totals:
     minor: dict[str, int] = field(default_factory=dict)  # currency -> taken, in minor units
     tips_minor: dict[str, int] = field(default_factory=dict)
 
-    def add(self, record: SaleRecord) -> None:
+    def add(self, record: Countable) -> None:
         self.sales += 1
         if record.state in FAILED_STATES:
             self.failed += 1
@@ -74,14 +95,14 @@ class Totals:
             self.pending_msat += msat
 
 
-def totals(records: Iterable[SaleRecord]) -> Totals:
+def totals(records: Iterable[Countable]) -> Totals:
     result = Totals()
     for record in records:
         result.add(record)
     return result
 
 
-def totals_by_day(records: Iterable[SaleRecord], tz: dt.tzinfo | None = None
+def totals_by_day(records: Iterable[Countable], tz: dt.tzinfo | None = None
                   ) -> dict[dt.date, Totals]:
     days: dict[dt.date, Totals] = {}
     for record in records:
@@ -89,7 +110,7 @@ def totals_by_day(records: Iterable[SaleRecord], tz: dt.tzinfo | None = None
     return dict(sorted(days.items()))
 
 
-def totals_by_card(records: Iterable[SaleRecord]) -> dict[str, Totals]:
+def totals_by_card(records: Iterable[Countable]) -> dict[str, Totals]:
     cards: dict[str, Totals] = {}
     for record in records:
         if record.card_id:
@@ -97,7 +118,7 @@ def totals_by_card(records: Iterable[SaleRecord]) -> dict[str, Totals]:
     return dict(sorted(cards.items()))
 
 
-def totals_by_hour(records: Iterable[SaleRecord], tz: dt.tzinfo | None = None
+def totals_by_hour(records: Iterable[Countable], tz: dt.tzinfo | None = None
                    ) -> dict[int, Totals]:
     hours: dict[int, Totals] = {h: Totals() for h in range(24)}
     for record in records:

@@ -1,37 +1,60 @@
-"""The terminal's ledger: sales, queued offline payouts, card counters, events and settings.
+"""The terminal's books: the journal of what is in flight, and the archive of settled sales.
 
-TinyDB over a `JournalStorage` (crash-safe, O(changed) per write). Every method that changes
-something returns only once the change is on disk. Small in-memory indexes (built once when the
-ledger opens) keep the hot paths off full scans: a sale or card is found by id in O(1), and the
-offline exposure is summed over the queued payouts only.
+- The journal (TinyDB over `JournalStorage`: crash-safe, O(changed) per write, held in memory)
+  keeps what is in flight: open sales, the offline payout queue, card counters and state,
+  settings and recent events.
+- A sale that reaches a final state moves to the archive (`archive.py`: SQLite on disk, indexed),
+  so memory and start-up follow the work in flight, not years of history.
+
+Every method that changes something returns only once the change is on disk.
+
+The move, and why a crash anywhere in it leaves each sale readable exactly once:
+1. the final record is written to the journal like any other change (this is the acknowledged
+   write; inside `transaction()` it is part of the transaction's one record);
+2. it is inserted into (or replaced in) the archive, one SQLite transaction, durable;
+3. it is deleted from the journal, with the archive's new move count (one journal record).
+Rule: where both stores hold a sale, the journal's copy wins (it is never older), so a crash
+between 2 and 3 shows one sale. Final sales still in the journal are moves to finish: they are
+finished when the books are next opened for writing (or written), and until then read from the
+journal. The move count catches an archive that lost committed moves (see `archive.py`).
 
 Tables: sales, payouts, cards, events, meta. Documents are the `terminal.core.records` dataclasses'
-`to_doc()`; the tap URLs in `payouts` are why the file is 0600.
+`to_doc()`; the tap URLs in `payouts` are why the files are 0600. The queries of past sales are
+those of the `terminal.core.history.SalesHistory` port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from terminal.adapters.books.archive import SaleArchive, Where
+from terminal.adapters.books.errors import BooksDamaged, Damage, StorageError
+from terminal.adapters.books.layout import archive_path
 from terminal.adapters.books.storage import JournalDB, JournalTable, _copy
+from terminal.core.history import SaleSummary, awaiting_invoice
 from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord, TerminalEvent
 from terminal.core.risk import Exposure
 from terminal.core.sale import SaleState
 
 if TYPE_CHECKING:
-    from terminal.core.history import SaleQuery
+    from terminal.core.history import SaleFacts, SaleQuery
+
+log = logging.getLogger(__name__)
 
 SALES = "sales"
 PAYOUTS = "payouts"
 CARDS = "cards"
 EVENTS = "events"
 META = "meta"
+ARCHIVE_MOVES = "archive.moves"  # meta: the archive's move count after the last finished move
 
 # Sales that checkout must settle after a restart (QUEUED/SUBMITTED belong to the sync worker).
 WAITING_FOR_SYNC = frozenset({SaleState.QUEUED.value, SaleState.SUBMITTED.value})
@@ -46,8 +69,16 @@ class DuplicatePayout(ValueError):
     """`add_payout` was given a payout id that is already recorded."""
 
 
+class DuplicatePaymentHash(ValueError):
+    """`save_sale` was given a payment hash another sale already holds (one payment, one sale)."""
+
+
+def _order(record: SaleFacts) -> tuple[float, str]:
+    return (record.created_at, record.id)
+
+
 class Ledger:
-    """Implements `terminal.checkout.Ledger` plus the sync worker's and history's queries."""
+    """Implements checkout's and the sync worker's `Ledger` and the `SalesHistory` port."""
 
     def __init__(
         self,
@@ -59,9 +90,17 @@ class Ledger:
         **storage_options: Any,
     ) -> None:
         self.path = Path(path)
+        self.archive_path = archive_path(self.path)
         self.clock = clock
+        self.read_only = read_only
         self.max_events = max_events
+        self._refuse_a_lost_journal()
         self._db = JournalDB(self.path, read_only=read_only, **storage_options)
+        try:
+            self._archive = self._open_archive()
+        except BaseException:
+            self._db.close()
+            raise
         self._sales = self._table(SALES)
         self._payouts = self._table(PAYOUTS)
         self._cards = self._table(CARDS)
@@ -79,12 +118,80 @@ class Ledger:
         self._payout_status: dict[str, str] = {}
         self._exposed: dict[str, tuple[int, float]] = {}  # payout id -> (msat, created_at)
         self._build_indexes()
+        # Final sales still in the journal: moves to finish (after a crash, or a failed move).
+        self._pending_moves = {s for s, state in self._sale_state.items() if state in FINAL_STATES}
+        if not read_only:
+            try:
+                self._settle_moves()
+            except BaseException:
+                self.close()
+                raise
+
+    # ------------------------------------------------------------------------------ opening
+    def _refuse_a_lost_journal(self) -> None:
+        """A missing or empty journal beside an archive of sales is damage, not a new ledger."""
+        try:
+            empty = self.path.stat().st_size == 0
+        except FileNotFoundError:
+            empty = True
+        if not empty or not self.archive_path.exists():
+            return
+        archive = SaleArchive(self.archive_path, read_only=True)
+        try:
+            holds_sales = not archive.is_empty()
+        finally:
+            archive.close()
+        if holds_sales:
+            state = "empty" if self.path.exists() else "missing"
+            raise BooksDamaged(Damage(
+                str(self.path), f"the journal is {state}, but the archive "
+                f"{self.archive_path.name} holds settled sales", "Sales in progress, offline "
+                "payments waiting to be sent, card counters and settings may all be lost."))
+
+    def _open_archive(self) -> SaleArchive:
+        journal = self._db.journal
+        moves = self._journal_meta(ARCHIVE_MOVES, 0)
+        if moves and not self.archive_path.exists():
+            raise BooksDamaged(Damage(
+                str(self.archive_path), f"the archive of settled sales is missing, but the "
+                f"journal records {moves} move(s) into it", "Every settled sale may be lost "
+                "from history, totals and exports."))
+        archive = SaleArchive(self.archive_path, read_only=self.read_only)
+        try:
+            owner = archive.ledger_id
+            if owner is None and archive.exists and not self.read_only and journal.ledger_id:
+                if not archive.is_empty():
+                    raise self._archive_damage(archive, "it names no ledger but holds sales")
+                archive.adopt(journal.ledger_id)
+            elif owner is not None and journal.ledger_id and owner != journal.ledger_id:
+                raise self._archive_damage(archive, "it belongs to another ledger")
+            if archive.moves < moves:
+                raise self._archive_damage(
+                    archive, f"it records {archive.moves} move(s) of settled sales but the "
+                    f"journal saw {moves}: committed sales were lost (a deleted -wal file, or an "
+                    "older copy put back)")
+        except BaseException:
+            archive.close()
+            raise
+        return archive
+
+    @staticmethod
+    def _archive_damage(archive: SaleArchive, what: str) -> BooksDamaged:
+        return BooksDamaged(Damage(
+            str(archive.path), what, "Settled sales in history, totals and exports may be "
+            "wrong or missing."))
+
+    def _journal_meta(self, key: str, default: Any) -> Any:
+        for doc in self._db.journal.table_view(META).values():
+            if doc.get("key") == key:
+                return doc.get("value", default)
+        return default
 
     def _table(self, name: str) -> JournalTable:
         return self._db.table(name)  # type: ignore[return-value]
 
     def _raw(self, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        for key, doc in self._db.journal.table_view(name).items():
+        for key, doc in list(self._db.journal.table_view(name).items()):
             yield int(key), doc
 
     def _build_indexes(self) -> None:
@@ -103,6 +210,12 @@ class Ledger:
         if doc.get("payment_hash"):
             self._by_payment_hash[doc["payment_hash"]] = sale_id
 
+    def _unindex_sale(self, sale_id: str) -> None:
+        self._sale_doc.pop(sale_id, None)
+        self._sale_state.pop(sale_id, None)
+        for key in [h for h, s in self._by_payment_hash.items() if s == sale_id]:
+            del self._by_payment_hash[key]
+
     def _index_payout(self, doc_id: int, doc: dict[str, Any]) -> None:
         payout_id = doc["id"]
         self._payout_doc[payout_id] = doc_id
@@ -115,10 +228,10 @@ class Ledger:
     # ------------------------------------------------------------------------------ helpers
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Everything written inside is recorded together (one journal line) or not at all.
+        """Everything written inside is recorded together (one journal record) or not at all.
 
         If the block raises (or the disk is full) nothing of it is recorded and the error is
-        raised again.
+        raised again. Sales it made final move to the archive once it has committed.
         """
         try:
             with self._db.journal.group():
@@ -126,6 +239,8 @@ class Ledger:
         except BaseException:
             self._rebuild_indexes()  # the storage rolled back; the indexes must follow
             raise
+        if not self._db.journal.in_group:
+            self._settle_moves()
 
     def _rebuild_indexes(self) -> None:
         for index in (self._sale_doc, self._payout_doc, self._sale_state, self._by_payment_hash,
@@ -150,35 +265,90 @@ class Ledger:
         # A private copy: callers may change what they get without touching the ledger.
         return None if doc is None else _copy(doc)
 
+    # ------------------------------------------------------------------------------- moving
+    def _settle_moves(self) -> None:
+        """Move the final sales still in the journal to the archive (see the module docstring).
+
+        A full disk or an unusable archive leaves them in the journal, where they are read from
+        and moved at the next attempt; damage is raised.
+        """
+        ids = [s for s in self._pending_moves if self._sale_state.get(s) in FINAL_STATES]
+        self._pending_moves.intersection_update(ids)
+        if not ids or self.read_only:
+            return
+        records = [self._journal_sale(s) for s in ids]
+        try:
+            moves = self._archive.put([r for r in records if r is not None])
+        except BooksDamaged:
+            raise
+        except StorageError as exc:
+            log.warning("settled sales stay in the journal for now: %s", exc)
+            return
+        try:
+            with self._db.journal.group():
+                self._sales.remove(doc_ids=[self._sale_doc[s] for s in ids])
+                self.set_meta(ARCHIVE_MOVES, moves)
+        except StorageError as exc:
+            self._rebuild_indexes()
+            log.warning("settled sales archived but still in the journal: %s", exc)
+            return
+        for sale_id in ids:
+            self._unindex_sale(sale_id)
+        self._pending_moves.difference_update(ids)
+
+    def _journal_sale(self, sale_id: str) -> SaleRecord | None:
+        doc = self._get(SALES, self._sale_doc.get(sale_id))
+        return None if doc is None else SaleRecord.from_doc(doc)
+
     # -------------------------------------------------------------------------------- sales
     def save_sale(self, record: SaleRecord) -> None:
+        if record.payment_hash and self._by_payment_hash.get(record.payment_hash) != record.id:
+            holder = self.find_sale_by_payment_hash(record.payment_hash)
+            if holder is not None and holder.id != record.id:
+                raise DuplicatePaymentHash(
+                    f"sale {holder.id} already holds the payment hash of sale {record.id}")
         doc = record.to_doc()
         previous_hash = self._sale_hash(record.id)
         doc_id = self._put(self._sales, self._sale_doc, record.id, doc)
         if previous_hash and previous_hash != record.payment_hash:
             self._by_payment_hash.pop(previous_hash, None)
         self._index_sale(doc_id, doc)
+        if record.state in FINAL_STATES:
+            self._pending_moves.add(record.id)
+            if not self._db.journal.in_group:
+                self._settle_moves()
 
     def _sale_hash(self, sale_id: str) -> str | None:
         doc = self._db.journal.table_view(SALES).get(str(self._sale_doc.get(sale_id)))
         return None if doc is None else doc.get("payment_hash")
 
     def get_sale(self, sale_id: str) -> SaleRecord | None:
-        doc = self._get(SALES, self._sale_doc.get(sale_id))
-        return None if doc is None else SaleRecord.from_doc(doc)
+        record = self._journal_sale(sale_id)
+        if record is not None or sale_id in self._sale_doc:
+            return record
+        return self._archive.get(sale_id)
 
     def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None:
-        sale_id = self._by_payment_hash.get(payment_hash.lower()) or self._by_payment_hash.get(
-            payment_hash
-        )
-        return None if sale_id is None else self.get_sale(sale_id)
+        """The one sale holding `payment_hash`, in flight or archived (indexed in both)."""
+        for key in dict.fromkeys((payment_hash.lower(), payment_hash)):
+            sale_id = self._by_payment_hash.get(key)
+            if sale_id is not None:
+                return self._journal_sale(sale_id)
+            archived = self._archive.by_payment_hash(key)
+            if archived is None:
+                continue
+            if archived.id in self._sale_doc:  # the journal's copy wins
+                current = self._journal_sale(archived.id)
+                return current if current is not None and current.payment_hash == key else None
+            return archived
+        return None
 
     def _sales_where(self, keep: Callable[[str], bool]) -> list[SaleRecord]:
         ids = sorted(
             (doc_id, sale_id) for sale_id, doc_id in self._sale_doc.items()
             if keep(self._sale_state[sale_id])
         )
-        return [self.get_sale(sale_id) for _, sale_id in ids]  # type: ignore[misc]
+        return [self._journal_sale(sale_id) for _, sale_id in ids]  # type: ignore[misc]
 
     def open_sales(self) -> list[SaleRecord]:
         """Sales not yet final and not waiting for the sync worker, oldest first."""
@@ -188,21 +358,76 @@ class Ledger:
         """Sales accepted offline (QUEUED or SUBMITTED), oldest first."""
         return self._sales_where(lambda s: s in WAITING_FOR_SYNC)
 
+    def sales_awaiting_invoice(self) -> list[SaleRecord]:
+        """Final sales whose invoice a wallet may still pay (`history.awaiting_invoice`):
+        cancelled or failed, with an invoice the backend has not declared final. Indexed in the
+        archive; the reconcile asks the backend about each until it is final. Oldest first."""
+        live = [r for r in self._journal_sales() if awaiting_invoice(r)]
+        archived = self._archive.awaiting_invoice(skip=frozenset(self._sale_doc))
+        return list(heapq.merge(sorted(live, key=_order), archived, key=_order))
+
+    def unsynced_sales(self) -> list[SaleRecord]:
+        """Final sales not yet marked synced (indexed in the archive), oldest first."""
+        live = [r for r in self._journal_sales() if r.is_final and not r.synced]
+        archived = self._archive.unsynced(skip=frozenset(self._sale_doc))
+        return list(heapq.merge(sorted(live, key=_order), archived, key=_order))
+
+    def _journal_sales(self) -> Iterator[SaleRecord]:
+        for _, doc in self._raw(SALES):
+            yield SaleRecord.from_doc(_copy(doc))
+
     def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]:
-        """All sales created in [start, end) (unbounded where None), oldest first."""
-        out = []
-        for doc_id, doc in self._raw(SALES):
-            created = doc["created_at"]
-            if (start is None or created >= start) and (end is None or created < end):
-                out.append((doc_id, SaleRecord.from_doc(_copy(doc))))
-        return [record for _, record in sorted(out, key=lambda p: (p[1].created_at, p[0]))]
+        """All sales created in [start, end) (unbounded where None), oldest first.
+
+        Both stores; for anything but a short range prefer `sales_matching`, which streams.
+        """
+        return list(self._merged(Where(start=start, end=end), lambda r: True))
+
+    def _merged(self, where: Where, keep: Callable[[SaleRecord], bool],
+                newest_first: bool = False) -> Iterator[SaleRecord]:
+        live = [r for r in self._journal_sales()
+                if (where.start is None or r.created_at >= where.start)
+                and (where.end is None or r.created_at < where.end) and keep(r)]
+        live.sort(key=_order, reverse=newest_first)
+        skip = frozenset(self._sale_doc)  # the journal's copy wins
+        archived = (r for r in self._archive.records(where, newest_first=newest_first, skip=skip)
+                    if keep(r))
+        yield from heapq.merge(live, archived, key=_order, reverse=newest_first)
+
+    # ------------------------------------------------------------------ SalesHistory port
+    @staticmethod
+    def _where(query: SaleQuery) -> Where:
+        from terminal.core import history
+
+        start, end = history.time_bounds(query)
+        card = query.card_id.lower() if query.card_id else None
+        return Where(start=start, end=end, state=query.state, method=query.method,
+                     card_prefix=card)
+
+    def sales_matching(self, query: SaleQuery, *,
+                       newest_first: bool = False) -> Iterator[SaleRecord]:
+        """Sales matching a history query (dates are local), streamed from both stores."""
+        from terminal.core import history
+
+        return self._merged(self._where(query), lambda r: history.matches(r, query),
+                            newest_first)
+
+    def summaries_matching(self, query: SaleQuery) -> Iterator[SaleFacts]:
+        """The totals' columns of the sales matching `query`, oldest first, streamed."""
+        from terminal.core import history
+
+        where = self._where(query)
+        live = sorted((r for r in self._journal_sales() if history.matches(r, query)),
+                      key=_order)
+        archived = (s for s in self._archive.summaries(where, skip=frozenset(self._sale_doc))
+                    if history.matches(s, query))
+        merged: Iterable[SaleFacts] = heapq.merge(
+            (SaleSummary.of(r) for r in live), archived, key=_order)
+        return iter(merged)
 
     def history(self, query: SaleQuery) -> list[SaleRecord]:
         """Sales matching a history query (dates are local), oldest first."""
-        from terminal.core import history  # exports need csv etc.; the running terminal does not
-
-        start, end = history.time_bounds(query)
-        return history.select(self.sales(start, end), query)
+        return list(self.sales_matching(query))
 
     # -------------------------------------------------------------------------------- cards
     def card(self, card_id: str) -> CardState:
@@ -295,8 +520,26 @@ class Ledger:
             out.append(TerminalEvent(doc["at"], doc["kind"], doc.get("detail", "")))
         return out
 
+    # ---------------------------------------------------------------------------- checking
+    def counts(self) -> dict[str, int]:
+        """How much the books hold (the archive count reads its index: O(archived))."""
+        return {
+            "sales_in_flight": len(self._sale_doc),
+            "sales_archived": self._archive.count(),
+            "payouts": len(self._payout_doc),
+            "cards": len(self._card_doc),
+            "journal_records": self._db.journal.last_seq,
+        }
+
+    def verify(self) -> list[Damage]:
+        """A full check of the archive (the journal was checked when it was opened)."""
+        return self._archive.verify()
+
     # ------------------------------------------------------------------------------- closing
     def close(self) -> None:
+        archive = getattr(self, "_archive", None)
+        if archive is not None:
+            archive.close()
         self._db.close()
 
     def __enter__(self) -> Ledger:
@@ -306,7 +549,7 @@ class Ledger:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Ledger({str(self.path)!r}, sales={len(self._sale_doc)})"
+        return f"Ledger({str(self.path)!r}, sales in flight={len(self._sale_doc)})"
 
 
-__all__ = ["DuplicatePayout", "Ledger"]
+__all__ = ["DuplicatePaymentHash", "DuplicatePayout", "Ledger"]

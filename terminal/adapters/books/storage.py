@@ -1,25 +1,37 @@
-"""Crash-safe TinyDB storage: an append-only, checksummed journal with atomic compaction.
+"""Crash-safe TinyDB storage: an append-only, checksummed, numbered journal with atomic compaction.
 
 Why not TinyDB's own `JSONStorage`: it rewrites the whole file in place on every write (O(n) per
 insert) and a power cut mid-rewrite leaves a file that no longer parses. Here:
 
-- The file is a journal of lines `<crc32 hex> <json>\\n`. Line 1 is a header naming the format;
-  each later line is one acknowledged write: a list of operations on documents
-  (`put`, `del`, `clear` a table, `drop` a table). A write returns only after its line is fsynced.
-- On open, the journal is replayed into memory. A damaged *tail* (a line cut short by a crash or
-  failing its checksum, with nothing valid after it) was never acknowledged: it is dropped and cut
-  off the file. A damaged line followed by valid ones is real corruption: `StorageCorruptError`.
+- The file is a journal of lines. Line 1 is a header naming the format, the ledger (a random id)
+  and, after a compaction, how many snapshot lines follow and the record number they stand for.
+  Each later line is one acknowledged write, `<crc32 hex> <record number> <json>\\n`: a list of
+  operations on documents (`put`, `del`, `clear` a table, `drop` a table). Records are numbered
+  1, 2, 3, ... without gaps.
+- A write returns only after its line is fsynced *and* its number is recorded in the sequence
+  file beside the journal (`sequence.py`), which a truncation of the journal cannot also cut.
+- On open, the journal is replayed into memory and checked against the sequence file. Only what
+  lies after the last acknowledged record (a write a power cut interrupted) may be cut off. A
+  line that fails its check at or before it, a gap in the numbers, a journal that ends before it,
+  or an empty or missing journal where records were acknowledged are damage: `BooksDamaged`
+  (one paragraph for a person, exit code 6), and the file is left exactly as it is.
 - Each write appends only the documents that changed (O(changed), not O(database)). `JournalTable`
   hands TinyDB's updaters a staging view so changes are known without diffing whole tables; the
   plain `read()`/`write()` contract also works (it diffs per document against the last state).
 - When the file grows past `compact_ratio` × the size of the live data, it is compacted: a fresh
   journal holding one `put` per live document is written to a temporary file, fsynced,
-  `os.replace`d over the old one, and the directory is fsynced.
+  `os.replace`d over the old one, and the directory is fsynced. Its header says how many lines
+  the snapshot has, so a snapshot cut short is damage too.
 - Memory never runs ahead of the disk: a change is applied in memory only after its line is durable.
   If the write fails (full disk: `StorageFullError`), the partial line is cut off and the error is
   raised, so the caller knows nothing was recorded.
-- The file is created 0600 (the ledger holds one-time tap URLs) and one writer at a time holds an
-  exclusive lock on `<file>.lock`. Read-only opens (history export) take no lock and never write.
+- The files are created 0600 (the ledger holds one-time tap URLs) and one writer at a time holds
+  an exclusive lock on `<file>.lock`. Read-only opens (history export) take no lock and never write.
+- Every call that changes a file goes through a `FileOps` (`fileops.py`), so tests can record
+  the writes and fsyncs and replay the crash states a POSIX file system allows.
+
+Journals of format version 1 (no record numbers) are read and, on the first open for writing,
+rewritten as version 2.
 """
 
 from __future__ import annotations
@@ -31,8 +43,10 @@ import json
 import logging
 import os
 import threading
+import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +54,27 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Table
 
+from terminal.adapters.books.errors import (
+    BooksDamaged,
+    Damage,
+    StorageCorruptError,
+    StorageError,
+    StorageFullError,
+    StorageLockedError,
+    StorageReadOnlyError,
+)
+from terminal.adapters.books.fileops import DEFAULT_FILE_OPS, FileOps, read_all
+from terminal.adapters.books.sequence import Mark, MarkReading, SequenceFile, mark_path, read_mark
+
 log = logging.getLogger(__name__)
 
 JOURNAL_FORMAT = "flash-terminal-journal"
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
+LEGACY_VERSION = 1  # lines without record numbers; upgraded on the first open for writing
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-CRC_HEX_LEN = 8  # "%08x" of a CRC-32, then one space, then the JSON payload
+CRC_HEX_LEN = 8  # "%08x" of a CRC-32, then one space, then the checked body
+HEADER_PREFIX = b'{"format":"flash-terminal-journal","version":'
 
 # Operation names as written in the journal.
 OP_PUT = "put"  # ["put", table, doc_id, document]
@@ -62,25 +90,10 @@ SyncFn = Callable[[int], None]
 _MISSING = object()
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
-
-class StorageError(Exception):
-    """The ledger file could not be read or written. The message says what to do."""
-
-
-class StorageFullError(StorageError):
-    """The disk is full: the write was NOT recorded."""
-
-
-class StorageCorruptError(StorageError):
-    """The ledger file is damaged before its last line (not a crash tail): it needs attention."""
-
-
-class StorageLockedError(StorageError):
-    """Another process already has the ledger open for writing."""
-
-
-class StorageReadOnlyError(StorageError):
-    """A write was attempted on a ledger opened read-only."""
+AFFECTS_JOURNAL = (
+    "Sales in progress, offline payments waiting to be sent, card counters and settings recorded "
+    "from that point on may be wrong or missing."
+)
 
 
 def _encode(value: Any) -> str:
@@ -88,19 +101,41 @@ def _encode(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _line(payload: str) -> bytes:
-    body = payload.encode("utf-8")
+def _checked(body: bytes) -> bytes:
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
-def _parse_line(line: bytes) -> Any:
-    """The payload of one complete line, or raise ValueError when it is damaged."""
+def _header_line(header: Mapping[str, Any]) -> bytes:
+    return _checked(_encode(dict(header)).encode("utf-8"))
+
+
+def _record_line(seq: int, payload: str) -> bytes:
+    return _checked(b"%d %s" % (seq, payload.encode("utf-8")))
+
+
+def _verified_body(line: bytes) -> bytes:
+    """The checked body of one complete line, or raise ValueError when it is damaged."""
     if len(line) <= CRC_HEX_LEN + 1 or line[CRC_HEX_LEN : CRC_HEX_LEN + 1] != b" ":
         raise ValueError("no checksum")
+    crc = line[:CRC_HEX_LEN]
+    if not all(c in b"0123456789abcdef" for c in crc):
+        raise ValueError("no checksum")
     body = line[CRC_HEX_LEN + 1 :]
-    if int(line[:CRC_HEX_LEN], 16) != zlib.crc32(body):
+    if int(crc, 16) != zlib.crc32(body):
         raise ValueError("checksum mismatch")
-    return json.loads(body)
+    return body
+
+
+def _parse_header(line: bytes) -> Any:
+    return json.loads(_verified_body(line))
+
+
+def _parse_record(line: bytes) -> tuple[int, Any]:
+    """(record number, operations) of one complete version-2 line; ValueError when damaged."""
+    number, space, payload = _verified_body(line).partition(b" ")
+    if not space or not number.isdigit():
+        raise ValueError("no record number")
+    return int(number), json.loads(payload)
 
 
 def _copy(value: Any) -> Any:
@@ -113,17 +148,39 @@ def _copy(value: Any) -> Any:
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    DEFAULT_FILE_OPS.fsync_dir(directory)
+
+
+def _could_be_torn_header(data: bytes) -> bool:
+    """A first write cut short before its newline: zeros, or the start of our header."""
+    if b"\n" in data:
+        return False
+    if not data.strip(b"\0"):
+        return True
+    crc, body = data[:CRC_HEX_LEN], data[CRC_HEX_LEN + 1 :]
+    hexdigits = all(c in b"0123456789abcdef" for c in crc)
+    return hexdigits and data[CRC_HEX_LEN : CRC_HEX_LEN + 1] in (b" ", b"") and (
+        HEADER_PREFIX.startswith(body) or body.startswith(HEADER_PREFIX)
+    )
+
+
+@dataclass
+class Replay:
+    """What reading the journal found (see `JournalStorage._replay`)."""
+
+    version: int = JOURNAL_VERSION
+    ledger_id: str | None = None
+    last_seq: int = 0
+    good: int = 0  # bytes of the verified prefix
+    new: bool = False  # no journal yet (missing, empty or a torn first write)
+    bad_line: int | None = None  # first line that does not verify (a tail, if allowed)
 
 
 class JournalStorage(Storage):
     """TinyDB storage over an append-only journal (see the module docstring).
 
-    `write_fn`/`fsync_fn` default to `os.write`/`os.fsync`; tests inject failures through them.
+    `files` is the file-system layer (tests record or fail its calls); `write_fn`/`fsync_fn`
+    override only the journal's appends (tests inject a full disk through them).
     `fsync=False` skips fsync (only for throwaway data: writes are then not crash-safe).
     `compact_ratio`/`compact_min_bytes`: compact when the file is larger than both
     `compact_min_bytes` and `compact_ratio` × the live data.
@@ -138,8 +195,9 @@ class JournalStorage(Storage):
         fsync: bool = True,
         compact_ratio: float = 2.0,
         compact_min_bytes: int = 1 << 20,
-        write_fn: WriteFn = os.write,
-        fsync_fn: SyncFn = os.fsync,
+        files: FileOps = DEFAULT_FILE_OPS,
+        write_fn: WriteFn | None = None,
+        fsync_fn: SyncFn | None = None,
     ) -> None:
         if compact_ratio <= 1.0:
             raise ValueError("compact_ratio must be greater than 1")
@@ -148,35 +206,54 @@ class JournalStorage(Storage):
         self._fsync = fsync
         self._compact_ratio = compact_ratio
         self._compact_min_bytes = compact_min_bytes
-        self._write_fn = write_fn
-        self._fsync_fn = fsync_fn
+        self._files = files
+        self._write_fn: WriteFn = write_fn or files.write
+        self._fsync_fn: SyncFn = fsync_fn or files.fsync
         self._lock = threading.RLock()
         self._tables: Tables = {}
         self._sizes: dict[str, dict[str, int]] = {}  # encoded size of each live document
         self._live_bytes = 0
         self._size = 0  # bytes of the journal known to be valid
+        self._seq = 0  # number of the last record in the journal
+        self.ledger_id = ""
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        self._marks = SequenceFile(mark_path(self.path), files, fsync=fsync)
         self._broken: str | None = None
         self._group_depth = 0
         self._group_ops: list[str] = []
         self._group_undo: list[tuple[Any, ...]] = []
         self._skip_compaction_until = 0
         self.compactions = 0
+        self.dropped_tail = False  # an unacknowledged last write was found (and cut when writing)
         if read_only:
             self._load_read_only()
         else:
             self._open_for_writing(create_dirs)
 
     # ------------------------------------------------------------------------------- opening
+    @property
+    def sequence_path(self) -> Path:
+        return mark_path(self.path)
+
+    @property
+    def last_seq(self) -> int:
+        """Number of the last record in the journal (0: none yet)."""
+        return self._seq
+
     def _load_read_only(self) -> None:
+        # The sequence record first: the journal read after it can only be longer.
+        marks = read_mark(self.sequence_path)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return  # no ledger yet: nothing recorded
+            data = None
         except OSError as exc:
             raise StorageError(f"cannot read the ledger {self.path}: {exc.strerror}") from exc
-        self._replay(data)
+        replay = self._replay(data, marks)
+        self._seq, self._size = replay.last_seq, replay.good
+        self.ledger_id = replay.ledger_id or ""
+        self.dropped_tail = replay.bad_line is not None
 
     def _open_for_writing(self, create_dirs: bool) -> None:
         directory = self.path.parent
@@ -185,35 +262,82 @@ class JournalStorage(Storage):
                 raise StorageError(f"the ledger directory {directory} does not exist")
             directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         with contextlib.suppress(FileNotFoundError):
-            self._compact_path().unlink()  # a compaction interrupted by a crash: never used
+            self._files.unlink(self._compact_path())  # an interrupted compaction: never used
         self._acquire_lock()
-        existed = self.path.exists()
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, FILE_MODE)
-            os.fchmod(self._fd, FILE_MODE)
-            data = self._read_all(self._fd)
-        except OSError as exc:
-            self.close()
-            raise StorageError(f"cannot open the ledger {self.path}: {exc.strerror}") from exc
-        try:
-            good = self._replay(data)
-        except StorageError:
+            self._prepare()
+        except BaseException:
             self.close()
             raise
+
+    def _prepare(self) -> None:
+        marks = read_mark(self.sequence_path)
         try:
-            if good < len(data):
-                # The tail was never acknowledged (crash mid-append): cut it off before appending.
-                log.warning("ledger %s: dropped an incomplete last write", self.path.name)
-                os.ftruncate(self._fd, good)
-                self._sync(self._fd)
-            self._size = good
-            if good == 0:
-                self._append(_line(self._header()))
-            if not existed:
-                _fsync_dir(directory)
+            data: bytes | None = self.path.read_bytes()
+        except FileNotFoundError:
+            data = None
         except OSError as exc:
-            self.close()
+            raise StorageError(f"cannot open the ledger {self.path}: {exc.strerror}") from exc
+        replay = self._replay(data, marks)  # raises BooksDamaged before anything is changed
+        try:
+            if replay.new:
+                self._create(marks)
+            elif replay.version == LEGACY_VERSION:
+                self._upgrade(marks, data or b"", replay)
+            else:
+                self._resume(marks, data or b"", replay)
+        except OSError as exc:
             raise self._error("prepare", exc) from exc
+
+    def _create(self, marks: MarkReading) -> None:
+        """A new journal: the sequence record first, so a journal never exists without one."""
+        mark = marks.mark
+        self.ledger_id = mark.ledger_id if mark is not None else uuid.uuid4().hex
+        if mark is None or mark.seq != 0:
+            self._marks.create(Mark(self.ledger_id, 0))
+        else:
+            self._marks.open()
+        self._fd = self._files.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                                    FILE_MODE)
+        self._files.fchmod(self._fd, FILE_MODE)
+        header = _header_line(self._header(0, 0))
+        self._write_all(self._fd, header)
+        self._sync(self._fd)
+        if self._fsync:
+            self._files.fsync_dir(self.path.parent)
+        self._seq, self._size = 0, len(header)
+
+    def _resume(self, marks: MarkReading, data: bytes, replay: Replay) -> None:
+        self.ledger_id = replay.ledger_id or ""
+        self._fd = self._files.open(self.path, os.O_RDWR | os.O_APPEND, FILE_MODE)
+        self._files.fchmod(self._fd, FILE_MODE)
+        if replay.good < len(data):
+            # Only a write that was never acknowledged is cut (the replay checked it).
+            log.warning("ledger %s: cut off a write a power cut interrupted (after record %d)",
+                        self.path.name, replay.last_seq)
+            self._files.ftruncate(self._fd, replay.good)
+            self._sync(self._fd)
+        self._seq, self._size = replay.last_seq, replay.good
+        mark = marks.mark
+        if mark is None:
+            self._marks.create(Mark(self.ledger_id, self._seq))  # only when no record exists
+        else:
+            self._marks.open()
+            if mark.seq < self._seq:
+                self._marks.write(Mark(self.ledger_id, self._seq))
+
+    def _upgrade(self, marks: MarkReading, data: bytes, replay: Replay) -> None:
+        """A version-1 journal: give it an id and a sequence record, rewrite it as version 2."""
+        self.ledger_id = uuid.uuid4().hex
+        self._fd = self._files.open(self.path, os.O_RDWR | os.O_APPEND, FILE_MODE)
+        if replay.good < len(data):
+            log.warning("ledger %s: cut off an incomplete last write", self.path.name)
+            self._files.ftruncate(self._fd, replay.good)
+            self._sync(self._fd)
+        self._size = replay.good
+        self._marks.create(Mark(self.ledger_id, 0))
+        self.compact()
+        log.info("ledger %s: upgraded to journal format %d", self.path.name, JOURNAL_VERSION)
 
     def _acquire_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -230,73 +354,142 @@ class JournalStorage(Storage):
 
     @staticmethod
     def _read_all(fd: int) -> bytes:
-        os.lseek(fd, 0, os.SEEK_SET)
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_all(fd)
 
-    @staticmethod
-    def _header() -> str:
-        return _encode({"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION})
+    def _header(self, seq: int, lines: int) -> dict[str, Any]:
+        return {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "ledger": self.ledger_id,
+                "seq": seq, "lines": lines}
 
-    def _replay(self, data: bytes) -> int:
-        """Load the journal into memory; returns the length of its valid prefix."""
-        good = 0
-        bad_at: int | None = None
-        header = _line(self._header())
-        if len(data) < len(header) and header.startswith(data):
-            return 0  # a crash while the header itself was being written: nothing recorded
-        lines = data.split(b"\n")
-        if data and not self._is_header_line(lines[0]):
-            # Never "repair" a file that is not ours: someone's data would be cut off.
-            raise StorageCorruptError(f"{self.path} is not a Flash Terminal ledger")
-        # The piece after the last newline is an unterminated (torn) line, or empty.
-        for number, line in enumerate(lines[:-1], start=1):
-            try:
-                payload = _parse_line(line)
-            except ValueError:
-                if bad_at is None:
-                    bad_at = number
-                continue
-            if bad_at is not None:
-                raise StorageCorruptError(
-                    f"the ledger {self.path} is damaged at line {bad_at} (later lines are intact): "
-                    "stop the terminal and keep a copy of the file for support"
+    def _damage(self, what: str, affected: str = AFFECTS_JOURNAL) -> BooksDamaged:
+        return BooksDamaged(Damage(str(self.path), what, affected))
+
+    # ------------------------------------------------------------------------------- replay
+    def _replay(self, data: bytes | None, marks: MarkReading) -> Replay:
+        """Load the journal into memory and check it against the sequence record.
+
+        Raises `BooksDamaged` for anything but an unacknowledged last write.
+        """
+        mark = marks.mark
+        acknowledged = mark.seq if mark is not None else 0
+        if not data or _could_be_torn_header(data):
+            if acknowledged > 0:
+                state = "missing" if data is None else "empty" if not data else "unreadable"
+                raise self._damage(
+                    f"the journal is {state}, but the sequence record "
+                    f"{self.sequence_path.name} shows {acknowledged} record(s) were written",
+                    AFFECTS_JOURNAL.replace("from that point on", "in it"),
                 )
-            if number == 1:
-                self._check_header(payload)
-            else:
-                try:
-                    for op in payload:
-                        if op[0] == OP_PUT:
-                            size = len(line) if len(payload) == 1 else len(_encode(op)) + 12
-                            self._apply(op, op[3], size)
-                        else:
-                            self._apply(op, None, 0)
-                except (TypeError, IndexError, KeyError) as exc:
-                    raise StorageCorruptError(
-                        f"the ledger {self.path} has an unreadable record at line {number}"
-                    ) from exc
-            good += len(line) + 1
-        return good
-
-    @staticmethod
-    def _is_header_line(line: bytes) -> bool:
+            return Replay(new=True, ledger_id=mark.ledger_id if mark else None)
+        lines = data.split(b"\n")  # the piece after the last newline is a torn line, or b""
         try:
-            payload = _parse_line(line)
+            header = _parse_header(lines[0])
         except ValueError:
-            return False
-        return isinstance(payload, dict) and payload.get("format") == JOURNAL_FORMAT
+            header = None
+        if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
+            # Never "repair" a file that is not ours: someone's data would be cut off.
+            raise StorageCorruptError(Damage(
+                str(self.path), "this is not a Flash Terminal ledger (its first line is not a "
+                "journal header)", "No sale can be read from it.",
+                "Check the data_dir setting; move the file away if it does not belong there."))
+        version = header.get("version")
+        if version == LEGACY_VERSION:
+            return self._replay_legacy(lines)
+        if version != JOURNAL_VERSION:
+            raise StorageCorruptError(Damage(
+                str(self.path), f"it has format version {version}; this software reads "
+                f"version {JOURNAL_VERSION}", "Nothing can be read until the software is updated.",
+                "Update the terminal software."))
+        return self._replay_numbered(lines, header, marks)
 
-    def _check_header(self, payload: Any) -> None:
-        if not isinstance(payload, dict) or payload.get("format") != JOURNAL_FORMAT:
-            raise StorageCorruptError(f"{self.path} is not a Flash Terminal ledger")
-        if payload.get("version") != JOURNAL_VERSION:
-            raise StorageCorruptError(
-                f"the ledger {self.path} has format version {payload.get('version')}; "
-                f"this software reads version {JOURNAL_VERSION}: update the terminal software"
-            )
+    def _replay_numbered(self, lines: list[bytes], header: dict[str, Any],
+                         marks: MarkReading) -> Replay:
+        ledger_id, snapshot_seq, snapshot_lines = (header.get("ledger"), header.get("seq"),
+                                                   header.get("lines"))
+        if not (isinstance(ledger_id, str) and isinstance(snapshot_seq, int)
+                and isinstance(snapshot_lines, int)):
+            raise self._damage("its header is incomplete")
+        replay = Replay(ledger_id=ledger_id, good=len(lines[0]) + 1)
+        read_snapshot = 0
+        last = snapshot_seq
+        for number, line in enumerate(lines[1:-1], start=2):
+            try:
+                seq, payload = _parse_record(line)
+            except ValueError:
+                if replay.bad_line is None:
+                    replay.bad_line = number
+                continue
+            if replay.bad_line is not None:
+                raise self._damage(
+                    f"line {replay.bad_line} fails its check while later lines are intact "
+                    f"(record {last + 1} is damaged)")
+            in_snapshot = read_snapshot < snapshot_lines
+            expected = snapshot_seq if in_snapshot else last + 1
+            if seq != expected:
+                raise self._damage(
+                    f"records are missing: line {number} holds record {seq} where record "
+                    f"{expected} should be (a gap in the sequence)")
+            self._apply_payload(payload, number, len(line))
+            if in_snapshot:
+                read_snapshot += 1
+            else:
+                last = seq
+            replay.good += len(line) + 1
+        if lines[-1] and replay.bad_line is None:
+            replay.bad_line = len(lines)  # an unterminated last line
+        if read_snapshot < snapshot_lines:
+            raise self._damage(
+                f"it ends inside its snapshot ({read_snapshot} of {snapshot_lines} lines): "
+                "the file was cut short", AFFECTS_JOURNAL.replace("from that point on", ""))
+        replay.last_seq = last
+        self._check_against_marks(replay, marks)
+        return replay
+
+    def _check_against_marks(self, replay: Replay, marks: MarkReading) -> None:
+        mark, last = marks.mark, replay.last_seq
+        seq_name = self.sequence_path.name
+        if mark is None:
+            if last > 0:
+                state = "unreadable" if marks.unreadable else "missing"
+                raise self._damage(
+                    f"its sequence record {seq_name} is {state}, so the journal cannot be "
+                    f"checked for lost records (it holds records up to {last})",
+                    "Records written after the last one in the journal may be missing.")
+            return
+        if mark.ledger_id != replay.ledger_id:
+            raise self._damage(
+                f"its sequence record {seq_name} belongs to another ledger",
+                "The journal cannot be checked for lost records.")
+        if last < mark.seq:
+            where = (f"line {replay.bad_line} fails its check" if replay.bad_line is not None
+                     else "the file ends there")
+            raise self._damage(
+                f"it ends at record {last} but records up to {mark.seq} were acknowledged "
+                f"({where}): it was cut short, zeroed or damaged")
+
+    def _replay_legacy(self, lines: list[bytes]) -> Replay:
+        """Version 1: no record numbers; only an unterminated last line may be cut."""
+        replay = Replay(version=LEGACY_VERSION, good=len(lines[0]) + 1)
+        for number, line in enumerate(lines[1:-1], start=2):
+            try:
+                payload = json.loads(_verified_body(line))
+            except ValueError:
+                raise self._damage(f"line {number} fails its check") from None
+            self._apply_payload(payload, number, len(line))
+            replay.good += len(line) + 1
+        if lines[-1]:
+            replay.bad_line = len(lines)
+        return replay
+
+    def _apply_payload(self, payload: Any, number: int, line_size: int) -> None:
+        try:
+            for op in payload:
+                if op[0] == OP_PUT:
+                    size = line_size if len(payload) == 1 else len(_encode(op)) + 12
+                    self._apply(op, op[3], size)
+                else:
+                    self._apply(op, None, 0)
+        except (TypeError, IndexError, KeyError) as exc:
+            raise self._damage(f"line {number} is not a readable record") from exc
 
     # ------------------------------------------------------------------------- TinyDB contract
     def read(self) -> Tables:
@@ -322,12 +515,15 @@ class JournalStorage(Storage):
 
     def close(self) -> None:
         with self._lock:
-            for attr in ("_fd", "_lock_fd"):
-                fd = getattr(self, attr)
-                if fd is not None:
-                    setattr(self, attr, None)
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+            self._marks.close()
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    self._files.close(fd)
+            lock_fd, self._lock_fd = self._lock_fd, None
+            if lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(lock_fd)
 
     # ------------------------------------------------------------------------ journal access
     def table_view(self, name: str) -> Mapping[str, dict[str, Any]]:
@@ -348,10 +544,14 @@ class JournalStorage(Storage):
     def live_bytes(self) -> int:
         return self._live_bytes
 
-    def commit(self, ops: list[Op]) -> None:
-        """Make `ops` durable as one journal line, then apply them in memory.
+    @property
+    def in_group(self) -> bool:
+        return self._group_depth > 0
 
-        Inside `group()` the line is written when the outermost group ends.
+    def commit(self, ops: list[Op]) -> None:
+        """Make `ops` durable as one journal record, then apply them in memory.
+
+        Inside `group()` the record is written when the outermost group ends.
         """
         if not ops:
             return
@@ -365,14 +565,15 @@ class JournalStorage(Storage):
                     self._apply_encoded(op, text, doc_text)
                     self._group_ops.append(text)
                 return
-            self._append(_line("[" + ",".join(text for text, _ in encoded) + "]"))
+            acknowledged = self._append("[" + ",".join(text for text, _ in encoded) + "]")
             for op, (text, doc_text) in zip(ops, encoded, strict=True):
                 self._apply_encoded(op, text, doc_text)
+            acknowledged.check()
             self._maybe_compact()
 
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
-        """Group commit: every write inside becomes one journal line and one fsync, atomically.
+        """Group commit: every write inside becomes one journal record and one fsync, atomically.
 
         Reads inside the block see the new state; if the block raises or the final write
         fails, memory is rolled back to the state before the block.
@@ -394,12 +595,13 @@ class JournalStorage(Storage):
                 self._group_undo = []
                 return
             try:
-                self._append(_line("[" + ",".join(texts) + "]"))
+                acknowledged = self._append("[" + ",".join(texts) + "]")
             except BaseException:
                 self._group_ops = texts
                 self._rollback_group()
                 raise
             self._group_undo = []
+            acknowledged.check()
             self._maybe_compact()
 
     def _rollback_group(self) -> None:
@@ -490,31 +692,53 @@ class JournalStorage(Storage):
             self._live_bytes += size
 
     # --------------------------------------------------------------------------------- disk
-    def _append(self, line: bytes) -> None:
+    def _append(self, payload: str) -> _Acknowledgement:
+        """Write one record durably; the returned acknowledgement raises if it is in doubt.
+
+        The record is in the journal once this returns (memory must follow it); if its number
+        could not be recorded in the sequence file, `check()` raises afterwards and the storage
+        refuses further writes until it is reopened.
+        """
         if self._broken:
             raise StorageError(self._broken)
         if self._fd is None:
             raise StorageError(f"the ledger {self.path} is closed")
         start = self._size
-        view = memoryview(line)
+        seq = self._seq + 1
+        line = _record_line(seq, payload)
         try:
-            written = 0
-            while written < len(line):
-                written += self._write_fn(self._fd, view[written:])
-            self._sync(self._fd)
+            self._write_all(self._fd, line, self._write_fn)
+            if self._fsync:
+                self._fsync_fn(self._fd)
         except OSError as exc:
             self._cut_back(start)
             raise self._error("write", exc) from exc
         self._size = start + len(line)
+        self._seq = seq
+        try:
+            self._marks.write(Mark(self.ledger_id, seq))
+        except OSError as exc:
+            # The record is durable in the journal (a reopen reads it), but not acknowledged.
+            self._broken = (f"the sequence record of the ledger {self.path} could not be "
+                            f"written ({exc.strerror}): restart the terminal")
+            return _Acknowledgement(StorageError(self._broken))
+        return _Acknowledgement(None)
+
+    def _write_all(self, fd: int, data: bytes, write: WriteFn | None = None) -> None:
+        write = write or self._files.write
+        view = memoryview(data)
+        written = 0
+        while written < len(data):
+            written += write(fd, view[written:])
 
     def _sync(self, fd: int) -> None:
         if self._fsync:
-            self._fsync_fn(fd)
+            self._files.fsync(fd)
 
     def _cut_back(self, size: int) -> None:
         """Remove a partial or unsynced line so it can never be read as acknowledged."""
         try:
-            os.ftruncate(self._fd, size)  # type: ignore[arg-type]
+            self._files.ftruncate(self._fd, size)  # type: ignore[arg-type]
         except OSError:
             self._broken = (
                 f"the ledger {self.path} could not be repaired after a failed write: "
@@ -550,62 +774,95 @@ class JournalStorage(Storage):
         with self._lock:
             if self.read_only or self._group_depth:
                 raise StorageError("the ledger cannot be compacted now")
+            if self._broken:
+                raise StorageError(self._broken)
             tmp = self._compact_path()
             try:
                 size = self._write_snapshot(tmp)
-                new_fd = os.open(tmp, os.O_RDWR | os.O_APPEND)
+                new_fd = self._files.open(tmp, os.O_RDWR | os.O_APPEND, FILE_MODE)
             except OSError as exc:
                 with contextlib.suppress(OSError):
-                    tmp.unlink()
+                    self._files.unlink(tmp)
                 raise self._error("compact", exc) from exc
             try:
-                os.replace(tmp, self.path)
+                self._files.replace(tmp, self.path)
             except OSError as exc:
-                os.close(new_fd)
+                self._files.close(new_fd)
                 with contextlib.suppress(OSError):
-                    tmp.unlink()
+                    self._files.unlink(tmp)
                 raise self._error("compact", exc) from exc
             # From here the new file is the ledger: appends must go to it, whatever happens next.
             old_fd, self._fd = self._fd, new_fd
             if old_fd is not None:
-                os.close(old_fd)
+                self._files.close(old_fd)
             self._size = size
             self._skip_compaction_until = 0
             self.compactions += 1
             try:
-                _fsync_dir(self.path.parent)  # make the rename itself survive a power cut
+                if self._fsync:
+                    self._files.fsync_dir(self.path.parent)  # the rename survives a power cut
             except OSError as exc:
+                # Appending to a file whose name may not survive would lose acknowledged writes.
+                self._broken = (f"the ledger {self.path} could not be made durable after a "
+                                f"compaction ({exc.strerror}): restart the terminal")
                 raise self._error("compact", exc) from exc
 
     def _write_snapshot(self, tmp: Path) -> int:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            buffer: list[bytes] = [_line(self._header())]
-            pending = len(buffer[0])
-            total = 0
+        return write_snapshot(tmp, self._tables, self.ledger_id, self._seq, files=self._files,
+                              write_fn=self._write_fn, fsync=self._fsync)
 
-            def flush() -> None:
-                nonlocal buffer, pending, total
-                data = memoryview(b"".join(buffer))
-                written = 0
-                while written < len(data):
-                    written += self._write_fn(fd, data[written:])
-                total += len(data)
+
+def snapshot_chunks(tables: Mapping[str, Mapping[str, Any]], ledger_id: str,
+                    seq: int) -> Iterator[bytes]:
+    """A whole journal holding `tables` as they stand after record `seq`, in ~1 MB chunks."""
+    lines = len(tables) + sum(len(t) for t in tables.values())
+    header = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "ledger": ledger_id,
+              "seq": seq, "lines": lines}
+    buffer: list[bytes] = [_header_line(header)]
+    pending = len(buffer[0])
+    for name, table in tables.items():
+        buffer.append(_record_line(seq, _encode([[OP_CLEAR, name]])))
+        for key, doc in table.items():
+            line = _record_line(seq, f"[[\"put\",{_encode(name)},{_encode(key)},{_encode(doc)}]]")
+            buffer.append(line)
+            pending += len(line)
+            if pending >= 1 << 20:
+                yield b"".join(buffer)
                 buffer, pending = [], 0
+    yield b"".join(buffer)
 
-            for name, table in self._tables.items():
-                buffer.append(_line(_encode([[OP_CLEAR, name]])))
-                for key, doc in table.items():
-                    line = _line(f"[[\"put\",{_encode(name)},{_encode(key)},{_encode(doc)}]]")
-                    buffer.append(line)
-                    pending += len(line)
-                    if pending >= 1 << 20:
-                        flush()
-            flush()
-            self._sync(fd)
-            return total
-        finally:
-            os.close(fd)
+
+def write_snapshot(tmp: Path, tables: Mapping[str, Mapping[str, Any]], ledger_id: str, seq: int,
+                   *, files: FileOps = DEFAULT_FILE_OPS, write_fn: WriteFn | None = None,
+                   fsync: bool = True) -> int:
+    """Write a snapshot journal to `tmp` (new, 0600, fsynced); returns its size."""
+    write = write_fn or files.write
+    fd = files.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        files.fchmod(fd, FILE_MODE)
+        total = 0
+        for chunk in snapshot_chunks(tables, ledger_id, seq):
+            view = memoryview(chunk)
+            written = 0
+            while written < len(chunk):
+                written += write(fd, view[written:])
+            total += len(chunk)
+        if fsync:
+            files.fsync(fd)
+        return total
+    finally:
+        files.close(fd)
+
+
+@dataclass(frozen=True)
+class _Acknowledgement:
+    """Raised by `check()` when a durable record's number could not be recorded."""
+
+    error: StorageError | None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 class _StagedTable(MutableMapping):
@@ -735,6 +992,7 @@ class JournalDB(TinyDB):
 
 
 __all__ = [
+    "BooksDamaged",
     "JournalDB",
     "JournalStorage",
     "JournalTable",

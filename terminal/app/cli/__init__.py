@@ -2,7 +2,8 @@
 
 Each command group lives in its own module exposing `register(subparsers)`; this module only
 assembles them. Exit codes are a contract: 0 success, 2 usage error (argparse's own), 3 invalid
-card data, 4 payment failed or declined.
+card data, 4 payment failed or declined, 6 the books are damaged (every command that opens them;
+the message is one paragraph saying what to do, and nothing was changed).
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ import sys
 from collections.abc import Sequence
 
 from terminal import __version__
-from terminal.app.cli import card, charge, demo, doctor, enroll, history, run, sandbox, sync
+from terminal.app.cli import (
+    card,
+    charge,
+    demo,
+    doctor,
+    enroll,
+    history,
+    ledger,
+    run,
+    sandbox,
+    sync,
+)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 
-COMMAND_GROUPS = [card, charge, sandbox, doctor, demo, enroll, sync, history, run]
+COMMAND_GROUPS = [card, charge, sandbox, doctor, demo, enroll, sync, history, ledger, run]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        code = _books_damaged(args.command, exc)
+        if code is None:
+            raise
+        return code
+
+
+def _books_damaged(command: str, exc: Exception) -> int | None:
+    """Exit 6 with the books' one-paragraph explanation, for any command that opened them."""
+    from terminal.adapters.books.errors import EXIT_BOOKS_DAMAGED, BooksDamaged
+
+    if not isinstance(exc, BooksDamaged):
+        return None
+    print(f"flash-terminal {command}: {exc}", file=sys.stderr)
+    return EXIT_BOOKS_DAMAGED
 
 
 def run() -> None:  # type: ignore[no-redef]  # pragma: no cover - console entry

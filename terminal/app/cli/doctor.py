@@ -1,6 +1,7 @@
 """`flash-terminal doctor [--json] [--config FILE]`: check the terminal and say how to fix it.
 
-Exit 0 when no check failed (warnings allowed), 1 when one did.
+Exit 0 when no check failed (warnings allowed), 1 when one did, 6 when the books are damaged
+(every check still runs and is reported).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
+EXIT_BOOKS_DAMAGED = 6
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,4 +33,9 @@ def _doctor(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(format_report(report))
-    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+    if report.ok:
+        return EXIT_OK
+    ledger = next((c for c in report.checks if c.name == "ledger"), None)
+    if ledger is not None and ledger.detail.startswith("the books are damaged"):
+        return EXIT_BOOKS_DAMAGED
+    return EXIT_CHECK_FAILED

@@ -4,16 +4,20 @@
                            [--export csv|json] [--output FILE] [--config FILE]
 
 Dates are local YYYY-MM-DD, inclusive. Without --export: a readable table and the totals.
-The ledger is opened read-only (no lock), so this works while the terminal is running.
-Exit codes: 0 ok, 1 the configuration or ledger could not be read, 2 usage.
+The books are opened read-only (no lock), so this works while the terminal is running. Sales are
+streamed from the books as they are written out: an export of any range runs in constant memory.
+Exit codes: 0 ok, 1 the configuration or books could not be read or the output not written,
+2 usage, 6 the books are damaged.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import contextlib
+import os
 import re
 import sys
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
@@ -25,7 +29,6 @@ from terminal.core.records import SaleRecord
 
 EXIT_OK = 0
 EXIT_ERROR = 1
-LEDGER_FILE = "ledger.jsonl"  # as terminal.app.root.LEDGER_FILE, without importing the app's graph
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -62,8 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    from terminal.adapters.books.errors import BooksDamaged, StorageError
+    from terminal.adapters.books.layout import journal_path
     from terminal.adapters.books.ledger import Ledger  # imported here: `--help` stays fast
-    from terminal.adapters.books.storage import StorageError
 
     try:
         query = history.SaleQuery(
@@ -77,27 +81,24 @@ def run_history(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.report("flash-terminal history"), file=sys.stderr)
         return EXIT_ERROR
-    path = config.data_dir / LEDGER_FILE
+    path = journal_path(config.data_dir)
     if not path.exists():
         print(f"flash-terminal history: no sales recorded yet ({path} does not exist)",
               file=sys.stderr)
     try:
-        with Ledger(path, read_only=True) as ledger:
-            records = ledger.history(query)
+        with Ledger(path, read_only=True) as ledger, _output(args.output) as out:
+            records = ledger.sales_matching(query)
+            if args.export == "json":
+                history.write_json(records, out)
+            elif args.export == "csv":
+                history.write_csv(records, out)
+            else:
+                render_table(records, out)
+    except BooksDamaged:
+        raise  # exit 6, with its paragraph (terminal.app.cli)
     except StorageError as exc:
         print(f"flash-terminal history: {exc}", file=sys.stderr)
         return EXIT_ERROR
-
-    if args.export == "json":
-        text = history.to_json(records)
-    elif args.export == "csv":
-        text = history.to_csv(records)
-    else:
-        out = io.StringIO()
-        render_table(records, out)
-        text = out.getvalue()
-    try:
-        _emit(text, args.output)
     except OSError as exc:
         print(f"flash-terminal history: cannot write {args.output}: {exc.strerror}",
               file=sys.stderr)
@@ -105,12 +106,23 @@ def run_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _emit(text: str, output: str | None) -> None:
+@contextlib.contextmanager
+def _output(output: str | None) -> Iterator[TextIO]:
+    """stdout, or FILE written whole or not at all (a temporary file renamed when complete)."""
     if output is None:
-        sys.stdout.write(text)
+        yield sys.stdout
         sys.stdout.flush()
         return
-    Path(output).write_text(text, encoding="utf-8", newline="")
+    target = Path(output)
+    tmp = target.with_name(f".{target.name}.partial")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 # ------------------------------------------------------------------------------------ table
@@ -127,28 +139,36 @@ def _sats(msat: int | None) -> str:
 
 def _totals_line(label: str, t: history.Totals) -> str:
     amounts = ", ".join(_money(v, c) for c, v in sorted(t.minor.items())) or "-"
-    return f"  {label:<20} {t.sales:>5} sales {t.paid:>5} paid  {_sats(t.msat):>18}  {amounts}"
+    line = (f"  {label:<20} {t.sales:>5} sales {t.taken:>5} taken  {_sats(t.taken_msat):>18}  "
+            f"{amounts}")
+    if t.pending:
+        line += f"  ({t.pending} pending offline: {_sats(t.pending_msat)})"
+    return line
 
 
-def render_table(records: list[SaleRecord], out: TextIO) -> None:
-    if not records:
-        out.write("No sales match.\n")
-        return
-    out.write(f"{'TIME':<19}  {'STATE':<18} {'METHOD':<6} {'AMOUNT':>14} {'SATS':>16}  "
-              f"{'CARD':<16} {'REASON'}\n")
+def render_table(records: Iterable[SaleRecord], out: TextIO) -> None:
+    """One line per sale as it streams by, then the totals (counted in the same pass)."""
+    report = history.Report()
     for r in records:
+        if not report.total.sales:
+            out.write(f"{'TIME':<19}  {'STATE':<18} {'METHOD':<6} {'AMOUNT':>14} {'SATS':>16}  "
+                      f"{'CARD':<16} {'REASON'}\n")
+        report.add(r)
         when = datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         out.write(
             f"{when:<19}  {r.state:<18} {r.method or '-':<6} "
             f"{_money(r.amount_minor, r.currency):>14} {_sats(r.amount_msat):>16}  "
             f"{(r.card_id or '-')[:16]:<16} {r.reason or ''}".rstrip() + "\n"
         )
-    out.write("\nTotals per day (money counts paid sales only):\n")
-    for day, t in history.totals_by_day(records).items():
+    if not report.total.sales:
+        out.write("No sales match.\n")
+        return
+    out.write("\nTotals per day (taken: paid, or accepted offline and not settled yet "
+              "(pending); the rest are attempts):\n")
+    for day, t in sorted(report.by_day.items()):
         out.write(_totals_line(day.isoformat(), t) + "\n")
-    per_card = history.totals_by_card(records)
-    if per_card:
+    if report.by_card:
         out.write("Totals per card:\n")
-        for card_id, t in per_card.items():
+        for card_id, t in sorted(report.by_card.items()):
             out.write(_totals_line(card_id[:20], t) + "\n")
-    out.write(_totals_line("All", history.total(records)) + "\n")
+    out.write(_totals_line("All", report.total) + "\n")

@@ -1,0 +1,453 @@
+"""The archive of settled sales: SQLite on disk (WAL, synchronous=FULL), queried through indexes.
+
+A sale that reaches a final state leaves the journal (which is held in memory) for this file, so
+the terminal's memory and start-up follow the work in flight, not years of history. Nothing here
+is loaded at open: every query reads from disk through an index.
+
+Schema (version 1):
+
+    meta(key PRIMARY KEY, value)   ledger id, schema version, `moves` (see below)
+    sales(n INTEGER PRIMARY KEY, id UNIQUE, created_at, state, method, card_id, currency,
+          amount_minor, amount_msat, tip_minor, tip_msat, payment_hash UNIQUE,
+          awaiting_invoice, synced)
+    docs(n INTEGER PRIMARY KEY, doc, crc)   the whole record as JSON, with its CRC-32
+
+`sales` holds the columns queries filter and total on (small rows: a year's totals read little);
+`docs` holds each record whole, checked against its CRC when read. Indexes: time (created_at, id),
+card (card_id, created_at), payment hash (unique), and two partial ones for the few sales still
+to be looked at: invoices the backend has not declared final, and sales not yet marked synced.
+
+`moves` counts the transactions that moved sales in. The journal records the count after each
+move; an archive whose count is lower than the journal's lost committed moves (a deleted WAL, an
+old copy put back): that is damage, found at open in O(1).
+
+SQLite guarantees a committed transaction survives a power cut with synchronous=FULL (the WAL is
+fsynced at each commit). The move between the journal and this file is the books' own protocol,
+tested by crash injection (tests/test_books_crash_states.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from terminal.adapters.books.errors import BooksDamaged, Damage, StorageError, StorageFullError
+from terminal.core.history import SaleSummary, awaiting_invoice
+from terminal.core.records import SaleRecord
+
+SCHEMA_VERSION = 1
+FILE_MODE = 0o600
+FETCH = 500  # rows per fetch while streaming: constant memory whatever the range
+
+AFFECTS_ARCHIVE = (
+    "Settled sales (history, totals, exports, and the check that a payment hash is never used "
+    "twice) may be wrong or missing."
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS sales (
+    n INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    method TEXT,
+    card_id TEXT,
+    currency TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
+    amount_msat INTEGER,
+    tip_minor INTEGER NOT NULL,
+    tip_msat INTEGER,
+    payment_hash TEXT UNIQUE,
+    awaiting_invoice INTEGER NOT NULL,
+    synced INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS docs (n INTEGER PRIMARY KEY, doc TEXT NOT NULL, crc INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sales_time ON sales (created_at, id);
+CREATE INDEX IF NOT EXISTS sales_card ON sales (card_id, created_at) WHERE card_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sales_awaiting ON sales (created_at) WHERE awaiting_invoice = 1;
+CREATE INDEX IF NOT EXISTS sales_unsynced ON sales (created_at) WHERE synced = 0;
+"""
+
+SUMMARY_COLUMNS = ("id, created_at, state, method, card_id, currency, amount_minor, amount_msat, "
+                   "tip_minor, tip_msat")
+
+
+@dataclass(frozen=True)
+class Where:
+    """A pre-filter on the indexed columns; the caller still applies the exact rules."""
+
+    start: float | None = None
+    end: float | None = None
+    state: str | None = None
+    method: str | None = None
+    card_prefix: str | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.start is not None:
+            clauses.append("created_at >= ?")
+            params.append(self.start)
+        if self.end is not None:
+            clauses.append("created_at < ?")
+            params.append(self.end)
+        if self.state is not None:
+            clauses.append("state = ?")
+            params.append(self.state)
+        if self.method is not None:
+            clauses.append("method = ?")
+            params.append(self.method)
+        if self.card_prefix:
+            # A prefix range the card index can serve (card ids are lower-case hex).
+            clauses.append("card_id >= ? AND card_id < ?")
+            params.extend([self.card_prefix, self.card_prefix + "\uffff"])
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _doc_text(record: SaleRecord) -> str:
+    return json.dumps(record.to_doc(), ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False)
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def _columns(record: SaleRecord) -> tuple[Any, ...]:
+    return (record.id, record.created_at, record.state, record.method, record.card_id,
+            record.currency, record.amount_minor, record.amount_msat, record.tip_minor,
+            record.tip_msat, record.payment_hash, int(awaiting_invoice(record)),
+            int(record.synced))
+
+
+class SaleArchive:
+    """The settled sales of one ledger. One writer (the journal's lock holder), many readers."""
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+        if read_only:
+            if self.path.exists():
+                self._db = self._connect(read_only=True)
+        else:
+            self._open_for_writing()
+
+    # ------------------------------------------------------------------------------- opening
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        try:
+            if read_only:
+                db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
+                                     isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA query_only = 1")
+            else:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous = FULL")
+            return db
+        except sqlite3.DatabaseError as exc:
+            raise self._damage_from(exc) from exc
+
+    def _open_for_writing(self) -> None:
+        created = not self.path.exists()
+        if created:
+            # Private from the first byte: sqlite creates files with the process umask.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            os.close(fd)
+        os.chmod(self.path, FILE_MODE)
+        db = self._connect(read_only=False)
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StorageError(f"the archive {self.path} cannot use a write-ahead log")
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                       (SCHEMA_VERSION,))
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('moves', 0)")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise self._damage_from(exc) from exc
+        self._db = db
+        schema = self._meta("schema")
+        if schema != SCHEMA_VERSION:
+            self.close()
+            raise BooksDamaged(Damage(
+                str(self.path), f"it has schema version {schema}; this software reads version "
+                f"{SCHEMA_VERSION}", "Nothing can be read until the software is updated.",
+                "Update the terminal software."))
+        if created:
+            from terminal.adapters.books.fileops import DEFAULT_FILE_OPS
+
+            DEFAULT_FILE_OPS.fsync_dir(self.path.parent)
+
+    def _damage_from(self, exc: sqlite3.Error) -> StorageError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and "full" in text:
+            return StorageFullError(
+                f"the disk holding the archive {self.path} is full: settled sales stay in the "
+                "journal until there is room. Free some space (old exports, logs)")
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                exc, sqlite3.OperationalError | sqlite3.IntegrityError):
+            return BooksDamaged(Damage(str(self.path), f"SQLite reports: {text}", AFFECTS_ARCHIVE))
+        return StorageError(f"the archive {self.path} could not be used: {text}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            db, self._db = self._db, None
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+
+    @property
+    def exists(self) -> bool:
+        return self._db is not None
+
+    # ------------------------------------------------------------------------------- meta
+    def _meta(self, key: str) -> Any:
+        row = self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = ?",
+                                               (key,)).fetchone())
+        return None if row is None else row[0]
+
+    @property
+    def ledger_id(self) -> str | None:
+        value = self._meta("ledger")
+        return value if isinstance(value, str) else None
+
+    def adopt(self, ledger_id: str) -> None:
+        """Name the ledger this archive belongs to (once, when it is new)."""
+        self._write(lambda db: db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger', ?)", (ledger_id,)))
+
+    @property
+    def moves(self) -> int:
+        value = self._meta("moves")
+        return int(value) if isinstance(value, int) else 0
+
+    def set_moves(self, moves: int) -> None:
+        """Set the move count (only `ledger repair`, on the archive it rebuilds)."""
+        self._write(lambda db: db.execute("UPDATE meta SET value = ? WHERE key = 'moves'",
+                                          (moves,)))
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the main file (before the file is moved or copied)."""
+        self._write(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+
+    def is_empty(self) -> bool:
+        return self._read(lambda db: db.execute("SELECT 1 FROM sales LIMIT 1").fetchone()) is None
+
+    # ------------------------------------------------------------------------------ writing
+    def put(self, records: Sequence[SaleRecord]) -> int:
+        """Insert or replace `records` in one durable transaction; returns the new move count."""
+
+        def work(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for record in records:
+                    self._upsert(db, record)
+                db.execute("UPDATE meta SET value = value + 1 WHERE key = 'moves'")
+                moves = db.execute("SELECT value FROM meta WHERE key = 'moves'").fetchone()[0]
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            return int(moves)
+
+        return self._write(work)
+
+    @staticmethod
+    def _upsert(db: sqlite3.Connection, record: SaleRecord) -> None:
+        columns = _columns(record)
+        text = _doc_text(record)
+        row = db.execute("SELECT n FROM sales WHERE id = ?", (record.id,)).fetchone()
+        if row is None:
+            n = db.execute(
+                "INSERT INTO sales (id, created_at, state, method, card_id, currency, "
+                "amount_minor, amount_msat, tip_minor, tip_msat, payment_hash, "
+                "awaiting_invoice, synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                columns).lastrowid
+            db.execute("INSERT INTO docs (n, doc, crc) VALUES (?, ?, ?)", (n, text, _crc(text)))
+            return
+        n = row[0]
+        db.execute(
+            "UPDATE sales SET created_at = ?, state = ?, method = ?, card_id = ?, currency = ?, "
+            "amount_minor = ?, amount_msat = ?, tip_minor = ?, tip_msat = ?, payment_hash = ?, "
+            "awaiting_invoice = ?, synced = ? WHERE n = ?", (*columns[1:], n))
+        db.execute("INSERT OR REPLACE INTO docs (n, doc, crc) VALUES (?, ?, ?)",
+                   (n, text, _crc(text)))
+
+    def _write(self, work: Any) -> Any:
+        if self.read_only or self._db is None:
+            raise StorageError(f"the archive {self.path} was opened read-only")
+        return self._run(work)
+
+    def _read(self, work: Any, default: Any = None) -> Any:
+        """`work(connection)` for a read; `default` when there is no archive. A closed archive
+        still answers, through a short-lived read-only connection (as a closed journal does)."""
+        with self._lock:
+            if self._db is not None:
+                return self._run(work)
+            if not self._closed or not self.path.exists():
+                return default
+        reader = self._connect(read_only=True)
+        try:
+            return work(reader)
+        except sqlite3.Error as exc:
+            raise self._damage_from(exc) from exc
+        finally:
+            reader.close()
+
+    def _run(self, work: Any) -> Any:
+        with self._lock:
+            if self._db is None:
+                raise StorageError(f"the archive {self.path} is closed")
+            try:
+                return work(self._db)
+            except sqlite3.Error as exc:
+                raise self._damage_from(exc) from exc
+
+    # ------------------------------------------------------------------------------ reading
+    def _record(self, sale_id: str, doc: str, crc: int) -> SaleRecord:
+        if _crc(doc) != crc:
+            raise BooksDamaged(Damage(
+                str(self.path), f"the archived sale {sale_id} fails its check", AFFECTS_ARCHIVE))
+        try:
+            return SaleRecord.from_doc(json.loads(doc))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BooksDamaged(Damage(
+                str(self.path), f"the archived sale {sale_id} is not a readable record",
+                AFFECTS_ARCHIVE)) from exc
+
+    def get(self, sale_id: str) -> SaleRecord | None:
+        row = self._read(lambda db: db.execute(
+            "SELECT s.id, d.doc, d.crc FROM sales s JOIN docs d ON d.n = s.n WHERE s.id = ?",
+            (sale_id,)).fetchone())
+        return None if row is None else self._record(*row)
+
+    def by_payment_hash(self, payment_hash: str) -> SaleRecord | None:
+        row = self._read(lambda db: db.execute(
+            "SELECT s.id, d.doc, d.crc FROM sales s JOIN docs d ON d.n = s.n "
+            "WHERE s.payment_hash = ?", (payment_hash,)).fetchone())
+        return None if row is None else self._record(*row)
+
+    def present(self, sale_ids: Iterable[str]) -> set[str]:
+        """Which of `sale_ids` are archived (one indexed lookup each)."""
+        ids = list(sale_ids)
+
+        def work(db: sqlite3.Connection) -> set[str]:
+            return {sid for sid in ids
+                    if db.execute("SELECT 1 FROM sales WHERE id = ?", (sid,)).fetchone()}
+
+        return self._read(work, set())
+
+    def count(self) -> int:
+        return int(self._read(lambda db: db.execute("SELECT count(*) FROM sales").fetchone()[0],
+                              0))
+
+    def records(self, where: Where = Where(), *, newest_first: bool = False,
+                skip: frozenset[str] = frozenset()) -> Iterator[SaleRecord]:
+        """Archived sales matching `where`, ordered by (created_at, id), streamed."""
+        clause, params = where.sql()
+        order = "DESC" if newest_first else "ASC"
+        # Only fixed column names are spliced in; every value is a bound parameter.
+        sql = (f"SELECT s.id, d.doc, d.crc FROM sales s JOIN docs d ON d.n = s.n{clause} "  # noqa: S608
+               f"ORDER BY s.created_at {order}, s.id {order}")
+        for sale_id, doc, crc in self._stream(sql, params):
+            if sale_id not in skip:
+                yield self._record(sale_id, doc, crc)
+
+    def summaries(self, where: Where = Where(), *,
+                  skip: frozenset[str] = frozenset()) -> Iterator[SaleSummary]:
+        """The columns totals need, streamed without reading whole records."""
+        clause, params = where.sql()
+        sql = f"SELECT {SUMMARY_COLUMNS} FROM sales{clause} ORDER BY created_at, id"  # noqa: S608
+        for row in self._stream(sql, params):
+            if row[0] not in skip:
+                yield SaleSummary(*row)
+
+    def awaiting_invoice(self, skip: frozenset[str] = frozenset()) -> Iterator[SaleRecord]:
+        sql = ("SELECT s.id, d.doc, d.crc FROM sales s JOIN docs d ON d.n = s.n "
+               "WHERE s.awaiting_invoice = 1 ORDER BY s.created_at")
+        for sale_id, doc, crc in self._stream(sql, []):
+            if sale_id not in skip:
+                yield self._record(sale_id, doc, crc)
+
+    def unsynced(self, skip: frozenset[str] = frozenset()) -> Iterator[SaleRecord]:
+        sql = ("SELECT s.id, d.doc, d.crc FROM sales s JOIN docs d ON d.n = s.n "
+               "WHERE s.synced = 0 ORDER BY s.created_at")
+        for sale_id, doc, crc in self._stream(sql, []):
+            if sale_id not in skip:
+                yield self._record(sale_id, doc, crc)
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """Rows of one query on a connection of its own: a consistent snapshot, streamed, that
+        never blocks the writer's connection."""
+        if self._db is None and not (self._closed and self.path.exists()):
+            return
+        reader = self._connect(read_only=True)
+        try:
+            cursor = reader.execute(sql, params)
+            while rows := cursor.fetchmany(FETCH):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise self._damage_from(exc) from exc
+        finally:
+            reader.close()
+
+    # ---------------------------------------------------------------------------- checking
+    def verify(self, limit: int = 5) -> list[Damage]:
+        """SQLite's integrity check plus every record against its checksum and columns."""
+        if self._db is None:
+            return []
+        found: list[Damage] = []
+        try:
+            rows = [r[0] for r in self._stream("PRAGMA integrity_check", [])]
+        except BooksDamaged as exc:
+            return [exc.damage]
+        if rows != ["ok"]:
+            found.append(Damage(str(self.path), "SQLite's integrity check fails: "
+                                + "; ".join(str(r) for r in rows[:3]), AFFECTS_ARCHIVE))
+        bad = 0
+        sql = ("SELECT s.id, s.created_at, s.state, s.payment_hash, d.doc, d.crc "
+               "FROM sales s LEFT JOIN docs d ON d.n = s.n")
+        try:
+            for sale_id, created_at, state, payment_hash, doc, crc in self._stream(sql, []):
+                problem = self._row_problem(sale_id, created_at, state, payment_hash, doc, crc)
+                if problem is None:
+                    continue
+                bad += 1
+                if bad <= limit:
+                    found.append(Damage(str(self.path), problem, AFFECTS_ARCHIVE))
+        except BooksDamaged as exc:
+            found.append(exc.damage)
+        if bad > limit:
+            found.append(Damage(str(self.path), f"{bad - limit} more archived sale(s) fail "
+                                "their check", AFFECTS_ARCHIVE))
+        return found
+
+    def _row_problem(self, sale_id: str, created_at: float, state: str,
+                     payment_hash: str | None, doc: str | None, crc: int | None) -> str | None:
+        if doc is None or crc is None:
+            return f"the archived sale {sale_id} has no record"
+        try:
+            record = self._record(sale_id, doc, crc)
+        except BooksDamaged as exc:
+            return exc.damage.what
+        if (record.id, record.created_at, record.state, record.payment_hash) != (
+                sale_id, created_at, state, payment_hash):
+            return f"the archived sale {sale_id} does not match its index columns"
+        return None
+
+
+__all__ = ["SCHEMA_VERSION", "SaleArchive", "Where"]
