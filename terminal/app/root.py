@@ -79,10 +79,11 @@ def build_backend(config: Config) -> Backend:
             api_key=flash.api_key,
             wallet_currency=flash.wallet_currency,
             network=config.network,
-            terminal_id=terminal_id(config),
+            # Resolved when first needed: building the backend writes nothing.
+            terminal_id=lambda: terminal_id(config),
             # Flash's invoice limit is per merchant account: every process of this terminal
-            # (kiosk, `sync`, `doctor`) shares one view of it.
-            budget_path=ensure_data_dir(config) / FLASH_BUDGET_FILE,
+            # (kiosk, `sync`, `doctor`) shares one view of it (the file is made on first use).
+            budget_path=config.data_dir / FLASH_BUDGET_FILE,
         )
     from terminal.adapters.backends.btcpay import BTCPayBackend
 

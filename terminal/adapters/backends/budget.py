@@ -64,7 +64,7 @@ class BackendBudget:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

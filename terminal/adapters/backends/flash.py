@@ -170,7 +170,7 @@ class FlashBackend:
         session_token: str | None = None,
         wallet_currency: str = USD,
         network: str = "bitcoin",
-        terminal_id: str | None = None,
+        terminal_id: str | Callable[[], str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         poll_interval_s: float = 1.5,
         ws_enabled: bool = True,

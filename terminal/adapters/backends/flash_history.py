@@ -184,7 +184,7 @@ class FlashHistory:
         transport: FlashTransport,
         wallet_id: Callable[[], Awaitable[str]],
         *,
-        terminal_id: str | None,
+        terminal_id: str | Callable[[], str] | None,
         network_check: Callable[[str], bool],
         can_read: Callable[[], bool],
     ) -> None:
@@ -207,7 +207,8 @@ class FlashHistory:
             payment = to_payment(row, await self._details_of(row), self._network_check)
             if payment is None or not payment.metadata:
                 continue
-            if self._terminal_id and payment.metadata.get("terminalId") != self._terminal_id:
+            mine = self._terminal_id() if callable(self._terminal_id) else self._terminal_id
+            if mine and payment.metadata.get("terminalId") != mine:
                 continue
             payments.append(payment)
         payments.sort(key=lambda p: p.settled_at, reverse=True)
