@@ -2,7 +2,9 @@
 
 Contract: prints `{"status", "reason", "sale_id", "payment_hash", "amount_msat"}` (plus a
 human `message`) with `--json`; exit 0 when paid or queued, 4 when the payment failed, expired or
-was declined, 2 for usage errors (including an unusable configuration).
+was declined, 2 for usage errors (including an unusable configuration). With `--reader` the tap
+comes from the NFC reader (terminal.app.cli.reader_tap); no tap in time fails the sale with
+reason `no-tap`, an absent reader with `reader-unavailable` (exit 4).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--tap", metavar="URL", help="a card's tap URL (lnurlw://…?p=…&c=…)")
     source.add_argument("--card-file", type=Path, metavar="PATH", help="tap a simulated card")
     source.add_argument("--qr", action="store_true", help="show the invoice and wait for a wallet")
+    source.add_argument("--reader", metavar="DEVICE",
+                        help="take the tap from an NFC reader, as the kiosk does (nfcpy device: "
+                        "usb, tty:AMA0:pn532, …); waits until the invoice expires or --timeout")
     parser.add_argument(
         "--pin-stdin", action="store_true",
         help=f"read the card PIN from standard input (or set {PIN_ENV}) when the issuer asks",
@@ -125,7 +130,18 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
         if args.qr:
             _show_invoice(till.session)
         else:
-            url = args.tap if args.tap else _tap_card_file(args.card_file)
+            if args.reader:
+                from terminal.app.cli.reader_tap import take_tap_async
+
+                taken = await take_tap_async(args.reader, _settle_timeout(till))
+                if taken.url is None:
+                    if till.session is not None:
+                        till.session.fail(taken.reason)
+                    await till.cancel()
+                    return _with_message(till.outcome(), taken.message)
+                url = taken.url
+            else:
+                url = args.tap if args.tap else _tap_card_file(args.card_file)
             await till.tap(url)
             if till.phase is PayPhase.PIN:
                 if pin is None:
