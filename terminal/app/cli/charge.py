@@ -17,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from terminal.adapters.books.storage import StorageLockedError
 from terminal.app.cli.args import load_config_or_exit
-from terminal.app.config import CURRENCIES
 from terminal.core.money import (
+    SALE_CURRENCIES,
     AmountError,
     AmountTooLarge,
     Money,
@@ -38,7 +37,7 @@ PIN_ENV = "FLASH_TERMINAL_PIN"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("charge", help="run one complete sale without the UI")
     parser.add_argument("amount", help="amount in the currency's major unit (e.g. 5 or 12.50)")
-    parser.add_argument("--currency", default=None, type=str.upper, choices=CURRENCIES,
+    parser.add_argument("--currency", default=None, type=str.upper, choices=SALE_CURRENCIES,
                         help="USD, JMD or SAT (default: the configured display currency)")
     parser.add_argument("--config", help="terminal configuration (or FLASH_TERMINAL_CONFIG)")
     parser.add_argument("--memo", default="", help="memo on the invoice")
@@ -72,6 +71,8 @@ def _charge(args: argparse.Namespace) -> int:
     except AmountError as exc:
         parser.error(f"amount: {exc.message}")
     pin = _read_pin(args)
+    from terminal.adapters.books.storage import StorageLockedError
+
     try:
         outcome = asyncio.run(_run(config, amount, args, pin))
     except StorageLockedError:
