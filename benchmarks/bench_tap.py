@@ -9,6 +9,10 @@ Rows:
   Reader thread, place -> event  hw.nfc.Reader end to end: card placed on the simulated antenna
                                  until the TapEvent reaches the consumer (includes the wait for
                                  the next poll, poll_interval below)
+  ... over the PN532 emulator    the same, but through nfcpy's own pn532 driver and tty
+                                 transport on a pty to the emulated PN532 in its own process
+                                 (hw.sim.pn532_process): every command a PN532 frame, ACK and
+                                 answer; needs write access to /dev for the link
 
 Goal: median <= 15 ms for the full tap (sense, activation, read, SUN verify).
 The card is hw.sim.card.SimulatedNtag424 programmed as a Boltcard with
@@ -19,9 +23,11 @@ SDM-mirrored SUN URL.
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -32,6 +38,7 @@ from hw.nfc import CardHandle, CardRemovedEvent, Reader, TapEvent, read_tap
 from hw.ntag424.tag import Ntag424
 from hw.sim.card import SimulatedNtag424
 from hw.sim.nfcpy_device import SimReader, installed
+from hw.sim.pn532_process import Pn532Process
 from terminal.protocols.boltcard.provisioning import BoltcardKeys, program_boltcard
 
 PATH = "sim:bench"
@@ -83,11 +90,12 @@ def time_direct_taps(sim: SimReader, card: object, taps: int,
     return read_ms, full_ms
 
 
-def time_reader_taps(sim: SimReader, card: object, taps: int) -> list[float]:
+def time_reader_taps(sim: SimReader | Pn532Process, card: object, taps: int,
+                     path: str = PATH) -> list[float]:
     events: queue.Queue = queue.Queue()
     placed_at: list[float] = []
     latencies = []
-    reader = Reader(PATH, events.put, poll_interval=POLL_INTERVAL,
+    reader = Reader(path, events.put, poll_interval=POLL_INTERVAL,
                     presence_interval=POLL_INTERVAL)
     with reader:
         events.get(timeout=5)  # ReaderStatusEvent(READY)
@@ -105,6 +113,17 @@ def time_reader_taps(sim: SimReader, card: object, taps: int) -> list[float]:
     return latencies
 
 
+def time_pn532_taps(card: SimulatedNtag424, taps: int) -> list[float] | None:
+    """Reader thread over nfcpy's pn532 driver and the emulated PN532 on a pty (None: no /dev)."""
+    if not os.access("/dev", os.W_OK):
+        return None
+    with tempfile.TemporaryDirectory() as directory:
+        card_file = os.path.join(directory, "card.json")
+        card.save(card_file)
+        with Pn532Process(f"/dev/ttyFLASHBENCH{os.getpid()}") as emulator:
+            return time_reader_taps(emulator, card_file, taps, emulator.nfcpy_path)
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
@@ -120,12 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         time_direct_taps(sim, card, 10, verify)  # warm-up: imports, caches
         read_ms, full_ms = time_direct_taps(sim, card, args.taps, verify)
         reader_ms = time_reader_taps(sim, card, max(20, args.taps // 3))
+    pn532_ms = time_pn532_taps(card, max(20, args.taps // 3))
 
     rows = [("sense + activate + NDEF read", read_ms)]
     if verify is not None:
         rows.append(("... + SUN verify (full tap)", full_ms))
     rows.append((f"Reader thread, place -> event (poll {POLL_INTERVAL * 1000:.0f} ms)",
                  reader_ms))
+    if pn532_ms is not None:
+        rows.append(("... over the PN532 emulator (pn532 driver, pty)", pn532_ms))
+    else:
+        print("PN532 emulator row skipped: nfcpy needs the pty linked in /dev (run as root)")
     print("card: hw.sim.card.SimulatedNtag424 programmed as a Boltcard (SDM on)")
     verifier = "terminal.protocols.boltcard.verify_tap_url" if verify else "not available"
     print(f"SUN verify: {verifier}")

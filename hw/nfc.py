@@ -21,6 +21,12 @@ Events, in the order a consumer sees them:
   CardRemovedEvent    the card of the last Tap/NotPaymentCard event left the reader
 
 While a card stays on the reader no further event is produced for it: one tap, one read.
+
+Several cards at once (a wallet held to the reader): nfcpy asks a PN53x for one target
+(InListPassiveTarget MaxTg 1), the chip resolves the anticollision by itself and nfcpy would
+read whichever card won. So before reading, a reader whose chip can list two targets (PN532,
+PN531, ACR122U) is asked for two; when two answer, nothing is read and the consumer gets a
+NotPaymentCardEvent with reason SEVERAL_CARDS ("one card at a time") until one is taken away.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import errno
 import logging
 import queue
 import struct
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +46,7 @@ from dataclasses import dataclass, field
 import ndef
 import nfc
 import nfc.clf
+import nfc.clf.pn53x
 import nfc.tag
 import nfc.tag.tt4
 from nfc.clf import RemoteTarget
@@ -51,7 +59,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGETS = ("106A", "106B", "212F")
 DEFAULT_POLL_INTERVAL = 0.1  # seconds between polls when no card is in the field
 DEFAULT_PRESENCE_INTERVAL = 0.1  # nfcpy's own presence-check period
-DEFAULT_BACKOFF = (0.5, 30.0)  # first and longest wait between attempts to open the reader
+# First and longest wait between attempts to open the reader: a reader plugged back in is
+# found within ~2 s however long it was away (opening an absent tty costs next to nothing).
+DEFAULT_BACKOFF = (0.5, 2.0)
 
 # NFC Forum Type 4 Tag operation specification: NDEF application, capability container.
 NDEF_AID = bytes.fromhex("D2760000850101")
@@ -70,6 +80,11 @@ SHORT_LE_MAX = 256
 SAK_ISO14443_4 = 0x20  # SEL_RES bit 6: the tag speaks ISO-DEP (Type 4A)
 SW_OK = 0x9000
 SW_WRONG_LENGTH = (0x6700, 0x6B00, 0x6282)  # wrong length / offset beyond file / end of file
+# PN53x InListPassiveTarget (UM0701-02 §7.3.5): MaxTg 2 at 106 kbit/s Type A counts the cards.
+IN_LIST_PASSIVE_TARGET = 0x4A
+BRTY_106A = 0x00
+# pyserial lets termios.error (not an OSError) out when a tty has gone: a lost reader too.
+LINK_ERRORS = (OSError, termios.error)
 
 HOLD_STILL_MESSAGE = "The card moved away too soon. Hold it still on the reader and tap again."
 
@@ -94,6 +109,7 @@ class NotPaymentReason(enum.Enum):
     BLANK = "blank"  # NDEF application present, empty message (a factory NTAG 424 DNA)
     NO_LINK = "no_link"  # NDEF message without a URI record
     UNREADABLE = "unreadable"  # malformed capability container or NDEF message
+    SEVERAL_CARDS = "several_cards"  # more than one card in the field: none is read
 
 
 NOT_PAYMENT_MESSAGES = {
@@ -104,6 +120,8 @@ NOT_PAYMENT_MESSAGES = {
     NotPaymentReason.BLANK: "This card is blank: it has not been set up as a Boltcard yet.",
     NotPaymentReason.NO_LINK: "This card holds data but no payment link: it is not a Boltcard.",
     NotPaymentReason.UNREADABLE: "This card's data is damaged or not in NFC Forum format.",
+    NotPaymentReason.SEVERAL_CARDS: "One card at a time: there is more than one card on the "
+    "reader. Take the other cards away.",
 }
 
 
@@ -193,7 +211,7 @@ class CardHandle:
             except (nfc.tag.TagCommandError, nfc.clf.CommunicationError) as error:
                 self._gone = True
                 raise CardRemovedError() from error
-            except OSError as error:
+            except LINK_ERRORS as error:
                 self._gone = True
                 raise ReaderUnavailableError(f"NFC reader failed: {error}") from error
             if not response or len(response) < 2:
@@ -206,7 +224,11 @@ class CardHandle:
         with self._lock:
             if self._gone:
                 return False
-            if not self._tag.is_present:
+            try:
+                present = self._tag.is_present
+            except termios.error as error:
+                raise _as_oserror(error) from error
+            if not present:
                 self._gone = True
             return not self._gone
 
@@ -343,6 +365,41 @@ def read_tap(handle: CardHandle) -> CardEvent:
 
 
 # -- the reader thread -----------------------------------------------------------------------
+def _as_oserror(error: BaseException) -> OSError:
+    """termios.error(errno, text) as the OSError it stands for."""
+    if isinstance(error, OSError):
+        return error
+    code, text = (*error.args, None, None)[:2]
+    return OSError(code if isinstance(code, int) else errno.EIO, str(text or error))
+
+
+def _link_lost(path: str, error: BaseException) -> ReaderStatusEvent:
+    """The reader failed after it was opened: a port that vanished is a reader unplugged."""
+    error = _as_oserror(error)
+    if error.errno is None:  # pyserial: "device reports readiness to read but returned no data"
+        return ReaderStatusEvent(ReaderState.ABSENT, f"NFC reader on {path} disconnected.")
+    return _open_failure(path, error)
+
+
+def _close_quietly(clf: nfc.ContactlessFrontend) -> None:
+    """Close nfcpy's reader even when its port is gone.
+
+    nfcpy's pn532 driver writes an ACK and a PowerDown on close; on a tty that has vanished
+    pyserial raises termios.error, which ContactlessFrontend.close does not catch, and the port
+    would stay open. Close the port itself then.
+    """
+    try:
+        clf.close()
+    except Exception as error:
+        log.debug("closing the NFC reader: %s", error)
+        device, clf.device = clf.device, None
+        transport = getattr(getattr(device, "chipset", None), "transport", None)
+        port = getattr(transport, "tty", None)
+        if port is not None:
+            with contextlib.suppress(Exception):
+                port.close()
+
+
 def _open_failure(path: str, error: OSError) -> ReaderStatusEvent:
     if error.errno == errno.EACCES:
         return ReaderStatusEvent(
@@ -362,6 +419,13 @@ def _open_failure(path: str, error: OSError) -> ReaderStatusEvent:
 def _identity(target: RemoteTarget) -> tuple[str, bytes]:
     ident = target.sdd_res or (target.sensf_res or b"")[1:9] or (target.sensb_res or b"")[1:5]
     return target.brty, bytes(ident)
+
+
+def _can_count_cards(clf: nfc.ContactlessFrontend) -> bool:
+    """True for PN53x readers whose InListPassiveTarget takes two targets (PN532, ACR122U)."""
+    chipset = getattr(clf.device, "chipset", None)
+    return isinstance(chipset, nfc.clf.pn53x.Chipset) and getattr(
+        chipset, "in_list_passive_target_max_target", 1) >= 2
 
 
 class _ReaderLost(Exception):
@@ -447,18 +511,18 @@ class Reader:
                         ReaderState.ABSENT, f"No NFC reader found on {self.path}."))
                 else:
                     delay = self._backoff[0]
-                    self._set_status(ReaderStatusEvent(ReaderState.READY, f"Ready: {clf}"))
+                    self._set_status(ReaderStatusEvent(ReaderState.READY, f"Ready: {clf.device}"))
                     self._poll(clf)
             except _ReaderLost as lost:
                 self._set_status(lost.status)
-            except OSError as error:
-                self._set_status(_open_failure(self.path, error))
+            except LINK_ERRORS as error:
+                self._set_status(_open_failure(self.path, _as_oserror(error)))
             except Exception as error:  # a driver bug must not kill the reader thread
                 log.exception("NFC reader failure")
                 self._set_status(ReaderStatusEvent(
                     ReaderState.ERROR, f"NFC reader on {self.path} failed: {error}"))
             finally:
-                clf.close()
+                _close_quietly(clf)
             if self._stop.wait(delay):
                 break
             delay = min(delay * 2, self._backoff[1])
@@ -467,8 +531,8 @@ class Reader:
         targets = [RemoteTarget(brty) for brty in self._targets]
         try:
             return clf.sense(*targets, iterations=1, interval=0)
-        except OSError as error:
-            raise _ReaderLost(_open_failure(self.path, error)) from error
+        except LINK_ERRORS as error:
+            raise _ReaderLost(_link_lost(self.path, error)) from error
 
     def _poll(self, clf: nfc.ContactlessFrontend) -> None:
         while not self._stop.is_set():
@@ -477,7 +541,44 @@ class Reader:
                 self._stop.wait(self._poll_interval)
                 continue
             log.debug("found %s", target.brty)
+            if target.brty == "106A" and _can_count_cards(clf):
+                if self._count_type_a(clf) > 1:
+                    self._refuse_several_cards(clf)
+                    continue
+                target = self._sense(clf)  # counting reset the field: select the card again
+                if target is None:
+                    continue
             self._serve(clf, target)
+
+    def _count_type_a(self, clf: nfc.ContactlessFrontend) -> int:
+        """How many Type A cards answer when the chip is asked for two targets.
+
+        nfcpy asks a PN53x for one target only and reads whichever card wins the
+        anticollision, so a second card would go unnoticed. The chip itself can list two.
+        Leaves the field reset. A chip that refuses the question counts as one card.
+        """
+        device = clf.device
+        try:
+            with clf.lock:
+                device.mute()  # every card back to IDLE, so all of them answer the REQA
+                data = device.chipset.command(
+                    IN_LIST_PASSIVE_TARGET, bytearray([2, BRTY_106A]), timeout=1.0)
+        except nfc.clf.pn53x.Chipset.Error as error:
+            log.debug("counting cards: %s", error)
+            return 1
+        except LINK_ERRORS as error:
+            raise _ReaderLost(_link_lost(self.path, error)) from error
+        return data[0] if data else 0
+
+    def _refuse_several_cards(self, clf: nfc.ContactlessFrontend) -> None:
+        """Read none of several cards; report once, then wait until at most one is left."""
+        self._emit(NotPaymentCardEvent(
+            NotPaymentReason.SEVERAL_CARDS,
+            NOT_PAYMENT_MESSAGES[NotPaymentReason.SEVERAL_CARDS]))
+        while not self._stop.wait(self._presence_interval):
+            if self._count_type_a(clf) < 2:
+                self._emit(CardRemovedEvent())
+                return
 
     def _serve(self, clf: nfc.ContactlessFrontend, target: RemoteTarget) -> None:
         """One card in the field: read it once, report, then wait until it leaves."""
@@ -485,8 +586,8 @@ class Reader:
         if iso_dep or target.brty.endswith("B"):
             try:
                 tag = nfc.tag.activate(clf, target)  # RATS/ATS; None on a broken link
-            except OSError as error:
-                raise _ReaderLost(_open_failure(self.path, error)) from error
+            except LINK_ERRORS as error:
+                raise _ReaderLost(_link_lost(self.path, error)) from error
             except Exception:  # nfcpy indexes into a malformed ATS without checking
                 log.warning("ISO-DEP activation failed", exc_info=True)
                 self._serve_other(clf, target, product="a card that answers incorrectly")
@@ -514,8 +615,8 @@ class Reader:
                 if not handle.check_presence():
                     self._emit(CardRemovedEvent())
                     return
-        except OSError as error:
-            raise _ReaderLost(_open_failure(self.path, error)) from error
+        except LINK_ERRORS as error:
+            raise _ReaderLost(_link_lost(self.path, error)) from error
         finally:
             handle.close()
 

@@ -33,7 +33,8 @@ DLE = 0x10
 EOT = 0x04
 LF = b"\n"
 
-ESC_INIT = bytes([ESC, 0x40])  # ESC @: initialise printer (clears styles, not the buffer)
+# Byte values as in Epson's ESC/POS Command Reference; tests/test_printer.py holds the vectors.
+ESC_INIT = bytes([ESC, 0x40])  # ESC @: clears the print buffer and modes (not the receive buffer)
 ESC_SELECT_CODE_TABLE = bytes([ESC, 0x74])  # ESC t n
 CODE_TABLE_PC858 = 19  # PC858 (Latin-1 with the euro sign), same numbering on Epson and clones
 ESC_BOLD = bytes([ESC, 0x45])  # ESC E n: emphasised on (1) / off (0)

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import bolt11
@@ -49,8 +48,9 @@ from terminal.core.ports.backend import (
     InvoiceRequest,
     InvoiceStatus,
 )
+from terminal.sandbox.flash_schema import schema_sdl
 
-SCHEMA = build_schema((Path(__file__).parent / "vectors" / "flash-schema.graphql").read_text())
+SCHEMA = build_schema(schema_sdl())  # the one copy: packaged with the sandbox
 API_KEY = "fk_test_0123456789abcdef_SECRET"
 USERNAME = "merchant"
 NODE_KEY = hashlib.sha256(b"mini-flash node key").hexdigest()

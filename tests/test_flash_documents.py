@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from graphql import OperationDefinitionNode, build_schema, parse, validate
 
 from terminal.adapters.backends import flash_documents
-
-SCHEMA_PATH = Path(__file__).parent / "vectors" / "flash-schema.graphql"
+from terminal.sandbox.flash_schema import schema_sdl
 
 
 @pytest.fixture(scope="module")
 def schema():
-    return build_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return build_schema(schema_sdl())  # the one copy of Flash's schema: the sandbox's
 
 
 def test_all_documents_lists_every_constant():

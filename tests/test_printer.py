@@ -1,7 +1,10 @@
 """ESC/POS printer over a real pty pair: a thread on the master side plays the printer.
 
-The far end parses every byte that arrives, answers DLE EOT status requests with the state the
-test gave it, and signals when a job's cut command has arrived (no sleeps).
+The far end keeps every byte that arrives, answers DLE EOT status requests with the state the
+test gave it, and signals when a job's cut command has arrived (no sleeps). It knows the
+commands only as the literal bytes of Epson's ESC/POS command reference, never through
+`hw.printer`'s constants or parser, and the jobs are compared byte for byte with vectors
+written out from that reference.
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ from hypothesis import strategies as st
 
 from hw.printer import (
     CHARS_PER_LINE,
-    DLE,
-    EOT,
-    GS_CUT,
     Align,
     Feed,
     Pair,
@@ -41,6 +41,24 @@ from hw.printer import (
 READY = 0x12  # DLE EOT answer with only the fixed bits
 WAIT_S = 5.0
 
+# Epson ESC/POS Command Reference (TM printers), each command as its bytes:
+ESC_AT = bytes.fromhex("1b40")  # ESC @  Initialize printer
+ESC_T_PC858 = bytes.fromhex("1b7413")  # ESC t 19  Select character code table: PC858 (Euro)
+ESC_E_ON = bytes.fromhex("1b4501")  # ESC E 1  Turn emphasized mode on
+ESC_E_OFF = bytes.fromhex("1b4500")  # ESC E 0  ... off
+ESC_A_LEFT = bytes.fromhex("1b6100")  # ESC a 0  Select justification: left
+ESC_A_CENTER = bytes.fromhex("1b6101")  # ESC a 1  centered
+ESC_A_RIGHT = bytes.fromhex("1b6102")  # ESC a 2  right
+GS_SIZE_DOUBLE = bytes.fromhex("1d2111")  # GS ! 11h  Select character size: 2x wide, 2x high
+GS_SIZE_NORMAL = bytes.fromhex("1d2100")  # GS ! 00h  normal
+ESC_D_3 = bytes.fromhex("1b6403")  # ESC d 3  Print and feed paper 3 lines
+GS_V_PARTIAL = bytes.fromhex("1d564200")  # GS V 66 0  Function B: feed to the cutter, partial cut
+LF = bytes.fromhex("0a")  # LF  Print and line feed
+DLE_EOT = bytes.fromhex("1004")  # DLE EOT n  Transmit real-time status
+STATUS_PRINTER, STATUS_OFFLINE_CAUSE, STATUS_PAPER = (bytes.fromhex("100401"),
+                                                      bytes.fromhex("100402"),
+                                                      bytes.fromhex("100404"))
+
 
 @dataclass
 class PrinterState:
@@ -56,7 +74,8 @@ class FakePrinter:
 
     master: int
     state: PrinterState = field(default_factory=PrinterState)
-    received: bytearray = field(default_factory=bytearray)
+    raw: bytearray = field(default_factory=bytearray)  # every byte, status requests included
+    received: bytearray = field(default_factory=bytearray)  # the print data alone
     queries: list[int] = field(default_factory=list)
     cut: threading.Event = field(default_factory=threading.Event)
 
@@ -78,16 +97,17 @@ class FakePrinter:
                     chunk = os.read(self.master, 4096)
                 except OSError:
                     return
+                self.raw += chunk
                 pending += chunk
                 pending = self._consume(pending)
 
     def _consume(self, data: bytes) -> bytes:
         i = 0
         while i < len(data):
-            if data[i] == DLE:
+            if data[i] == DLE_EOT[0]:
                 if len(data) - i < 3:
                     return data[i:]  # wait for the rest of the request
-                if data[i + 1] == EOT:
+                if data[i + 1] == DLE_EOT[1]:
                     n = data[i + 2]
                     self.queries.append(n)
                     if self.state.answer:
@@ -98,7 +118,7 @@ class FakePrinter:
                     continue
             self.received.append(data[i])
             i += 1
-        if GS_CUT in self.received:
+        if GS_V_PARTIAL in self.received:
             self.cut.set()
         return b""
 
@@ -175,7 +195,7 @@ def test_render_parses_back_to_the_same_text(lines, width):
     # Property: the bytes sent to the printer carry exactly the laid-out text, line by line.
     doc = Receipt(tuple(lines))
     items = parse_escpos(render(doc, width))
-    assert items[-1] == ("cmd", GS_CUT + bytes([66, 0]))
+    assert items[-1] == ("cmd", GS_V_PARTIAL)
     expected = [t.strip() if getattr(line, "align", Align.LEFT) is not Align.LEFT else t
                 for line in lines for t in layout(line, width)]
     assert text_lines(items) == expected
@@ -218,7 +238,7 @@ def test_paper_out_is_reported_and_nothing_printed(pty_printer):
     result = SerialPrinter(port, timeout_s=WAIT_S).print(sample_receipt())
     assert result.status is PrinterStatus.PAPER_OUT
     assert "paper" in result.message
-    assert GS_CUT not in fake.received and not fake.received.strip(b"\x00")
+    assert GS_V_PARTIAL not in fake.received and not fake.received.strip(b"\x00")
 
 
 def test_paper_low_still_prints_and_says_so(pty_printer):
@@ -246,7 +266,7 @@ def test_switched_off_printer_times_out_quickly(pty_printer):
     assert result.status is PrinterStatus.OFFLINE
     assert "switched on" in result.message
     assert result.elapsed_s < 2.0
-    assert GS_CUT not in fake.received
+    assert GS_V_PARTIAL not in fake.received
 
 
 def test_garbage_status_byte_is_an_error(pty_printer):
@@ -279,3 +299,57 @@ def test_jobs_back_to_back_reopen_the_port(pty_printer):
     assert printer.print(sample_receipt()).ok
     assert fake.cut.wait(WAIT_S)
     assert fake.queries.count(1) == 2
+
+
+# -- the bytes against Epson's command reference -------------------------------------------------
+def test_a_job_is_byte_for_byte_the_reference_commands(pty_printer):
+    """Every command the module uses, in one job over the pty, as Epson's reference spells it."""
+    fake, port = pty_printer
+    job = Receipt((
+        Text("Café", Align.CENTER, bold=True, large=True),
+        Pair("Total", "€5.00"),
+        Text("thanks", Align.RIGHT),
+        Feed(),
+    ))
+    assert SerialPrinter(port, width_mm=58, timeout_s=WAIT_S).print(job).ok
+    assert fake.cut.wait(WAIT_S)
+    expected = b"".join([
+        STATUS_PRINTER, STATUS_PAPER,  # asked before printing: ready, paper present
+        ESC_AT, ESC_T_PC858,
+        ESC_E_ON, GS_SIZE_DOUBLE, ESC_A_CENTER,
+        b"Caf\x82", LF,  # é is 82h in PC858
+        ESC_A_LEFT, GS_SIZE_NORMAL, ESC_E_OFF,
+        b"Total" + b" " * 22 + b"\xd55.00", LF,  # € is D5h in PC858; 32 columns on 58 mm
+        ESC_A_RIGHT, b"thanks", LF, ESC_A_LEFT,
+        LF,  # Feed(1)
+        ESC_D_3, GS_V_PARTIAL,
+    ])
+    assert bytes(fake.raw) == expected
+
+
+@pytest.mark.parametrize(("paper", "printer", "cause", "requests"), [
+    (READY | 0x60, READY, READY, [STATUS_PRINTER, STATUS_PAPER]),  # paper end: no job
+    (READY, READY | 0x08, READY | 0x04, [STATUS_PRINTER, STATUS_PAPER, STATUS_OFFLINE_CAUSE]),
+])
+def test_status_requests_are_dle_eot_and_nothing_else_is_sent(pty_printer, paper, printer, cause,
+                                                              requests):
+    fake, port = pty_printer
+    fake.state.paper, fake.state.printer, fake.state.cause = paper, printer, cause
+    result = SerialPrinter(port, timeout_s=WAIT_S).print(sample_receipt())
+    assert not result.ok
+    assert bytes(fake.raw) == b"".join(requests)
+
+
+def test_module_constants_are_the_reference_bytes():
+    import hw.printer as escpos
+
+    assert escpos.ESC_INIT == ESC_AT
+    assert escpos.ESC_SELECT_CODE_TABLE + bytes([escpos.CODE_TABLE_PC858]) == ESC_T_PC858
+    assert escpos.ESC_BOLD + b"\x01" == ESC_E_ON
+    assert escpos.ESC_ALIGN + bytes([Align.CENTER.value]) == ESC_A_CENTER
+    assert escpos.GS_CHAR_SIZE + bytes([escpos.CHAR_SIZE_DOUBLE]) == GS_SIZE_DOUBLE
+    assert escpos.ESC_FEED_LINES + b"\x03" == ESC_D_3
+    assert escpos.GS_CUT + bytes([escpos.CUT_PARTIAL_AFTER_FEED, 0]) == GS_V_PARTIAL
+    assert (escpos.DLE_EOT_PRINTER, escpos.DLE_EOT_OFFLINE_CAUSE, escpos.DLE_EOT_PAPER) == (
+        STATUS_PRINTER, STATUS_OFFLINE_CAUSE, STATUS_PAPER)
+    assert escpos.LF == LF

@@ -214,7 +214,7 @@ def probe_reader(path: str, timeout_s: float = READER_PROBE_TIMEOUT_S) -> Reader
         clf = nfc.ContactlessFrontend()
         try:
             if clf.open(path):
-                result.append(ReaderProbe(True, str(clf)))
+                result.append(ReaderProbe(True, str(clf.device)))  # "PN532v1.6 at /dev/…"
             else:
                 result.append(ReaderProbe(False, f"no NFC reader found on {path}"))
         except OSError as exc:

@@ -31,6 +31,7 @@ from fractions import Fraction
 from typing import Protocol
 
 MSAT_PER_SAT = 1000
+SALE_CURRENCIES = ("USD", "JMD", "SAT")  # what a sale may be keyed in
 SAT_PER_BTC = 100_000_000
 BTC_SUPPLY_SAT = 21_000_000 * SAT_PER_BTC
 # No invoice may ask for more than every bitcoin there will ever be: the checkout refuses an

@@ -1,6 +1,6 @@
 """Every GraphQL document the terminal sends to Flash, as constants.
 
-Field and argument names follow Flash's public schema (`tests/vectors/flash-schema.graphql`);
+Field and argument names follow Flash's public schema (`terminal/sandbox/flash-schema.graphql`);
 `tests/test_flash_documents.py` validates each document in `ALL_DOCUMENTS` against it, so a
 renamed field fails the test suite instead of a sale.
 

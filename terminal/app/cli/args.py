@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from terminal.app.config import Config, ConfigError, load_config
+if TYPE_CHECKING:
+    from terminal.app.config import Config
+
 
 EXIT_USAGE = 2
 
@@ -28,6 +31,8 @@ def hex_bytes(size: int | None = None) -> Callable[[str], bytes]:
 def load_config_or_exit(args: argparse.Namespace) -> Config:
     """The configuration named by `--config` (or FLASH_TERMINAL_CONFIG); an unusable one is a
     usage error: exit 2 after one paragraph on stderr, one line per problem naming the key."""
+    from terminal.app.config import ConfigError, load_config  # pydantic: only when needed
+
     try:
         return load_config(args.config)
     except ConfigError as exc:

@@ -1,16 +1,32 @@
-"""`flash-terminal card simulate new|tap|info`: simulated NTAG 424 DNA cards in files."""
+"""`flash-terminal card simulate new|tap|info|reader`: simulated NTAG 424 DNA cards in files.
+
+`reader CARD_FILE --link PATH` runs an emulated PN532 reader on a pseudo-terminal (see
+`hw.sim.pn532_pty`): the first line it prints is the nfcpy device string to give the terminal
+(`reader.path`, `charge --reader`, `card program --reader`); then it takes lines on standard
+input: `place` (the card on the reader), `remove`, `place CARD_FILE` (another card),
+`add CARD_FILE` (a second card beside the first), `unplug`, `plug`, `quit`. The card starts off
+the reader; its state is saved to its file as it changes, as `card simulate tap` saves it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hw.ntag424.ndef import NdefFormatError
 from terminal.adapters import simcards
 from terminal.app.cli.args import hex_bytes
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
+
+if TYPE_CHECKING:
+    from hw.sim.card import SimulatedNtag424
+    from hw.sim.pn532_pty import Pn532Emulator
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -41,6 +57,15 @@ def register(card_sub: argparse._SubParsersAction) -> None:
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=_info)
+
+    reader = sub.add_parser(
+        "reader", help="an emulated PN532 reader on a pty with the card in reach (stdin: "
+        "place, remove, place CARD_FILE, add CARD_FILE, unplug, plug, quit)")
+    reader.add_argument("path", type=Path, metavar="CARD_FILE")
+    reader.add_argument("--link", type=Path, required=True, metavar="PATH",
+                        help="symlink to create for the pty; nfcpy only opens ports in /dev, "
+                        "so e.g. /dev/ttyFLASHSIM0 (needs write access to /dev)")
+    reader.set_defaults(handler=_reader)
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -104,3 +129,95 @@ def _info(args: argparse.Namespace) -> int:
     else:
         print(f"uid {card.uid}  counter {card.counter}  key versions {card.key_versions}")
     return EXIT_OK
+
+
+# -- the emulated reader ----------------------------------------------------------------------
+def _reader(args: argparse.Namespace) -> int:
+    from hw.sim.card import SimulatedNtag424
+    from hw.sim.errors import CardStateError
+    from hw.sim.pn532_pty import LinkError, Pn532Emulator, nfcpy_device_string
+
+    try:
+        device = nfcpy_device_string(args.link)
+    except LinkError as error:
+        print(f"--link: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if os.path.lexists(args.link) and not args.link.is_symlink():
+        print(f"--link: {args.link} exists and is not a link: not replacing it", file=sys.stderr)
+        return EXIT_USAGE
+    cards: dict[Path, SimulatedNtag424] = {}
+
+    def card(path: Path) -> SimulatedNtag424:
+        if path not in cards:
+            cards[path] = SimulatedNtag424.load(path)  # saved after every change, like a chip
+        return cards[path]
+
+    if not args.path.is_file():
+        print(f"no simulated card at {args.path}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        current = card(args.path)
+    except CardStateError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_USAGE
+    emulator = Pn532Emulator(args.link)
+    try:
+        emulator.start()
+    except OSError as error:
+        print(f"cannot create {args.link}: {error.strerror or error} (nfcpy needs the link in "
+              "/dev, which takes root)", file=sys.stderr)
+        return EXIT_USAGE
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        print(device, flush=True)
+        print(f"emulated PN532 on {emulator.port}, linked as {args.link}; the card "
+              f"{args.path} is off the reader: type place, remove, place CARD_FILE, "
+              "add CARD_FILE, unplug, plug or quit", file=sys.stderr, flush=True)
+        for line in sys.stdin:
+            words = line.split(maxsplit=1)
+            if not words:
+                continue
+            action, argument = words[0].lower(), words[1].strip() if len(words) > 1 else ""
+            if action in ("quit", "exit"):
+                break
+            try:
+                current = _reader_action(emulator, action, argument, current, card)
+            except CardStateError as error:  # also a card file that does not exist
+                print(f"{action}: {error}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        emulator.remove()  # powers the cards down
+        emulator.stop()
+        for simulated in cards.values():
+            simulated.save()
+    return EXIT_OK
+
+
+def _reader_action(emulator: Pn532Emulator, action: str, argument: str,
+                   current: SimulatedNtag424,
+                   card: Callable[[Path], SimulatedNtag424]) -> SimulatedNtag424:
+    """One line of the reader's standard input; returns the card now in hand."""
+    if action == "place":
+        if argument:
+            current = card(Path(argument))
+        emulator.place(current)
+        print(f"placed {current.autosave_path}", flush=True)
+    elif action == "add" and argument:
+        emulator.add(card(Path(argument)))
+        print(f"added {argument}", flush=True)
+    elif action == "remove":
+        emulator.remove()
+        print("removed", flush=True)
+    elif action in ("unplug", "plug"):
+        emulator.unplug() if action == "unplug" else emulator.plug()
+        print(f"{action}ged", flush=True)
+    else:
+        print(f"unknown command {action!r}: place, remove, place CARD_FILE, add CARD_FILE, "
+              "unplug, plug or quit", file=sys.stderr, flush=True)
+    return current
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -2,7 +2,9 @@
 
 Contract: prints `{"status", "reason", "sale_id", "payment_hash", "amount_msat"}` (plus a
 human `message`) with `--json`; exit 0 when paid or queued, 4 when the payment failed, expired or
-was declined, 2 for usage errors (including an unusable configuration).
+was declined, 2 for usage errors (including an unusable configuration). With `--reader` the tap
+comes from the NFC reader (terminal.app.cli.reader_tap); no tap in time fails the sale with
+reason `no-tap`, an absent reader with `reader-unavailable` (exit 4).
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from terminal.adapters.books.storage import StorageLockedError
 from terminal.app.cli.args import load_config_or_exit
-from terminal.app.config import CURRENCIES
 from terminal.core.money import (
+    SALE_CURRENCIES,
     AmountError,
     AmountTooLarge,
     Money,
@@ -36,7 +37,7 @@ PIN_ENV = "FLASH_TERMINAL_PIN"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("charge", help="run one complete sale without the UI")
     parser.add_argument("amount", help="amount in the currency's major unit (e.g. 5 or 12.50)")
-    parser.add_argument("--currency", default=None, type=str.upper, choices=CURRENCIES,
+    parser.add_argument("--currency", default=None, type=str.upper, choices=SALE_CURRENCIES,
                         help="USD, JMD or SAT (default: the configured display currency)")
     parser.add_argument("--config", help="terminal configuration (or FLASH_TERMINAL_CONFIG)")
     parser.add_argument("--memo", default="", help="memo on the invoice")
@@ -44,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--tap", metavar="URL", help="a card's tap URL (lnurlw://…?p=…&c=…)")
     source.add_argument("--card-file", type=Path, metavar="PATH", help="tap a simulated card")
     source.add_argument("--qr", action="store_true", help="show the invoice and wait for a wallet")
+    source.add_argument("--reader", metavar="DEVICE",
+                        help="take the tap from an NFC reader, as the kiosk does (nfcpy device: "
+                        "usb, tty:AMA0:pn532, …); waits until the invoice expires or --timeout")
     parser.add_argument(
         "--pin-stdin", action="store_true",
         help=f"read the card PIN from standard input (or set {PIN_ENV}) when the issuer asks",
@@ -67,6 +71,8 @@ def _charge(args: argparse.Namespace) -> int:
     except AmountError as exc:
         parser.error(f"amount: {exc.message}")
     pin = _read_pin(args)
+    from terminal.adapters.books.storage import StorageLockedError
+
     try:
         outcome = asyncio.run(_run(config, amount, args, pin))
     except StorageLockedError:
@@ -125,7 +131,18 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
         if args.qr:
             _show_invoice(till.session)
         else:
-            url = args.tap if args.tap else _tap_card_file(args.card_file)
+            if args.reader:
+                from terminal.app.cli.reader_tap import take_tap_async
+
+                taken = await take_tap_async(args.reader, _settle_timeout(till))
+                if taken.url is None:
+                    if till.session is not None:
+                        till.session.fail(taken.reason)
+                    await till.cancel()
+                    return _with_message(till.outcome(), taken.message)
+                url = taken.url
+            else:
+                url = args.tap if args.tap else _tap_card_file(args.card_file)
             await till.tap(url)
             if till.phase is PayPhase.PIN:
                 if pin is None:

@@ -15,6 +15,10 @@ import os
 import sys
 from pathlib import Path
 
+from terminal.app.display import DIRECT_SDL_DRIVERS, has_display
+
+__all__ = ["DIRECT_SDL_DRIVERS", "has_display", "register"]
+
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
@@ -32,17 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="keep the sandbox and terminal state here (default: a temp dir)")
     parser.set_defaults(handler=_demo, parser=parser)
-
-
-# SDL drivers that draw without X or Wayland: the Pi's KMS/DRM console and the offscreen one.
-DIRECT_SDL_DRIVERS = ("kmsdrm", "offscreen")
-
-
-def has_display() -> bool:
-    """A window can open: an X or Wayland display, or an SDL driver that needs neither (the
-    kiosk service sets SDL_VIDEODRIVER=kmsdrm; tests and screenshots use offscreen)."""
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                or os.environ.get("SDL_VIDEODRIVER") in DIRECT_SDL_DRIVERS)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from terminal.app.cli.demo import has_display
+    from terminal.app.display import has_display
 
     config = load_config_or_exit(args)
     if not has_display():

@@ -38,10 +38,10 @@ from terminal.app.config.fields import (
     text,
     url,
 )
-from terminal.core.money import MAX_INVOICE_MSAT
+from terminal.core.money import MAX_INVOICE_MSAT, SALE_CURRENCIES
 
 NETWORKS = ("bitcoin", "testnet", "signet", "regtest")
-CURRENCIES = ("USD", "JMD", "SAT")
+CURRENCIES = SALE_CURRENCIES
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _PIN_HASH = re.compile(r"pbkdf2_sha256\$[0-9]{1,9}\$[0-9a-f]{2,256}\$[0-9a-f]{64}")
 
