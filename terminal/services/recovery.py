@@ -159,11 +159,12 @@ class Recovery:
         if existing.payment_hash and existing.payment_hash.lower() != payment_hash:
             return item(SKIPPED, sale_id, existing.state,
                         "the sale holds another invoice's payment hash"), None
+        before = existing.state
         settled = self._settled(existing, payment)
         if settled is None:
-            return item(SKIPPED, sale_id, existing.state,
-                        f"a {existing.state} sale cannot become paid here"), None
-        return item(SETTLED, sale_id, existing.state), settled
+            return item(SKIPPED, sale_id, before,
+                        f"a {before} sale cannot become paid here"), None
+        return item(SETTLED, sale_id, before), settled
 
     def _restored(self, sale_id: str, payment: ReceivedPayment) -> SaleRecord:
         at = payment.settled_at
