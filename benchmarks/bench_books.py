@@ -45,6 +45,11 @@ from terminal.core.records import SaleRecord
 
 path, samples = sys.argv[1], int(sys.argv[2])
 def rss_mb():
+    # VmHWM: this process's own peak (ru_maxrss would carry over the parent's peak across exec).
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 gc.collect()
 out = {"rss_before": rss_mb()}
