@@ -39,8 +39,9 @@ class CardRefusal:
 
 
 def blocked_message(block: Block) -> str:
-    who = "this terminal" if block.by_terminal else f"its issuer's list ({block.source})"
-    return f"This card is blocked by {who}: {block.reason}. Ask for another card or the QR."
+    who = "this terminal" if block.by_terminal else f"the list {block.source}"
+    reason = block.reason.rstrip().rstrip(".!?…") or "no reason given"
+    return f"This card is blocked by {who}: {reason}. Ask for another way to pay."
 
 
 def unknown_card_message(policy: UnknownCardPolicy, host: str, *, online: bool) -> str:

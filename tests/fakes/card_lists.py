@@ -115,14 +115,22 @@ class CardLists:
             self.requests[request.url.path] = self.requests.get(request.url.path, 0) + 1
             self._seen.notify_all()
 
+    def set_hotlist(self, doc: dict[str, Any]) -> int:
+        """Serve `doc` from now on; returns how many fetches came before (every later fetch,
+        and only those, gets `doc`)."""
+        with self._seen:
+            self.hotlist = doc
+            return self.requests.get(HOTLIST_PATH, 0)
+
     async def _hotlist(self, request: Request) -> Response:
-        try:
-            if self.hotlist_answer is not None:
-                status, body = self.hotlist_answer
-                return Response(body, status_code=status, media_type="application/json")
-            return JSONResponse(self.hotlist)
-        finally:
-            self._count(request)
+        with self._seen:  # the content and the count change together (see set_hotlist)
+            answer, doc = self.hotlist_answer, self.hotlist
+            self.requests[HOTLIST_PATH] = self.requests.get(HOTLIST_PATH, 0) + 1
+            self._seen.notify_all()
+        if answer is not None:
+            status, body = answer
+            return Response(body, status_code=status, media_type="application/json")
+        return JSONResponse(doc)
 
     async def _cards(self, request: Request) -> Response:
         try:

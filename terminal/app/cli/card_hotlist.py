@@ -146,14 +146,15 @@ def _card_ids(args: argparse.Namespace, policy: CardPolicy) -> tuple[list[str], 
 
 
 def _uid_of_file(parser: argparse.ArgumentParser, path: Path) -> bytes:
+    from hw.sim.errors import CardStateError
     from terminal.adapters import simcards
 
+    if not path.is_file():
+        parser.error(f"--card-file: {path} does not exist")
     try:
         return bytes.fromhex(simcards.info(path).uid)
-    except FileNotFoundError:
-        parser.error(f"--card-file: {path} does not exist")
-    except (OSError, ValueError, KeyError) as exc:
-        parser.error(f"--card-file: {path} is not a simulated card ({type(exc).__name__})")
+    except (CardStateError, OSError, ValueError, KeyError) as exc:
+        parser.error(f"--card-file: {path} is not a simulated card ({exc})")
 
 
 def _rows(policy: CardPolicy, ids: list[str], uid: bytes | None) -> list[CardRow]:
