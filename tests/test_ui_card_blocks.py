@@ -119,3 +119,26 @@ def test_block_needs_the_books(demo) -> None:
             await c.aclose()
 
     loop.run_until_complete(scenario())
+
+
+def test_the_settings_overview_shows_card_limits_and_hotlists_without_keys(tmp_path: Path):
+    from terminal.app.config import parse_config
+    from terminal.app.ui.viewmodels.admin import admin_sections
+
+    config = parse_config({
+        "terminal": {"data_dir": str(tmp_path)},
+        "backend": {"flash": {"http_url": "https://api.example/graphql", "username": "shop"}},
+        "issuers": [{"name": "acme", "issuer_key": "11" * 16, "hosts": ["cards.acme.example"]}],
+        "cards": {"max_per_day_sats": 20_000, "max_taps_per_hour": 6,
+                  "limits": [{"card_id": "ab" * 16, "max_per_day_sats": 0}],
+                  "hotlists": [{"name": "lnbits", "kind": "lnbits", "api_key": "secret-key-1",
+                                "url": "https://lnbits.example/boltcards/api/v1/cards"}]},
+    })
+    text = repr([(s.title, s.lines) for s in admin_sections(config)])
+    for expected in ("Card limits and hotlists", "per tap no limit", "per day 20,000 sats",
+                     "6 payments an hour", "1 card(s) with their own limits",
+                     "unknown cards on other hosts: online-only",
+                     "hotlist lnbits (lnbits) · lnbits.example · every 15 min",
+                     "unknown cards require-verification"):
+        assert expected in text, expected
+    assert "secret-key-1" not in text

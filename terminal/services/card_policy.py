@@ -257,11 +257,11 @@ class CardPolicy:
     # -- what the merchant is told ------------------------------------------------------------
     def flagged_payouts(self) -> list[QueuedPayout]:
         """Offline payouts still owed whose card is now blocked (the status bar's count)."""
-        blocked = self.hotlist.blocked_ids()
-        if not blocked:
+        hotlist = self.hotlist
+        if not hotlist.local and not any(s.blocked for s in hotlist.snapshots):
             return []
         return [p for status in OWED for p in self.books.payouts(status)
-                if p.card_id in blocked]
+                if hotlist.block_of(p.card_id) is not None]
 
     def rows(self, *, blocked_only: bool = False) -> list[CardRow]:
         """`card list`: every card the terminal knows (seen, blocked, or configured)."""

@@ -184,6 +184,7 @@ EN: dict[str, str] = {
     "admin.section.backend": "Backend",
     "admin.section.offline": "Offline limits",
     "admin.section.issuers": "Card issuers",
+    "admin.section.cards": "Card limits and hotlists",
     "admin.section.devices": "Reader and printer",
     "admin.section.about": "About",
     "admin.section.merchant": "Merchant",

@@ -174,8 +174,9 @@ class TerminalController(Observable):
 
     # -- status -----------------------------------------------------------------------------
     def refresh_status(self) -> None:
-        self.status.update(online=self.till.online, exposure=self.till.exposure(),
-                           flagged=self._flagged())
+        exposure = self.till.exposure()
+        self.status.update(online=self.till.online, exposure=exposure,
+                           flagged=self._flagged() if exposure.count else 0)
 
     def _flagged(self) -> int:
         """Offline payments still owed by cards that are blocked now (the status bar warns)."""
