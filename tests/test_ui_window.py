@@ -356,3 +356,42 @@ def test_a_rate_outage_is_said_in_full_on_the_sale_screen(ui: UI) -> None:
             await press(ui.screen("sale").ids.clear_key)
 
     ui.run(scenario())
+
+
+def test_a_cashier_signs_in_and_out_by_touch(ui: UI) -> None:
+    c = ui.c
+    sale = ui.screen("sale")
+    signin = ui.screen("signin")
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE and c.till.step.value == "sale")
+        c.admin.locked_until = 0.0  # an earlier test may have left the (shared) pad locked
+        await next_frames()
+        assert sale.ids.cashier.text == "Sign in" and sale.ids.cashier.opacity == 1
+        await press(sale.ids.cashier)
+        await until(c, lambda: c.screen is Screen.SIGN_IN)
+        assert ui.app.manager.current == "signin"
+        names = {b.text: b for b in signin.ids.names.children}
+        assert set(names) == {"Ana", "Max (manager)"}
+        assert signin.ids.pad_keys.disabled  # a name first
+        await press(names["Max (manager)"])
+        await next_frames()
+        assert signin.ids.message.text == "PIN for Max"
+        keys = {b.text: b for b in signin.ids.pad_keys.children}
+        for d in "2222":
+            await press(keys[d])
+        assert signin.ids.digits.text == "••••"  # never the digits
+        await press(keys["OK"])
+        await until(c, lambda: c.screen is Screen.SALE)
+        await next_frames()
+        assert c.till.cashier == "max" and sale.ids.cashier.text == "Max · Sign out"
+        await press(sale.ids.admin)  # a manager: Admin opens without the pad
+        await until(c, lambda: c.screen is Screen.ADMIN)
+        assert c.admin.unlocked
+        c.go(Screen.SALE)
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(sale.ids.cashier)
+        await next_frames()
+        assert c.till.cashier is None and sale.ids.cashier.text == "Sign in"
+
+    ui.run(scenario())

@@ -119,6 +119,11 @@ def sale_receipt(
     if rate:
         lines.append(Pair("Rate", rate))
     lines.append(Pair("Paid by", method_text(record)))
+    if record.card_balance_msat is not None and record.method == "card":
+        # Only there when the merchant opted in ([ui] show_card_balance) and the issuer said.
+        lines.append(Pair("Card balance", format_msat(Msat(record.card_balance_msat))))
+    if record.cashier:
+        lines.append(Pair("Cashier", record.cashier))
     if record.memo:
         lines.append(Pair("Memo", record.memo))
     lines.append(Rule())

@@ -62,8 +62,12 @@ def _check(verb: str, args: tuple[str, ...], line: int) -> None:
         if len(args) != count:
             raise ScriptError(line, f"`{verb}` takes {count} argument(s), got {len(args)}")
 
-    if verb in ("charge", "back", "pay-qr", "cancel", "new-sale", "sync"):
+    if verb in ("charge", "back", "pay-qr", "cancel", "new-sale", "sync", "sign-out"):
         need(0)
+    elif verb == "sign-in":
+        need(2)
+        if not (args[1].isascii() and args[1].isdigit() and 4 <= len(args[1]) <= 8):
+            raise ScriptError(line, "`sign-in` takes a cashier id and a PIN of 4 to 8 digits")
     elif verb == "amount":
         need(1)
         _amount_text(args[0], line)
@@ -241,6 +245,16 @@ async def run_step(env: DemoEnvironment, controller: TerminalController, step: S
         await asyncio.sleep(float(args[0]))
     elif verb == "sync":
         await env.sync_once()
+    elif verb == "sign-in":
+        controller.go(Screen.SIGN_IN)
+        controller.signin.choose(args[0].lower())
+        for digit in args[1]:
+            controller.signin.press(digit)
+        controller.sign_in_pressed()
+    elif verb == "sign-out":
+        if not till.sign_out():
+            till.say(_notice("finish-first"))
+        controller.go(Screen.SALE)
     await till.settled(SETTLE_TIMEOUT_S)
 
 

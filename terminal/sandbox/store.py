@@ -121,6 +121,7 @@ class InvoiceRecord:
     satoshis: int | None = None  # Flash answers null for USD invoices
     paid_at: float | None = None
     paid_by: str | None = None  # "boltcard:<card_id>", "sandbox-pay", "send"
+    card_id: str | None = None  # a card's payLink invoice: paying it credits that card
 
 
 @dataclass

@@ -41,6 +41,7 @@ from terminal.app.config.schema import (
     BackendSettings,
     BTCPaySettings,
     CardKeys,
+    CashierSettings,
     ConfigFile,
     FlashSettings,
     IssuerSettings,
@@ -56,7 +57,8 @@ from terminal.core.money import Money, currency
 
 __all__ = [
     "CURRENCIES", "DEFAULT_CONFIG_PATHS", "ENV_CONFIG", "NETWORKS", "SECRETS_FILE",
-    "AdminSection", "BTCPaySettings", "BackendSettings", "CardKeys", "Config", "ConfigError",
+    "AdminSection", "BTCPaySettings", "BackendSettings", "CardKeys", "CashierSettings", "Config",
+    "ConfigError",
     "ConfigFile", "FlashSettings", "IssuerSettings", "LnurlSettings", "MaxSale",
     "OfflineSettings", "PrinterSettings", "ReaderSettings", "TerminalSection", "UiSettings",
     "config_path", "load_config", "parse_config",
@@ -87,6 +89,7 @@ class Config:
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     printer: PrinterSettings = field(default_factory=PrinterSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    cashiers: tuple[CashierSettings, ...] = ()
     admin_pin_hash: str | None = field(default=None, repr=False)
     source: Path | None = None
 

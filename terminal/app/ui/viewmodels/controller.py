@@ -27,6 +27,7 @@ from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.pay import PayViewModel
 from terminal.app.ui.viewmodels.result import ResultViewModel
 from terminal.app.ui.viewmodels.sale import SaleViewModel
+from terminal.app.ui.viewmodels.signin import SignInViewModel
 from terminal.app.ui.viewmodels.status import StatusViewModel
 from terminal.core.ports.receipts import PrintOutcome
 from terminal.services.till import Notice, Step, Till
@@ -45,6 +46,7 @@ class Screen(enum.Enum):
     RESULT = "result"
     HISTORY = "history"
     ADMIN = "admin"
+    SIGN_IN = "signin"
 
 
 _STEP_SCREENS = {Step.AMOUNT: Screen.SALE, Step.TIP: Screen.SALE, Step.PAY: Screen.PAY,
@@ -78,7 +80,9 @@ class TerminalController(Observable):
         self.result = ResultViewModel(till)
         self.status = StatusViewModel(clock)
         self.history = HistoryViewModel(till)
-        self.admin = AdminLock(admin_pin_hash)
+        self.signin = SignInViewModel(till)
+        self.admin = AdminLock(admin_pin_hash, staff=till.staff)
+        self.signing_in = False  # the cashier chose "Sign in" (when sign-in is optional)
         self.tools = CardToolsViewModel(verify=till.checkout.keyring.verify_tap)
         self.tests = DeviceTestsViewModel(clock)
         self.config: Config | None = None
@@ -101,7 +105,12 @@ class TerminalController(Observable):
     # -- screens ----------------------------------------------------------------------------
     @property
     def screen(self) -> Screen:
-        return self.back_office or _STEP_SCREENS[self.till.step]
+        if self.back_office is not None:
+            return self.back_office
+        till = self.till
+        if till.step is Step.AMOUNT and (self.signing_in or till.staff.required):
+            return Screen.SIGN_IN
+        return _STEP_SCREENS[till.step]
 
     @property
     def notice(self) -> str:
@@ -115,9 +124,17 @@ class TerminalController(Observable):
                 return
             if screen is Screen.HISTORY and self.back_office is not Screen.HISTORY:
                 self.history.reload()
+            if screen is Screen.ADMIN and not self.admin.unlocked:
+                self.admin.open_for_manager()  # a signed-in manager needs no PIN
             self.back_office = screen
+        elif screen is Screen.SIGN_IN:
+            if not self.till.between_sales or not self.till.staff.enabled:
+                return
+            self.back_office, self.signing_in = None, True
+            self.signin.reset()
+            self.admin.lock()
         else:
-            self.back_office = None
+            self.back_office, self.signing_in = None, False
             self.admin.lock()
         if screen is not Screen.ADMIN:
             self.tools.cancel()  # the next tap belongs to the sale again (a busy tool finishes)
@@ -154,6 +171,26 @@ class TerminalController(Observable):
 
     def new_sale(self) -> None:
         self.till.new_sale()
+
+    # -- cashiers ---------------------------------------------------------------------------
+    def sign_in_pressed(self) -> None:
+        """The PIN's OK on the sign-in screen; on success the Sale screen comes back."""
+        from terminal.core.cashiers import Attempt
+
+        if self.signin.submit() is Attempt.OK:
+            self.signing_in = False
+            self.changed()
+
+    def sign_out(self) -> None:
+        if self.till.sign_out():
+            self.signin.reset()
+            self.signing_in = self.till.staff.required
+            self.changed()
+
+    @property
+    def manager(self) -> bool:
+        """A manager's rights right now: a signed-in manager, or the Admin pad unlocked."""
+        return self.till.staff.is_manager or self.admin.unlocked
 
     async def print_receipt(self, sale_id: str | None = None) -> str:
         report = await self.till.print_receipt(sale_id)
