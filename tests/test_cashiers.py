@@ -339,3 +339,35 @@ def test_a_signed_in_manager_opens_admin_without_the_pin(tmp_path: Path) -> None
             await env.stop()
 
     asyncio.run(scenario())
+
+
+def test_admin_adds_a_cashier_who_then_signs_in_and_the_roster_is_kept(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        env = await DemoEnvironment.start(tmp_path, background=False)
+        try:
+            c = env.controller()
+            vm = c.cashiers
+            assert [r.text for r in vm.rows()] == ["Ana [ana] (cashier, enrolled)",
+                                                   "Max [max] (manager, enrolled)"]
+            vm.select("ana")
+            assert not vm.selected_editable and "enrolling again" in vm.message
+            assert not vm.add("Zoe", "Zoe", "12")  # too short a PIN: said, nothing added
+            assert "4 to 8 digits" in vm.message and not vm.ok
+            assert vm.add("Zoe", "Zoe", "4455", manager=False) and vm.message == "Added Zoe"
+            assert [b.text for b in c.signin.cashiers()] == ["Ana", "Max (manager)", "Zoe"]
+            vm.select("zoe")
+            assert vm.selected_editable and vm.set_pin("6677")
+            assert env.till.sign_in("zoe", "4455") is Attempt.WRONG
+            assert env.till.sign_in("zoe", "6677") is Attempt.OK
+            assert vm.remove() and env.till.cashier is None  # removed: signed out too
+            assert "zoe" not in env.till.staff.roster
+            assert not vm.remove() and vm.message == "Tap a cashier first"
+            vm.add("bo", "Bo", "1212")
+        finally:
+            await env.stop()
+        # The books keep the Admin roster (hashes only) for the next start.
+        with Ledger(env.config.data_dir / "ledger.jsonl") as ledger:
+            kept = ledger.get_meta("cashiers")
+        assert [k["id"] for k in kept] == ["bo"] and "1212" not in json.dumps(kept)
+
+    asyncio.run(scenario())

@@ -395,3 +395,57 @@ def test_a_cashier_signs_in_and_out_by_touch(ui: UI) -> None:
         assert c.till.cashier is None and sale.ids.cashier.text == "Sign in"
 
     ui.run(scenario())
+
+
+def test_the_shift_report_with_its_bar_chart_and_the_z_by_touch(ui: UI) -> None:
+    c = ui.c
+    sale, history, report = ui.screen("sale"), ui.screen("history"), ui.screen("report")
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE and c.till.step.value == "sale")
+        c.admin.locked_until = 0.0
+        await press(sale.ids.history)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        await press(history.ids.report)
+        await until(c, lambda: c.screen is Screen.REPORT)
+        await next_frames()
+        assert ui.app.manager.current == "report"
+        vm = c.reports
+        assert report.ids.title.text.startswith("X report, shift ")
+        assert " sales · " in report.ids.summary.text.splitlines()[0]
+        # The earlier tests' sales are on the chart: one bar per hour, tallest full height.
+        chart = report.ids.chart
+        bars = vm.bars()
+        assert len(chart.bars) == len(bars) and any(b.taken for b in bars)
+        assert len(chart.drawn) == sum(1 for b in bars if b.taken)
+        tallest = max(h for (_x, _y, _w, h) in chart.drawn)
+        assert tallest > chart.height * 0.5
+        assert report.ids.close.disabled  # a cashier's view: no Z without a manager
+        c.go(Screen.SALE)
+        c.go(Screen.SIGN_IN)
+        c.signin.choose("max")
+        for d in "2222":
+            c.signin.press(d)
+        c.sign_in_pressed()
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(sale.ids.history)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        await press(history.ids.report)
+        await until(c, lambda: c.screen is Screen.REPORT)
+        await next_frames()
+        assert not report.ids.close.disabled
+        shift = vm.report.period.shift
+        await press(report.ids.close)
+        await until(c, lambda: "closed" in report.ids.message.text)
+        assert report.ids.title.text == f"Z report, shift {shift}"
+        await press(report.ids.shift)
+        await next_frames()
+        assert report.ids.title.text == f"X report, shift {shift + 1}"
+        assert not report.ids.chart.drawn  # nothing sold since the Z
+        await press(report.ids.day)
+        await next_frames()
+        assert report.ids.title.text == "Today so far" and report.ids.chart.drawn
+        c.sign_out()
+        c.go(Screen.SALE)
+
+    ui.run(scenario())

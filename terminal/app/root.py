@@ -262,11 +262,13 @@ def build_receipts(config: Config, terminal: Terminal,
 def build_till(config: Config, terminal: Terminal, *,
                receipt_sink: Callable[[str], None] | None = None) -> Till:
     """The cashier's till over this terminal's checkout, receipts and settings."""
+    from terminal.services.reports import Reports
     from terminal.services.till import Till
 
     return Till(terminal.checkout, till_settings(config),
                 receipts=build_receipts(config, terminal, receipt_sink),
-                auto_print=config.printer.auto_print, staff=build_staff(config, terminal))
+                auto_print=config.printer.auto_print, staff=build_staff(config, terminal),
+                reports=Reports(terminal.ledger))
 
 
 def build_sync(config: Config, terminal: Terminal) -> SyncWorker:

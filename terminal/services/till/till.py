@@ -36,10 +36,12 @@ from terminal.core.cashiers import Attempt
 from terminal.core.money import Money, RateError, currency, fiat_to_msat, format_plain
 from terminal.core.ports.receipts import PrintOutcome, PrintReport, ReceiptPort
 from terminal.core.records import SaleRecord
+from terminal.core.reports import SalesReport
 from terminal.core.risk import Exposure
 from terminal.core.tips import NO_TIP, TipChoice
 from terminal.core.totals import Totals, day_bounds, local_day, totals
 from terminal.services.checkout import Checkout, SaleOutcome, SaleSession, TapResult
+from terminal.services.reports import Reports
 from terminal.services.till.entry import AmountEntry, PinEntry
 from terminal.services.till.model import (
     BUSY_PHASES,
@@ -80,10 +82,12 @@ class Till:
         clock: Callable[[], float] = time.time,
         tz: dt.tzinfo | None = None,
         staff: Staff | None = None,
+        reports: Reports | None = None,
     ) -> None:
         self.checkout = checkout
         self.settings = settings or TillSettings()
         self.staff = staff or Staff(clock=clock)  # no cashiers: nobody signs in
+        self.reports = reports  # shift (X/Z) and day reports over the same books
         if not self.settings.currencies:
             raise ValueError("a till needs at least one currency")
         self.receipts = receipts
@@ -290,6 +294,10 @@ class Till:
                                  params={"left": str(self.staff.guard.attempts_left)})
         self._changed()
         return attempt
+
+    def roster_changed(self) -> None:
+        """A cashier was added, changed or removed in Admin: screens that list them redraw."""
+        self._changed()
 
     def sign_out(self) -> bool:
         if not self.between_sales or self.staff.current is None:
@@ -805,6 +813,20 @@ class Till:
         self.last_print = report
         self._changed()
         return report
+
+    async def print_report(self, report: SalesReport) -> PrintReport:
+        """Print (or show) a shift or day report; never blocks a sale, never raises."""
+        if self.receipts is None:
+            result = PrintReport(PrintOutcome.NO_PRINTER)
+        else:
+            try:
+                result = await self.receipts.print_report(report, printed_at=self.clock())
+            except Exception as exc:  # a report's printing must not take the till down
+                log.exception("printing the report failed")
+                result = PrintReport(PrintOutcome.ERROR, type(exc).__name__)
+        self.last_print = result
+        self._changed()
+        return result
 
     # -- history and totals (one counting rule: terminal.core.totals) -----------------------
     def sales_on(self, day: dt.date) -> list[SaleRecord]:

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from terminal.app.ui.strings import notice_text, t
 from terminal.app.ui.viewmodels.admin import AdminLock
 from terminal.app.ui.viewmodels.card_tools import CardToolsSettings, CardToolsViewModel, ToolPhase
+from terminal.app.ui.viewmodels.cashiers import CashiersViewModel
 from terminal.app.ui.viewmodels.device_tests import DeviceTestsViewModel
 from terminal.app.ui.viewmodels.history import HistoryViewModel
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.pay import PayViewModel
+from terminal.app.ui.viewmodels.report import ReportViewModel
 from terminal.app.ui.viewmodels.result import ResultViewModel
 from terminal.app.ui.viewmodels.sale import SaleViewModel
 from terminal.app.ui.viewmodels.signin import SignInViewModel
@@ -47,6 +49,7 @@ class Screen(enum.Enum):
     HISTORY = "history"
     ADMIN = "admin"
     SIGN_IN = "signin"
+    REPORT = "report"
 
 
 _STEP_SCREENS = {Step.AMOUNT: Screen.SALE, Step.TIP: Screen.SALE, Step.PAY: Screen.PAY,
@@ -83,6 +86,8 @@ class TerminalController(Observable):
         self.signin = SignInViewModel(till)
         self.admin = AdminLock(admin_pin_hash, staff=till.staff)
         self.signing_in = False  # the cashier chose "Sign in" (when sign-in is optional)
+        self.reports = ReportViewModel(till, manager=lambda: self.manager)
+        self.cashiers = CashiersViewModel(till)
         self.tools = CardToolsViewModel(verify=till.checkout.keyring.verify_tap)
         self.tests = DeviceTestsViewModel(clock)
         self.config: Config | None = None
@@ -119,11 +124,13 @@ class TerminalController(Observable):
     def go(self, screen: Screen) -> None:
         """Navigate. History and Admin open over the Sale or a finished Result, never over an
         open invoice; History needs no PIN (a cashier reprints), Admin asks for its PIN."""
-        if screen in (Screen.HISTORY, Screen.ADMIN):
+        if screen in (Screen.HISTORY, Screen.ADMIN, Screen.REPORT):
             if self.till.step in (Step.PAY, Step.TIP) or self.till.session_open:
                 return
             if screen is Screen.HISTORY and self.back_office is not Screen.HISTORY:
                 self.history.reload()
+            if screen is Screen.REPORT and self.back_office is not Screen.REPORT:
+                self.reports.reload()
             if screen is Screen.ADMIN and not self.admin.unlocked:
                 self.admin.open_for_manager()  # a signed-in manager needs no PIN
             self.back_office = screen
@@ -136,6 +143,8 @@ class TerminalController(Observable):
         else:
             self.back_office, self.signing_in = None, False
             self.admin.lock()
+        if screen is Screen.SALE or screen is Screen.SIGN_IN:
+            self.reports.message = ""
         if screen is not Screen.ADMIN:
             self.tools.cancel()  # the next tap belongs to the sale again (a busy tool finishes)
             self.tests.disarm()
@@ -208,7 +217,8 @@ class TerminalController(Observable):
         self.till.tick()
         if self.screen is Screen.ADMIN and not self.admin.unlocked:
             self.admin.changed()  # the lock-out countdown, and the pad coming back to life
-        if (self.admin.unlocked and self.screen is Screen.ADMIN and not self.tools.busy
+        if (self.admin.unlocked and self.screen in (Screen.ADMIN, Screen.REPORT)
+                and not self.tools.busy
                 and self.clock() - self._last_touch > ADMIN_IDLE_LOCK_S):
             # An unlocked back office left alone at the counter locks itself (programming,
             # wiping and settings must not wait for whoever walks up next).
