@@ -37,6 +37,9 @@ CSV_COLUMNS = (
     "id", "created_at", "local_time", "state", "method", "amount_minor", "currency",
     "amount_msat", "card_id", "issuer", "payment_hash", "reason", "memo", "terminal_id",
     "updated_at", "recovered",
+    # added after the first release: the tip's share and who rang the sale up (at the end, so
+    # a spreadsheet reading columns by position still reads the older ones)
+    "tip_minor", "tip_msat", "cashier",
 )
 # Sales the reconcile keeps asking about: cancelled or failed ones (a wallet or an issuer may
 # still pay their invoice). An EXPIRED sale was ended by the backend's own word (and, long after

@@ -192,15 +192,16 @@ class Checkout:
         self.card_policy = card_policy  # hotlist, per-card limits, unknown cards (None: none)
 
     async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
-                        tip_minor: int = 0) -> SaleSession:
+                        tip_minor: int = 0, cashier: str | None = None) -> SaleSession:
         """Record the sale, then create its invoice. Offline, the session can still queue a tap.
-        `amount_minor` includes the tip; `tip_minor` is its share."""
-        session = self.start_sale(amount_minor, currency_code, memo, tip_minor=tip_minor)
+        `amount_minor` includes the tip; `tip_minor` is its share; `cashier` who rang it up."""
+        session = self.start_sale(amount_minor, currency_code, memo, tip_minor=tip_minor,
+                                  cashier=cashier)
         await session.create_invoice()
         return session
 
     def start_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
-                   tip_minor: int = 0) -> SaleSession:
+                   tip_minor: int = 0, cashier: str | None = None) -> SaleSession:
         """Record the sale without asking for its invoice yet (`SaleSession.create_invoice`): a
         caller with a deadline holds the session even when the invoice never comes."""
         if not 0 <= tip_minor <= amount_minor:
@@ -216,6 +217,7 @@ class Checkout:
             tip_minor=tip_minor,
             terminal_id=self.terminal_id,
             updated_at=now,
+            cashier=cashier,
         )
         session = SaleSession(self, record, record.to_sale())
         session.persist()
@@ -307,6 +309,8 @@ class SaleSession:
         self.offline = False
         self._pending_request: lnurl.WithdrawRequest | None = None
         self._message = ""
+        # LUD-14 `currentBalance` of the card that tapped (before this payment), when sent.
+        self.card_balance_msat: int | None = None
 
     # -- persistence ----------------------------------------------------------------------------
     def persist(self) -> None:
@@ -459,6 +463,7 @@ class SaleSession:
             return self._tap_refused(lnurl.IssuerGarbage("unexpected error"))
         if self.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
             return TapResult("late", "sale-ended", _late_text(self.sale.state))
+        self.card_balance_msat = request.current_balance_msat
         self._apply("withdraw_requested")
         self._pending_request = request
         return await self.submit(pin)
