@@ -261,12 +261,20 @@ def test_issuer_declines_some_items_they_fail_with_its_reason_others_are_paid(ri
 
 
 def test_callback_decline_fault_is_a_failed_item_with_the_issuer_reason(rig):
+    """An issuer refusing the callback it received may pay anyway: the payout waits for the
+    invoice (exposure kept), and fails with the issuer's words once it expired unpaid."""
     card = rig.new_card(10_000)
     run(rig.queue([(card, 1, 100)]))
     rig.sb.set_faults(decline_withdraw_next=1, decline_reason="Card frozen by issuer")
     report = run(rig.sync_once())
+    assert report.items[0].outcome == "submitting"
+    assert "Card frozen by issuer" in rig.ledger.payouts()[0].error_message
+    assert rig.ledger.exposure().count == 1  # still owed until the invoice says otherwise
+    rig.sandbox_clock.offset += 3600  # the invoice expires unpaid
+    report = run(rig.sync_once())
     assert report.items[0].outcome == "failed"
     assert "Card frozen by issuer" in rig.ledger.payouts()[0].error_message
+    assert rig.ledger.exposure().count == 0
     assert rig.balance_msat(card) == 10_000_000
 
 

@@ -75,6 +75,37 @@ class CallbackDownOnce(WithdrawClient):
         return await super().submit(request, bolt11, amount_msat, pin)
 
 
+class PaysButSaysError(WithdrawClient):
+    """The issuer pays the invoice it was sent, then answers the callback with ERROR (servers
+    answer ERROR while an HTLC is in flight)."""
+
+    async def submit(self, request, bolt11, amount_msat, pin=None):
+        await super().submit(request, bolt11, amount_msat, pin)  # the sandbox issuer pays
+        raise lnurl.IssuerError("Payment failed")
+
+
+def test_an_issuer_that_says_error_but_pays_settles_the_payout_paid(rig):
+    card = rig.new_card(10_000)
+    [sale_id] = run(rig.queue([(card, 1, 300)]))
+
+    async def one_pass():
+        backend, _ = rig.parts()
+        withdraw = PaysButSaysError(url_policy(rig.config))
+        try:
+            return await rig.worker(backend, withdraw).run_once()
+        finally:
+            await backend.aclose()
+            await withdraw.aclose()
+
+    report = run(one_pass())
+    assert [i.outcome for i in report.items] == ["paid"]  # never "failed": the money came
+    [payout] = rig.ledger.payouts()
+    assert payout.status == PayoutStatus.PAID
+    assert rig.ledger.get_sale(sale_id).state == "paid"
+    assert not rig.ledger.card(card.card_id).blocked
+    assert 10_000_000 - rig.balance_msat(card) == rig.ledger.get_sale(sale_id).amount_msat
+
+
 def test_a_callback_that_never_left_is_retried_on_the_next_pass(rig):
     card = rig.new_card(10_000)
     [sale_id] = run(rig.queue([(card, 1, 200)]))
@@ -120,3 +151,45 @@ def test_garbage_from_the_issuer_ends_the_payout_after_a_few_attempts(rig):
     [payout] = rig.ledger.payouts()
     assert payout.status == PayoutStatus.FAILED and payout.error_message
     assert rig.ledger.exposure().count == 0
+
+
+def test_a_replayed_invoice_is_never_sent_for_an_offline_payout(rig):
+    """One payment, one sale in the sync path too: a caching proxy answers the second payout's
+    invoice creation with the first payout's invoice; that payout is held back (queued, its
+    card never asked), and the next pass, with a fresh invoice, pays it."""
+    from tests.fakes.hostile_backend import HostileBackend
+
+    first_card, second_card = rig.new_card(10_000), rig.new_card(10_000)
+    sale_ids = run(rig.queue([(first_card, 1, 200), (second_card, 1, 200)]))
+    proxy = HostileBackend(rig.config.backend.flash.http_url).start()
+    proxy.replay_creations = True
+    flash = rig.config.backend.flash
+
+    async def one_pass():
+        backend = FlashBackend(proxy.url, None, username=flash.username,
+                               network=rig.config.network)
+        _, withdraw = rig.parts()
+        try:
+            return await rig.worker(backend, withdraw, concurrency=1).run_once()
+        finally:
+            await backend.aclose()
+            await withdraw.aclose()
+
+    try:
+        first = run(one_pass())
+        assert sorted(i.outcome for i in first.items) == ["paid", "queued"]
+        [held] = [i for i in first.items if i.outcome == "queued"]
+        assert held.reason == "backend-replayed-invoice"
+        held_url = rig.ledger.get_payout(held.payout_id).tap_url
+        assert rig.gets_for(held_url) == 0  # its tap was never spent
+        paid_url = next(p.tap_url for p in rig.ledger.payouts() if p.id != held.payout_id)
+        assert rig.gets_for(paid_url) == 1
+        proxy.replay_creations = False
+        rig.worker_clock.offset += FAST.max_delay_s
+        second = run(one_pass())
+    finally:
+        proxy.stop()
+    assert [i.outcome for i in second.items] == ["paid"]
+    sales = [rig.ledger.get_sale(sale_id) for sale_id in sale_ids]
+    assert [s.state for s in sales] == ["paid", "paid"]
+    assert sales[0].payment_hash != sales[1].payment_hash

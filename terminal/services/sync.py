@@ -6,6 +6,10 @@ Rules, in the order they matter for money:
   counter at that GET. A payout found `SUBMITTING` — after a restart or a lost answer — is
   resolved through the invoice status only: paid, or failed with `outcome-unknown-expired` once
   the invoice has expired unpaid. It is never resent.
+- An issuer that refuses a callback it received (`{"status":"ERROR"}`) may pay anyway (an HTLC
+  in flight): the payout stays `SUBMITTING`, its exposure counted, until the invoice is paid or
+  expires; only then does it fail, with the issuer's reason (which may block the card).
+- One payment, one sale: an invoice whose payment hash another sale holds is never sent.
 - The only way back from `SUBMITTING` to `QUEUED` is an issuer that could not be reached for the
   GET (no money moves at the GET; the callback is what pays).
 - Per card, payouts go out in counter order (issuers refuse a counter lower than one already
@@ -70,6 +74,11 @@ BLOCKING_REASONS = frozenset(
     {"insufficient-balance", "card-disabled", "replayed-tap", "limit-exceeded", "wrong-pin"}
 )
 UNSENT_CALLBACK = "unsent_callback"  # payout.metadata key: a callback that never left
+# payout.metadata key: the issuer's refusal of a callback that left. It may pay anyway (an HTLC
+# in flight), so the payout stays SUBMITTING until the invoice says; if it expires unpaid, this
+# is the reason the payout fails with (and the card is blocked by, as before).
+ISSUER_REFUSED = "issuer_refused"
+REASON_REPLAYED_INVOICE = "backend-replayed-invoice"
 
 # Item outcomes in a SyncReport.
 PAID, FAILED, QUEUED, SUBMITTING = "paid", "failed", "queued", "submitting"
@@ -79,6 +88,7 @@ class SyncLedger(Protocol):
     """What the worker needs from `terminal.adapters.books.ledger.Ledger`."""
 
     def get_sale(self, sale_id: str) -> SaleRecord | None: ...
+    def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None: ...
     def save_sale(self, record: SaleRecord) -> None: ...
     def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
     def unsynced_sales(self) -> list[SaleRecord]: ...
@@ -97,6 +107,9 @@ class SyncPolicy:
     # After the callback is accepted: how long to follow the invoice before leaving it SUBMITTING
     # for the next pass (resolved through its status then).
     settle_timeout_s: float = 20.0
+    # After the issuer refused a callback it received: how long to follow the invoice before
+    # leaving the payout SUBMITTING (it may pay anyway; most refusals do not).
+    refused_settle_timeout_s: float = 5.0
     settle_first_poll_s: float = 0.02
     settle_max_poll_s: float = 1.0
     # A stored invoice closer than this to expiry is replaced before it is sent to an issuer.
@@ -412,6 +425,13 @@ class SyncWorker:
             state.backend_down = exc.message
             raise _Requeue(exc.reason("backend-unavailable"), exc.message) from None
         self.connectivity.success(self.clock())
+        holder = self.ledger.find_sale_by_payment_hash(invoice.payment_hash)
+        if holder is not None and holder.id != sale.id:
+            # One payment, one sale: an invoice another sale holds (a replay, a caching proxy)
+            # is never sent to an issuer. Asked again later, with the next key.
+            payout.metadata["invoices"] = generation + 1
+            raise _Requeue(REASON_REPLAYED_INVOICE,
+                           f"The backend answered with the invoice of sale {holder.id[:8]}.")
         # The card's queued total was raised by the capture amount; remember it before the sale
         # amount becomes the invoice's (whole sats).
         payout.metadata.setdefault("queued_msat", sale.amount_msat or payout.amount_sats * 1000)
@@ -468,15 +488,39 @@ class SyncWorker:
                 await self._sleep(self.policy.callback_retry_s * (attempt + 1))
             except (lnurl.CallbackOutcomeUnknown, lnurl.IssuerGarbage):
                 break  # it may have arrived: only the invoice status can tell
-            except lnurl.LnurlError as exc:
+            except lnurl.IssuerError as exc:
+                # The issuer refused the callback it received: it may pay anyway (servers
+                # answer ERROR while an HTLC is in flight). Only the invoice can tell.
+                self._note_refusal(payout, exc)
+                break
+            except lnurl.LnurlError as exc:  # refused before sending (URL, amount): not sent
                 return self._finish_failed(payout, sale, exc.code, _plain(exc))
         return await self._await_settlement(payout, sale, invoice)
+
+    def _note_refusal(self, payout: QueuedPayout, exc: lnurl.IssuerError) -> None:
+        payout.metadata[ISSUER_REFUSED] = exc.code
+        payout.metadata[f"{ISSUER_REFUSED}_text"] = _plain(exc)
+        payout.error_message = f"{exc.code}: {_plain(exc)} (waiting for the invoice)"
+        self.ledger.save_payout(payout)
+
+    def _expired_unpaid(self, payout: QueuedPayout, sale: SaleRecord) -> ItemResult:
+        """The invoice expired unpaid after the callback left: the issuer's refusal, if it
+        refused, is the reason; otherwise the outcome was simply unknown."""
+        refused = payout.metadata.get(ISSUER_REFUSED)
+        if isinstance(refused, str) and refused:
+            said = payout.metadata.get(f"{ISSUER_REFUSED}_text") or refused
+            return self._finish_failed(payout, sale, refused,
+                                       f"{said} (the invoice then expired unpaid)")
+        return self._finish_failed(payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
+                                   "The invoice expired unpaid after it was sent.")
 
     async def _await_settlement(
         self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice
     ) -> ItemResult:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.settle_timeout_s
+        wait_s = (min(self.policy.settle_timeout_s, self.policy.refused_settle_timeout_s)
+                  if payout.metadata.get(ISSUER_REFUSED) else self.policy.settle_timeout_s)
+        deadline = loop.time() + wait_s
         delay = 0.0
         while True:
             try:
@@ -489,8 +533,7 @@ class SyncWorker:
             if status is InvoiceStatus.UNDERPAID:
                 return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
             if status is InvoiceStatus.EXPIRED:
-                return self._finish_failed(payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
-                                           "The invoice expired unpaid after it was sent.")
+                return self._expired_unpaid(payout, sale)
             if loop.time() + delay > deadline:
                 return self._result(payout, SUBMITTING, None,
                                     "Sent; waiting for the payment to confirm.")
@@ -534,10 +577,7 @@ class SyncWorker:
                     payout, sale, REASON_ISSUER_UNREACHABLE,
                     "The card's issuer could not be reached before the invoice expired.",
                 )
-            return self._finish_failed(
-                payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
-                "The payment's outcome was unknown and its invoice expired unpaid.",
-            )
+            return self._expired_unpaid(payout, sale)
         if unsent:  # known NOT sent: the same k1 may go out now
             return await self._retry_unsent_callback(payout, sale, invoice, unsent)
         return self._result(payout, SUBMITTING, None, "Outcome unknown; invoice still open.")
@@ -572,6 +612,8 @@ class SyncWorker:
             return self._result(payout, SUBMITTING, REASON_ISSUER_UNREACHABLE, _plain(exc))
         except (lnurl.CallbackOutcomeUnknown, lnurl.IssuerGarbage):
             pass  # it may have arrived: the invoice status tells
+        except lnurl.IssuerError as exc:
+            self._note_refusal(payout, exc)  # it may pay anyway: the invoice status tells
         except lnurl.LnurlError as exc:
             return self._finish_failed(payout, sale, exc.code, _plain(exc))
         del payout.metadata[UNSENT_CALLBACK]
