@@ -471,7 +471,8 @@ def test_block_tripped_elsewhere_pauses_background_and_lets_sales_probe(sb):
         return first.value, paused.value, probe.value, after
 
     first, paused, probe, after = run(scenario)
-    assert first.code == "TOO_MANY_REQUEST" and first.retry_after_s == 300
+    # Flash gives no retry time; the block ends within 300 s and may be probed: every 30 s.
+    assert first.code == "TOO_MANY_REQUEST" and 29 <= first.retry_after_s <= 30
     assert paused.code == "budget"
     assert probe.code == "TOO_MANY_REQUEST"
     assert after.amount_msat == 100_000
