@@ -392,9 +392,9 @@ def test_status_checks_never_carry_the_api_key(sb):
 
 
 def test_pushed_expired_is_confirmed_and_a_late_paid_wins(tmp_path):
-    # The invoice lives 0.6 s; the provider's webhook announcing its payment comes 1 s late, so
+    # The invoice lives 3 s; the provider's webhook announcing its payment comes 5 s late, so
     # the socket pushes EXPIRED first. The query knows better: the watch ends PAID.
-    limits = dataclasses.replace(FlashLimits().scaled(0.01), paid_push_delay_s=1.0)
+    limits = dataclasses.replace(FlashLimits().scaled(0.05), paid_push_delay_s=5.0)
     with SandboxThread(tmp_path, limits=limits) as sandbox:
         async def scenario():
             backend = FlashBackend(sandbox.http_url, sandbox.ws_url, username=sandbox.username,
