@@ -138,7 +138,7 @@ WATCH_RETRY_BASE_S = 0.5
 CONFIRM_TIMEOUT_S = 5.0
 # An EXPIRED status seen further than this from the invoice's expiry may come from a provider
 # that purged the invoice, paid or not (Flash): it is checked against the wallet's payments.
-EXPIRED_TRUST_S = 120.0
+EXPIRED_TRUST_S = 600.0  # as the sync worker's SyncPolicy.expired_trust_s
 REASON_REPLAYED_INVOICE = "backend-replayed-invoice"
 REASON_NOT_SUPPORTED = "not-supported"  # BackendError.reason() of code "not_supported"
 UNCONFIRMED_TEXT = (
