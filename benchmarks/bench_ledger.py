@@ -10,7 +10,11 @@ shows the median and 95th percentile time per append at that size. "ours (CPU)" 
 append with fsync off: the storage's own cost, which must not grow with the ledger (O(1)).
 Stock TinyDB is measured directly up to --stock-max records; beyond that its per-append time
 is extrapolated linearly from the largest measured size (it re-reads and rewrites the whole file
-on every append, O(n)). Run it on the disk the terminal uses: fsync time is the disk's.
+on every append, O(n)).
+The sales are settled (paid): the books acknowledge each with one journal append (and its
+sequence record) and move them to the archive in batches, so the 95th percentile includes
+the batches' moves. benchmarks/bench_books.py measures the books at a million sales.
+Run it on the disk the terminal uses: fsync time is the disk's.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 import bolt11
 import pytest
 import uvicorn
-from graphql import build_schema, graphql, parse, validate
+from graphql import GraphQLError, build_schema, graphql, parse, validate
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -35,6 +35,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from terminal.adapters.backends import flash as flash_mod
+from terminal.adapters.backends import flash_errors, flash_status
 from terminal.adapters.backends.flash import FlashBackend, ReconnectPolicy, RetryPolicy
 from terminal.adapters.backends.flash_ws import WSTimings
 from terminal.core.ports.backend import (
@@ -49,6 +50,16 @@ from terminal.core.ports.backend import (
     InvoiceStatus,
 )
 from terminal.sandbox.flash_schema import schema_sdl
+
+
+def flash_format_error(error: GraphQLError) -> dict[str, Any]:
+    """Flash's formatError: `{message, locations, path, code}`, the code at the top level."""
+    out = {k: v for k, v in error.formatted.items() if k != "extensions"}
+    code = (error.extensions or {}).get("code")
+    if code is not None:
+        out["code"] = code
+    return out
+
 
 SCHEMA = build_schema(schema_sdl())  # the one copy: packaged with the sandbox
 API_KEY = "fk_test_0123456789abcdef_SECRET"
@@ -92,6 +103,7 @@ class Faults:
     ws_refuse: bool = False  # refuse the WebSocket handshake
     ws_silent: bool = False  # ack + accept subscribe, then never answer anything (dead socket)
     ws_server_pings: bool = False  # ping the client before the ack and after each subscribe
+    usd_expiry_s: int = 60  # IBEX caps USD invoices at 60 s whatever expiresIn says
 
 
 @dataclass
@@ -102,8 +114,10 @@ class MiniFlash:
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
     mutations_received: int = 0
+    mutation_bodies: list[str] = field(default_factory=list)
     ws_connections: int = 0
     ws_subscriptions: int = 0
+    ws_subscribed_at: list[float] = field(default_factory=list)
     ws_client_pings: int = 0
     ws_client_pongs: int = 0
     status_answers: int = 0  # status queries answered (their status already computed)
@@ -151,7 +165,7 @@ class MiniFlash:
         tags.add(bolt11.TagChar.payment_hash, payment_hash)
         tags.add(bolt11.TagChar.payment_secret, os.urandom(32).hex())
         tags.add(bolt11.TagChar.description, memo or "")
-        tags.add(bolt11.TagChar.expire_time, 60 * (expires_in_min or 5))
+        tags.add(bolt11.TagChar.expire_time, self.faults.usd_expiry_s)
         tags.add(bolt11.TagChar.min_final_cltv_expiry, 18)
         invoice = bolt11.Bolt11(
             currency=BOLT11_PREFIX[self.network],
@@ -189,21 +203,15 @@ class MiniFlash:
             return {"errors": [], "invoice": server.mint(msat, input.get("memo"),
                                                          input.get("expiresIn"))}
 
-        def sat_invoice(input: dict[str, Any]) -> dict[str, Any]:
-            if server.faults.payload_error:
-                return {"errors": payload_errors(), "invoice": None}
-            msat = int(input["amount"]) * 1000 * int(server.faults.price_factor)
-            return {"errors": [], "invoice": server.mint(msat, input.get("memo"),
-                                                         input.get("expiresIn"))}
-
         def account_default_wallet(info: Any, username: str, walletCurrency: str | None = None):
-            if username != USERNAME:  # as Galoy: an error, not a null
-                raise LookupError(f"Account does not exist for username {username}")
+            if username != USERNAME:  # as Flash: an error with its code, not a null
+                raise GraphQLError(f"Account does not exist for username {username}",
+                                   extensions={"code": "NOT_FOUND"})
             return wallet_obj()
 
         def need_auth() -> None:
             if not authed:
-                raise PermissionError("Not authorized")
+                raise GraphQLError("Not authorized", extensions={"code": "NOT_AUTHORIZED"})
 
         def price(currency: str) -> dict[str, Any]:
             scale = Decimal(10) ** PRICE_OFFSET
@@ -226,10 +234,13 @@ class MiniFlash:
         def status(info: Any, input: dict[str, Any]) -> dict[str, Any]:
             server.status_answers += 1
             record = server.invoices.get(input["paymentRequest"])
-            if record is None:
-                return {"status": None, "errors": [{"__typename": "GraphQLApplicationError",
-                                                    "message": "Invoice not found"}]}  # fmt: skip
+            if record is None:  # the provider does not know it: Flash throws IBEX_ERROR
+                raise GraphQLError("An error occurred. Contact support if error persists.",
+                                   extensions={"code": "IBEX_ERROR"})
             return {"status": record["status"], "errors": []}
+
+        def btc_unsupported(info: Any, input: dict[str, Any]) -> None:
+            raise GraphQLError("Flash does not support BTC wallets.")
 
         def create_own(kind: Callable[[dict[str, Any]], dict[str, Any]]):
             def resolver(info: Any, input: dict[str, Any]) -> dict[str, Any]:
@@ -261,8 +272,8 @@ class MiniFlash:
             "lnInvoicePaymentStatus": status,
             "lnUsdInvoiceCreate": create_own(usd_invoice),
             "lnUsdInvoiceCreateOnBehalfOfRecipient": create_for(usd_invoice),
-            "lnInvoiceCreate": create_own(sat_invoice),
-            "lnInvoiceCreateOnBehalfOfRecipient": create_for(sat_invoice),
+            "lnInvoiceCreate": btc_unsupported,
+            "lnInvoiceCreateOnBehalfOfRecipient": btc_unsupported,
         }
 
     # --- HTTP
@@ -288,8 +299,10 @@ class MiniFlash:
         is_mutation = body["query"].lstrip().startswith("mutation")
         if is_mutation:
             self.mutations_received += 1
+            self.mutation_bodies.append(json.dumps(body))
         limited = "rate_limit_mutations" if is_mutation else "rate_limit_reads"
-        if getattr(self.faults, limited) > 0:
+        # The key limiter (api-key-rate-limit.ts) counts requests that carry a key, only.
+        if key is not None and getattr(self.faults, limited) > 0:
             setattr(self.faults, limited, getattr(self.faults, limited) - 1)
             return JSONResponse({"data": None, "errors": [{"message": "Too many requests",
                 "extensions": {"code": "TOO_MANY_REQUESTS",
@@ -307,7 +320,7 @@ class MiniFlash:
             await self._release.wait()  # the invoice exists; its answer never arrives
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
-            out["errors"] = [e.formatted for e in result.errors]
+            out["errors"] = [flash_format_error(e) for e in result.errors]
         return JSONResponse(out)
 
     # --- graphql-transport-ws
@@ -346,6 +359,7 @@ class MiniFlash:
                     watched = payload["variables"]["input"]["paymentRequest"]
                     self._watchers.setdefault(watched, set()).add(queue)
                     self.ws_subscriptions += 1
+                    self.ws_subscribed_at.append(time.monotonic())
                     await self._bump()
                     if self.faults.ws_server_pings:
                         await websocket.send_text(json.dumps({"type": "ping"}))
@@ -434,7 +448,7 @@ def test_receive_only_creates_a_checked_usd_invoice():
         # 12.50 USD at 0.1 cent/sat = 12,500 sat, read from the BOLT11 (satoshis is null).
         assert invoice.amount_msat == 12_500_000 == decoded.amount_msat
         assert invoice.payment_hash == decoded.payment_hash
-        assert invoice.expires_at == decoded.date + 300
+        assert invoice.expires_at == decoded.date + 60  # whatever the sale's 300 s asked
         assert invoice.backend_ref == invoice.bolt11
         ops = [op for _, op, _ in server.requests]
         assert "AccountDefaultWallet" in ops and "LnUsdInvoiceCreateOnBehalfOfRecipient" in ops
@@ -453,18 +467,22 @@ def test_api_key_mode_uses_own_wallet_and_header(caplog):
             first = await b.create_invoice(sale(100, key="a"))
             second = await b.create_invoice(sale(200, key="b"))
             await b.aclose()
-        assert b.mode == "api-key" and not b.uses_websocket  # keys do not work on the socket
+        # The socket is used anonymously: status needs no key, and Flash's takes none.
+        assert b.mode == "api-key" and b.uses_websocket
         assert first.amount_msat == 1_000_000 and second.amount_msat == 2_000_000
         ops = [op for _, op, _ in server.requests]
         assert ops.count("MeWallets") == 1  # wallet id cached
         assert ops.count("LnUsdInvoiceCreate") == 2
-        assert all(h.get("x-api-key") == API_KEY for _, _, h in server.requests)
+        # Only what needs the key carries it: every keyed request counts against its limit.
+        keyed = {op for _, op, h in server.requests if h.get("x-api-key") == API_KEY}
+        assert keyed == {"MeWallets", "LnUsdInvoiceCreate"}
+        assert "RealtimePrice" in ops
 
     run(scenario)
     assert API_KEY not in caplog.text
 
 
-def test_session_token_mode_authorises_http_and_the_socket(caplog):
+def test_session_token_mode_authorises_http_and_watches_anonymously(caplog):
     caplog.set_level(logging.DEBUG)  # websockets logs frames at DEBUG: not ours
 
     async def scenario():
@@ -480,8 +498,11 @@ def test_session_token_mode_authorises_http_and_the_socket(caplog):
             await b.aclose()
         assert b.mode == "session" and b.uses_websocket
         assert [first, *rest] == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
-        assert server.ws_init_payloads == [{"Authorization": f"Bearer {API_KEY}"}]
-        assert "LnUsdInvoiceCreate" in [op for _, op, _ in server.requests]
+        assert server.ws_init_payloads == [None]  # status is public: no credential sent
+        creations = [h for _, op, h in server.requests if op == "LnUsdInvoiceCreate"]
+        assert creations and creations[0]["authorization"] == f"Bearer {API_KEY}"
+        polls = [h for _, op, h in server.requests if op == "LnInvoicePaymentStatus"]
+        assert polls and all("authorization" not in h for h in polls)
 
     run(scenario)
     assert "connection_init" not in caplog.text and API_KEY not in caplog.text
@@ -530,20 +551,25 @@ def test_jmd_sale_on_usd_wallet_is_converted_to_cents():
     run(scenario)
 
 
-def test_btc_wallet_sat_invoice_has_the_exact_amount():
+def test_sat_sale_is_sent_as_exact_fractional_cents():
     async def scenario():
-        server = MiniFlash(wallet_currency="BTC")
+        server = MiniFlash()
         async with serving(server) as (http_url, ws_url):
-            b = backend(http_url, ws_url, wallet_currency="BTC")
-            invoice = await b.create_invoice(sale(2100, currency="SAT"))
-            server.faults.price_factor = Decimal(2)
-            with pytest.raises(BackendProtocolError) as err:
-                await b.create_invoice(sale(2100, currency="SAT", key="other"))
+            b = backend(http_url, ws_url)
+            invoice = await b.create_invoice(sale(15, currency="SAT"))
             await b.aclose()
-        assert invoice.amount_msat == 2_100_000
-        assert err.value.code == "bad_invoice:amount_mismatch"
+        sent = [json.loads(body) for body in server.mutation_bodies]
+        return invoice, sent
 
-    run(scenario)
+    invoice, sent = run(scenario)
+    # 15 sat at 0.1 US cent a sat is 1.5 cents (not 2): Flash takes FractionalCentAmount.
+    assert sent[0]["variables"]["input"]["amount"] == 1.5
+    assert invoice.amount_msat == 15_000
+
+
+def test_btc_wallets_are_refused_at_configuration():
+    with pytest.raises(ValueError, match="does not support BTC wallets"):
+        FlashBackend("https://api.flashapp.me/graphql", None, username="m", wallet_currency="BTC")
 
 
 def test_display_rate_and_cached_currency_list():
@@ -636,15 +662,16 @@ def test_dropped_socket_reconnects_and_resubscribes():
             await server.wait_for(lambda: server.ws_subscriptions == 1
                                   and server.status_answers == 2)  # fmt: skip
             await server.drop_sockets()
-            # The drop triggers one query at once, the resubscription one more; the 60 s polls
-            # never fire, so PAID must come through the new socket.
-            await server.wait_for(lambda: server.ws_subscriptions == 2
-                                  and server.status_answers == 4)  # fmt: skip
+            # The drop and the resubscription each ask for a query at once (one query when they
+            # come together); the 60 s polls never fire, so PAID must come through the new
+            # socket, after a query that followed the resubscription.
+            await server.wait_for(lambda: server.ws_subscriptions == 2 and any(
+                t > server.ws_subscribed_at[1] for t in server.status_polls()))
             await server.pay(invoice.bolt11)
             rest = [s async for s in statuses]
             await b.aclose()
         assert [first, *rest] == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
-        assert server.ws_connections == 2 and server.status_answers == 4
+        assert server.ws_connections == 2 and 3 <= server.status_answers <= 4
 
     run(scenario)
 
@@ -707,17 +734,27 @@ def test_watch_without_websocket_polls_until_expired():
     run(scenario)
 
 
-def test_watch_surfaces_a_refused_status_query():
+def test_an_invoice_the_provider_does_not_know_is_not_a_refusal():
+    # Flash throws IBEX_ERROR for an invoice its provider does not know (yet): temporary. The
+    # watch keeps asking, and the sale is not failed over it.
     async def scenario():
         server = MiniFlash()
         async with serving(server) as (http_url, _):
             b = backend(http_url, None)
             invoice = await b.create_invoice(sale())
-            del server.invoices[invoice.bolt11]
-            with pytest.raises(BackendRejected, match="Invoice not found"):
-                async for _ in b.watch(invoice):
-                    pass
+            record = server.invoices.pop(invoice.bolt11)
+            with pytest.raises(BackendUnavailable) as err:
+                await b.invoice_status(invoice)
+            seen: list[InvoiceStatus] = []
+            watcher = asyncio.create_task(collect(b.watch(invoice), seen))
+            polls = len(server.status_polls())
+            await server.wait_for(lambda: len(server.status_polls()) >= polls + 2)
+            assert not watcher.done()
+            server.invoices[invoice.bolt11] = dict(record, status="PAID")
+            await watcher
             await b.aclose()
+        assert err.value.code == "IBEX_ERROR" and err.value.retryable
+        assert seen == [InvoiceStatus.PAID]
 
     run(scenario)
 
@@ -750,36 +787,37 @@ def test_unauthorized_key_gives_a_clear_message_without_the_key(json_body, caplo
         assert wrong_key not in shown
 
 
-def test_rate_limited_read_honours_retry_after():
+def test_key_limited_read_honours_retry_after():
     async def scenario():
         server = MiniFlash()
         async with serving(server) as (http_url, ws_url):
-            b = backend(http_url, ws_url)
-            invoice = await b.create_invoice(sale())
+            b = backend(http_url, ws_url, username=None, api_key=API_KEY)
             server.faults.rate_limit_reads, server.faults.retry_after_s = 1, 0.2
-            status = await b.invoice_status(invoice)
+            assert (await b.health()).ok  # `me` (keyed): limited once, retried after 0.2 s
+            other = backend(http_url, ws_url, username=None, api_key=API_KEY)
             server.faults.rate_limit_reads, server.faults.retry_after_s = 1, 60
-            with pytest.raises(BackendRateLimited) as err:  # too long to wait: raised
-                await b.invoice_status(invoice)
+            health = await other.health()  # too long to wait: reported
             await b.aclose()
-        polls = server.status_polls()
-        assert status is InvoiceStatus.PENDING
+            await other.aclose()
+        polls = [t for t, op, _ in server.requests if op == "MeWallets"]
         assert polls[1] - polls[0] >= 0.2
-        assert err.value.retry_after_s == 60
+        assert not health.ok and "60 s" in health.detail
 
     run(scenario)
 
 
-def test_rate_limited_creation_is_not_retried():
+def test_key_limited_creation_is_not_retried():
     async def scenario():
         server = MiniFlash()
         async with serving(server) as (http_url, ws_url):
-            b = backend(http_url, ws_url)
+            b = backend(http_url, ws_url, username=None, api_key=API_KEY)
+            await b.health()
             server.faults.rate_limit_mutations = 1
-            with pytest.raises(BackendRateLimited):
+            with pytest.raises(BackendRateLimited) as err:
                 await b.create_invoice(sale())
             await b.aclose()
         assert server.mutations_received == 1
+        assert err.value.code == "TOO_MANY_REQUESTS"
 
     run(scenario)
 
@@ -909,7 +947,7 @@ def test_configuration_is_validated():
     with pytest.raises(ValueError, match="wallet_currency"):
         FlashBackend("https://api.flashapp.me/graphql", None, username="m", wallet_currency="EUR")
     b = FlashBackend("https://api.x.test/graphql", "wss://ws.x.test/graphql", api_key=API_KEY)
-    assert API_KEY not in repr(b) and not b.uses_websocket
+    assert API_KEY not in repr(b) and b.uses_websocket  # anonymous socket
     asyncio.run(b.aclose())
 
 
@@ -923,34 +961,51 @@ def test_price_is_base_over_ten_to_the_offset_exactly(base, offset):
     assert Fraction(value) == Fraction(base, 10**offset)
 
 
-@given(code=st.sampled_from(["TOO_MANY_REQUESTS", "UNAUTHENTICATED", "INTERNAL_SERVER_ERROR",
-                             "GRAPHQL_VALIDATION_FAILED", "SOMETHING_ELSE"]),
+EXPECTED_BY_CODE = {
+    "TOO_MANY_REQUESTS": BackendRateLimited,  # the API key's limit
+    "TOO_MANY_REQUEST": BackendRateLimited,  # the account's invoice limit
+    "NOT_AUTHENTICATED": BackendUnauthorized,
+    "NOT_AUTHORIZED": BackendUnauthorized,
+    "INTERNAL_SERVER_ERROR": BackendUnavailable,
+    "IBEX_ERROR": BackendUnavailable,
+    "DB_ERROR": BackendUnavailable,
+    "GRAPHQL_VALIDATION_FAILED": BackendProtocolError,
+    "INVALID_INPUT": BackendRejected,
+    "NOT_FOUND": BackendRejected,
+    None: BackendUnavailable,  # a resolver that threw without a code: not a definite refusal
+}
+
+
+@given(code=st.sampled_from(sorted(EXPECTED_BY_CODE, key=str)),
+       where=st.sampled_from(["top", "extensions"]),
        retry=st.floats(min_value=0, max_value=1e6, allow_nan=False))  # fmt: skip
-def test_top_level_error_codes_map_to_typed_errors(code, retry):
-    # Property: each gateway code maps to exactly one typed error; rate limits carry the delay.
-    error = flash_mod._top_level_error(
-        [{"message": "m", "extensions": {"code": code, "retryAfterSeconds": retry}}], "Op"
-    )
-    expected = {
-        "TOO_MANY_REQUESTS": BackendRateLimited,
-        "UNAUTHENTICATED": BackendUnauthorized,
-        "INTERNAL_SERVER_ERROR": BackendUnavailable,
-        "GRAPHQL_VALIDATION_FAILED": BackendProtocolError,
-        "SOMETHING_ELSE": BackendRejected,
-    }[code]
-    assert type(error) is expected
+def test_top_level_error_codes_map_to_typed_errors(code, where, retry):
+    # Property: each code maps to exactly one typed error wherever Flash puts it (top level from
+    # formatError, `extensions` from the key limiter); rate limits carry their delay.
+    entry: dict[str, Any] = {"message": "m", "locations": [], "path": ["op"]}
+    extensions: dict[str, Any] = {"retryAfterSeconds": retry}
+    if code is not None and where == "top":
+        entry["code"] = code
+    elif code is not None:
+        extensions["code"] = code
+    entry["extensions"] = extensions
+    error = flash_errors.top_level_error(flash_errors.parse_errors([entry], "Op"), "Op")
+    assert type(error) is EXPECTED_BY_CODE[code]
     if code == "TOO_MANY_REQUESTS":
         assert error.retry_after_s == retry
+    if code == "TOO_MANY_REQUEST":
+        assert error.retry_after_s == 300  # no retry time given: the block's length
 
 
-@given(st.one_of(st.text(), st.none(), st.integers()))
+@given(st.one_of(st.text(), st.none(), st.integers(), st.lists(st.text()),
+                 st.dictionaries(st.text(), st.text())))
 def test_unknown_status_values_are_protocol_errors(raw):
     # Property: only PENDING/PAID/EXPIRED are statuses; anything else is refused, never guessed.
     if raw in ("PENDING", "PAID", "EXPIRED"):
-        assert flash_mod._status_value(raw).name == raw
+        assert flash_status.status_value(raw).name == raw
     else:
         with pytest.raises(BackendProtocolError):
-            flash_mod._status_value(raw)
+            flash_status.status_value(raw)
 
 
 # ----------------------------------------------------------------------------- the project sandbox
@@ -969,6 +1024,7 @@ def sandbox(tmp_path_factory):
 @pytest.fixture
 def sb(sandbox):
     sandbox.call(sandbox.faults.reset)
+    sandbox.reset_limits()
     yield sandbox
     sandbox.call(sandbox.faults.reset)
 
@@ -1078,19 +1134,18 @@ def test_sandbox_silent_subscription_is_caught_by_the_safety_poll(sb):
     assert run(scenario) == [InvoiceStatus.PENDING, InvoiceStatus.PAID]
 
 
-def test_sandbox_rate_limited_read_is_retried_after_the_delay(sb):
+def test_sandbox_key_limited_read_is_retried_after_the_delay(sb):
     async def scenario():
-        b = sandbox_backend(sb)
-        invoice = await b.create_invoice(sale(100, key="sb-rl"))
+        b = sandbox_backend(sb, username=None, api_key=sb.api_key)
         sb.set_faults(rate_limit_next=1, retry_after_s=0.2)
         started = time.monotonic()
-        status = await b.invoice_status(invoice)
+        health = await b.health()  # `me` carries the key: limited once, then retried
         elapsed = time.monotonic() - started
         await b.aclose()
-        return status, elapsed
+        return health, elapsed
 
-    status, elapsed = run(scenario)
-    assert status is InvoiceStatus.PENDING and elapsed >= 0.2
+    health, elapsed = run(scenario)
+    assert health.ok and elapsed >= 0.2
 
 
 def test_sandbox_errors_are_typed(sb):
@@ -1117,7 +1172,7 @@ def test_sandbox_errors_are_typed(sb):
         return rejected.value, rate, unauthorized.value, unknown.value
 
     rejected, rate, unauthorized, unknown = run(scenario)
-    assert "Unable to create invoice" in rejected.message
+    assert "Account is inactive." in rejected.message and rejected.code == "INVALID_INPUT"
     assert rate.minor_per_sat > 0
     assert "invalid API key" in unauthorized.message
     assert "fk_not_the_key" not in unauthorized.message

@@ -46,7 +46,7 @@ def path(tmp_path):
 
 # ------------------------------------------------------------------------------ the move
 def test_a_final_sale_leaves_the_journal_for_the_archive(path):
-    with Ledger(path) as led:
+    with Ledger(path, move_batch=1) as led:
         led.save_sale(sale(1, "invoiced"))
         assert len(journal_sales(led)) == 1
         done = sale(1, "paid")
@@ -60,8 +60,26 @@ def test_a_final_sale_leaves_the_journal_for_the_archive(path):
         assert led.counts()["sales_archived"] == 1 and led.counts()["sales_in_flight"] == 0
 
 
+def test_settled_sales_move_in_batches_and_when_the_books_close(path):
+    with Ledger(path, move_batch=3) as led:
+        led.save_sale(sale(1))
+        led.save_sale(sale(2))
+        assert len(journal_sales(led)) == 2  # acknowledged: one journal append each
+        assert [r.id for r in led.sales()] == [sale(1).id, sale(2).id]
+        led.save_sale(sale(3))  # the third: the batch moves together
+        assert journal_sales(led) == {} and led.counts()["sales_archived"] == 3
+        led.save_sale(sale(4))
+    with Ledger(path, read_only=True) as led:  # closing moved the last one
+        assert led.counts() | {"journal_records": 0} == {
+            "sales_in_flight": 0, "sales_archived": 4, "payouts": 0, "cards": 0,
+            "journal_records": 0}
+    with Ledger(path, move_batch=100, move_after_s=0.0) as led:
+        led.save_sale(sale(5))  # waited long enough (no wait at all): moved at once
+        assert journal_sales(led) == {}
+
+
 def test_a_transaction_moves_its_final_sales_once_committed(path):
-    with Ledger(path) as led:
+    with Ledger(path, move_batch=1) as led:
         with led.transaction():
             led.save_sale(sale(1))
             led.save_sale(sale(2, "queued"))
@@ -76,7 +94,7 @@ def test_a_transaction_moves_its_final_sales_once_committed(path):
 
 
 def test_a_settled_sale_can_still_be_paid_late_and_is_updated_in_the_archive(path):
-    with Ledger(path) as led:
+    with Ledger(path, move_batch=1) as led:
         cancelled = sale(1, "cancelled", invoice_expires_at=T0 + 600)
         led.save_sale(cancelled)
         assert [r.id for r in led.sales_awaiting_invoice()] == [cancelled.id]
@@ -150,11 +168,11 @@ def test_a_move_interrupted_after_the_archive_commit_shows_the_sale_once(path):
 def test_a_full_disk_for_the_archive_keeps_settled_sales_in_the_journal(path, monkeypatch):
     from terminal.adapters.books import archive as archive_module
 
-    with Ledger(path) as led:
-        def full(self, records):
+    with Ledger(path, move_batch=1) as led:
+        def full(self, docs):
             raise archive_module.StorageFullError("the disk is full")
 
-        monkeypatch.setattr(archive_module.SaleArchive, "put", full)
+        monkeypatch.setattr(archive_module.SaleArchive, "put_docs", full)
         led.save_sale(sale(1))  # acknowledged: it is durable in the journal
         assert len(journal_sales(led)) == 1 and led.get_sale(sale(1).id).state == "paid"
         monkeypatch.undo()
@@ -176,7 +194,7 @@ def shop(led: Ledger) -> list[SaleRecord]:
 
 
 def test_the_query_port_reads_both_stores_like_a_list(path):
-    with Ledger(path) as led:
+    with Ledger(path, move_batch=1) as led:
         records = shop(led)
         memory = history.SalesInMemory(records)
         assert led.counts()["sales_in_flight"] == 13  # queued and invoiced stay in flight
@@ -300,15 +318,22 @@ def test_an_archive_of_another_ledger_is_damage(path, tmp_path):
     assert_damaged(path, "it belongs to another ledger")
 
 
+def flip_a_bit_in_an_archived_sale(archive: Path, sale_id: str) -> None:
+    db = sqlite3.connect(archive)
+    n, blob = db.execute("SELECT d.n, d.doc FROM docs d JOIN sales s ON s.n = d.n "
+                         "WHERE s.id = ?", (sale_id,)).fetchone()
+    spoiled = bytearray(blob)
+    spoiled[len(spoiled) // 2] ^= 0x04
+    db.execute("UPDATE docs SET doc = ? WHERE n = ?", (bytes(spoiled), n))
+    db.commit()
+    db.close()
+
+
 def test_a_flipped_bit_in_an_archived_sale_is_damage_when_read_and_checked(path):
     from terminal.adapters.books.check import check_books
 
     settled_books(path)
-    archive = path.with_name("ledger.archive.sqlite")
-    db = sqlite3.connect(archive)
-    db.execute("UPDATE docs SET doc = replace(doc, '\"amount_minor\":101', '\"amount_minor\":901')")
-    db.commit()
-    db.close()
+    flip_a_bit_in_an_archived_sale(path.with_name("ledger.archive.sqlite"), sale(1).id)
     with Ledger(path, read_only=True) as led:  # opening is O(1): it does not read every sale
         with pytest.raises(BooksDamaged, match="fails its check"):
             led.sales()
@@ -316,3 +341,14 @@ def test_a_flipped_bit_in_an_archived_sale_is_damage_when_read_and_checked(path)
     report = check_books(path)
     assert not report.intact
     assert "archived sale" in report.damage[0].what and "fails its check" in report.damage[0].what
+
+
+def test_the_books_document_of_a_sale_is_its_to_doc():
+    from terminal.adapters.books.fill import HistoryWriter
+    from terminal.adapters.books.ledger import sale_doc
+
+    writer = HistoryWriter(terminal_id="ft-test", cards=3, seed=7)
+    records = [writer.sale(T0 + n * 60.0) for n in range(40)] + [sale(1), SaleRecord("x", 0.0, 1,
+                                                                                    "SAT")]
+    for record in records:
+        assert sale_doc(record) == record.to_doc()

@@ -177,13 +177,9 @@ def test_repair_refuses_while_the_terminal_runs(books, config, capsys):
 
 
 def test_repair_rebuilds_a_damaged_archive_from_the_rows_that_verify(books, config, capsys):
-    import sqlite3
+    from tests.test_books import flip_a_bit_in_an_archived_sale
 
-    archive = books.with_name("ledger.archive.sqlite")
-    db = sqlite3.connect(archive)
-    db.execute("UPDATE docs SET doc = replace(doc, '\"amount_minor\":101', '\"amount_minor\":7')")
-    db.commit()
-    db.close()
+    flip_a_bit_in_an_archived_sale(books.with_name("ledger.archive.sqlite"), record(1, "x").id)
     assert cli(capsys, "ledger", "check", "--config", str(config))[0] == 6
     code, out, err = cli(capsys, "ledger", "repair", "--config", str(config), "--json")
     doc = json.loads(out)

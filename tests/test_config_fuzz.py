@@ -51,7 +51,7 @@ http_url = "http://127.0.0.1:8799/graphql"
 ws_url = "ws://127.0.0.1:8799/graphql"
 username = "shop"
 api_key = "flash_api_key_secret_aaaaaaaaaaaaaaaaaaaa"
-wallet_currency = "BTC"
+wallet_currency = "USD"
 
 [backend.btcpay]
 url = "https://btcpay.example.com"

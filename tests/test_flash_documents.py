@@ -20,8 +20,31 @@ def test_all_documents_lists_every_constant():
         name: value
         for name, value in vars(flash_documents).items()
         if name.isupper() and not name.startswith("_") and isinstance(value, str)
+        and value.lstrip().startswith(("query", "mutation", "subscription"))
     }
     assert constants == flash_documents.ALL_DOCUMENTS
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, flash_documents.STATUS_BATCH_MAX])
+def test_status_batches_are_valid_and_fit_flash_complexity(schema, count):
+    # Property: a batch of any allowed size is valid against Flash's schema, names one operation,
+    # and costs at most Flash's 200 complexity points (plugins/complexity.ts).
+    from terminal.sandbox.flash_http import prepare_document
+
+    text = flash_documents.ln_invoice_payment_status_batch(count)
+    assert validate(schema, parse(text)) == []
+    assert prepare_document(text).complexity <= 200
+    with pytest.raises(ValueError):
+        flash_documents.ln_invoice_payment_status_batch(flash_documents.STATUS_BATCH_MAX + 1)
+
+
+def test_every_document_fits_flash_complexity():
+    from terminal.sandbox.flash_http import prepare_document
+
+    for name, text in flash_documents.ALL_DOCUMENTS.items():
+        prepared = prepare_document(text)
+        assert prepared.document is not None, name
+        assert prepared.complexity <= 200, (name, prepared.complexity)
 
 
 @pytest.mark.parametrize("name", sorted(flash_documents.ALL_DOCUMENTS))

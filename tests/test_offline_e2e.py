@@ -102,3 +102,21 @@ def test_network_cut_mid_sale_resolves_through_the_invoice(tmp_path):
         code, out = _cli("history", "--config", config, "--export", "json")
         [sale] = json.loads(out)
         assert "tap_failed" not in [h["event"] for h in sale["history"]]  # not retried
+
+
+def test_invoice_limit_reached_by_another_terminal_is_offline_not_failed(tmp_path):
+    """Another terminal of the merchant tripped Flash's invoice limit (20 per 120 s, then 300 s
+    blocked): `charge` with a verified card answers `queued` (a wait), never `failed`."""
+    data = tmp_path / "sandbox"
+    with SandboxThread(data) as sb:
+        config = str(sb.write_terminal_config())
+        card_file = tmp_path / "card.json"
+        _sim_card(sb, card_file, 5_000)
+        for _ in range(21):  # the other terminal: its 21st request blocks the account
+            with contextlib.suppress(Exception):
+                sb.call(sb.core.consume_invoice_limit, "recipient")
+        assert sb.limit_state()["invoice_blocks"] == 1
+        code, out = _cli("charge", "120", "--currency", "SAT", "--config", config,
+                         "--card-file", str(card_file), "--json")
+        result = json.loads(out)
+    assert code == 0 and result["status"] == "queued", out

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hw.ntag424.crypto import aes_ecb_encrypt, sdm_mac
@@ -298,17 +299,37 @@ def test_backend_down_for_a_while_backs_off_then_succeeds(rig):
     assert sum(rig.gets.values()) == 3
 
 
-def test_rate_limit_retry_after_is_honoured(rig):
+def _exhaust_invoice_limit(rig) -> None:
+    """Another terminal of the same merchant creates 21 invoices: Flash blocks the account's
+    invoice creation for 300 s (the 21st request trips it)."""
+    wallet = rig.sb.wallet_id("USD")
+    document = ("mutation m($input: LnUsdInvoiceCreateOnBehalfOfRecipientInput!) { "
+                "lnUsdInvoiceCreateOnBehalfOfRecipient(input: $input) { errors { code } } }")
+    codes = []
+    with httpx.Client(timeout=10) as client:
+        for _ in range(21):
+            answer = client.post(rig.sb.http_url, json={"query": document, "variables": {
+                "input": {"recipientWalletId": wallet, "amount": 10}}}).json()
+            errors = answer["data"]["lnUsdInvoiceCreateOnBehalfOfRecipient"]["errors"]
+            codes.append(errors[0]["code"] if errors else None)
+    assert codes[-1] == "TOO_MANY_REQUEST" and codes[:20] == [None] * 20
+
+
+def test_invoice_limit_tripped_by_another_terminal_is_a_wait_not_a_loss(rig):
     card = rig.new_card(10_000)
     run(rig.queue([(card, 1, 100)]))
-    rig.sb.set_faults(rate_limit_next=1, retry_after_s=45)
+    _exhaust_invoice_limit(rig)
     report = run(rig.sync_once())
-    assert report.items[0].outcome == "queued"
+    item = report.items[0]
+    assert item.outcome == "queued" and item.reason == "backend-rate-limited"
     payout = rig.ledger.payouts()[0]
-    assert payout.next_attempt_at >= rig.worker_clock() + 44
-    rig.worker_clock.offset += 10
-    assert run(rig.sync_once()).paid == 0  # not before Retry-After
-    rig.worker_clock.offset += 40
+    assert payout.status == PayoutStatus.QUEUED
+    assert payout.next_attempt_at >= rig.worker_clock() + 299  # Flash blocks for 300 s
+    assert sum(rig.gets.values()) == 0  # nothing reached the issuer
+    rig.worker_clock.offset += 100
+    assert run(rig.sync_once()).paid == 0  # not before the block can have ended
+    rig.worker_clock.offset += 201
+    rig.sandbox_clock.offset += 301
     assert run(rig.sync_once()).paid == 1
 
 

@@ -215,3 +215,29 @@ def test_each_malformed_step_names_its_line(line):
     with pytest.raises(ScriptError) as refused:
         parse_script(f"amount 1\n{line}\n")
     assert refused.value.line == 2
+
+
+def test_a_terminal_that_boots_offline_prices_within_seconds_of_the_network(tmp_path):
+    import dataclasses
+    import time
+
+    async def scenario() -> tuple[str, str | None, float]:
+        env = await DemoEnvironment.start(tmp_path, background=False, network=False)
+        till = env.till
+        try:
+            till.settings = dataclasses.replace(till.settings, rate_retry_s=0.2)
+            till.key("5")
+            assert not await till.charge()
+            refused = till.notice.code
+            env.kiosk.start()
+            back = time.monotonic()
+            await env.set_network(True)
+            assert await till.wait_until(lambda: till.rate_problem() is None, 10)
+            waited = time.monotonic() - back
+            return refused, till.rate_problem(), waited
+        finally:
+            await env.stop()
+
+    refused, problem, waited = asyncio.run(scenario())
+    assert refused == "no-rate" and problem is None
+    assert waited < 5  # the kiosk asks again at once when the network returns

@@ -328,3 +328,31 @@ def test_admin_settings_and_card_tools_by_touch(ui: UI) -> None:
         c.go(Screen.SALE)
 
     ui.run(scenario())
+
+
+def test_a_rate_outage_is_said_in_full_on_the_sale_screen(ui: UI) -> None:
+    from terminal.core.money import RatePolicy
+
+    c = ui.c
+    checkout = c.till.checkout
+    kept = checkout.rates
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE)
+        await ui.env.set_network(False)
+        checkout.rates = RatePolicy()  # as after booting offline: no rate at all
+        try:
+            await key_in(ui, "5")
+            await next_frames(3)
+            sats = ui.screen("sale").ids.sats
+            assert "rate" in sats.text.lower()
+            # Said in full, inside its box: not "ange rate for USD yet; check the co".
+            assert not sats.is_shortened
+            assert sats.texture_size[0] <= sats.width and sats.texture_size[1] <= sats.height
+            assert ui.screen("sale").ids.charge.disabled
+        finally:
+            checkout.rates = kept
+            await ui.env.set_network(True)
+            await press(ui.screen("sale").ids.clear_key)
+
+    ui.run(scenario())

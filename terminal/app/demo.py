@@ -78,9 +78,10 @@ class DemoEnvironment:
     @classmethod
     async def start(cls, work_dir: Path | None = None, *,
                     receipt_sink: Callable[[str], None] | None = None,
-                    background: bool = True) -> DemoEnvironment:
+                    background: bool = True, network: bool = True) -> DemoEnvironment:
         """Start the sandbox, its link, the cards and the terminal. `background` starts the
-        kiosk's loops (rates, reconcile, sync worker) as `flash-terminal run` does."""
+        kiosk's loops (rates, reconcile, sync worker) as `flash-terminal run` does; `network`
+        False starts with the link cut (a terminal that boots offline: no rate yet)."""
         owns = work_dir is None
         work = Path(tempfile.mkdtemp(prefix="flash-demo-")) if work_dir is None else Path(work_dir)
         work.mkdir(parents=True, exist_ok=True)
@@ -109,6 +110,8 @@ class DemoEnvironment:
         sync = build_sync(config, terminal)
         env = cls(work, sandbox, link, config, terminal, till, Kiosk(till, sync), cards, owns)
         env.sync = sync
+        if not network:
+            await link.cut()
         await till.refresh_rates()
         if background:
             env.kiosk.start()

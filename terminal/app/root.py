@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from terminal.services.till import Till, TillSettings
 
 LEDGER_FILE = "ledger.jsonl"
+FLASH_BUDGET_FILE = "flash-budget.json"
 TERMINAL_ID_FILE = "terminal-id"
 
 
@@ -78,6 +79,11 @@ def build_backend(config: Config) -> Backend:
             api_key=flash.api_key,
             wallet_currency=flash.wallet_currency,
             network=config.network,
+            # Resolved when first needed: building the backend writes nothing.
+            terminal_id=lambda: terminal_id(config),
+            # Flash's invoice limit is per merchant account: every process of this terminal
+            # (kiosk, `sync`, `doctor`) shares one view of it (the file is made on first use).
+            budget_path=config.data_dir / FLASH_BUDGET_FILE,
         )
     from terminal.adapters.backends.btcpay import BTCPayBackend
 

@@ -20,7 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as dtime
 from typing import Any, Protocol, TextIO
@@ -132,7 +132,16 @@ class Report:
                 "by_card": {c: asdict(t) for c, t in sorted(self.by_card.items())}}
 
 
-def awaiting_invoice(record: SaleRecord) -> bool:
+class InvoiceFacts(Protocol):
+    @property
+    def state(self) -> str: ...
+    @property
+    def bolt11(self) -> str | None: ...
+    @property
+    def invoice_final(self) -> bool: ...
+
+
+def awaiting_invoice(record: InvoiceFacts) -> bool:
     """A final sale whose invoice a wallet may still pay: cancelled or failed with an invoice the
     backend has not declared final (`invoice_final`). The reconcile keeps asking about these."""
     return bool(record.bolt11) and record.state in _REOPENABLE and not record.invoice_final
@@ -220,11 +229,16 @@ class SalesInMemory:
 
 
 # ------------------------------------------------------------------------------------ export
+_RECORD_FIELDS = tuple(f.name for f in fields(SaleRecord))
+
+
 def export_doc(record: SaleRecord) -> dict[str, Any]:
-    """One sale as exported: every record field (history included) except secrets."""
-    doc = record.to_doc()
-    for name in SECRET_FIELDS:
-        doc.pop(name, None)
+    """One sale as exported: every record field (history included) except secrets.
+
+    The same as `record.to_doc()` minus secrets, built without `dataclasses.asdict`'s deep
+    copies (exports stream many sales; records hold scalars and the history list only)."""
+    doc = {name: getattr(record, name) for name in _RECORD_FIELDS if name not in SECRET_FIELDS}
+    doc["history"] = [dict(vars(change)) for change in record.history]
     return doc
 
 

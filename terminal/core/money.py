@@ -367,6 +367,20 @@ def msat_to_fiat(msat: Msat, rate: RateLike) -> Money:
     return Money(minor, cur)
 
 
+def fractional_minor(value: Fraction, places: int) -> Decimal:
+    """An exact amount of minor units (e.g. US cents from a SAT or JMD price) as a Decimal with
+    `places` decimals, for a backend that takes fractions of a minor unit (Flash's
+    FractionalCentAmount). Rounded half-even at 10^-places of a minor unit: the only rounding."""
+    if places < 0:
+        raise ValueError("places must not be negative")
+    scaled = value * 10**places
+    whole = math.floor(scaled)
+    rest = scaled - whole
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and whole % 2 == 1):
+        whole += 1
+    return Decimal(whole).scaleb(-places)
+
+
 def minor_per_sat_from_btc_price(btc_price: Decimal, fraction_digits: int) -> Decimal:
     """A BTC price in major units ("15000000.12" JMD per BTC) -> minor units per sat."""
     if isinstance(btc_price, float):

@@ -11,6 +11,7 @@ from .faults import Faults, FaultsError
 from .flash_schema import flash_schema, schema_sdl
 from .issuer_keys import CardKeys, TapRejected, derive_card_keys
 from .lightning import Rates
+from .limits import UNLIMITED, FlashLimits
 from .server import Sandbox, SandboxThread, build_app
 from .store import SandboxStateError
 
@@ -18,6 +19,7 @@ __all__ = [
     "CardKeys",
     "Faults",
     "FaultsError",
+    "FlashLimits",
     "InvoiceStatus",
     "Rates",
     "Sandbox",
@@ -26,6 +28,7 @@ __all__ = [
     "SandboxStateError",
     "SandboxThread",
     "TapRejected",
+    "UNLIMITED",
     "WithdrawRefused",
     "build_app",
     "derive_card_keys",

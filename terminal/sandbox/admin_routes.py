@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -25,7 +26,7 @@ def _error(message: str, status: int = 400) -> JSONResponse:
 
 def _sandbox_error(exc: SandboxError) -> JSONResponse:
     return JSONResponse({"error": exc.message, "code": exc.code},
-                        status_code=ERROR_STATUS.get(exc.code, 400))
+                        status_code=ERROR_STATUS.get(exc.code or "", 400))
 
 
 async def _json_object(request: Request) -> dict[str, Any] | None:
@@ -68,6 +69,46 @@ async def expire(request: Request) -> Response:
     except SandboxError as exc:
         return _sandbox_error(exc)
     return JSONResponse({"status": "EXPIRED", "paymentHash": record.payment_hash})
+
+
+async def purge(request: Request) -> Response:
+    """POST /sandbox/purge {"paymentRequest"}: the provider forgets an expired invoice now (its
+    status then reads EXPIRED, even if it was paid; the wallet's transaction stays)."""
+    core = _core(request)
+    body = await _json_object(request)
+    if body is None or not isinstance(body.get("paymentRequest"), str):
+        return _error("expected JSON {\"paymentRequest\": \"lnbcrt…\"}")
+    record = core.find_invoice(body["paymentRequest"])
+    if record is None:
+        return _error("Unknown invoice (or already purged)", 404)
+    try:
+        core.purge_now(record)
+    except SandboxError as exc:
+        return _sandbox_error(exc)
+    return JSONResponse({"purged": record.payment_hash})
+
+
+async def create_api_key(request: Request) -> Response:
+    """POST /sandbox/api-keys {"scopes": ["read:user", …], "rate_limit": 120?}: a new key with
+    exactly these scopes, as the merchant makes one in the Flash app → {"api_key"}."""
+    core = _core(request)
+    body = await _json_object(request)
+    scopes = body.get("scopes") if body else None
+    rate = body.get("rate_limit") if body else None
+    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+        return _error("expected JSON {\"scopes\": [\"read:user\", …]}")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
+        return _error("rate_limit must be a positive integer")
+    try:
+        return JSONResponse({"api_key": core.create_api_key(scopes, rate)})
+    except SandboxError as exc:
+        return _sandbox_error(exc)
+
+
+async def limits(request: Request) -> Response:
+    """GET /sandbox/limits: the limits in force and what the account has used."""
+    core = _core(request)
+    return JSONResponse({"limits": dataclasses.asdict(core.limits), **core.limit_state()})
 
 
 async def invoice(request: Request) -> Response:

@@ -12,6 +12,7 @@ import enum
 import math
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -24,16 +25,46 @@ from terminal.protocols.bolt11 import Bolt11EncodeError
 from .faults import Faults
 from .issuer_keys import TapRejected, card_id_for, check_c, decrypt_p, derive_card_keys, k1_for
 from .lightning import Rates, currency_for, mint_invoice
-from .store import Card, InvoiceRecord, Keys, SendRecord, State, Store, WithdrawSession
+from .limits import FixedWindowLimiter, FlashLimits
+from .store import (
+    ApiKeyRecord,
+    Card,
+    InvoiceRecord,
+    Keys,
+    SendRecord,
+    State,
+    Store,
+    TransactionRecord,
+    WithdrawSession,
+)
 
-USD_INVOICE_DEFAULT_EXPIRY_S = 5 * 60  # Flash: USD invoices expire after 5 minutes
-BTC_INVOICE_DEFAULT_EXPIRY_S = 24 * 60 * 60  # Flash: sat invoices after 24 hours
+# API-key scopes as Flash names them (domain/api-keys/scope-map.ts); write:X implies read:X.
+KNOWN_SCOPES = frozenset({"read:user", "write:user", "read:wallet", "write:wallet",
+                          "read:transactions", "admin"})
+# The sandbox's own key (keys.json): what a receiving terminal's key needs.
+DEFAULT_KEY_SCOPES = ("read:user", "read:wallet", "write:wallet", "read:transactions")
+
+
+def _key_id(key: str) -> str:
+    parts = key.split("_")
+    return parts[1] if len(parts) >= 3 else key[:12]
+
+
+def has_scope(granted: list[str], required: str) -> bool:
+    """Flash's hasApiKeyScope: admin grants all; write:X implies read:X."""
+    if "admin" in granted or required in granted:
+        return True
+    if required.startswith("read:"):
+        return f"write:{required[5:]}" in granted
+    return False
+
 MAX_EXPIRES_IN_MIN = 24 * 60
 MIN_WITHDRAWABLE_MSAT = 1000
 WITHDRAW_SESSION_TTL_S = 10 * 60
 DEFAULT_DESCRIPTION = "Boltcard payment"
-MEMO_MAX_LEN = 1024
-INVOICE_RETENTION_S = 24 * 60 * 60
+MEMO_MAX_BYTES = 639  # Flash's Memo scalar: "Memo is too long" above this many UTF-8 bytes
+IBEX_ERROR_MESSAGE = "An error occurred. Contact support if error persists."
+INVOICE_LIMIT_MESSAGE = "Too many invoices creation, please wait for a while and try again."
 
 
 class InvoiceStatus(enum.Enum):
@@ -43,12 +74,20 @@ class InvoiceStatus(enum.Enum):
 
 
 class SandboxError(Exception):
-    """A request the sandbox refuses; `code` follows Flash's payload error codes."""
+    """A request the sandbox refuses; `code` follows Flash's payload error codes (None: Flash
+    sends that error without a code)."""
 
-    def __init__(self, message: str, code: str = "INVALID_INPUT") -> None:
+    def __init__(self, message: str, code: str | None = "INVALID_INPUT") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class IbexFailure(SandboxError):
+    """The Lightning provider failed, or does not know the invoice (Flash's IBEX_ERROR)."""
+
+    def __init__(self) -> None:
+        super().__init__(IBEX_ERROR_MESSAGE, "IBEX_ERROR")
 
 
 class WithdrawRefused(Exception):
@@ -70,17 +109,85 @@ class SandboxCore:
         username: str,
         issuer_key: bytes | None = None,
         clock: Callable[[], float] = time.time,
+        limits: FlashLimits | None = None,
     ) -> None:
         currency_for(network)  # fail early on an unknown network
         self.network = network
         self.faults = faults
         self.rates = rates
         self.clock = clock
+        self.limits = limits or FlashLimits()
         self.store = Store(data_dir)
         self.keys: Keys = self.store.load_keys(issuer_key)
         self.state: State = self.store.load_state(username)
         self.public_base = ""  # http://host:port, set once the socket is bound
         self._watchers: dict[str, set[asyncio.Queue[InvoiceStatus]]] = {}
+        lim = self.limits
+        # Flash counts the two creation mutations apart, each keyed by the recipient's account.
+        self.invoice_limiters = {
+            "self": FixedWindowLimiter(lim.invoice_points, lim.invoice_window_s,
+                                       lim.invoice_block_s),
+            "recipient": FixedWindowLimiter(lim.invoice_points, lim.invoice_window_s,
+                                            lim.invoice_block_s),
+        }
+        self.key_limiters: dict[int, FixedWindowLimiter] = {}
+
+    # --- limits ----------------------------------------------------------------------------------
+
+    def reset_limits(self) -> None:
+        """Forget what every limiter counted (as if long enough had passed)."""
+        for limiter in [*self.invoice_limiters.values(), *self.key_limiters.values()]:
+            limiter.reset()
+
+    def consume_invoice_limit(self, kind: str) -> None:
+        """One invoice creation against the account's limit; raises TOO_MANY_REQUEST."""
+        if not self.limits.enforce:
+            return
+        if self.invoice_limiters[kind].consume(self.state.account.id, self.clock()) is not None:
+            raise SandboxError(INVOICE_LIMIT_MESSAGE, "TOO_MANY_REQUEST")
+
+    def consume_key_limit(self, key_id: str, per_minute: int | None) -> float | None:
+        """One request with an API key; None when allowed, else seconds until it may retry."""
+        if not self.limits.enforce:
+            return None
+        points = per_minute or self.limits.key_points
+        limiter = self.key_limiters.get(points)
+        if limiter is None:
+            limiter = FixedWindowLimiter(points, self.limits.key_window_s)
+            self.key_limiters[points] = limiter
+        return limiter.consume(key_id, self.clock())
+
+    def limit_state(self) -> dict[str, Any]:
+        now = self.clock()
+        account = self.state.account.id
+        return {
+            "enforced": self.limits.enforce,
+            "invoices": {k: v.state(account, now) for k, v in self.invoice_limiters.items()},
+            "invoice_blocks": sum(v.blocks for v in self.invoice_limiters.values()),
+        }
+
+    # --- API keys --------------------------------------------------------------------------------
+
+    def create_api_key(self, scopes: list[str], rate_limit: int | None = None) -> str:
+        """A new API key with exactly these scopes (`read:user`, `read:wallet`, `write:wallet`,
+        `read:transactions`, …), as the merchant creates one in the Flash app."""
+        unknown = set(scopes) - KNOWN_SCOPES
+        if unknown:
+            raise SandboxError(f"unknown scopes {sorted(unknown)}")
+        key = Keys.new_api_key()
+        self.state.api_keys[key] = ApiKeyRecord(key=key, scopes=list(scopes),
+                                                rate_limit=rate_limit)
+        self.save()
+        return key
+
+    def api_key_scopes(self, key: str) -> tuple[str, list[str], int | None] | None:
+        """(key id, scopes, per-minute limit) of a key, or None for a key Flash does not know."""
+        if secrets.compare_digest(key.encode(), self.keys.api_key.encode()):
+            return _key_id(key), list(DEFAULT_KEY_SCOPES), None
+        record = self.state.api_keys.get(key)
+        if record is None:
+            return None
+        return _key_id(key), list(record.scopes), record.rate_limit
 
     # --- persistence and notifications -------------------------------------------------------
 
@@ -109,44 +216,39 @@ class SandboxCore:
         self,
         wallet_id: str,
         *,
-        usd_cents: Decimal | None = None,
-        sats: int | None = None,
+        usd_cents: Decimal,
         memo: str | None = None,
         expires_in_min: int | None = None,
+        limiter: str = "recipient",
     ) -> InvoiceRecord:
+        """lnUsdInvoiceCreate[OnBehalfOfRecipient] after its input scalars passed, in Flash's
+        order (add-invoice-for-wallet.ts): the wallet must be a USD wallet, the account's invoice
+        limit is consumed, then IBEX creates the invoice (any failure there: IBEX_ERROR). IBEX
+        caps a USD invoice's expiry at 60 s, whatever `expiresIn` asks."""
         wallet = self.state.account.wallet(wallet_id)
         if wallet is None:
             raise SandboxError(f"Wallet {wallet_id} not found", "NOT_FOUND")
-        memo = memo or ""
-        if len(memo) > MEMO_MAX_LEN:
-            raise SandboxError(f"Memo is longer than {MEMO_MAX_LEN} characters")
         if expires_in_min is not None and not 1 <= expires_in_min <= MAX_EXPIRES_IN_MIN:
             raise SandboxError(f"expiresIn must be between 1 and {MAX_EXPIRES_IN_MIN} minutes")
-        if usd_cents is not None:
-            if wallet.currency not in ("USD", "USDT"):
-                raise SandboxError("Wallet is not a USD wallet", "INVALID_INPUT")
-            if usd_cents < 1:
-                raise SandboxError("Amount must be at least 1 US cent")
-            amount_msat = self.rates.msat_for_usd_cents(usd_cents)
-            default_expiry = USD_INVOICE_DEFAULT_EXPIRY_S
-        else:
-            assert sats is not None
-            if wallet.currency != "BTC":
-                raise SandboxError("Wallet is not a BTC wallet", "INVALID_INPUT")
-            if sats < 1:
-                raise SandboxError("Amount must be at least 1 satoshi")
-            amount_msat = sats * 1000
-            default_expiry = BTC_INVOICE_DEFAULT_EXPIRY_S
+        if wallet.currency not in ("USD", "USDT"):
+            raise SandboxError("Unsupported operation for wallet's currency.")
         if self.faults.take("invoice_create_error_next"):
-            raise SandboxError(self.faults.invoice_create_error_message, "UNKNOWN_CLIENT_ERROR")
-        expiry_s = expires_in_min * 60 if expires_in_min is not None else default_expiry
-        now = int(self.clock())
+            raise SandboxError("Account is inactive.", "INVALID_INPUT")  # AccountValidator
+        self.consume_invoice_limit(limiter)
+        if self.faults.take("ibex_error_next"):
+            raise IbexFailure()
+        if not usd_cents.is_finite() or usd_cents <= 0:
+            raise IbexFailure()  # IBEX refuses a zero or negative amount
+        memo = memo or ""
+        amount_msat = self.rates.msat_for_usd_cents(usd_cents)
+        requested_s = (expires_in_min or 1) * 60
+        expiry_s = max(1, math.ceil(min(requested_s, self.limits.usd_invoice_expiry_s)))
+        now = self.clock()
         try:
             minted = mint_invoice(self.keys.node_key, self.network, amount_msat, memo, expiry_s,
-                                  now)
+                                  int(now))
         except Bolt11EncodeError:  # a BOLT11 description holds at most 639 bytes
-            raise SandboxError("Memo is too long for an invoice description",
-                               "INVALID_INPUT") from None
+            raise SandboxError("Memo is too long", None) from None
         record = InvoiceRecord(
             payment_hash=minted.payment_hash,
             payment_request=minted.payment_request,
@@ -156,21 +258,31 @@ class SandboxCore:
             wallet_id=wallet.id,
             memo=memo,
             created_at=now,
-            expires_at=now + expiry_s,
-            usd_cents=str(usd_cents) if usd_cents is not None else None,
-            satoshis=sats,
+            # The BOLT11's own expiry (whole seconds from its whole-second timestamp), unless the
+            # limits are scaled below a second.
+            expires_at=(int(now) + expiry_s if self.limits.usd_invoice_expiry_s >= 1
+                        else now + self.limits.usd_invoice_expiry_s),
+            usd_cents=str(usd_cents),
+            satoshis=None,  # Flash answers null for USD invoices
         )
-        self._prune_invoices(now)
+        self._purge(now)
         self.state.invoices[record.payment_hash] = record
         self.save()
         return record
 
-    def _prune_invoices(self, now: float) -> None:
-        """Forget unpaid invoices a day past expiry, so a long training session stays small."""
-        stale = [h for h, r in self.state.invoices.items()
-                 if r.paid_at is None and r.expires_at < now - INVOICE_RETENTION_S]
-        for payment_hash in stale:
+    def _purge(self, now: float) -> None:
+        """The provider forgets invoices some time after they expire, paid or not (their
+        transactions stay): a status query then reads EXPIRED from the BOLT11 alone."""
+        cutoff = now - self.limits.purge_after_s
+        for payment_hash in [h for h, r in self.state.invoices.items() if r.expires_at < cutoff]:
             del self.state.invoices[payment_hash]
+
+    def purge_now(self, record: InvoiceRecord) -> None:
+        """Admin: the provider forgets this invoice at once (it must have expired)."""
+        if self.clock() < record.expires_at:
+            raise SandboxError("Only an expired invoice can be purged", "INVALID_INPUT")
+        del self.state.invoices[record.payment_hash]
+        self.save()
 
     def find_invoice(self, payment_request: str) -> InvoiceRecord | None:
         try:
@@ -186,18 +298,73 @@ class SandboxCore:
             return InvoiceStatus.EXPIRED
         return InvoiceStatus.PENDING
 
+    def query_status(self, payment_request: str) -> InvoiceStatus:
+        """`lnInvoicePaymentStatus` as Flash answers it (payment-status-checker.ts): the BOLT11
+        must decode; the provider is asked for the invoice by hash; one it does not know (never
+        issued here, or purged) reads EXPIRED once the BOLT11 has expired, and IBEX_ERROR
+        before."""
+        try:
+            decoded = bolt11.decode(payment_request.strip())
+        except bolt11.Bolt11Error:
+            raise SandboxError("Unknown error occurred (code: LnInvoiceDecodeError)",
+                               "DB_ERROR") from None
+        if self.faults.take("ibex_error_next"):
+            raise IbexFailure()
+        record = self.state.invoices.get(decoded.payment_hash)
+        if record is None:
+            if self.clock() >= decoded.timestamp + decoded.expiry:
+                return InvoiceStatus.EXPIRED
+            raise IbexFailure()
+        return self.status(record)
+
     def settle(self, record: InvoiceRecord, paid_by: str) -> None:
-        """Mark paid, credit the merchant wallet, persist, then tell subscribers."""
-        record.paid_at = self.clock()
+        """Mark paid, credit the merchant wallet, record the wallet transaction, persist, then
+        tell subscribers (after the provider's webhook delay, if any)."""
+        now = self.clock()
+        record.paid_at = now
         record.paid_by = paid_by
         wallet = self.state.account.wallet(record.wallet_id)
+        cents = Decimal(record.usd_cents) if record.usd_cents is not None else Decimal(0)
         if wallet is not None:
-            if record.usd_cents is not None:
-                wallet.balance += int(Decimal(record.usd_cents))
-            else:
-                wallet.balance += record.amount_msat // 1000
+            wallet.balance += int(cents)
+        self._record_transaction(record.wallet_id, 1, cents, record, now)
         self.save()
-        self._notify(record.payment_hash, InvoiceStatus.PAID)
+        delay = self.limits.paid_push_delay_s
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._notify, record.payment_hash,
+                                                  InvoiceStatus.PAID)
+        else:
+            self._notify(record.payment_hash, InvoiceStatus.PAID)
+
+    def _record_transaction(self, wallet_id: str, type_id: int, cents: Decimal,
+                            record: InvoiceRecord, now: float) -> TransactionRecord:
+        tx = TransactionRecord(
+            id=str(uuid.uuid4()),
+            wallet_id=wallet_id,
+            type_id=type_id,
+            amount=str(cents / 100),  # IBEX reports USD amounts in dollars
+            created_at=now,
+            payment_hash=record.payment_hash,
+            bolt11=record.payment_request,
+            memo=record.memo,
+            preimage=record.preimage,
+        )
+        self.state.transactions[tx.id] = tx
+        return tx
+
+    def wallet_transactions(self, wallet_ids: set[str]) -> list[TransactionRecord]:
+        """A wallet's transactions, newest first (as IBEX sorts by settledAt)."""
+        rows = [t for t in self.state.transactions.values() if t.wallet_id in wallet_ids]
+        rows.sort(key=lambda t: t.created_at, reverse=True)
+        return rows
+
+    def transaction(self, transaction_id: str) -> TransactionRecord:
+        if self.faults.take("ibex_error_next"):
+            raise IbexFailure()
+        tx = self.state.transactions.get(transaction_id)
+        if tx is None:
+            raise IbexFailure()  # IBEX answers 404; Flash maps it to its generic error
+        return tx
 
     def expire_now(self, record: InvoiceRecord) -> None:
         """Admin: end an unpaid invoice's life at once (tests and training)."""
@@ -241,13 +408,16 @@ class SandboxCore:
         if own is not None and self.status(own) is InvoiceStatus.EXPIRED:
             raise SandboxError("Invoice expired", "EXPIRED")
         sats = -(-int(decoded.amount_msat) // 1000)
-        if wallet.currency == "BTC":
-            cost = sats
-        else:
-            cost = math.ceil(sats * self.rates.usd_cents_per_sat())
+        cost = math.ceil(sats * self.rates.usd_cents_per_sat())
         if cost > wallet.balance:
             raise SandboxError("Insufficient balance for this payment", "INSUFFICIENT_BALANCE")
         wallet.balance -= cost
+        now = self.clock()
+        sent = InvoiceRecord(payment_hash=decoded.payment_hash, payment_request=payment_request,
+                             preimage="", payment_secret="", amount_msat=int(decoded.amount_msat),
+                             wallet_id=wallet.id, memo=decoded.description or "",
+                             created_at=now, expires_at=now)
+        self._record_transaction(wallet.id, 2, Decimal(cost), sent, now)
         if own is not None:
             self.settle(own, "send")
         else:

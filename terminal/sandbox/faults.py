@@ -30,12 +30,16 @@ class Faults:
     server_error_status: int = 502
     # Next N GraphQL HTTP requests answer 200 with a truncated JSON body.
     malformed_json_next: int = 0
-    # Next N GraphQL HTTP requests answer HTTP 200 + TOO_MANY_REQUESTS (Flash's rate limiter).
+    # Next N requests made WITH AN API KEY answer as if the key's limit were used up (HTTP 200,
+    # TOO_MANY_REQUESTS, retryAfterSeconds = retry_after_s). Anonymous requests are not limited.
     rate_limit_next: int = 0
-    retry_after_s: int = 30
-    # Next N invoice creations answer with a payload error (e.g. the Ibex upstream is down).
+    retry_after_s: float = 30
+    # Next N invoice creations are refused for good: "Account is inactive." (INVALID_INPUT), what
+    # Flash answers for a suspended merchant account, before the invoice limit counts.
     invoice_create_error_next: int = 0
-    invoice_create_error_message: str = "Unable to create invoice, please try again later"
+    # Next N calls to the Lightning provider (creation, status query, transaction details)
+    # fail: IBEX_ERROR, Flash's answer for any provider failure.
+    ibex_error_next: int = 0
     # Next N WebSocket connections are dropped (close 1011) after `ws_drop_after_messages`
     # server messages (1 = right after connection_ack).
     ws_drop_next: int = 0

@@ -1,9 +1,13 @@
 """The graphql-transport-ws protocol (enisdenjo/graphql-ws) on `/graphql`, as Flash serves it.
 
-connection_init → connection_ack; subscribe {id, payload:{query, variables}} → next … complete,
-or error; ping → pong. Close codes as graphql-ws: 4400 bad message, 4401 subscribe before ack,
-4406 wrong subprotocol, 4408 init timeout, 4409 duplicate id, 4429 repeated init. Only
-subscriptions are served; queries and mutations get an `error` message (use HTTP for those).
+connection_init → connection_ack; subscribe {id, payload:{query, variables}} → next …, or
+error; ping → pong. Close codes as graphql-ws: 4400 bad message, 4401 subscribe before ack,
+4403 forbidden, 4406 wrong subprotocol, 4408 init timeout, 4409 duplicate id, 4429 repeated
+init. Only subscriptions are served; queries and mutations get an `error` message.
+
+As Flash's ws-server.ts: anonymous connections are accepted (status needs no credential); an API
+key is not a credential there (only a session is): a connection_init carrying one is refused
+(4403). The status subscription never completes (Flash's stream has no end).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ SUBPROTOCOL = "graphql-transport-ws"
 CONNECTION_INIT_TIMEOUT_S = 3.0
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_SUBPROTOCOL = 4406
 CLOSE_INIT_TIMEOUT = 4408
 CLOSE_DUPLICATE_ID = 4409
@@ -87,6 +92,9 @@ class Connection:
             if self.acked:
                 await self.close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests")
                 raise WebSocketDisconnect(CLOSE_TOO_MANY_INITS)
+            if _carries_api_key(message.get("payload")):
+                await self.close(CLOSE_FORBIDDEN, "Forbidden: API keys are not accepted here")
+                raise WebSocketDisconnect(CLOSE_FORBIDDEN)
             self.acked = True
             await self.send({"type": "connection_ack"})
         elif kind == "ping":
@@ -142,7 +150,7 @@ class Connection:
             result = subscribe(
                 flash_schema(),
                 document,
-                context_value=RequestContext(core=self.core, authenticated=False),
+                context_value=RequestContext(core=self.core),
                 variable_values=variables,
                 operation_name=operation_name,
             )
@@ -154,7 +162,7 @@ class Connection:
                 return
             async for item in result:
                 await self.send({"id": sub_id, "type": "next", "payload": item.formatted})
-            await self.send({"id": sub_id, "type": "complete"})
+            # Flash's stream never ends, so it never sends `complete`.
         except (_Dropped, WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -164,6 +172,19 @@ class Connection:
         for task in self.subscriptions.values():
             task.cancel()
         self.subscriptions.clear()
+
+
+def _carries_api_key(payload: Any) -> bool:
+    if not isinstance(payload, dict):
+        return False
+    for name, value in payload.items():
+        if str(name).lower() == "x-api-key":
+            return True
+        if str(name).lower() == "authorization" and isinstance(value, str):
+            token = value.partition(" ")[2] or value
+            if token.startswith("fk_"):
+                return True
+    return False
 
 
 async def graphql_ws(websocket: WebSocket) -> None:

@@ -27,6 +27,7 @@ from .faults import Faults
 from .flash_http import graphql_http
 from .flash_ws import graphql_ws
 from .lightning import Rates
+from .limits import FlashLimits
 
 T = TypeVar("T")
 DEFAULT_USERNAME = "sandbox-merchant"
@@ -45,6 +46,9 @@ def build_app(core: SandboxCore) -> Starlette:
         Route("/ln/callback", lnurl_routes.withdraw_callback, methods=["GET"]),
         Route("/sandbox/pay", admin_routes.pay, methods=["POST"]),
         Route("/sandbox/expire", admin_routes.expire, methods=["POST"]),
+        Route("/sandbox/purge", admin_routes.purge, methods=["POST"]),
+        Route("/sandbox/api-keys", admin_routes.create_api_key, methods=["POST"]),
+        Route("/sandbox/limits", admin_routes.limits, methods=["GET"]),
         Route("/sandbox/invoices/{payment_hash}", admin_routes.invoice, methods=["GET"]),
         Route("/sandbox/cards", admin_routes.register_card, methods=["POST"]),
         Route("/sandbox/cards/{card_id}", admin_routes.card, methods=["GET", "POST"]),
@@ -72,6 +76,7 @@ class Sandbox:
         rates: Rates | None = None,
         username: str = DEFAULT_USERNAME,
         clock: Callable[[], float] = time.time,
+        limits: FlashLimits | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -85,6 +90,7 @@ class Sandbox:
             username=username,
             issuer_key=issuer_key,
             clock=clock,
+            limits=limits,
         )
         self.public_port: int | None = None  # where terminals reach it (a NetworkLink's port)
         self._server: uvicorn.Server | None = None
@@ -201,6 +207,9 @@ class Sandbox:
     def pay_invoice(self, bolt11: str) -> str:
         return self.core.pay(bolt11).value
 
+    def create_api_key(self, scopes: list[str], rate_limit: int | None = None) -> str:
+        return self.core.create_api_key(scopes, rate_limit)
+
     def write_terminal_config(self, path: Path | None = None) -> Path:
         return write_terminal_config(
             path or self.data_dir / "terminal.toml",
@@ -290,6 +299,7 @@ class SandboxThread:
     username = property(lambda self: self.sandbox.username)
     faults = property(lambda self: self.sandbox.faults)
     core = property(lambda self: self.sandbox.core)
+    limits = property(lambda self: self.sandbox.core.limits)
     data_dir = property(lambda self: self.sandbox.data_dir)
 
     def wallet_id(self, currency: str = "USD") -> str:
@@ -300,6 +310,23 @@ class SandboxThread:
 
     def pay_invoice(self, bolt11: str) -> str:
         return self.call(self.sandbox.pay_invoice, bolt11)
+
+    def create_api_key(self, scopes: list[str], rate_limit: int | None = None) -> str:
+        return self.call(self.sandbox.create_api_key, scopes, rate_limit)
+
+    def purge_invoice(self, bolt11: str) -> None:
+        def purge() -> None:
+            record = self.sandbox.core.find_invoice(bolt11)
+            if record is not None:
+                self.sandbox.core.purge_now(record)
+
+        self.call(purge)
+
+    def limit_state(self) -> dict[str, Any]:
+        return self.call(self.sandbox.core.limit_state)
+
+    def reset_limits(self) -> None:
+        self.call(self.sandbox.core.reset_limits)
 
     def update_card(self, card_id: str, **changes: Any) -> dict[str, Any]:
         return self.call(lambda: self.sandbox.core.update_card(card_id, changes).public())

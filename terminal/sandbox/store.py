@@ -2,7 +2,8 @@
 
 Two files, both 0600 because they hold secrets (keys, PINs, preimages):
 - `keys.json`: issuer key (Boltcard), Lightning node key (signs BOLT11), merchant API key.
-- `state.json`: merchant account, cards, invoices, withdraw sessions, sends.
+- `state.json`: merchant account, cards, invoices, withdraw sessions, sends, the wallet's
+  transactions, API keys created with restricted scopes.
 Every write is temp file + fsync + os.replace + directory fsync, so a kill leaves the old or
 the new file, never a torn one. A restart on the same DIR carries on where it stopped.
 """
@@ -36,12 +37,16 @@ class Keys:
 
     @classmethod
     def generate(cls) -> Keys:
-        key_id = secrets.token_hex(6)
         return cls(
             issuer_key=secrets.token_bytes(16),
             node_key=_secp256k1_secret(),
-            api_key=f"fk_{key_id}_{secrets.token_urlsafe(24)}",
+            api_key=cls.new_api_key(),
         )
+
+    @staticmethod
+    def new_api_key() -> str:
+        """`fk_<8 hex key id>_<64 hex secret>`, as Flash issues them."""
+        return f"fk_{secrets.token_hex(4)}_{secrets.token_hex(32)}"
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -121,7 +126,31 @@ class InvoiceRecord:
     satoshis: int | None = None  # Flash answers null for USD invoices
     paid_at: float | None = None
     paid_by: str | None = None  # "boltcard:<card_id>", "sandbox-pay", "send"
+    purged: bool = False  # the provider forgot it (some time after expiry): status reads EXPIRED
 
+
+@dataclass
+class TransactionRecord:
+    """A settled wallet transaction as the provider (IBEX) lists it."""
+
+    id: str  # IBEX transaction id (a UUID)
+    wallet_id: str
+    type_id: int  # IBEX transactionTypeId: 1 Lightning receive, 2 Lightning send
+    amount: str  # Decimal text, in the wallet's major unit (USD dollars), as IBEX reports it
+    created_at: float
+    payment_hash: str
+    bolt11: str
+    memo: str
+    preimage: str = field(default="", repr=False)
+
+
+@dataclass
+class ApiKeyRecord:
+    """An API key the merchant created, with its scopes (`read:user`, `write:wallet`, …)."""
+
+    key: str = field(repr=False)
+    scopes: list[str]
+    rate_limit: int | None = None  # requests per minute; None: the server default
 
 @dataclass
 class WithdrawSession:
@@ -147,17 +176,19 @@ class State:
     invoices: dict[str, InvoiceRecord] = field(default_factory=dict)
     withdrawals: dict[str, WithdrawSession] = field(default_factory=dict)
     sends: dict[str, SendRecord] = field(default_factory=dict)
+    transactions: dict[str, TransactionRecord] = field(default_factory=dict)
+    api_keys: dict[str, ApiKeyRecord] = field(default_factory=dict, repr=False)
 
     @classmethod
     def fresh(cls, username: str) -> State:
+        # Flash accounts hold USD (and USDT) wallets; Flash does not support BTC wallets.
         usd = Wallet(id=str(uuid.uuid4()), currency="USD", balance=0)
-        btc = Wallet(id=str(uuid.uuid4()), currency="BTC", balance=0)
         account = Account(
             id=str(uuid.uuid4()),
             username=username,
             default_wallet_id=usd.id,
             display_currency="USD",
-            wallets=[usd, btc],
+            wallets=[usd],
         )
         return cls(account=account)
 
@@ -169,6 +200,8 @@ class State:
             "invoices": {k: dataclasses.asdict(v) for k, v in self.invoices.items()},
             "withdrawals": {k: dataclasses.asdict(v) for k, v in self.withdrawals.items()},
             "sends": {k: dataclasses.asdict(v) for k, v in self.sends.items()},
+            "transactions": {k: dataclasses.asdict(v) for k, v in self.transactions.items()},
+            "api_keys": {k: dataclasses.asdict(v) for k, v in self.api_keys.items()},
         }
 
     @classmethod
@@ -183,6 +216,9 @@ class State:
             invoices={k: InvoiceRecord(**v) for k, v in data["invoices"].items()},
             withdrawals={k: WithdrawSession(**v) for k, v in data["withdrawals"].items()},
             sends={k: SendRecord(**v) for k, v in data["sends"].items()},
+            transactions={k: TransactionRecord(**v)
+                          for k, v in data.get("transactions", {}).items()},
+            api_keys={k: ApiKeyRecord(**v) for k, v in data.get("api_keys", {}).items()},
         )
 
 

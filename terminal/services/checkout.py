@@ -30,6 +30,7 @@ from terminal.core.money import Money, NoRate, RateError, RatePolicy, currency
 from terminal.core.ports.backend import (
     Backend,
     BackendError,
+    BackendRateLimited,
     BackendUnavailable,
     DisplayRate,
     Invoice,
@@ -285,6 +286,14 @@ class SaleSession:
             co._observe_failure(exc)
             self.offline = True
             log.warning("sale %s: backend unreachable, offline mode", self.record.id[:8])
+            return
+        except BackendRateLimited as exc:
+            # A rate limit (Flash: the merchant's invoice limit) is a wait, not a refusal: the
+            # sale goes on as if the backend were unreachable (a verified card may still be
+            # accepted offline), without marking the backend down.
+            self.offline = True
+            log.warning("sale %s: backend rate-limited (%s), offline mode", self.record.id[:8],
+                        exc.message)
             return
         except BackendError as exc:
             self._message = exc.message

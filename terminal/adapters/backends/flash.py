@@ -1,29 +1,31 @@
 """Flash (a Galoy fork) as a merchant backend: GraphQL over HTTP, status pushed over WebSocket.
 
 Modes, chosen by which credential is configured:
-- receive-only (no secret, `username`): `accountDefaultWallet` finds the merchant's wallet and
-  invoices are created *on behalf of* it. Nothing on the terminal can spend.
-- API key (`X-API-KEY: fk_…`, scopes read_wallet + write_wallet): `me` lists the key owner's
-  wallets; invoices are created in the wallet whose currency is `wallet_currency`.
-- session token (`Authorization: Bearer …`): like the API key, and also usable on the WebSocket.
+- receive-only (no secret, `username`): `accountDefaultWallet` finds the merchant's USD wallet
+  and invoices are created *on behalf of* it. Nothing on the terminal can spend.
+- API key (`X-API-KEY: fk_…`): `me` lists the key owner's wallets. Scopes: read_user (for `me`;
+  write scopes do not imply it), write_wallet (invoices; implies read_wallet), read_transactions
+  (recovery, and the check that settles a payout whose invoice Flash purged).
+- session token (`Authorization: Bearer …`): like the API key.
 
-Amounts (most Flash accounts only have a USD wallet):
-- USD wallet: invoices are USD-denominated (`lnUsdInvoiceCreate…`, amount in US cents, min 1).
-  SAT requests are converted to cents at `realtimePrice(USD).btcSatPrice`; other fiat (JMD) at
-  `realtimePrice(<cur>).usdCentPrice`. Flash then prices the BOLT11 itself, so the msat amount is
-  read from the BOLT11 and only checked for plausibility (within `amount_tolerance` of our rate).
-- BTC wallet: sat-denominated `lnInvoiceCreate…`; fiat is converted to sats at
-  `realtimePrice(<cur>).btcSatPrice` and the BOLT11 amount must equal sats × 1000 exactly.
+Flash does not support BTC wallets ("Flash does not support BTC wallets." from both BTC invoice
+mutations): invoices are USD-denominated, amount in US cents with fractions (FractionalCentAmount,
+sent exactly, not rounded to whole cents). SAT sales convert at `realtimePrice(USD).btcSatPrice`,
+other fiat at `realtimePrice(<cur>).usdCentPrice`, through `terminal.core.money`. Flash prices the
+BOLT11 itself: the msat amount and the expiry are read from the BOLT11 (USD invoices expire after
+60 s whatever `expiresIn` asks; `satoshis` is null) and the amount is checked for plausibility.
 
-Status: `watch()` subscribes over graphql-transport-ws (`flash_ws`) without credentials, or
-with `Authorization: Bearer` in connection_init for a session token; API keys do not work on the
-socket, so with only a key the status is polled. While the socket is down the status query is
-polled every `poll_interval_s`; while it is up, a slow safety poll still runs.
+Status needs no credential: `watch()` subscribes anonymously over graphql-transport-ws (`flash_ws`;
+API keys are not accepted there) and polls `lnInvoicePaymentStatus` without the key (every keyed
+request counts against the key's 120 a minute), batched (`flash_status`). The subscription pushes
+EXPIRED at expiry + 1 s even when the payment's PAID is still on its way, and never completes: an
+EXPIRED from the socket is confirmed by the query before the watch ends.
 
-Retries: reads (status, price, currency list, wallet lookup) retry on 5xx/timeouts with exponential
-backoff + jitter and honour `retryAfterSeconds` when rate-limited. Invoice creation is never
-re-sent: a creation whose answer was lost raises `BackendUnavailable(code="outcome_unknown")`,
-and one that certainly never left raises `code="not_sent"`; the caller decides.
+Limits (`budget`): invoice creation is limited per merchant account (20 per 120 s, then 300 s
+blocked, TOO_MANY_REQUEST); the terminal paces itself and never sends the request that would trip
+the block. Errors are mapped by `flash_errors`; temporary ones are retried (reads) and never turn
+into a refusal. Invoice creation is never re-sent: a creation whose answer was lost raises
+`BackendUnavailable(code="outcome_unknown")`, one that certainly never left `code="not_sent"`.
 """
 
 from __future__ import annotations
@@ -32,20 +34,26 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
-import json
 import logging
-import random
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from terminal.adapters.backends import flash_documents as docs
-from terminal.adapters.backends import flash_ws
+from terminal.adapters.backends import flash_errors, flash_ws
+from terminal.adapters.backends.budget import BackendBudget
+from terminal.adapters.backends.flash_graphql import Credentials, FlashTransport
+from terminal.adapters.backends.flash_history import FlashHistory
+from terminal.adapters.backends.flash_status import StatusBatcher, status_from_payload
+from terminal.adapters.backends.http import Backoff, RetryPolicy, clean_text
+from terminal.core import money
 from terminal.core.ports.backend import (
     BackendError,
     BackendProtocolError,
@@ -76,57 +84,39 @@ FLASH_NETWORK = {
     "signet": "signet",
     "regtest": "regtest",
 }
-WALLET_CURRENCIES = ("USD", "BTC")
+BOLT11_PREFIX = {"bitcoin": "lnbc", "testnet": "lntb", "signet": "lntbs", "regtest": "lnbcrt"}
+WALLET_CURRENCIES = ("USD",)
+BTC_UNSUPPORTED = ("Flash does not support BTC wallets: set backend.flash.wallet_currency to "
+                   "\"USD\" (the merchant's USD wallet).")
 SAT = "SAT"
 USD = "USD"
+USD_INVOICE_EXPIRY_S = 60  # invoice-expiration.ts: IBEX caps every USD receive invoice at 60 s
+MAX_MEMO_BYTES = 639  # config/index.ts MAX_BYTES_FOR_MEMO
+FRACTIONAL_CENT_PLACES = 4  # 0.0001 US cent ≈ 1 msat at 100,000 USD/BTC
+PRICE_REUSE_S = 30.0  # how long a fetched price may price further invoices
+MAX_ID = 128
+MAX_BOLT11 = 4096
 
-# GraphQL `extensions.code` values the gateway and Galoy use.
-CODE_TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
-_AUTH_CODES = frozenset({"UNAUTHENTICATED", "UNAUTHORIZED", "NOT_AUTHORIZED", "FORBIDDEN"})
-_SCHEMA_CODES = frozenset({"GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED", "BAD_USER_INPUT"})
-
-_STATUS = {
-    "PENDING": InvoiceStatus.PENDING,
-    "PAID": InvoiceStatus.PAID,
-    "EXPIRED": InvoiceStatus.EXPIRED,
-}
 _IDEMPOTENCY_CACHE_SIZE = 256
-_MAX_MESSAGE = 200
 _SAT_MSAT = 1000
 _WATCH_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for idempotent reads. Delay n = min(max, base·2ⁿ) scaled by a jitter in [½, 1]."""
-
-    attempts: int = 3
-    base_delay_s: float = 0.25
-    max_delay_s: float = 4.0
-    max_retry_after_s: float = 30.0  # a longer retryAfterSeconds is raised, not slept through
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-@dataclass(frozen=True)
 class ReconnectPolicy:
-    """WebSocket reconnect backoff (exponential, jittered); reset after each connection_ack."""
+    """WebSocket reconnect backoff (`http.Backoff`, jitter in [½, 1]); reset after each ack."""
 
     initial_s: float = 0.5
     max_s: float = 30.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_s, self.initial_s * 2**attempt) * random.uniform(0.5, 1.0)
+        return Backoff(self.initial_s, self.max_s, 0.5).delay(attempt)
 
 
 @dataclass(frozen=True)
 class _Wallet:
     id: str
     currency: str
-
-
-PRICE_REUSE_S = 30.0  # how long a fetched price may price further invoices
 
 
 @dataclass(frozen=True)
@@ -148,25 +138,21 @@ class _SocketState:
     """Shared by one watch's WebSocket and polling tasks."""
 
     live: bool = False  # subscribed right now
-    went_down: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # poll now (drop, EXPIRED push)
 
     def down(self) -> None:
         if self.live:
             self.live = False
-            self.went_down.set()
+            self.wake.set()
 
 
-@dataclass
-class _Credentials:
-    api_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
+@dataclass(frozen=True)
+class ScopeCheck:
+    """One API-key scope: "ok", "missing" or "unknown" (could not be checked), with why."""
 
-    def http_headers(self) -> dict[str, str]:
-        if self.api_key:
-            return {"X-API-KEY": self.api_key}
-        if self.session_token:
-            return {"Authorization": f"Bearer {self.session_token}"}
-        return {}
+    scope: str
+    state: str
+    detail: str = ""
 
 
 class FlashBackend:
@@ -184,6 +170,7 @@ class FlashBackend:
         session_token: str | None = None,
         wallet_currency: str = USD,
         network: str = "bitcoin",
+        terminal_id: str | Callable[[], str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         poll_interval_s: float = 1.5,
         ws_enabled: bool = True,
@@ -194,35 +181,48 @@ class FlashBackend:
         ws_timings: flash_ws.WSTimings = flash_ws.WSTimings(),
         amount_tolerance: Decimal | None = Decimal("0.05"),
         allow_insecure_http: bool = False,
+        budget: BackendBudget | None = None,
+        budget_path: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if wallet_currency == "BTC":
+            raise ValueError(BTC_UNSUPPORTED)
         if wallet_currency not in WALLET_CURRENCIES:
             raise ValueError(f"wallet_currency must be one of {WALLET_CURRENCIES}")
         if network not in FLASH_NETWORK:
             raise ValueError(f"network must be one of {tuple(FLASH_NETWORK)}")
         if not (username or api_key or session_token):
             raise ValueError("Flash needs a username (receive-only) or an API key")
-        self._http_url = _checked_url(http_url, ("https", "http"), allow_insecure_http)
+        http_url = _checked_url(http_url, ("https", "http"), allow_insecure_http)
         self._ws_url = _checked_url(ws_url, ("wss", "ws"), allow_insecure_http) if ws_url else None
         self._username = username
-        self._credentials = _Credentials(api_key=api_key, session_token=session_token)
+        self._credentials = Credentials(api_key=api_key, session_token=session_token)
         self._wallet_currency = wallet_currency
         self._network = network
+        self._terminal_id = terminal_id
         self._poll_interval_s = poll_interval_s
         self._safety_poll_s = safety_poll_s
-        # API keys do not work on Flash's WebSocket: with only a key, status is polled.
-        self._ws_usable = bool(ws_enabled and self._ws_url and not (api_key and not session_token))
-        self._retry = retry
+        # Status is public: the socket is used anonymously in every mode.
+        self._ws_usable = bool(ws_enabled and self._ws_url)
         self._reconnect = reconnect
         self._ws_timings = ws_timings
         self._amount_tolerance = amount_tolerance
         self._prices: dict[str, tuple[_Price, float]] = {}  # currency -> (price, monotonic)
         self._clock = clock
+        self.budget = budget or BackendBudget(path=budget_path, clock=clock)
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=30.0),
         )
+        self._gql = FlashTransport(self._client, http_url, self._credentials, self.budget, retry,
+                                   clock)
+        self._statuses = StatusBatcher(self._gql)
+        self._history = FlashHistory(
+            self._gql, self._wallet_id, terminal_id=terminal_id,
+            network_check=lambda bolt11: _bolt11_network_ok(bolt11, network),
+            can_read=lambda: self._credentials.present)
         self._wallet: _Wallet | None = None
         self._wallet_lock = asyncio.Lock()
         self._create_lock = asyncio.Lock()
@@ -230,22 +230,29 @@ class FlashBackend:
         self._created: collections.OrderedDict[str, Invoice] = collections.OrderedDict()
 
     def __repr__(self) -> str:
-        return (
-            f"FlashBackend(http_url={self._http_url!r}, mode={self.mode!r}, "
-            f"wallet_currency={self._wallet_currency!r}, network={self._network!r})"
-        )
+        gql = getattr(self, "_gql", None)
+        url = gql.url if gql is not None else "?"
+        return f"FlashBackend(http_url={url!r}, network={getattr(self, '_network', '?')!r})"
 
     @property
     def mode(self) -> str:
-        if self._credentials.api_key:
+        credentials = getattr(self, "_credentials", None)
+        if credentials is None:
+            return "?"
+        if credentials.api_key:
             return "api-key"
-        if self._credentials.session_token:
+        if credentials.session_token:
             return "session"
         return "receive-only"
 
     @property
     def uses_websocket(self) -> bool:
         return self._ws_usable
+
+    @property
+    def status_requests(self) -> int:
+        """Status requests sent so far (batched): for benchmarks."""
+        return self._statuses.requests
 
     # ---------------------------------------------------------------- Backend interface
 
@@ -257,28 +264,28 @@ class FlashBackend:
             raise BackendRejected("The amount must be greater than zero.", code="amount")
         if request.expires_in_s <= 0:
             raise BackendRejected("The invoice expiry must be positive.", code="expiry")
+        if len(request.memo.encode()) > MAX_MEMO_BYTES:
+            raise BackendRejected(f"The invoice memo is longer than Flash's {MAX_MEMO_BYTES} "
+                                  "bytes.", code="memo_too_long")
         # One creation at a time: two concurrent calls for one sale must not make two invoices.
         async with self._create_lock:
             cached = self._created.get(request.idempotency_key)
             if cached is not None:
                 return cached
             wallet = await self._resolve_wallet()
-            if wallet.currency == USD:
-                invoice = await self._create_usd_invoice(wallet, request)
-            else:
-                invoice = await self._create_sat_invoice(wallet, request)
+            invoice = await self._create_usd_invoice(wallet, request)
             self._created[request.idempotency_key] = invoice
             while len(self._created) > _IDEMPOTENCY_CACHE_SIZE:
                 self._created.popitem(last=False)
             return invoice
 
     async def invoice_status(self, invoice: Invoice) -> InvoiceStatus:
-        data = await self._read(
-            docs.LN_INVOICE_PAYMENT_STATUS,
-            {"input": {"paymentRequest": invoice.backend_ref}},
-            "LnInvoicePaymentStatus",
-        )
-        return _status_from(data, "lnInvoicePaymentStatus")
+        return await self._statuses.status(invoice.backend_ref)
+
+    async def invoice_statuses(self, invoices: list[Invoice]) -> list[InvoiceStatus | BackendError]:
+        """Several invoices' statuses in as few requests as Flash allows (aliases); each entry
+        is the status or that invoice's own error."""
+        return await self._statuses.statuses([i.backend_ref for i in invoices])
 
     async def watch(self, invoice: Invoice) -> AsyncGenerator[InvoiceStatus, None]:
         """Yield each distinct status until PAID or EXPIRED.
@@ -287,7 +294,8 @@ class FlashBackend:
         connecting, dropped, backing off) the status query is polled every `poll_interval_s`;
         while it is, a slow safety poll every `safety_poll_s` still runs, because a subscription
         can stay connected yet never deliver. Each (re)subscription and each drop is followed by
-        one HTTP query at once, to cover what the socket may have missed.
+        one query at once, to cover what the socket may have missed. EXPIRED is only ever taken
+        from the query (PAID may follow a pushed EXPIRED).
         """
         queue: asyncio.Queue[InvoiceStatus | BaseException] = asyncio.Queue()
         link = _SocketState()
@@ -326,14 +334,16 @@ class FlashBackend:
     async def health(self) -> Health:
         started = time.monotonic()
         try:
-            data = await self._post(docs.GLOBALS_NETWORK, {}, "GlobalsNetwork")
-            network = (data.get("globals") or {}).get("network")
+            data = await self._gql.call(docs.GLOBALS_NETWORK, {}, "GlobalsNetwork")
+            globals_ = data.get("globals")
+            network = globals_.get("network") if isinstance(globals_, dict) else None
             # An instance that does not report its network is not judged on it; BOLT11 checks
             # still refuse invoices for the wrong network.
-            if network is not None and network != FLASH_NETWORK[self._network]:
+            if isinstance(network, str) and network != FLASH_NETWORK[self._network]:
                 return Health(
                     False,
-                    f"Flash runs on {network}, the terminal is configured for {self._network}",
+                    f"Flash runs on {clean_text(network, 20)}, the terminal is configured for "
+                    f"{self._network}",
                     _ms_since(started),
                 )
             wallet = await self._resolve_wallet()
@@ -344,14 +354,42 @@ class FlashBackend:
         )
 
     async def received_payments(self, since: float) -> list[ReceivedPayment]:
-        raise BackendRejected("Flash: looking up received payments is not implemented yet.",
-                              code="not_supported")
+        return await self._history.received_payments(since)
 
     async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
-        raise BackendRejected("Flash: looking up a payment is not implemented yet.",
-                              code="not_supported")
+        return await self._history.find_payment(invoice)
+
+    async def check_scopes(self) -> list[ScopeCheck]:
+        """Which API-key scopes the terminal needs does the key have (enrollment, doctor)?
+
+        read_user: `me`; read_wallet: its wallets; write_wallet: an invoice creation with a memo
+        Flash refuses before anything else ("Memo is too long": no invoice, no slot of the invoice
+        limit used); read_transactions: one transaction row. Receive-only: nothing to check.
+        """
+        if not self._credentials.api_key:
+            return []
+        checks = [await self._scope_probe("read_user", docs.ME_ID, {}, "MeId")]
+        wallet: _Wallet | None = None
+        try:
+            wallet = await self._resolve_wallet()
+            checks.append(ScopeCheck("read_wallet", "ok"))
+        except BackendError as exc:
+            checks.append(_scope_result("read_wallet", exc))
+        if wallet is None and checks[-1].state == "missing" and checks[0].state == "ok":
+            # write:wallet implies read:wallet, so a key without read_wallet has no write_wallet.
+            checks.append(ScopeCheck("write_wallet", "missing",
+                                     "the key cannot even read the wallets"))
+        elif wallet is None:
+            checks.append(ScopeCheck("write_wallet", "unknown", "needs the wallet (read_wallet)"))
+        else:
+            checks.append(await self._write_wallet_probe(wallet))
+        checks.append(await self._scope_probe(
+            "read_transactions", docs.RECENT_TRANSACTIONS,
+            {"first": 1, "walletIds": [wallet.id] if wallet else None}, "RecentTransactions"))
+        return checks
 
     async def aclose(self) -> None:
+        await self._statuses.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -362,23 +400,27 @@ class FlashBackend:
         # Price used to convert (SAT, fiat) and to judge Flash's msat amount for plausibility.
         price: _Price | None
         if currency == USD:
-            cents = request.amount_minor
+            cents = Fraction(request.amount_minor)
             price = None if self._amount_tolerance is None else await self._optional_price(USD)
         elif currency == SAT:
             price = await self._realtime_price(USD)
-            cents = _round_minor(request.amount_minor * price.minor_per_sat)
+            cents = Fraction(request.amount_minor) * Fraction(price.minor_per_sat)
         else:
             price = await self._realtime_price(currency)
-            cents = _round_minor(request.amount_minor / price.minor_per_usd_cent)
-        if cents < 1:
-            raise BackendRejected(
-                "The amount is below Flash's minimum of 1 US cent.", code="amount_too_small"
-            )
-        variables = {"amount": cents, "memo": request.memo, "expiresIn": _minutes(request)}
-        if self._has_secret:
+            cents = Fraction(request.amount_minor) / Fraction(price.minor_per_usd_cent)
+        amount = money.fractional_minor(cents, FRACTIONAL_CENT_PLACES)
+        if amount <= 0:
+            raise BackendRejected("The amount is too small for an invoice.",
+                                  code="amount_too_small")
+        variables: dict[str, Any] = {
+            # A JSON number (Flash reads FractionalCentAmount as one); exact at 4 places.
+            "amount": float(amount),
+            "memo": request.memo,
+            "expiresIn": _minutes(request),
+        }
+        if self._credentials.present:
             document, field_name, op = docs.LN_USD_INVOICE_CREATE, "lnUsdInvoiceCreate", (
-                "LnUsdInvoiceCreate"
-            )
+                "LnUsdInvoiceCreate")
             variables["walletId"] = wallet.id
         else:
             document, field_name, op = (
@@ -387,49 +429,65 @@ class FlashBackend:
                 "LnUsdInvoiceCreateOnBehalfOfRecipient",
             )
             variables["recipientWalletId"] = wallet.id
-        raw = await self._create(document, variables, op, field_name)
+        raw = await self._create(document, variables, op, field_name,
+                                 background=request.background)
         checked = self._check_bolt11(raw, expected_msat=None)
         if price is not None and self._amount_tolerance is not None:
-            # Judge against the cents actually requested (after rounding), not the sale amount.
-            expected_msat = Decimal(cents) * price.minor_per_usd_cent / price.minor_per_sat * 1000
+            expected_msat = (Fraction(amount) * Fraction(price.minor_per_usd_cent)
+                             / Fraction(price.minor_per_sat) * _SAT_MSAT)
             _check_plausible(checked.amount_msat, expected_msat, self._amount_tolerance)
         return _invoice(raw, checked)
 
-    async def _create_sat_invoice(self, wallet: _Wallet, request: InvoiceRequest) -> Invoice:
-        currency = request.currency.upper()
-        if currency == SAT:
-            sats = request.amount_minor
-        else:
-            price = await self._realtime_price(currency)
-            sats = _round_minor(request.amount_minor / price.minor_per_sat)
-        if sats < 1:
-            raise BackendRejected("The amount is below 1 sat.", code="amount_too_small")
-        variables = {"amount": sats, "memo": request.memo, "expiresIn": _minutes(request)}
-        if self._has_secret:
-            document, field_name, op = docs.LN_INVOICE_CREATE, "lnInvoiceCreate", "LnInvoiceCreate"
-            variables["walletId"] = wallet.id
-        else:
-            document, field_name, op = (
-                docs.LN_INVOICE_CREATE_ON_BEHALF_OF_RECIPIENT,
-                "lnInvoiceCreateOnBehalfOfRecipient",
-                "LnInvoiceCreateOnBehalfOfRecipient",
-            )
-            variables["recipientWalletId"] = wallet.id
-        raw = await self._create(document, variables, op, field_name)
-        return _invoice(raw, self._check_bolt11(raw, expected_msat=sats * 1000))
-
     async def _create(
-        self, document: str, input_: dict[str, Any], operation: str, field_name: str
+        self, document: str, input_: dict[str, Any], operation: str, field_name: str, *,
+        background: bool,
     ) -> dict[str, Any]:
-        """Send one creation mutation, exactly once (never retried here)."""
-        data = await self._post(document, {"input": input_}, operation, mutation=True)
-        payload = _payload(data, field_name)
+        """Send one creation mutation, exactly once (never retried here), within the budget."""
+        ticket, wait = self.budget.take_invoice(background=background)
+        if ticket is None:
+            raise BackendRateLimited(
+                f"Flash allows 20 new invoices every 2 minutes per merchant; the next one can be "
+                f"created in {wait:.0f} s.", retry_after_s=wait, code="budget")
+        try:
+            data = await self._gql.call(document, {"input": input_}, operation, keyed=True,
+                                        mutation=True)
+        except BackendUnavailable as exc:
+            if exc.code == "not_sent":
+                self.budget.invoice_not_sent(ticket)
+            else:
+                self.budget.invoice_answered(ticket)
+            raise
+        except BackendRateLimited as exc:
+            self._limited(ticket, exc)
+            raise
+        except BackendError:
+            self.budget.invoice_answered(ticket)
+            raise
+        self.budget.invoice_answered(ticket)
+        payload = data.get(field_name)
+        if not isinstance(payload, dict):
+            raise BackendProtocolError(f"Flash answered without {field_name}.", code="no_payload")
+        errors = flash_errors.parse_errors(payload.get("errors"), field_name)
+        if errors:
+            error = flash_errors.payload_error(errors, field_name)
+            if isinstance(error, BackendRateLimited):
+                self._limited(None, error)
+            raise error
         invoice = payload.get("invoice")
-        if not isinstance(invoice, dict) or not invoice.get("paymentRequest"):
-            raise BackendProtocolError(f"Flash's {field_name} answered without an invoice.")
-        if not isinstance(invoice.get("paymentHash"), str):
-            raise BackendProtocolError(f"Flash's {field_name} answered without a paymentHash.")
+        if not isinstance(invoice, dict):
+            raise BackendProtocolError(f"Flash's {field_name} answered without an invoice.",
+                                       code="no_invoice")
+        _require_text(invoice, "paymentRequest", field_name, MAX_BOLT11)
+        _require_text(invoice, "paymentHash", field_name, 64)
         return invoice
+
+    def _limited(self, ticket: Any, exc: BackendRateLimited) -> None:
+        if exc.code == flash_errors.CODE_INVOICE_LIMIT:
+            logger.warning("Flash's invoice limit for this merchant is reached (another terminal "
+                           "may be using it): pausing invoice creation")
+            self.budget.invoice_refused()
+        elif ticket is not None:
+            self.budget.invoice_not_sent(ticket)  # refused at the key limit: not counted
 
     def _check_bolt11(self, raw: dict[str, Any], *, expected_msat: int | None) -> _CheckedBolt11:
         try:
@@ -448,38 +506,36 @@ class FlashBackend:
 
     # ---------------------------------------------------------------- wallet, prices
 
-    @property
-    def _has_secret(self) -> bool:
-        return bool(self._credentials.api_key or self._credentials.session_token)
+    async def _wallet_id(self) -> str:
+        return (await self._resolve_wallet()).id
 
     async def _resolve_wallet(self) -> _Wallet:
         async with self._wallet_lock:
             if self._wallet is None:
-                if self._has_secret:
+                if self._credentials.present:
                     self._wallet = await self._own_wallet()
                 else:
                     self._wallet = await self._recipient_wallet()
             return self._wallet
 
     async def _own_wallet(self) -> _Wallet:
-        data = await self._read(docs.ME_WALLETS, {}, "MeWallets")
+        data = await self._gql.read(docs.ME_WALLETS, {}, "MeWallets", keyed=True)
         me = data.get("me")
-        if not isinstance(me, dict):
+        if me is None:
             raise BackendUnauthorized(
                 "Flash did not recognise the API key (no account): check the key and its "
-                "read_wallet scope."
-            )
-        wallets = (me.get("defaultAccount") or {}).get("wallets") or []
+                "read_user scope.", code="no_account")
+        wallets = _dig_list(me, "defaultAccount", "wallets")
         for wallet in wallets:
             if isinstance(wallet, dict) and wallet.get("walletCurrency") == self._wallet_currency:
-                return _Wallet(str(wallet["id"]), self._wallet_currency)
+                return _Wallet(_id(wallet.get("id"), "wallet"), self._wallet_currency)
         raise BackendRejected(
             f"This Flash account has no {self._wallet_currency} wallet.", code="no_wallet"
         )
 
     async def _recipient_wallet(self) -> _Wallet:
         try:
-            data = await self._read(
+            data = await self._gql.read(
                 docs.ACCOUNT_DEFAULT_WALLET,
                 {"username": self._username, "walletCurrency": self._wallet_currency},
                 "AccountDefaultWallet",
@@ -496,11 +552,10 @@ class FlashBackend:
             )
         if wallet.get("walletCurrency") != self._wallet_currency:
             raise BackendRejected(
-                f"Flash user {self._username!r} has no {self._wallet_currency} wallet "
-                f"(default is {wallet.get('walletCurrency')}).",
+                f"Flash user {self._username!r} has no {self._wallet_currency} wallet.",
                 code="no_wallet",
             )
-        return _Wallet(str(wallet["id"]), self._wallet_currency)
+        return _Wallet(_id(wallet.get("id"), "wallet"), self._wallet_currency)
 
     async def _realtime_price(self, currency: str, *, fresh: bool = False) -> _Price:
         """The price, reused for `PRICE_REUSE_S` when pricing invoices: Flash prices each
@@ -511,7 +566,7 @@ class FlashBackend:
         now = time.monotonic()
         if not fresh and cached is not None and now - cached[1] < PRICE_REUSE_S:
             return cached[0]
-        data = await self._read(docs.REALTIME_PRICE, {"currency": currency}, "RealtimePrice")
+        data = await self._gql.read(docs.REALTIME_PRICE, {"currency": currency}, "RealtimePrice")
         price = _price_from(data.get("realtimePrice"), currency)
         self._prices[currency] = (price, now)
         return price
@@ -526,20 +581,48 @@ class FlashBackend:
 
     async def _currency_fraction_digits(self, currency: str) -> int:
         if self._fraction_digits is None:
-            data = await self._read(docs.CURRENCY_LIST, {}, "CurrencyList")
+            data = await self._gql.read(docs.CURRENCY_LIST, {}, "CurrencyList")
             entries = data.get("currencyList")
             if not isinstance(entries, list):
                 raise BackendProtocolError("Flash's currencyList is not a list.")
-            self._fraction_digits = {
-                str(e["id"]).upper(): int(e["fractionDigits"])
-                for e in entries
-                if isinstance(e, dict) and "id" in e and "fractionDigits" in e
-            }
+            digits: dict[str, int] = {}
+            for entry in entries[:500]:
+                if not isinstance(entry, dict):
+                    continue
+                code, places = entry.get("id"), entry.get("fractionDigits")
+                if (isinstance(code, str) and len(code) <= 8 and isinstance(places, int)
+                        and not isinstance(places, bool) and 0 <= places <= 8):
+                    digits[code.upper()] = places
+            self._fraction_digits = digits
         if currency not in self._fraction_digits:
             raise BackendRejected(
                 f"Flash does not support the display currency {currency}.", code="currency"
             )
         return self._fraction_digits[currency]
+
+    # ---------------------------------------------------------------- scopes
+
+    async def _scope_probe(self, scope: str, document: str, variables: dict[str, Any],
+                           operation: str) -> ScopeCheck:
+        try:
+            await self._gql.call(document, variables, operation, keyed=True)
+        except BackendError as exc:
+            return _scope_result(scope, exc)
+        return ScopeCheck(scope, "ok")
+
+    async def _write_wallet_probe(self, wallet: _Wallet) -> ScopeCheck:
+        variables = {"input": {"walletId": wallet.id, "amount": 1,
+                               "memo": "x" * (MAX_MEMO_BYTES + 1)}}
+        try:
+            data = await self._gql.call(docs.LN_USD_INVOICE_CREATE, variables,
+                                        "LnUsdInvoiceCreate", keyed=True, mutation=True)
+        except BackendError as exc:
+            return _scope_result("write_wallet", exc)
+        payload = data.get("lnUsdInvoiceCreate")
+        errors = payload.get("errors") if isinstance(payload, dict) else None
+        if isinstance(errors, list) and errors:
+            return ScopeCheck("write_wallet", "ok")  # refused the memo: past the scope check
+        return ScopeCheck("write_wallet", "unknown", "Flash accepted an over-long memo")
 
     # ---------------------------------------------------------------- status watching
 
@@ -553,28 +636,25 @@ class FlashBackend:
             delay = await self._poll_once(invoice, queue)
             if link.live:
                 delay = max(delay, self._safety_poll_s)
-            # Sleep, but wake at once when the socket goes down. (`asyncio.timeout`: 3.11's
-            # `wait_for` can swallow our own cancellation when the event fires at that moment.)
+            # Sleep, but wake at once when the socket goes down or pushes EXPIRED (a wake asked
+            # for during the query is kept). (`asyncio.timeout`: 3.11's `wait_for` can swallow
+            # our own cancellation.)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
-                    await link.went_down.wait()
-            link.went_down.clear()
+                    await link.wake.wait()
+            link.wake.clear()
 
     async def _poll_once(
         self, invoice: Invoice, queue: asyncio.Queue[InvoiceStatus | BaseException]
     ) -> float:
         """One status query; returns how long to wait before the next one."""
         try:
-            data = await self._post(
-                docs.LN_INVOICE_PAYMENT_STATUS,
-                {"input": {"paymentRequest": invoice.backend_ref}},
-                "LnInvoicePaymentStatus",
-            )
-            queue.put_nowait(_status_from(data, "lnInvoicePaymentStatus"))
+            queue.put_nowait(await self._statuses.status(invoice.backend_ref))
         except BackendRateLimited as exc:
             logger.info("status poll rate-limited; next in %.1f s", exc.retry_after_s)
             return max(self._poll_interval_s, exc.retry_after_s)
         except BackendUnavailable as exc:
+            # IBEX_ERROR here also means "the provider does not know it (yet)": keep asking.
             logger.info("status poll failed (%s); retrying", exc.message)
         except BackendError as exc:
             queue.put_nowait(exc)  # refused or nonsense: the caller must know
@@ -587,20 +667,13 @@ class FlashBackend:
         link: _SocketState,
     ) -> None:
         attempt = 0
-        catch_up: set[asyncio.Task[Any]] = set()
 
         def subscribed() -> None:
             nonlocal attempt
             attempt = 0
             link.live = True
-            # Close the gap: the payment may have landed while we were connecting.
-            task = asyncio.create_task(self._poll_once(invoice, queue))
-            catch_up.add(task)
-            task.add_done_callback(catch_up.discard)
+            link.wake.set()  # close the gap: the payment may have landed while connecting
 
-        init_payload = None
-        if self._credentials.session_token:
-            init_payload = {"Authorization": f"Bearer {self._credentials.session_token}"}
         try:
             while True:
                 try:
@@ -609,12 +682,15 @@ class FlashBackend:
                         docs.LN_INVOICE_PAYMENT_STATUS_SUBSCRIPTION,
                         {"input": {"paymentRequest": invoice.backend_ref}},
                         operation_name="LnInvoicePaymentStatusSubscription",
-                        init_payload=init_payload,
+                        init_payload=None,  # anonymous: Flash's socket takes no API key
                         timings=self._ws_timings,
                         on_subscribed=subscribed,
                     ):
                         status = _status_from_push(payload)
-                        if status is not None:
+                        if status is InvoiceStatus.EXPIRED:
+                            # Pushed at expiry + 1 s even when PAID is on its way: ask the query.
+                            link.wake.set()
+                        elif status is not None:
                             queue.put_nowait(status)
                     logger.info("status subscription completed by the server; reconnecting")
                 except flash_ws.WSConnectionLost as exc:
@@ -627,116 +703,6 @@ class FlashBackend:
                 attempt += 1
         finally:
             link.down()
-            for task in catch_up:
-                task.cancel()
-
-    # ---------------------------------------------------------------- GraphQL over HTTP
-
-    async def _read(self, document: str, variables: dict[str, Any], operation: str) -> dict:
-        """An idempotent query, retried on unavailability and rate limiting."""
-        for attempt in range(self._retry.attempts):
-            last = attempt == self._retry.attempts - 1
-            try:
-                return await self._post(document, variables, operation)
-            except BackendRateLimited as exc:
-                if last or exc.retry_after_s > self._retry.max_retry_after_s:
-                    raise
-                delay = exc.retry_after_s * random.uniform(1.0, 1.1)
-            except BackendUnavailable:
-                if last:
-                    raise
-                delay = self._retry.delay(attempt)
-            logger.info("Flash %s: retry %d in %.2f s", operation, attempt + 1, delay)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _post(
-        self,
-        document: str,
-        variables: dict[str, Any],
-        operation: str,
-        *,
-        mutation: bool = False,
-    ) -> dict[str, Any]:
-        body = {"query": document, "variables": variables, "operationName": operation}
-        headers = {"Accept": "application/json", **self._credentials.http_headers()}
-        try:
-            response = await self._client.post(self._http_url, json=body, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise BackendUnavailable(
-                f"Cannot reach Flash at {_host(self._http_url)} ({type(exc).__name__}).",
-                code="not_sent",
-            ) from None
-        except httpx.TransportError as exc:
-            if mutation:
-                raise BackendUnavailable(
-                    f"Flash's answer to {operation} was lost ({type(exc).__name__}): the invoice "
-                    "may or may not exist. Not re-sent; check before creating another.",
-                    code="outcome_unknown",
-                ) from None
-            raise BackendUnavailable(
-                f"Flash did not answer {operation} ({type(exc).__name__}).", code="transport"
-            ) from None
-        return self._parse(response, operation, mutation=mutation)
-
-    def _parse(
-        self, response: httpx.Response, operation: str, *, mutation: bool = False
-    ) -> dict[str, Any]:
-        status = response.status_code
-        if status in (401, 403):
-            raise BackendUnauthorized(self._unauthorized_message(response), code=f"http_{status}")
-        if status == 429:
-            retry_after = _float_or(response.headers.get("Retry-After"), 1.0)
-            raise BackendRateLimited(
-                f"Flash is rate limiting the terminal; retry in {retry_after:g} s.",
-                retry_after_s=retry_after,
-                code=CODE_TOO_MANY_REQUESTS,
-            )
-        if status >= 500:
-            if mutation:
-                # A gateway 502/504 can come after the upstream already created the invoice.
-                raise BackendUnavailable(
-                    f"Flash answered HTTP {status} to {operation}: the invoice may or may not "
-                    "exist. Not re-sent; check before creating another.",
-                    code="outcome_unknown",
-                )
-            raise BackendUnavailable(f"Flash answered HTTP {status} to {operation}.", code="5xx")
-        try:
-            body = response.json()
-        except ValueError:
-            raise BackendProtocolError(
-                f"Flash answered HTTP {status} to {operation} with a body that is not JSON."
-            ) from None
-        if not isinstance(body, dict):
-            raise BackendProtocolError(f"Flash answered {operation} with a non-object body.")
-        errors = body.get("errors")
-        if errors:
-            raise _top_level_error(errors if isinstance(errors, list) else [errors], operation)
-        if status >= 400:
-            raise BackendProtocolError(f"Flash answered HTTP {status} to {operation}.")
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise BackendProtocolError(f"Flash answered {operation} without data.")
-        return data
-
-    def _unauthorized_message(self, response: httpx.Response) -> str:
-        code = None
-        try:
-            body = response.json()
-            if isinstance(body, dict):
-                code = body.get("error")
-        except ValueError:
-            pass  # HTML from the gateway
-        if not self._has_secret:
-            return (
-                f"Flash refused an anonymous request (HTTP {response.status_code}). Check the "
-                "Flash URL, or configure an API key."
-            )
-        what = "invalid API key" if code == "invalid_api_key" else "credential refused"
-        return (
-            f"Flash refused the terminal's API key (HTTP {response.status_code}, {what}). "
-            "Check the key in the terminal settings: it may be wrong, revoked or lack a scope."
-        )
 
 
 # -------------------------------------------------------------------- BOLT11 checks
@@ -792,8 +758,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _host(url: str) -> str:
-    return urlsplit(url).netloc
+def _bolt11_network_ok(bolt11: str, network: str) -> bool:
+    prefix = BOLT11_PREFIX[network]
+    text = bolt11.lower()
+    if not text.startswith(prefix):
+        return False
+    rest = text[len(prefix):]
+    # "lntb" is a prefix of "lntbs": the character after the prefix must be an amount digit or
+    # the separator.
+    return bool(rest) and (rest[0].isdigit() or rest[0] == "1")
 
 
 def _ms_since(started: float) -> float:
@@ -801,29 +774,18 @@ def _ms_since(started: float) -> float:
 
 
 def _minutes(request: InvoiceRequest) -> int:
-    # Flash's expiresIn is in whole minutes; round down so the invoice never outlives the sale.
+    # Flash's expiresIn is in whole minutes (and USD invoices expire after 60 s whatever it
+    # says); round down so the invoice never outlives the sale.
     return max(1, request.expires_in_s // 60)
 
 
-def _round_minor(amount: Decimal) -> int:
-    return int(amount.to_integral_value(rounding=ROUND_HALF_UP))
-
-
-def _float_or(value: Any, default: float) -> float:
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return default
-    return result if result >= 0 else default
-
-
-def _check_plausible(actual_msat: int, expected_msat: Decimal, tolerance: Decimal) -> None:
+def _check_plausible(actual_msat: int, expected_msat: Fraction, tolerance: Decimal) -> None:
     """Refuse a BOLT11 whose amount is far from what our own rate says (a pricing accident).
 
     One sat of slack on top of the relative tolerance: Flash rounds USD invoices to whole sats.
     """
-    allowed = expected_msat * tolerance + _SAT_MSAT
-    if expected_msat <= 0 or abs(Decimal(actual_msat) - expected_msat) > allowed:
+    allowed = expected_msat * Fraction(tolerance) + _SAT_MSAT
+    if expected_msat <= 0 or abs(Fraction(actual_msat) - expected_msat) > allowed:
         raise BackendProtocolError(
             f"Flash priced the invoice at {actual_msat // 1000} sat, but the current rate gives "
             f"about {int(expected_msat) // 1000} sat; refusing it.",
@@ -841,18 +803,50 @@ def _invoice(raw: dict[str, Any], checked: _CheckedBolt11) -> Invoice:
     )
 
 
+def _require_text(raw: dict[str, Any], key: str, where: str, limit: int) -> None:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise BackendProtocolError(f"Flash's {where} answered without a usable {key}.",
+                                   code=f"bad_{key}")
+
+
+def _id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID:
+        raise BackendProtocolError(f"Flash answered a {what} id that is not a short text.",
+                                   code="bad_id")
+    return value
+
+
+def _dig_list(value: Any, *keys: str) -> list[Any]:
+    for key in keys:
+        if not isinstance(value, dict):
+            raise BackendProtocolError(f"Flash answered {key}'s parent with a non-object.",
+                                       code="bad_shape")
+        value = value.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BackendProtocolError(f"Flash answered {keys[-1]} that is not a list.",
+                                   code="bad_shape")
+    return value
+
+
 def _price_from(raw: Any, currency: str) -> _Price:
     if not isinstance(raw, dict):
         raise BackendProtocolError("Flash answered realtimePrice without a price.")
-    if str(raw.get("denominatorCurrency", "")).upper() != currency:
+    denominator = raw.get("denominatorCurrency")
+    if not isinstance(denominator, str) or denominator.upper() != currency:
         raise BackendProtocolError(
-            f"Flash priced {raw.get('denominatorCurrency')!r} when asked for {currency}."
+            f"Flash priced {clean_text(str(denominator), 12)!r} when asked for {currency}."
         )
     try:
         per_sat = _price_value(raw["btcSatPrice"])
         per_cent = _price_value(raw["usdCentPrice"])
-        timestamp = float(raw["timestamp"])
-    except (KeyError, TypeError, ValueError):
+        timestamp = raw["timestamp"]
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float | Decimal):
+            raise TypeError("timestamp")
+        timestamp = float(timestamp)
+    except (KeyError, TypeError, ValueError, ArithmeticError):
         raise BackendProtocolError("Flash's realtimePrice is malformed.") from None
     if per_sat <= 0 or per_cent <= 0:
         # Never price from a zero rate: it once turned a 30.50 EUR sale into a 1-sat invoice.
@@ -860,71 +854,41 @@ def _price_from(raw: Any, currency: str) -> _Price:
     return _Price(currency, per_sat, per_cent, timestamp)
 
 
-def _price_value(raw: dict[str, Any]) -> Decimal:
+def _price_value(raw: Any) -> Decimal:
     # base / 10^offset, exactly: both are integers in the schema (SafeInt, Int).
-    return Decimal(int(raw["base"])).scaleb(-int(raw["offset"]))
-
-
-def _payload(data: dict[str, Any], field_name: str) -> dict[str, Any]:
-    payload = data.get(field_name)
-    if not isinstance(payload, dict):
-        raise BackendProtocolError(f"Flash answered without {field_name}.")
-    errors = payload.get("errors") or []
-    if errors:
-        first = errors[0] if isinstance(errors[0], dict) else {}
-        message = "; ".join(
-            str(e.get("message", "?"))[:_MAX_MESSAGE] for e in errors if isinstance(e, dict)
-        )
-        raise BackendRejected(f"Flash refused the request: {message}", code=first.get("code"))
-    return payload
-
-
-def _status_from(data: dict[str, Any], field_name: str) -> InvoiceStatus:
-    payload = _payload(data, field_name)
-    return _status_value(payload.get("status"))
-
-
-def _status_value(raw: Any) -> InvoiceStatus:
-    status = _STATUS.get(raw) if isinstance(raw, str) else None
-    if status is None:
-        raise BackendProtocolError(f"Flash reported an unknown invoice status {raw!r}.")
-    return status
+    base, offset = raw["base"], raw["offset"]
+    for value in (base, offset):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("price parts must be integers")
+    if not 0 <= offset <= 40 or abs(base) >= 10**40:
+        raise ValueError("price out of range")
+    return Decimal(base).scaleb(-offset)
 
 
 def _status_from_push(payload: dict[str, Any]) -> InvoiceStatus | None:
     """A subscription `next` payload; errors are logged and left to the HTTP poll to judge."""
-    if payload.get("errors"):
-        logger.warning("status subscription error: %s", json.dumps(payload["errors"])[:300])
-        return None
     try:
-        return _status_from(payload.get("data") or {}, "lnInvoicePaymentStatus")
+        errors = flash_errors.parse_errors(payload.get("errors"), "status subscription")
+        if errors:
+            logger.warning("status subscription error: %s", errors[0].message)
+            return None
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            return None
+        return status_from_payload(data.get("lnInvoicePaymentStatus"), "status subscription")
     except BackendError as exc:
         logger.warning("status subscription: %s", exc.message)
         return None
 
 
-def _top_level_error(errors: list[Any], operation: str) -> BackendError:
-    entries = [e for e in errors if isinstance(e, dict)]
-    message = "; ".join(str(e.get("message", "?"))[:_MAX_MESSAGE] for e in entries) or "error"
-    for entry in entries:
-        extensions = entry.get("extensions") or {}
-        code = extensions.get("code")
-        if code == CODE_TOO_MANY_REQUESTS:
-            retry_after = _float_or(extensions.get("retryAfterSeconds"), 1.0)
-            return BackendRateLimited(
-                f"Flash is rate limiting the terminal; retry in {retry_after:g} s.",
-                retry_after_s=retry_after,
-                code=code,
-            )
-        if code in _AUTH_CODES:
-            return BackendUnauthorized(f"Flash refused {operation}: {message}", code=code)
-        if code in _SCHEMA_CODES:
-            return BackendProtocolError(
-                f"Flash does not accept the terminal's {operation} ({message}): "
-                "the API may have changed.",
-                code=code,
-            )
-        if code == "INTERNAL_SERVER_ERROR":
-            return BackendUnavailable(f"Flash failed on {operation}: {message}", code=code)
-    first_code = (entries[0].get("extensions") or {}).get("code") if entries else None
-    return BackendRejected(f"Flash refused {operation}: {message}", code=first_code)
+def _scope_result(scope: str, exc: BackendError) -> ScopeCheck:
+    named = flash_errors.missing_scope(exc.message) if exc.code is None else None
+    code = exc.code or ""
+    if code.startswith("missing_scope:"):
+        named = code.split(":", 1)[1]
+    if named is not None:
+        state = "missing" if named == scope else "unknown"
+        return ScopeCheck(scope, state, exc.message)
+    if isinstance(exc, BackendUnauthorized):
+        return ScopeCheck(scope, "missing", exc.message)
+    return ScopeCheck(scope, "unknown", exc.message)

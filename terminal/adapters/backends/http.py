@@ -1,5 +1,6 @@
-"""httpx helpers shared by the HTTP backends: one request with its errors mapped, retries for
-idempotent reads (exponential backoff with full jitter, honouring Retry-After), JSON without floats.
+"""httpx helpers shared by the HTTP backends: one request with its errors mapped, one backoff
+(exponential with full jitter) for retries and reconnects, retries for idempotent reads honouring
+Retry-After, JSON without floats, and server text made fit for a screen or a log.
 
 Nothing here ever formats request headers into a message: credentials travel in headers only.
 """
@@ -7,9 +8,12 @@ Nothing here ever formats request headers into a message: credentials travel in 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import random
 import re
+import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,28 +30,65 @@ from terminal.core.ports.backend import (
 
 T = TypeVar("T")
 
-MAX_RETRY_AFTER_S = 30.0  # never park a sale longer than this on a server's say-so
+MAX_RETRY_AFTER_S = 30.0  # never park a request longer than this on a server's say-so
+MAX_SERVER_TEXT = 200  # characters of server-supplied text kept in a message
 _TAG_RE = re.compile(r"<[^>]*>")
-_SPACE_RE = re.compile(r"\s+")
+# ANSI/VT escape sequences: CSI (ESC [ … final), OSC (ESC ] … BEL/ST), and two-byte escapes.
+_ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]"
+                      r"|\x9b[0-?]*[ -/]*[@-~]")
+
+
+def clean_text(value: object, limit: int = MAX_SERVER_TEXT) -> str:
+    """Server-supplied text fit for a screen, a log line or stdout: escape sequences removed,
+    control, format and separator characters (newlines, bidi overrides, NUL) turned into single
+    spaces, at most `limit` characters. Anything that is not a string becomes ""."""
+    if not isinstance(value, str):
+        return ""
+    text = _ANSI_RE.sub(" ", value[: limit * 4])  # bound the work before cleaning
+    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: delay n (0-based) is uniform in [floor, cap] where
+    cap = min(max_s, base_s·2ⁿ) and floor = cap·(1 - jitter). The one backoff of every HTTP
+    retry and WebSocket reconnect."""
+
+    base_s: float = 0.25
+    max_s: float = 4.0
+    jitter: float = 1.0  # 1: full jitter ([0, cap]); 0.5: [cap/2, cap]
+    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        cap = min(self.max_s, self.base_s * 2 ** min(max(attempt, 0), 30))
+        return self.rng.uniform(cap * (1.0 - self.jitter), cap)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries for idempotent requests only. `attempts` counts the first try."""
+    """Retries for idempotent requests only. `attempts` counts the first try. A server's
+    Retry-After longer than `max_retry_after_s` is raised to the caller, not slept through."""
 
     attempts: int = 3
     base_delay_s: float = 0.25
     max_delay_s: float = 4.0
+    max_retry_after_s: float = MAX_RETRY_AFTER_S
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
     rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.base_delay_s, self.max_delay_s, 1.0, self.rng)
+
     def delay(self, attempt: int, error: BackendError) -> float:
-        """Delay before retry number `attempt` (1-based): full jitter over an exponential cap,
-        or the server's Retry-After when it gave one."""
+        """Delay before retry number `attempt` (1-based): the server's retry time when it gave
+        one (plus up to 10 % jitter, so terminals told the same time do not return together),
+        else the backoff."""
         if isinstance(error, BackendRateLimited):
-            return min(max(error.retry_after_s, 0.0), MAX_RETRY_AFTER_S)
-        cap = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
-        return self.rng.uniform(0.0, cap)
+            return max(error.retry_after_s, 0.0) * self.rng.uniform(1.0, 1.1)
+        return self.backoff.delay(attempt - 1)
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -62,6 +103,8 @@ async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy) ->
         except BackendError as exc:
             if not exc.retryable or attempt >= policy.attempts:
                 raise
+            if isinstance(exc, BackendRateLimited) and exc.retry_after_s > policy.max_retry_after_s:
+                raise
             await policy.sleep(policy.delay(attempt, exc))
             attempt += 1
 
@@ -75,23 +118,33 @@ async def send(
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
+    content: bytes | None = None,
     timeout_s: float | None = None,
 ) -> httpx.Response:
     """One HTTP exchange. Transport failures become `BackendUnavailable` with a message naming
-    `service` and the kind of failure, never the URL's query or any header."""
+    `service` and the kind of failure, never the URL's query or any header. The code tells
+    whether the request certainly never left (`not_sent`: connect failures) or may have reached
+    the server (`timeout`, `network`): a non-idempotent caller must not resend the latter."""
     kwargs: dict[str, Any] = {"headers": dict(headers or {}), "params": params}
     if json_body is not None:
-        kwargs["content"] = json.dumps(json_body, default=_json_default).encode()
+        content = json.dumps(json_body, default=_json_default).encode()
+    if content is not None:
+        kwargs["content"] = content
         kwargs["headers"]["Content-Type"] = "application/json"
     if timeout_s is not None:
         kwargs["timeout"] = timeout_s
     try:
         return await client.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise BackendUnavailable(
+            f"cannot reach {service} ({type(exc).__name__}); check the network connection",
+            code="not_sent",
+        ) from exc
     except httpx.TimeoutException as exc:
         raise BackendUnavailable(f"{service} did not answer in time", code="timeout") from exc
     except httpx.TransportError as exc:
         raise BackendUnavailable(
-            f"cannot reach {service} ({type(exc).__name__}); check the network connection",
+            f"{service} did not answer ({type(exc).__name__}); check the network connection",
             code="network",
         ) from exc
 
@@ -106,7 +159,7 @@ def parse_json(response: httpx.Response, *, service: str) -> Any:
     """The body as JSON, numbers with a fraction as `Decimal` (money never becomes a float)."""
     try:
         return json.loads(response.content, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BackendProtocolError(
             f"{service} answered HTTP {response.status_code} with something that is not JSON: "
             f"{body_excerpt(response)!r}",
@@ -117,21 +170,41 @@ def parse_json(response: httpx.Response, *, service: str) -> Any:
 def try_json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
 def body_excerpt(response: httpx.Response, limit: int = 120) -> str:
-    """A short, tag-free excerpt of a body for an error message (a proxy's HTML error page
-    becomes its visible text)."""
-    text = response.text if response.content else ""
-    text = _SPACE_RE.sub(" ", _TAG_RE.sub(" ", text)).strip()
-    return text[:limit] + ("…" if len(text) > limit else "")
+    """A short, tag-free, cleaned excerpt of a body for an error message (a proxy's HTML error
+    page becomes its visible text)."""
+    text = response.content[: limit * 8].decode("utf-8", "replace") if response.content else ""
+    return clean_text(_TAG_RE.sub(" ", text), limit)
 
 
-def retry_after_s(response: httpx.Response, default: float = 1.0) -> float:
-    value = response.headers.get("Retry-After", "")
+def retry_after_s(response: httpx.Response, default: float = 1.0, *,
+                  now: Callable[[], float] = time.time) -> float:
+    """Retry-After as seconds: delta-seconds or an HTTP-date; `default` when absent or garbage."""
+    return parse_retry_after(response.headers.get("Retry-After", ""), default, now=now)
+
+
+def parse_retry_after(value: object, default: float = 1.0, *,
+                      now: Callable[[], float] = time.time) -> float:
+    """A server's retry time (Retry-After header, GraphQL `retryAfterSeconds`) as seconds ≥ 0."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int | float | Decimal):
+        seconds = float(value)
+        return seconds if 0 <= seconds < float("inf") else default
+    if not isinstance(value, str) or not value.strip():
+        return default
     try:
-        return max(0.0, float(value))
+        seconds = float(value.strip())
     except ValueError:
-        return default  # HTTP-date form or garbage: fall back to our own backoff step
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return default
+        if when.tzinfo is None:
+            return default
+        return max(0.0, when.timestamp() - now())
+    return seconds if 0 <= seconds < float("inf") else default

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terminal.adapters.books.archive import SaleArchive
+from terminal.adapters.books.archive import SaleArchive, decode_doc
 from terminal.adapters.books.check import BooksReport, check_books
 from terminal.adapters.books.errors import BooksDamaged, StorageError, StorageLockedError
 from terminal.adapters.books.fileops import DEFAULT_FILE_OPS
@@ -335,9 +335,9 @@ def _read_archive_rows(path: Path) -> tuple[list[SaleRecord], int, int]:
                 continue
             doc, crc = row
             try:
-                if not isinstance(doc, str) or zlib.crc32(doc.encode()) != crc:
+                if not isinstance(doc, bytes) or zlib.crc32(doc) != crc:
                     raise ValueError("checksum")
-                record = SaleRecord.from_doc(json.loads(doc))
+                record = SaleRecord.from_doc(decode_doc(doc))
             except (ValueError, TypeError, KeyError):
                 dropped += 1
                 continue

@@ -757,6 +757,18 @@ class JournalStorage(Storage):
     def _compact_path(self) -> Path:
         return self.path.with_name(self.path.name + ".compact")
 
+    def compact_if_worthwhile(self, min_bytes: int) -> None:
+        """Compact now if the journal is over `min_bytes` and the usual ratio of its live data
+        (the ledger does this when it closes, so the next start replays little)."""
+        with self._lock:
+            if self.read_only or self._fd is None or self._broken or self._group_depth:
+                return
+            if self._size > max(min_bytes, self._compact_ratio * self._live_bytes):
+                try:
+                    self.compact()
+                except StorageError as exc:
+                    log.warning("ledger compaction postponed: %s", exc)
+
     def _maybe_compact(self) -> None:
         if self._size < max(self._compact_min_bytes, self._skip_compaction_until):
             return

@@ -1,4 +1,12 @@
-"""`flash-terminal sandbox serve|card new`: the local stand-in for Flash and a Boltcard issuer."""
+"""`flash-terminal sandbox serve|card new|fill-history`: the local stand-in for Flash and a Boltcard
+issuer, and a realistic history of settled sales for demos and benchmarks.
+
+    flash-terminal sandbox fill-history --config FILE --sales N [--days D] [--cards K] [--json]
+        writes N settled sales (card and QR; paid, failed, expired, cancelled, declined and
+        offline-paid; JMD, USD and sats; K cards) spread over the D days before today into the
+        books of FILE's data_dir, through the books' normal write path. Exit 0 written, 1 the
+        books are in use (stop the terminal first) or a disk error, 2 usage, 6 damaged books.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +23,10 @@ from terminal.adapters import simcards
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 DEFAULT_BALANCE_SATS = 100_000
+FILL_MAX_SALES = 10_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +49,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--pin-limit", type=int, metavar="SATS")
     new.add_argument("--json", action="store_true")
     new.set_defaults(handler=_card_new, parser=new)
+
+    fill = sub.add_parser(
+        "fill-history", help="write a realistic history of settled sales into the books",
+        description="Write N settled sales spread over the D days before today (a realistic "
+        "mix of card and QR, outcomes, currencies and K cards) through the books' normal write "
+        "path: how a demo shows a year of sales, and how the benchmarks fill the books.")
+    fill.add_argument("--config", metavar="FILE", required=True,
+                      help="terminal configuration (its data_dir holds the books)")
+    fill.add_argument("--sales", type=int, required=True, metavar="N", help="how many sales")
+    fill.add_argument("--days", type=int, default=365, metavar="D",
+                      help="spread over the D days before today (default 365)")
+    fill.add_argument("--cards", type=int, default=20, metavar="K",
+                      help="how many regular cards pay by tap (default 20)")
+    fill.add_argument("--seed", type=int, help="repeatable output (the same mix and times)")
+    fill.add_argument("--json", action="store_true", help="print the summary as JSON")
+    fill.set_defaults(handler=_fill_history, parser=fill)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -117,3 +143,40 @@ def _register_at_rest(data: Path, uid: bytes, balance: int, options: dict) -> di
     from terminal.sandbox.server import Sandbox
 
     return Sandbox(data).register_card(uid, balance, **options)
+
+
+def _fill_history(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import sys
+
+    from terminal.adapters.books.errors import BooksDamaged, StorageError
+    from terminal.adapters.books.fill import HistoryWriter
+    from terminal.adapters.books.layout import journal_path
+    from terminal.app.cli.args import load_config_or_exit
+    from terminal.app.root import ensure_data_dir, open_ledger, terminal_id
+
+    if not 0 <= args.sales <= FILL_MAX_SALES:
+        args.parser.error(f"--sales must be between 0 and {FILL_MAX_SALES:,}")
+    if not 1 <= args.days <= 36_500:
+        args.parser.error("--days must be between 1 and 36500")
+    if not 1 <= args.cards <= 100_000:
+        args.parser.error("--cards must be between 1 and 100000")
+    config = load_config_or_exit(args)
+    ensure_data_dir(config)
+    writer = HistoryWriter(terminal_id=terminal_id(config), network=config.network,
+                           cards=args.cards, seed=args.seed)
+    try:
+        with open_ledger(config) as ledger:
+            report = writer.fill(ledger, args.sales, args.days, dt.date.today())
+    except BooksDamaged:
+        raise  # exit 6, with its paragraph (terminal.app.cli)
+    except StorageError as exc:
+        print(f"flash-terminal sandbox fill-history: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        states = ", ".join(f"{n:,} {state}" for state, n in sorted(report.states.items()))
+        print(f"wrote {report.sales:,} settled sale(s) from {report.first_day} to "
+              f"{report.last_day} into {journal_path(config.data_dir).parent}: {states}")
+    return EXIT_OK

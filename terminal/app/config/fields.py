@@ -203,13 +203,13 @@ _EXAMPLES = {"host names": '"127.0.0.1"', "currency codes": '"USD"', "percentage
 HostList = Annotated[tuple[Host, ...], array("host names")]
 
 
-def choice(*allowed: str) -> BeforeValidator:
-    """One of `allowed` (compared exactly: case matters)."""
+def choice(*allowed: str, why: str = "") -> BeforeValidator:
+    """One of `allowed` (compared exactly: case matters); `why` explains a short list."""
 
     def check(value: Any) -> str:
         if isinstance(value, str) and value in allowed:
             return value
-        refuse("one of " + ", ".join(f'"{a}"' for a in allowed))
+        refuse("one of " + ", ".join(f'"{a}"' for a in allowed) + (f" ({why})" if why else ""))
 
     return BeforeValidator(check)
 

@@ -70,7 +70,9 @@ class FlashSettings(Section):
     ws_url: Annotated[str, url("wss", "ws")] | None = None
     username: Annotated[str, text(100)] | None = None  # receive-only: invoices for this user
     api_key: Annotated[str, text(1000)] | None = secret()
-    wallet_currency: Annotated[str, choice("USD", "BTC")] = "USD"
+    # Flash does not support BTC wallets (both BTC invoice mutations refuse, in its source).
+    wallet_currency: Annotated[str, choice("USD", why="Flash does not support BTC wallets")] = \
+        "USD"
 
     @model_validator(mode="after")
     def _credentials(self) -> FlashSettings:

@@ -38,6 +38,9 @@ class InvoiceRequest:
     idempotency_key: str  # the sale id: creation is retried only with the same key
     expires_in_s: int = 300
     metadata: dict[str, str] = field(default_factory=dict)
+    # Background work (the offline queue's drain): under a backend's rate limit it yields to
+    # sales at the counter (it leaves part of every window free for them).
+    background: bool = False
 
 
 @dataclass(frozen=True)
