@@ -95,6 +95,7 @@ cards = [
   { uid = "04a1b2c3d4e5f6", k1 = "1111111111111111aaaaaaaaaaaaaaaa", k2 = "2222222222222222bbbbbbbbbbbbbbbb" },
   { card_id = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", k1 = "3333333333333333cccccccccccccccc", k2 = "4444444444444444dddddddddddddddd" },
 ]
+unknown_cards = "online-only"
 
 [offline]
 enabled = false
@@ -103,6 +104,32 @@ per_card_cap_msat = 30000000
 total_cap_msat = 100000000
 max_queued = 20
 max_age_s = 3600
+
+[cards]
+max_per_tap_sats = 50000
+max_per_day_sats = 200000
+max_taps_per_hour = 12
+unknown_cards = "require-verification"
+hotlist_refresh_s = 300.0
+hotlist_retry_s = 30.0
+hotlist_max_bytes = 65536
+
+[[cards.limits]]
+card_id = "abababababababababababababababab"
+max_per_tap_sats = 0
+max_per_day_sats = 500000
+max_taps_per_hour = 30
+
+[[cards.hotlists]]
+name = "issuer"
+url = "https://cards.example.com/hotlist.json"
+kind = "hotlist"
+
+[[cards.hotlists]]
+name = "lnbits-cards"
+url = "https://lnbits.example.com/boltcards/api/v1/cards"
+kind = "lnbits"
+api_key = "lnbits_invoice_key_secret_cccccccccccc"
 
 [reader]
 path = "tty:AMA0:pn532"

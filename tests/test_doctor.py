@@ -79,7 +79,7 @@ def test_sandbox_terminal_without_reader_fails_on_the_reader_only(sandbox, tmp_p
     report = run_doctor(str(config_for(sandbox, tmp_path)), system=system)
     names = [c.name for c in report.checks]
     assert names == ["config", "reader", "backend", "clock", "disk", "ledger", "exposure",
-                     "printer", "service"]
+                     "hotlists", "printer", "service"]
     assert report.check("config").status is Status.OK
     assert report.check("backend").status is Status.OK
     assert "Flash reachable" in report.check("backend").detail

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import uvicorn
+from helpers.loopback import LoopbackServer
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -153,14 +151,8 @@ class IssuerServer:
         self.seen: list[dict] = []
         self.answer: tuple[int, object] = (200, LNBITS)
         app = Starlette(routes=[Route("/new", self._new, methods=["POST"])])
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)  # connections queue in the backlog until uvicorn serves: no start wait
-        self.port = sock.getsockname()[1]
-        self._sock = sock
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       daemon=True)
+        self.server = LoopbackServer(app, name="issuer")
+        self.port = self.server.port
 
     async def _new(self, request: Request) -> JSONResponse:
         self.seen.append(await request.json())
@@ -168,13 +160,11 @@ class IssuerServer:
         return JSONResponse(body, status_code=status)
 
     def __enter__(self) -> IssuerServer:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
-        self._sock.close()
+        self.server.stop()
 
 
 @pytest.fixture

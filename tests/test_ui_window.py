@@ -356,3 +356,71 @@ def test_a_rate_outage_is_said_in_full_on_the_sale_screen(ui: UI) -> None:
             await press(ui.screen("sale").ids.clear_key)
 
     ui.run(scenario())
+
+
+def test_block_a_card_by_touch_then_its_tap_is_refused_then_unblock_from_the_list(ui: UI) -> None:
+    from terminal.app.ui.viewmodels.card_tools import ToolPhase
+
+    c = ui.c
+    admin = ui.screen("admin")
+
+    async def unlock_cards() -> None:
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(ui.screen("sale").ids.admin)
+        await until(c, lambda: c.screen is Screen.ADMIN)
+        c.admin.locked_until = 0.0
+        keys = {b.text: b for b in admin.ids.pad_keys.children}
+        for d in DEMO_ADMIN_PIN:
+            await press(keys[d])
+        await press(keys["OK"])
+        await until(c, lambda: c.admin.unlocked)
+        await press(admin.ids.tab_cards)
+        await press(admin.ids.tool_block)
+        await until(c, lambda: c.tools.armed)
+        await next_frames()
+
+    async def scenario() -> None:
+        await unlock_cards()
+        assert admin.ids.tool_title.text == "Block: tap the card"
+        assert admin.ids.block_options.opacity == 1 and admin.ids.tool_options.opacity == 0
+        assert admin.ids.blocked_title.text == "No card is blocked"
+        await press(admin.ids.block_reason)  # lost -> stolen
+        await next_frames()
+        assert admin.ids.block_reason.text == "Reason: stolen"
+        assert "It will be blocked as: stolen" in admin.ids.tool_detail.text
+        await press(ui.app.demo_strip.ids.tap_a)
+        await until(c, lambda: c.tools.phase is ToolPhase.DONE)
+        await next_frames()
+        assert admin.ids.tool_title.text == "Card blocked"
+        assert "Reason: stolen" in admin.ids.tool_detail.text
+        [label, unblock] = admin.ids.blocked_list.children[::-1]
+        assert "stolen (this terminal)" in label.text and unblock.text == "Unblock"
+        assert c.till.session is None  # the tap went to the tool
+        c.go(Screen.SALE)
+
+        await open_sale(ui, "3")
+        await press(ui.app.demo_strip.ids.tap_a)
+        await until(c, lambda: c.screen is Screen.RESULT)
+        await next_frames()
+        result = ui.screen("result")
+        assert result.ids.title.text == "Card refused"
+        assert "blocked by this terminal: stolen" in result.ids.detail.text
+        await press(ui.screen("result").ids.cancel_sale)
+        await until(c, lambda: c.screen is Screen.SALE)
+
+        await unlock_cards()
+        [label, unblock] = admin.ids.blocked_list.children[::-1]
+        await press(unblock)
+        await until(c, lambda: not c.blocks.rows)
+        await next_frames()
+        assert admin.ids.blocked_list.children == []
+        assert "unblocked" in admin.ids.blocked_title.text
+        c.go(Screen.SALE)
+
+    try:
+        ui.run(scenario())
+    finally:
+        policy = c.till.checkout.card_policy
+        for block in policy.blocked():
+            policy.unblock(block.card_id)
+        c.go(Screen.SALE)

@@ -25,7 +25,7 @@ import json
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,6 +302,23 @@ class WithdrawClient:
         except IssuerGarbage as exc:
             raise CallbackOutcomeUnknown(f"{target.host}: {exc.args[0]}") from None
 
+    async def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        """A plain GET under the same policy and wire rules (checked and pinned addresses,
+        same-host redirects, capped body, the fetch deadline): hotlists and issuers' card lists.
+        Returns (HTTP status, body). Raises `UrlRefused`, `IssuerUnreachable`, `IssuerGarbage`
+        (`ResponseTooLarge`). `headers` (an API key) go to this host only: redirects never
+        leave it."""
+        target = check_url(url, self.policy)
+        try:
+            with anyio.fail_after(self.timeouts.fetch_deadline):
+                answer = await self._get(target, self.timeouts.read, follow_redirects=True,
+                                         headers=headers)
+        except TimeoutError:
+            raise IssuerUnreachable(f"{target.host}: no answer within the deadline") from None
+        except httpx.TransportError as exc:
+            raise IssuerUnreachable(f"{target.host}: {type(exc).__name__}") from None
+        return answer.status, answer.body
+
     # --- wire ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -317,10 +334,11 @@ class WithdrawClient:
         *,
         follow_redirects: bool,
         progress: _Progress | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> _Answer:
         for _hop in range(self.policy.max_redirects + 1):
             addresses = await self._resolve(target)
-            response = await self._send(target, addresses, read_timeout, progress)
+            response = await self._send(target, addresses, read_timeout, progress, headers)
             try:
                 if follow_redirects and response.status_code in _REDIRECT_STATUSES:
                     location = response.headers.get("location")
@@ -368,6 +386,7 @@ class WithdrawClient:
         addresses: list[str],
         read_timeout: float,
         progress: _Progress | None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         try:
             url = httpx.URL(target.url)
@@ -392,7 +411,8 @@ class WithdrawClient:
         }
         if progress is not None:
             extensions["trace"] = progress.trace
-        request = httpx.Request("GET", url, headers=self._headers, extensions=extensions)
+        request = httpx.Request("GET", url, headers={**self._headers, **(headers or {})},
+                                extensions=extensions)
         token = _PINNED.set(_Pin(target.host, target.port, tuple(addresses)))
         try:
             self.stats.requests_sent += 1

@@ -4,7 +4,8 @@ Each check returns one `Check` (ok / warn / fail, a detail and a fix a field tec
 on). A check never raises: an unexpected error becomes a failed check naming it. The report is
 `ok` when no check failed.
 
-Checks: configuration, reader, backend, clock, disk, ledger, offline exposure, printer, service.
+Checks: configuration, reader, backend, clock, disk, ledger, offline exposure, hotlists (blocked
+cards, each fetched list's age), printer, service.
 Checks that need the configuration are left out when it does not load (the configuration check
 says why). The doctor only reads: it opens the ledger read-only and never takes the reader or
 printer away from a running service for longer than one probe.
@@ -345,6 +346,69 @@ def check_ledger_and_exposure(config: Config, now: float | None = None) -> list[
     return [ledger_check, _exposure_check(config, exposure, now)]
 
 
+HOTLIST_STALE_INTERVALS = 3  # a hotlist older than this many refresh intervals is a warning
+
+
+def check_hotlists(config: Config, now: float | None = None) -> Check:
+    """The card exception lists: the terminal's own blocks, each fetched hotlist's age and last
+    error, and offline payments of blocked cards still waiting (read-only)."""
+    from terminal.app.root import card_policy_settings
+    from terminal.core.money import Msat, format_msat
+    from terminal.services.card_policy import CardPolicy
+
+    now = time.time() if now is None else now
+    ledger = _open_ledger(config)
+    try:
+        policy = CardPolicy(ledger, card_policy_settings(config))
+        own = sum(1 for b in policy.blocked() if b.by_terminal)
+        snapshots = policy.snapshots()
+        flagged = policy.flagged_payouts()
+    finally:
+        ledger.close()
+    parts = [f"{own} card(s) blocked on this terminal"]
+    problems = []
+    stale_after = HOTLIST_STALE_INTERVALS * config.cards.hotlist_refresh_s
+    for snap in snapshots:
+        age = snap.age_s(now)
+        if age is None:
+            parts.append(f"{snap.source}: never fetched" + (f" ({snap.error})" if snap.error
+                                                            else ""))
+            problems.append(snap.source)
+            continue
+        text = f"{snap.source}: fetched {_age_text(age)} ago, {len(snap.blocked)} card(s) blocked"
+        if snap.error and (snap.checked_at or 0) > (snap.fetched_at or 0):
+            text += f"; the last attempt failed: {snap.error}"
+            problems.append(snap.source)
+        elif age > stale_after:
+            problems.append(snap.source)
+        parts.append(text)
+    if flagged:
+        parts.append(f"{len(flagged)} offline payment(s) of blocked cards waiting "
+                     f"({format_msat(Msat(sum(p.amount_sats for p in flagged) * 1000))}): they "
+                     "are still sent; the issuer may refuse them")
+    detail = "; ".join(parts)
+    if problems:
+        return Check("hotlists", Status.WARN, detail,
+                     f"Check the network and the URL of {', '.join(problems)} "
+                     "([[cards.hotlists]]): until it is fetched again the last good list stays "
+                     "in force.")
+    if flagged:
+        return Check("hotlists", Status.WARN, detail,
+                     "Look the sales up in History; settle with the customer if the issuer "
+                     "refuses them.")
+    return Check("hotlists", Status.OK, detail)
+
+
+def _age_text(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _exposure_check(config: Config, exposure: Any, now: float) -> Check:
     from terminal.core.money import Msat, format_msat
 
@@ -425,6 +489,8 @@ def run_doctor(
         cfg = config
         report.checks += _guarded("disk", lambda: check_disk(cfg))
         report.checks += _guarded("ledger", lambda: check_ledger_and_exposure(cfg))
+        if report.check("ledger").status is not Status.FAIL:
+            report.checks += _guarded("hotlists", lambda: check_hotlists(cfg))
         report.checks += _guarded("printer", lambda: check_printer(cfg))
     report.checks += _guarded("service", lambda: check_service(system))
     return report

@@ -31,8 +31,11 @@ from terminal.services.checkout import Checkout
 if TYPE_CHECKING:
     from hw.printer import SerialPrinter
     from terminal.adapters.books.ledger import Ledger
+    from terminal.adapters.hotlist_http import HotlistClient
     from terminal.adapters.receipts import Receipts
     from terminal.adapters.withdraw import WithdrawClient
+    from terminal.services.card_policy import CardPolicy, CardPolicySettings
+    from terminal.services.hotlists import HotlistRefresher
     from terminal.services.kiosk import Kiosk
     from terminal.services.sync import SyncWorker
     from terminal.services.till import Till, TillSettings
@@ -175,6 +178,68 @@ def offline_limits(config: Config) -> OfflineLimits:
     )
 
 
+def _limit(value: int | None, default: int | None, scale: int) -> int | None:
+    """A configured limit: unset keeps the default, 0 means none."""
+    if value is None:
+        return default
+    return value * scale if value else None
+
+
+def card_policy_settings(config: Config) -> CardPolicySettings:
+    from terminal.core.card_limits import CardLimits
+    from terminal.core.card_policy import UnknownCardPolicy
+    from terminal.services.card_policy import CardPolicySettings
+
+    cards = config.cards
+    defaults = CardLimits(_limit(cards.max_per_tap_sats, None, 1000),
+                          _limit(cards.max_per_day_sats, None, 1000),
+                          _limit(cards.max_taps_per_hour, None, 1))
+    per_card = {
+        c.card_id: CardLimits(_limit(c.max_per_tap_sats, defaults.per_tap_msat, 1000),
+                              _limit(c.max_per_day_sats, defaults.per_day_msat, 1000),
+                              _limit(c.max_taps_per_hour, defaults.taps_per_hour, 1))
+        for c in cards.limits
+    }
+    by_host = {host.lower(): UnknownCardPolicy(issuer.unknown_cards)
+               for issuer in config.issuers for host in issuer.hosts}
+    return CardPolicySettings(
+        defaults=defaults, per_card=per_card, unknown_by_host=by_host,
+        unknown_default=UnknownCardPolicy(cards.unknown_cards),
+        known_uids=_known_uids(config), sources=tuple(h.name for h in cards.hotlists))
+
+
+def _known_uids(config: Config) -> dict[str, str]:
+    """Card id -> UID of the key-table cards the configuration lists by UID (the only UIDs
+    `card list` can show: the terminal stores none)."""
+    from terminal.protocols.boltcard import key_table_card_id
+
+    out = {}
+    for issuer in config.issuers:
+        for card in issuer.cards:
+            if card.get("uid"):
+                uid = bytes.fromhex(card["uid"])
+                out[key_table_card_id(bytes.fromhex(card["k2"]), uid)] = uid.hex()
+    return out
+
+
+def build_card_policy(config: Config, ledger: Ledger, keyring: Keyring) -> CardPolicy:
+    from terminal.services.card_policy import CardPolicy
+
+    return CardPolicy(ledger, card_policy_settings(config), card_ids=keyring.card_ids)
+
+
+def build_hotlist_client(config: Config) -> HotlistClient:
+    from terminal.adapters.hotlist_http import HotlistClient
+    from terminal.adapters.withdraw import Timeouts
+
+    lnurl = config.lnurl
+    return HotlistClient(
+        url_policy(config), tuple(h.url for h in config.cards.hotlists),
+        max_bytes=config.cards.hotlist_max_bytes,
+        timeouts=Timeouts(connect=lnurl.connect_timeout_s, read=lnurl.read_timeout_s,
+                          fetch_deadline=lnurl.read_timeout_s + lnurl.connect_timeout_s))
+
+
 @dataclass
 class Terminal:
     """Everything a running terminal (or one CLI command) needs, built once."""
@@ -185,10 +250,14 @@ class Terminal:
     keyring: Keyring
     ledger: Ledger
     checkout: Checkout
+    cards: CardPolicy | None = None
+    hotlist_client: HotlistClient | None = None
 
     async def aclose(self) -> None:
         await self.backend.aclose()
         await self.withdraw.aclose()
+        if self.hotlist_client is not None:
+            await self.hotlist_client.aclose()
         self.ledger.close()
 
 
@@ -197,6 +266,7 @@ def build_terminal(config: Config) -> Terminal:
     withdraw = build_withdraw_client(config)
     keyring = build_keyring(config)
     ledger = open_ledger(config)
+    cards = build_card_policy(config, ledger, keyring)
     checkout = Checkout(
         backend=backend,
         withdraw=withdraw,
@@ -208,9 +278,26 @@ def build_terminal(config: Config) -> Terminal:
         rates=RatePolicy(max_age_s=config.max_rate_age_s),
         connectivity=Connectivity(),
         invoice_expiry_s=config.invoice_expiry_s,
+        card_policy=cards,
     )
     checkout.restore_rates({config.display_currency, *config.currencies} - {"SAT"})
-    return Terminal(config, backend, withdraw, keyring, ledger, checkout)
+    return Terminal(config, backend, withdraw, keyring, ledger, checkout, cards)
+
+
+def build_hotlists(config: Config, terminal: Terminal) -> HotlistRefresher | None:
+    """The fetcher of the configured hotlists (None when none is configured)."""
+    if not config.cards.hotlists or terminal.cards is None:
+        return None
+    from terminal.services.hotlists import HotlistRefresher, HotlistSource
+
+    if terminal.hotlist_client is None:
+        terminal.hotlist_client = build_hotlist_client(config)
+    sources = tuple(HotlistSource(h.name, h.url, h.kind, h.api_key)
+                    for h in config.cards.hotlists)
+    return HotlistRefresher(terminal.cards, terminal.hotlist_client, sources,
+                            refresh_s=config.cards.hotlist_refresh_s,
+                            retry_s=config.cards.hotlist_retry_s,
+                            connectivity=terminal.checkout.connectivity)
 
 
 def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
@@ -268,4 +355,4 @@ def build_kiosk(config: Config, terminal: Terminal, till: Till) -> Kiosk:
     """The background work of a running terminal (rates, reconcile, offline queue)."""
     from terminal.services.kiosk import Kiosk
 
-    return Kiosk(till, build_sync(config, terminal))
+    return Kiosk(till, build_sync(config, terminal), hotlists=build_hotlists(config, terminal))

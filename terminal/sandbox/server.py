@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from . import admin_routes, lnurl_routes
+from . import admin_routes, hotlist_routes, lnurl_routes
 from .config import write_terminal_config
 from .core import SandboxCore
 from .faults import Faults
@@ -54,6 +54,7 @@ def build_app(core: SandboxCore) -> Starlette:
         Route("/sandbox/cards/{card_id}", admin_routes.card, methods=["GET", "POST"]),
         Route("/sandbox/faults", admin_routes.faults, methods=["GET", "POST", "DELETE"]),
         Route("/sandbox/info", admin_routes.info, methods=["GET"]),
+        Route("/hotlist.json", hotlist_routes.hotlist, methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
     ])
     app.state.core = core

@@ -45,6 +45,7 @@ from terminal.protocols.boltcard import Keyring, TapReason, TapVerification
 
 if TYPE_CHECKING:
     from terminal.adapters.withdraw import WithdrawClient
+    from terminal.services.card_policy import CardPolicy
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class Checkout:
         connectivity: Connectivity | None = None,
         invoice_expiry_s: int = 300,
         clock: Callable[[], float] = time.time,
+        card_policy: CardPolicy | None = None,
     ) -> None:
         self.backend = backend
         self.withdraw = withdraw
@@ -147,6 +149,7 @@ class Checkout:
         self.connectivity = connectivity or Connectivity()
         self.invoice_expiry_s = invoice_expiry_s
         self.clock = clock
+        self.card_policy = card_policy  # hotlist, per-card limits, unknown cards (None: none)
 
     async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
                         tip_minor: int = 0) -> SaleSession:
@@ -325,6 +328,9 @@ class SaleSession:
         if verification.reason is not None and verification.reason is not TapReason.UNKNOWN_ISSUER:
             return TapResult("refused", verification.reason.value,
                              TAP_MESSAGES.get(verification.reason, verification.detail))
+        refusal = self._card_policy_refusal(url, verification)
+        if refusal is not None:
+            return refusal
         online = not (self.offline or self.invoice is None)
         verified = verification.card
         if verified is not None and online and co.ledger.card(verified.card_id).queued_msat:
@@ -350,6 +356,26 @@ class SaleSession:
         if self.offline or self.invoice is None:
             return self._tap_offline(url, verification, previous)
         return await self._tap_online(url, verification, pin)
+
+    def _card_policy_refusal(self, url: str, v: TapVerification) -> TapResult | None:
+        """The card policy hook (terminal.services.card_policy), right after the SUN check and
+        before any network call or the offline decision: a blocked card, a card over its limits
+        or an unknown card its host's policy refuses. Nothing is recorded on the sale: it stays
+        open for another card (or the QR)."""
+        policy = self.checkout.card_policy
+        if policy is None:
+            return None
+        online = not (self.offline or self.invoice is None)
+        if online and self.invoice is not None:
+            amount: int | None = self.invoice.amount_msat
+        else:
+            try:
+                money = Money(self.record.amount_minor, currency(self.record.currency))
+                amount = int(self.checkout.rates.price(money, now=self.checkout.clock())[0].value)
+            except RateError:
+                amount = None  # the offline path declines it for want of a rate anyway
+        refusal = policy.check(v, url, amount_msat=amount, online=online)
+        return None if refusal is None else TapResult("refused", refusal.code, refusal.message)
 
     async def _tap_online(self, url: str, v: TapVerification, pin: str | None) -> TapResult:
         co = self.checkout

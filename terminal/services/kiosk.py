@@ -4,7 +4,9 @@
   terminal back online prices again within seconds, not a minute);
 - reconcile: at start (sales left open by a restart) and every `reconcile_s`, settle open sales
   and catch late payments, leaving alone the sale the till is driving;
-- the sync worker: drains the offline queue whenever the backend is reachable.
+- the sync worker: drains the offline queue whenever the backend is reachable;
+- hotlists: the configured lists of blocked cards, at start, on their schedule and as soon as
+  the backend link comes back (`terminal.services.hotlists`).
 
 One failure never stops a loop; `stop` ends them all.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from terminal.services.till import Till
@@ -27,11 +29,17 @@ class Drainer(Protocol):
     async def run_forever(self, stop: asyncio.Event) -> None: ...
 
 
+class Refresher(Protocol):
+    def wait_s(self) -> float: ...
+    async def refresh_due(self) -> Sequence[object]: ...
+
+
 class Kiosk:
     def __init__(self, till: Till, sync: Drainer | None = None, *,
-                 reconcile_s: float = RECONCILE_S) -> None:
+                 reconcile_s: float = RECONCILE_S, hotlists: Refresher | None = None) -> None:
         self.till = till
         self.sync = sync
+        self.hotlists = hotlists
         self.reconcile_s = reconcile_s
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -45,6 +53,9 @@ class Kiosk:
         if self.sync is not None:
             self._tasks.append(asyncio.create_task(self.sync.run_forever(self._stop),
                                                    name="sync"))
+        if self.hotlists is not None:
+            self._tasks.append(asyncio.create_task(self._hotlists(self.hotlists),
+                                                   name="hotlists"))
 
     def refresh_rates_now(self) -> None:
         """Ask for the rates at once (the network just came back)."""
@@ -90,3 +101,9 @@ class Kiosk:
             await self.till.checkout.recover(skip=self.till.active_sale_ids())
 
         await self._every(lambda: self.reconcile_s, once, "reconcile")
+
+    async def _hotlists(self, refresher: Refresher) -> None:
+        async def once() -> None:
+            await refresher.refresh_due()
+
+        await self._every(refresher.wait_s, once, "hotlist refresh")

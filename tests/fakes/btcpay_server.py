@@ -75,7 +75,6 @@ import hashlib
 import math
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -86,9 +85,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import bolt11
-import uvicorn
 from Crypto.Cipher import AES
 from Crypto.Hash import CMAC
+from helpers.loopback import LoopbackServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -323,8 +322,7 @@ class FakeBTCPay:
     status_read: threading.Event = field(default_factory=threading.Event)
     _failures: list[_Failure] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _server: LoopbackServer | None = None
     _sequence: int = 0
     base_url: str = ""
 
@@ -433,28 +431,12 @@ class FakeBTCPay:
         self.stop()
 
     def start(self) -> None:
-        # Bind and listen here, before the thread starts: connections queue in the backlog until
-        # uvicorn accepts them, so no "is it up yet?" waiting is needed.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        port = sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            self.app(), log_level="warning", access_log=False, lifespan="off", loop="asyncio"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="fake-btcpay"
-        )
-        self._thread.start()
+        self._server = LoopbackServer(self.app(), name="fake-btcpay", loop="asyncio").start()
+        self.base_url = self._server.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
     def app(self) -> Starlette:
         s = "/api/v1/stores/{store_id}"

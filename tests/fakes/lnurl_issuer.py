@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import uvicorn
+from helpers.loopback import LoopbackServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -65,17 +65,6 @@ class Issuer:
     _release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # uvicorn writes headers and body separately: without NODELAY, Nagle + delayed ACK
-        # add ~40 ms per answer (accepted sockets inherit the option on Linux).
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind((self.host, 0))
-        # Listening before uvicorn runs: early connections wait in the backlog, so no start-up
-        # wait is needed.
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         app = Starlette(
             routes=[
                 Route("/scan", self._scan),
@@ -86,31 +75,19 @@ class Issuer:
                 Route("/text", self._text),
             ]
         )
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ssl_certfile=self.certfile,
-            ssl_keyfile=self.keyfile,
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
+        self._server = LoopbackServer(app, host=self.host, name="lnurl-issuer",
+                                      ssl_certfile=self.certfile, ssl_keyfile=self.keyfile)
+        self.port = self._server.port
 
     # --- lifecycle ---
 
     def start(self) -> Issuer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         self._release.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self.sock.close()
+        self._server.stop()
 
     def reset(self) -> None:
         self.scan_answer = None

@@ -25,7 +25,8 @@ EXIT_USAGE = 2
 
 # command -> (module registering it, one-line help). A new command group is one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "card": ("terminal.app.cli.card", "card tools: decode, keys, program, wipe, simulate"),
+    "card": ("terminal.app.cli.card",
+             "card tools: decode, keys, program, wipe, simulate, block, unblock, list"),
     "charge": ("terminal.app.cli.charge", "run one complete sale without the UI"),
     "sandbox": ("terminal.app.cli.sandbox", "local Flash API + Boltcard issuer stand-in"),
     "doctor": ("terminal.app.cli.doctor", "check reader, backend, clock, disk, ledger, printer"),

@@ -1,4 +1,5 @@
-"""`flash-terminal card …`: decode taps, derive keys, program and wipe, simulated cards.
+"""`flash-terminal card …`: decode taps, derive keys, program and wipe, simulated cards, and the
+terminal's hotlist (block, unblock, list).
 
 Like the top level, only the module of the subcommand being run is imported."""
 
@@ -16,11 +17,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "simulated cards for demos, training and tests"),
     "program": ("terminal.app.cli.card_program", "program a blank card (resumable)"),
     "wipe": ("terminal.app.cli.card_program", "wipe a card back to factory keys"),
+    "block": ("terminal.app.cli.card_hotlist", "block a card on this terminal"),
+    "unblock": ("terminal.app.cli.card_hotlist", "lift this terminal's block of a card"),
+    "list": ("terminal.app.cli.card_hotlist", "the cards this terminal knows, blocked or not"),
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("card", help="card tools: decode, keys, program, wipe, simulate")
+    parser = subparsers.add_parser(
+        "card", help="card tools: decode, keys, program, wipe, simulate, block, unblock, list")
     card_sub = parser.add_subparsers(dest="card_command", metavar="CARD_COMMAND", required=True)
     wanted = _subcommand()
     registered: set[str] = set()

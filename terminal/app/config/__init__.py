@@ -41,8 +41,11 @@ from terminal.app.config.schema import (
     BackendSettings,
     BTCPaySettings,
     CardKeys,
+    CardLimitSettings,
+    CardsSettings,
     ConfigFile,
     FlashSettings,
+    HotlistSettings,
     IssuerSettings,
     LnurlSettings,
     MaxSale,
@@ -56,8 +59,9 @@ from terminal.core.money import Money, currency
 
 __all__ = [
     "CURRENCIES", "DEFAULT_CONFIG_PATHS", "ENV_CONFIG", "NETWORKS", "SECRETS_FILE",
-    "AdminSection", "BTCPaySettings", "BackendSettings", "CardKeys", "Config", "ConfigError",
-    "ConfigFile", "FlashSettings", "IssuerSettings", "LnurlSettings", "MaxSale",
+    "AdminSection", "BTCPaySettings", "BackendSettings", "CardKeys", "CardLimitSettings",
+    "CardsSettings", "Config", "ConfigError", "ConfigFile", "FlashSettings", "HotlistSettings",
+    "IssuerSettings", "LnurlSettings", "MaxSale",
     "OfflineSettings", "PrinterSettings", "ReaderSettings", "TerminalSection", "UiSettings",
     "config_path", "load_config", "parse_config",
 ]
@@ -84,6 +88,7 @@ class Config:
     lnurl: LnurlSettings = field(default_factory=LnurlSettings)
     issuers: tuple[IssuerSettings, ...] = ()
     offline: OfflineSettings = field(default_factory=OfflineSettings)
+    cards: CardsSettings = field(default_factory=CardsSettings)
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     printer: PrinterSettings = field(default_factory=PrinterSettings)
     ui: UiSettings = field(default_factory=UiSettings)

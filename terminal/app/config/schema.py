@@ -42,6 +42,7 @@ from terminal.core.money import MAX_INVOICE_MSAT, SALE_CURRENCIES
 
 NETWORKS = ("bitcoin", "testnet", "signet", "regtest")
 CURRENCIES = SALE_CURRENCIES
+UNKNOWN_CARD_POLICIES = ("require-verification", "online-only")
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _PIN_HASH = re.compile(r"pbkdf2_sha256\$[0-9]{1,9}\$[0-9a-f]{2,256}\$[0-9a-f]{64}")
 
@@ -161,6 +162,8 @@ class IssuerSettings(Section):
         _PULL_PAYMENT_ID, "a BTCPay pull-payment id (base58, as in the pull payment's URL)")
     ] | None = None
     first_version: Annotated[int, integer(0, 0xFFFF_FFFF)] | None = None
+    # A card on one of `hosts` whose keys the terminal lacks: refused, or sent online unchecked.
+    unknown_cards: Annotated[str, choice(*UNKNOWN_CARD_POLICIES)] = "require-verification"
 
     @property
     def default_version(self) -> int:
@@ -173,6 +176,13 @@ class IssuerSettings(Section):
     def cards(self) -> tuple[dict[str, str], ...]:
         """The key table as the keyring builder reads it: `{"uid"|"card_id", "k1", "k2"}`."""
         return tuple(card.as_dict() for card in self.card_table)
+
+    @model_validator(mode="after")
+    def _unknown_cards(self) -> IssuerSettings:
+        if "unknown_cards" in self.model_fields_set and not self.hosts:
+            raise rule("applies to the issuer's hosts: set hosts too (other hosts follow "
+                       "[cards] unknown_cards)", "unknown_cards")
+        return self
 
     @model_validator(mode="after")
     def _kind(self) -> IssuerSettings:
@@ -190,6 +200,70 @@ class IssuerSettings(Section):
                         "first_version"):
                 if key in self.model_fields_set:
                     raise rule('only for kind = "deterministic"', key)
+        return self
+
+
+# ------------------------------------------------------------------------------ [cards]
+
+SATS = integer(0, MAX_INVOICE_MSAT // 1000)
+TAPS = integer(0, 100_000)
+
+
+class CardLimitSettings(Section):
+    """[[cards.limits]]: one card's own limits; a key left out keeps the default, 0 lifts it."""
+
+    card_id: Annotated[str, hex_string(16, "a 16-byte card id", lower=True)]
+    max_per_tap_sats: Annotated[int, SATS] | None = None
+    max_per_day_sats: Annotated[int, SATS] | None = None
+    max_taps_per_hour: Annotated[int, TAPS] | None = None
+
+
+class HotlistSettings(Section):
+    """[[cards.hotlists]]: a list of blocked cards to fetch (an issuer's, the merchant's, or an
+    LNbits boltcards card list)."""
+
+    name: Annotated[str, matching(re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}"),
+                                  "a short name: letters, digits, . _ -")]
+    url: Annotated[str, url("https", "http")]
+    kind: Annotated[str, choice("hotlist", "lnbits")] = "hotlist"
+    api_key: Annotated[str, text(200)] | None = secret()  # lnbits: the wallet's invoice key
+
+    @model_validator(mode="after")
+    def _key(self) -> HotlistSettings:
+        if self.kind == "lnbits" and not self.api_key:
+            raise rule('required with kind = "lnbits" (the card wallet\'s invoice key; keep it '
+                       "in secrets.toml)", "api_key")
+        return self
+
+
+class CardsSettings(Section):
+    """[cards]: per-card limits and velocity, unknown cards, and the hotlists to fetch."""
+
+    max_per_tap_sats: Annotated[int, SATS] = 0  # 0: no limit
+    max_per_day_sats: Annotated[int, SATS] = 0
+    max_taps_per_hour: Annotated[int, TAPS] = 0
+    unknown_cards: Annotated[str, choice(*UNKNOWN_CARD_POLICIES)] = "online-only"
+    hotlist_refresh_s: Annotated[float, seconds(0, 7 * 24 * 3600)] = 900.0
+    hotlist_retry_s: Annotated[float, seconds(0, 7 * 24 * 3600)] = 60.0
+    hotlist_max_bytes: Annotated[int, integer(1024, 16 * 1024 * 1024)] = 1024 * 1024
+    limits: Annotated[tuple[CardLimitSettings, ...],
+                      array("card limit tables", max_items=100_000)] = ()
+    hotlists: Annotated[tuple[HotlistSettings, ...], array("hotlist tables", max_items=20)] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> CardsSettings:
+        seen: dict[str, int] = {}
+        for n, card in enumerate(self.limits):
+            if card.card_id in seen:
+                raise rule(f"this card already has limits in limits[{seen[card.card_id]}]",
+                           f"limits[{n}].card_id")
+            seen[card.card_id] = n
+        names: dict[str, int] = {}
+        for n, source in enumerate(self.hotlists):
+            if source.name in names:
+                raise rule(f'"{source.name}" is already the name of hotlists[{names[source.name]}]',
+                           f"hotlists[{n}].name")
+            names[source.name] = n
         return self
 
 
@@ -284,6 +358,7 @@ class ConfigFile(Section):
     lnurl: LnurlSettings = LnurlSettings()
     issuers: Annotated[tuple[IssuerSettings, ...], array("issuer tables", max_items=100)] = ()
     offline: OfflineSettings = OfflineSettings()
+    cards: CardsSettings = CardsSettings()
     reader: ReaderSettings = ReaderSettings()
     printer: PrinterSettings = PrinterSettings()
     ui: UiSettings = UiSettings()

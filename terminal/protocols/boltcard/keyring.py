@@ -196,6 +196,9 @@ class _DeterministicSlot:
         valid = any(self._k2_verifier(picc.uid, v).matches(c, picc) for v in candidates)
         return _Match(self.issuer.name, card_id, picc, valid)
 
+    def card_ids(self, uid: bytes) -> list[str]:
+        return [self.keys.card_id(uid)]
+
     def _k2_verifier(self, uid: bytes, version: int) -> SunMacVerifier:
         key = (uid, version)
         verifier = self._k2_cache.get(key)
@@ -235,6 +238,22 @@ class _KeyTableSlot:
                 first = first or match
         return first
 
+    def card_ids(self, uid: bytes) -> list[str]:
+        """The ids a card with this UID has in the table: an entry listed by UID must match it;
+        an entry listed by card id must compute to that id; an entry with neither could be any
+        card, so its id for this UID is included too (it names no other card)."""
+        found: list[str] = []
+        for _decryptor, entries in self.groups:
+            for card, _verifier, known_id in entries:
+                if card.uid is not None:
+                    if hmac.compare_digest(card.uid, uid) and known_id is not None:
+                        found.append(known_id)
+                    continue
+                card_id = key_table_card_id(card.k2, uid)
+                if card.card_id is None or card.card_id == card_id:
+                    found.append(card_id)
+        return list(dict.fromkeys(found))
+
 
 class Keyring:
     """All configured issuers; answers "is this tap genuine, and whose card is it?"."""
@@ -260,6 +279,14 @@ class Keyring:
     @property
     def issuer_names(self) -> list[str]:
         return [slot.issuer.name for slot in self._slots]
+
+    def card_ids(self, uid: bytes) -> list[tuple[str, str]]:
+        """(issuer name, card id) of the card with this UID under every configured issuer that
+        could have issued it: how a UID (a hotlist entry, `card block --uid`) becomes the keyed
+        card ids the ledger knows. Raises KeyFormatError for a UID that is not 7 bytes."""
+        uid = check_uid(uid)
+        return [(slot.issuer.name, card_id)
+                for slot in self._slots for card_id in slot.card_ids(uid)]
 
     def verify_tap(self, url: str) -> TapVerification:
         """Check a tap URL against every issuer; never raises for any input text."""

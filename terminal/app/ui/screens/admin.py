@@ -27,7 +27,8 @@ class AdminScreen(BaseScreen):
     tab = "settings"
 
     def attach(self, controller) -> None:
-        for vm in (controller.admin, controller.tools, controller.tests, controller.status):
+        for vm in (controller.admin, controller.tools, controller.tests, controller.status,
+                   controller.blocks):
             vm.subscribe(self.refresh)
         super().attach(controller)
 
@@ -70,6 +71,14 @@ class AdminScreen(BaseScreen):
 
     def next_issuer(self) -> None:
         self.controller.tools.next_issuer()
+
+    def next_reason(self) -> None:
+        self.controller.blocks.next_reason()
+        self.refresh()
+
+    def unblock(self, card_id: str) -> None:
+        self.controller.blocks.unblock(card_id)
+        self.refresh()
 
     # -- drawing --------------------------------------------------------------------------
     def refresh(self, *_args) -> None:
@@ -135,3 +144,34 @@ class AdminScreen(BaseScreen):
         ids.tool_title.bg = COLOURS[tools.tone]
         ids.tool_detail.text = "\n".join(tools.detail_lines)
         ids.tool_next.text = tools.next_text
+        self._draw_blocks(tools.tool is Tool.BLOCK)
+
+    _shown_rows: tuple = ()
+
+    def _draw_blocks(self, blocking: bool) -> None:
+        """The Block tool's reason row and the list of blocked cards (with Unblock)."""
+        from kivy.uix.button import Button
+        from kivy.uix.label import Label
+
+        ids, blocks = self.ids, self.controller.blocks
+        for panel, shown in ((ids.tool_options, not blocking), (ids.block_options, blocking)):
+            panel.opacity, panel.disabled = (1, False) if shown else (0, True)
+        ids.block_reason.text = blocks.reason_button_text
+        ids.block_custom.hint_text = t("blocks.reason.hint")
+        rows = tuple(blocks.rows) if blocking else ()
+        ids.blocked_title.text = (t("blocks.list") if rows else t("blocks.none")) \
+            if blocking else ""
+        if blocking and blocks.notice:
+            ids.blocked_title.text += f"   {blocks.notice}"
+        if rows == self._shown_rows:
+            return
+        self._shown_rows = rows
+        grid = ids.blocked_list
+        grid.clear_widgets()
+        for row in rows:
+            grid.add_widget(Label(text=row.text, font_size=16, size_hint_y=None, height=40,
+                                  halign="left", text_size=(560, None)))
+            button = Button(text=t("blocks.unblock"), font_size=16, size_hint=(None, None),
+                            size=(140, 40), disabled=not row.can_unblock)
+            button.bind(on_release=lambda _b, card_id=row.card_id: self.unblock(card_id))
+            grid.add_widget(button)

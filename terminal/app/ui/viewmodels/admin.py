@@ -172,8 +172,10 @@ def admin_sections(config: Config, *, reader_state: str = "", printer_state: str
         f"{i.name} ({i.kind}) hosts {', '.join(i.hosts) or 'any'} · "
         + (f"key {mask_key(i.issuer_key)}" if i.kind == "deterministic"
            else f"{len(i.cards)} cards")
+        + (f" · unknown cards {i.unknown_cards}" if i.hosts else "")
         for i in config.issuers
     ) or ("none configured",)
+    cards = _card_lines(config)
     reader = (f"simulated card {config.reader.card_file}" if config.reader.card_file
               else config.reader.path)
     p = config.printer
@@ -191,6 +193,27 @@ def admin_sections(config: Config, *, reader_state: str = "", printer_state: str
         AdminSection(t("admin.section.merchant"), merchant),
         AdminSection(t("admin.section.offline"), offline),
         AdminSection(t("admin.section.issuers"), issuers),
+        AdminSection(t("admin.section.cards"), cards),
         AdminSection(t("admin.section.devices"), devices),
         AdminSection(t("admin.section.about"), about),
     ]
+
+
+def _card_lines(config: Config) -> tuple[str, ...]:
+    """[cards]: limits per card, unknown cards elsewhere, the hotlists fetched (never a key)."""
+    c = config.cards
+
+    def limit(sats: int, what: str) -> str:
+        return f"{what} {format_msat(Msat(sats * 1000))}" if sats else f"{what} no limit"
+
+    per_hour = f"{c.max_taps_per_hour} payments an hour" if c.max_taps_per_hour \
+        else "payments an hour no limit"
+    lines = [f"{limit(c.max_per_tap_sats, 'per tap')} · {limit(c.max_per_day_sats, 'per day')} · "
+             f"{per_hour}"]
+    if c.limits:
+        lines.append(f"{len(c.limits)} card(s) with their own limits")
+    lines.append(f"unknown cards on other hosts: {c.unknown_cards}")
+    for h in c.hotlists:
+        lines.append(f"hotlist {h.name} ({h.kind}) · {_host(h.url)} · every "
+                     f"{c.hotlist_refresh_s / 60:g} min")
+    return tuple(lines)

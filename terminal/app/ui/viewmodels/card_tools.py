@@ -1,4 +1,4 @@
-"""The Admin screen's card tools: Info, Program and Wipe on the next card tapped.
+"""The Admin screen's card tools: Info, Program, Wipe and Block on the next card tapped.
 
 The merchant (or field technician) picks a tool; the next card on the reader goes to that tool
 instead of the sale flow (`TerminalController.card_event` routes it). The work itself is
@@ -31,6 +31,7 @@ from terminal.protocols.boltcard.keys import key_fingerprint
 if TYPE_CHECKING:
     from hw.ntag424 import Ntag424
     from terminal.app.config import Config
+    from terminal.app.ui.viewmodels.card_blocks import CardBlocksViewModel
     from terminal.protocols.boltcard.provisioning import KeySource
 
 CARD_ID_CHARS = 12  # enough to find the card in the issuer's list; the full id is in the journal
@@ -41,6 +42,7 @@ class Tool(enum.Enum):
     INFO = "info"
     PROGRAM = "program"
     WIPE = "wipe"
+    BLOCK = "block"  # the tap's URL only (card_blocks.py): no card session is opened
 
 
 class ToolPhase(enum.Enum):
@@ -269,6 +271,7 @@ class CardToolsViewModel(Observable):
         self.steps: list[str] = []
         self.report: ToolReport | None = None
         self.notice = ""
+        self.blocks: CardBlocksViewModel | None = None  # the Block tool (set by the controller)
 
     def __repr__(self) -> str:
         return f"CardToolsViewModel(tool={self.tool}, phase={self.phase.value})"
@@ -321,6 +324,9 @@ class CardToolsViewModel(Observable):
     def _missing(self, tool: Tool) -> str:
         if tool is Tool.INFO:
             return ""
+        if tool is Tool.BLOCK:
+            return "" if self.blocks is not None and self.blocks.available \
+                else t("blocks.unavailable")
         if self.settings.journal_path is None:
             return t("tools.error.no_journal")
         if not self.key_file and self.issuer is None:
@@ -403,7 +409,9 @@ class CardToolsViewModel(Observable):
                 [self.notice] if self.notice else [])
         if self.phase is ToolPhase.WAITING:
             lines = [t("tools.hold_still")]
-            if self.tool is not Tool.INFO:
+            if self.tool is Tool.BLOCK and self.blocks is not None:
+                lines.append(t("blocks.with_reason", reason=self.blocks.reason))
+            elif self.tool is not Tool.INFO:
                 lines.append(t("tools.using", keys=self._keys_text()))
             return lines + ([self.notice] if self.notice else [])
         done = [f"✓ {s}" for s in self.steps]

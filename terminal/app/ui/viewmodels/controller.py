@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from terminal.app.ui.strings import notice_text, t
 from terminal.app.ui.viewmodels.admin import AdminLock
-from terminal.app.ui.viewmodels.card_tools import CardToolsSettings, CardToolsViewModel, ToolPhase
+from terminal.app.ui.viewmodels.card_blocks import CardBlocksViewModel
+from terminal.app.ui.viewmodels.card_tools import (
+    CardToolsSettings,
+    CardToolsViewModel,
+    Tool,
+    ToolPhase,
+    ToolReport,
+)
 from terminal.app.ui.viewmodels.device_tests import DeviceTestsViewModel
 from terminal.app.ui.viewmodels.history import HistoryViewModel
 from terminal.app.ui.viewmodels.observable import Observable
@@ -80,6 +87,9 @@ class TerminalController(Observable):
         self.history = HistoryViewModel(till)
         self.admin = AdminLock(admin_pin_hash)
         self.tools = CardToolsViewModel(verify=till.checkout.keyring.verify_tap)
+        self.blocks = CardBlocksViewModel(till.checkout.card_policy,
+                                          verify=till.checkout.keyring.verify_tap)
+        self.tools.blocks = self.blocks
         self.tests = DeviceTestsViewModel(clock)
         self.config: Config | None = None
         if config is not None:
@@ -164,7 +174,20 @@ class TerminalController(Observable):
 
     # -- status -----------------------------------------------------------------------------
     def refresh_status(self) -> None:
-        self.status.update(online=self.till.online, exposure=self.till.exposure())
+        exposure = self.till.exposure()
+        self.status.update(online=self.till.online, exposure=exposure,
+                           flagged=self._flagged() if exposure.count else 0)
+
+    def _flagged(self) -> int:
+        """Offline payments still owed by cards that are blocked now (the status bar warns)."""
+        policy = self.till.checkout.card_policy
+        if policy is None:
+            return 0
+        try:
+            return len(policy.flagged_payouts())
+        except Exception:  # a status line must never take the screen down
+            log.exception("flagged payouts unavailable")
+            return 0
 
     def tick(self) -> None:
         """Once a second (the app's clock): countdowns, auto-return, admin idle lock."""
@@ -220,6 +243,13 @@ class TerminalController(Observable):
                 pass
             elif self.tools.busy:
                 self.tools.card_unusable(t("tools.busy"))
+            elif (self.tools.armed and self.tools.tool is Tool.BLOCK and self.admin.unlocked
+                  and self.screen is Screen.ADMIN):
+                if isinstance(event, TapEvent):
+                    self.block_card(event.uri)
+                else:
+                    self.tools.card_unusable(event.message if isinstance(
+                        event, HoldStillEvent | NotPaymentCardEvent) else t("tools.next.again"))
             elif self.tools.armed and self.admin.unlocked and self.screen is Screen.ADMIN:
                 handle = getattr(event, "handle", None)
                 if handle is None:
@@ -241,6 +271,19 @@ class TerminalController(Observable):
         finally:
             if not handed_over and release is not None:
                 release()
+
+    def block_card(self, url: str) -> ToolReport:
+        """The armed Block tool takes this tap: its card is blocked with the chosen reason."""
+        self.tools.begin()
+        try:
+            found = self.blocks.block_tap(url)
+            report = ToolReport(found.ok, found.title, found.lines, found.next_step)
+        except Exception as error:  # the books refused the write: say so, never spin
+            log.exception("blocking a card failed")
+            report = ToolReport(False, t("blocks.failed"), (str(error),), t("tools.next.again"))
+        self.tools.finish(report)
+        self.refresh_status()
+        return report
 
     async def run_card_tool(self, transport: Any, release: Callable[[], None] | None = None
                             ) -> Any:

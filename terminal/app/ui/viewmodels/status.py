@@ -21,9 +21,11 @@ class StatusViewModel(Observable):
         self.reader = "absent"  # ready | absent | demo
         self.printer = "none"  # none | ready | error
         self.exposure = Exposure()
+        self.flagged = 0  # queued offline payments of cards blocked since
 
     def update(self, *, online: bool | None = None, reader: str | None = None,
-               printer: str | None = None, exposure: Exposure | None = None) -> None:
+               printer: str | None = None, exposure: Exposure | None = None,
+               flagged: int | None = None) -> None:
         if online is not None:
             self.online = online
         if reader is not None:
@@ -32,6 +34,8 @@ class StatusViewModel(Observable):
             self.printer = printer
         if exposure is not None:
             self.exposure = exposure
+        if flagged is not None:
+            self.flagged = flagged
         self.changed()
 
     @property
@@ -58,11 +62,16 @@ class StatusViewModel(Observable):
     def queue_text(self) -> str:
         if not self.exposure.count:
             return t("status.queue.none")
-        return t("status.queue", amount=format_msat(Msat(self.exposure.queued_msat)),
+        text = t("status.queue", amount=format_msat(Msat(self.exposure.queued_msat)),
                  count=self.exposure.count)
+        if self.flagged:
+            text += t("status.queue.blocked", count=self.flagged)
+        return text
 
     @property
     def queue_tone(self) -> Tone:
+        if self.flagged:
+            return Tone.ERROR
         return Tone.WARNING if self.exposure.count else Tone.NEUTRAL
 
     @property
