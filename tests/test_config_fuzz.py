@@ -148,6 +148,20 @@ tips = true
 tip_presets = [5, 10, 15, 20]
 tip_custom = false
 result_seconds = 5
+require_sign_in = false
+show_card_balance = true
+
+[[cashiers]]
+id = "ana"
+name = "Ana"
+role = "cashier"
+pin_hash = "pbkdf2_sha256$200000$00112233445566778899aabbccddeeff$1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+[[cashiers]]
+id = "max-2"
+name = "Max"
+role = "manager"
+pin_hash = "pbkdf2_sha256$200000$00112233445566778899aabbccddeeff$2123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 [admin]
 pin_hash = "pbkdf2_sha256$200000$00112233445566778899aabbccddeeff$0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

@@ -358,6 +358,99 @@ def test_a_rate_outage_is_said_in_full_on_the_sale_screen(ui: UI) -> None:
     ui.run(scenario())
 
 
+def test_a_cashier_signs_in_and_out_by_touch(ui: UI) -> None:
+    c = ui.c
+    sale = ui.screen("sale")
+    signin = ui.screen("signin")
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE and c.till.step.value == "sale")
+        c.admin.locked_until = 0.0  # an earlier test may have left the (shared) pad locked
+        await next_frames()
+        assert sale.ids.cashier.text == "Sign in" and sale.ids.cashier.opacity == 1
+        await press(sale.ids.cashier)
+        await until(c, lambda: c.screen is Screen.SIGN_IN)
+        assert ui.app.manager.current == "signin"
+        names = {b.text: b for b in signin.ids.names.children}
+        assert set(names) == {"Ana", "Max (manager)"}
+        assert signin.ids.pad_keys.disabled  # a name first
+        await press(names["Max (manager)"])
+        await next_frames()
+        assert signin.ids.message.text == "PIN for Max"
+        keys = {b.text: b for b in signin.ids.pad_keys.children}
+        for d in "2222":
+            await press(keys[d])
+        assert signin.ids.digits.text == "••••"  # never the digits
+        await press(keys["OK"])
+        await until(c, lambda: c.screen is Screen.SALE)
+        await next_frames()
+        assert c.till.cashier == "max" and sale.ids.cashier.text == "Max · Sign out"
+        await press(sale.ids.admin)  # a manager: Admin opens without the pad
+        await until(c, lambda: c.screen is Screen.ADMIN)
+        assert c.admin.unlocked
+        c.go(Screen.SALE)
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(sale.ids.cashier)
+        await next_frames()
+        assert c.till.cashier is None and sale.ids.cashier.text == "Sign in"
+
+    ui.run(scenario())
+
+
+def test_the_shift_report_with_its_bar_chart_and_the_z_by_touch(ui: UI) -> None:
+    c = ui.c
+    sale, history, report = ui.screen("sale"), ui.screen("history"), ui.screen("report")
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE and c.till.step.value == "sale")
+        c.admin.locked_until = 0.0
+        await press(sale.ids.history)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        await press(history.ids.report)
+        await until(c, lambda: c.screen is Screen.REPORT)
+        await next_frames()
+        assert ui.app.manager.current == "report"
+        vm = c.reports
+        assert report.ids.title.text.startswith("X report, shift ")
+        assert " sales · " in report.ids.summary.text.splitlines()[0]
+        # The earlier tests' sales are on the chart: one bar per hour, tallest full height.
+        chart = report.ids.chart
+        bars = vm.bars()
+        assert len(chart.bars) == len(bars) and any(b.taken for b in bars)
+        assert len(chart.drawn) == sum(1 for b in bars if b.taken)
+        tallest = max(h for (_x, _y, _w, h) in chart.drawn)
+        assert tallest > chart.height * 0.5
+        assert report.ids.close.disabled  # a cashier's view: no Z without a manager
+        c.go(Screen.SALE)
+        c.go(Screen.SIGN_IN)
+        c.signin.choose("max")
+        for d in "2222":
+            c.signin.press(d)
+        c.sign_in_pressed()
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(sale.ids.history)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        await press(history.ids.report)
+        await until(c, lambda: c.screen is Screen.REPORT)
+        await next_frames()
+        assert not report.ids.close.disabled
+        shift = vm.report.period.shift
+        await press(report.ids.close)
+        await until(c, lambda: "closed" in report.ids.message.text)
+        assert report.ids.title.text == f"Z report, shift {shift}"
+        await press(report.ids.shift)
+        await next_frames()
+        assert report.ids.title.text == f"X report, shift {shift + 1}"
+        assert not report.ids.chart.drawn  # nothing sold since the Z
+        await press(report.ids.day)
+        await next_frames()
+        assert report.ids.title.text == "Today so far" and report.ids.chart.drawn
+        c.sign_out()
+        c.go(Screen.SALE)
+
+    ui.run(scenario())
+
+
 def test_block_a_card_by_touch_then_its_tap_is_refused_then_unblock_from_the_list(ui: UI) -> None:
     from terminal.app.ui.viewmodels.card_tools import ToolPhase
 

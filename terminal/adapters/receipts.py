@@ -1,4 +1,4 @@
-"""Receipts: a sale (or a day of sales) laid out for the receipt printer.
+"""Receipts: a sale, a shift or day report (or a day of sales) laid out for the receipt printer.
 
 This module decides what a receipt says; `hw.printer` decides how ESC/POS prints it. Receipts are
 built from `SaleRecord`s alone, so a reprint from history says exactly what the first print said.
@@ -28,11 +28,13 @@ from hw.printer import (
     Text,
     as_text,
 )
+from terminal.core.cashiers import NO_CASHIER
 from terminal.core.money import SAT_PER_BTC, Money, Msat, currency, format_money, format_msat
 from terminal.core.ports.receipts import PrintOutcome, PrintReport
 from terminal.core.records import SaleRecord, short_card_id
+from terminal.core.reports import SalesReport
 from terminal.core.sale import SaleState
-from terminal.core.totals import is_taken, local_day, sale_time
+from terminal.core.totals import Totals, is_taken, local_day, sale_time
 
 HASH_PREFIX_CHARS = 16  # enough to find the payment in any wallet or backend
 
@@ -119,6 +121,11 @@ def sale_receipt(
     if rate:
         lines.append(Pair("Rate", rate))
     lines.append(Pair("Paid by", method_text(record)))
+    if record.card_balance_msat is not None and record.method == "card":
+        # Only there when the merchant opted in ([ui] show_card_balance) and the issuer said.
+        lines.append(Pair("Card balance", format_msat(Msat(record.card_balance_msat))))
+    if record.cashier:
+        lines.append(Pair("Cashier", record.cashier))
     if record.memo:
         lines.append(Pair("Memo", record.memo))
     lines.append(Rule())
@@ -233,6 +240,80 @@ def daily_summary(
     return Receipt(tuple(lines))
 
 
+# -- shift and day reports (terminal.core.reports) -------------------------------------------
+
+
+def _sats(msat: int) -> str:
+    return format_msat(Msat(msat))
+
+
+def report_slip(
+    report: SalesReport,
+    *,
+    merchant: str = "",
+    terminal_id: str | None = None,
+    printed_at: float | None = None,
+) -> Receipt:
+    """An X, Z or day report for the receipt printer (and, as text, the console): the same
+    numbers as `report.to_json()`, from the one counting rule."""
+    tz = report.tz
+    total = report.total
+    lines: list = []
+    if merchant:
+        lines.append(Text(merchant, Align.CENTER, bold=True, large=True))
+    lines.append(Text(report.title, Align.CENTER, bold=True))
+    lines.append(Pair("From", _local(report.period.start, tz).strftime("%Y-%m-%d %H:%M")))
+    lines.append(Pair("To", _local(report.period.end, tz).strftime("%Y-%m-%d %H:%M")))
+    if terminal_id:
+        lines.append(Pair("Terminal", terminal_id))
+    lines.append(Rule())
+    lines.append(Pair("Sales", str(total.taken), bold=True))
+    lines.append(Pair("Gross", _sats(total.taken_msat), bold=True))
+    for code, group in sorted(report.by_currency.items()):
+        if group.taken and code != "SAT":
+            lines.append(Pair(f"  in {code}", format_money(Money(group.minor.get(code, 0),
+                                                                   currency(code)))))
+    lines.append(Pair("Tips", _sats(total.tips_msat)))
+    lines.append(Pair("Refunds", _sats(report.refunds_msat)))
+    lines.append(Pair("Net", _sats(report.net_msat), bold=True))
+    methods = [(m, g) for m, g in sorted(report.by_method.items()) if g.taken]
+    if methods:
+        lines.append(Rule())
+        lines.append(Text("By method", bold=True))
+        for method, group in methods:
+            lines.append(Pair(f"  {METHOD_LABELS.get(method, method)} ({group.taken})",
+                              _sats(group.taken_msat)))
+    cashiers = report.cashiers
+    if cashiers and cashiers != [NO_CASHIER]:
+        lines.append(Rule())
+        lines.append(Text("By cashier", bold=True))
+        for who in cashiers:
+            mine = report.by_cashier.get(who) or Totals()
+            lines.append(Pair(f"  {who} ({mine.taken})", _sats(mine.taken_msat)))
+            if mine.tips_msat:
+                lines.append(Pair("    tips", _sats(mine.tips_msat)))
+            refunded = report.cashier_refunds_msat(who)
+            if refunded:
+                lines.append(Pair("    refunds", _sats(refunded)))
+    lines.append(Rule())
+    if total.pending:
+        lines.append(Pair(f"Offline, not settled ({total.pending})", _sats(total.pending_msat)))
+    lines.append(Pair("Failed attempts", str(total.failed)))
+    if report.period.closed:
+        lines.append(Feed())
+        lines.append(Text("SHIFT CLOSED", Align.CENTER, bold=True))
+    if printed_at is not None:
+        lines.append(Feed())
+        lines.append(Text(f"Printed {_local(printed_at, tz).strftime('%Y-%m-%d %H:%M')}",
+                          Align.CENTER))
+    return Receipt(tuple(lines))
+
+
+def report_lines(report: SalesReport, width: int = 48) -> list[str]:
+    """The report as the console shows it (the slip's own text)."""
+    return as_text(report_slip(report), width).splitlines()
+
+
 async def print_receipt(printer: SerialPrinter | None, doc: Receipt) -> PrintResult:
     """Print off the event loop; a missing or failing printer only changes the result."""
     if printer is None:
@@ -286,6 +367,24 @@ class Receipts:
 
     def sale_text(self, record: SaleRecord, *, reprint: bool = False) -> str:
         return as_text(self._doc(record, reprint), self.width)
+
+    def report_text(self, report: SalesReport) -> str:
+        return as_text(report_slip(report, merchant=self.merchant,
+                                   terminal_id=self.terminal_id), self.width)
+
+    async def print_report(self, report: SalesReport, *,
+                           printed_at: float | None = None) -> PrintReport:
+        """Print an X, Z or day report (or hand it to the sink without a printer)."""
+        slip = report_slip(report, merchant=self.merchant, terminal_id=self.terminal_id,
+                           printed_at=printed_at)
+        if self.printer is None:
+            if self.sink is None:
+                return PrintReport(PrintOutcome.NO_PRINTER)
+            self.sink(as_text(slip, self.width))
+            return PrintReport(PrintOutcome.SHOWN)
+        result = await print_receipt(self.printer, slip)
+        return PrintReport(_OUTCOMES.get(result.status, PrintOutcome.ERROR),
+                           "paper low" if result.paper_low else result.message)
 
     async def print_sale(self, record: SaleRecord, *, reprint: bool = False) -> PrintReport:
         if self.printer is None:

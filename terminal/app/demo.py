@@ -47,7 +47,11 @@ CARD_LABELS = ("A", "B", BLANK)
 # The demo's own settings on top of the sandbox's configuration: three currencies, the tip step.
 DEMO_TERMINAL = f'name = "{DEMO_MERCHANT}"\ncurrencies = ["USD", "JMD", "SAT"]\n'
 DEMO_UI = (f"\n[ui]\ntips = true\ntip_presets = [10, 15, 20]\ntip_custom = true\n"
-           f"result_seconds = {DEMO_RESULT_SECONDS}\n")
+           f"result_seconds = {DEMO_RESULT_SECONDS}\nrequire_sign_in = false\n")
+# Two cashiers (sign-in is optional in the demo, so a visitor can sell without one): Ana rings
+# up sales, Max is a manager (opens Admin without the admin PIN, closes the shift).
+DEMO_CASHIERS = (("ana", "Ana", "cashier", "1111"), ("max", "Max", "manager", "2222"))
+DEMO_PIN_ITERATIONS = 10_000  # a demo's hashes need not resist an attacker: start fast
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ class DemoEnvironment:
             config_path = sandbox.write_terminal_config(work / "terminal.toml")
             text = config_path.read_text()
             config_path.write_text(text.replace("[terminal]\n", "[terminal]\n" + DEMO_TERMINAL, 1)
-                                   .replace('name = "Sandbox terminal"\n', "", 1) + DEMO_UI)
+                                   .replace('name = "Sandbox terminal"\n', "", 1) + DEMO_UI
+                                   + _demo_cashiers())  # the file is 0600: it holds hashes
             cards = {
                 "A": _issue(sandbox, work / "card-a.json", "A", CARD_A_SATS,
                             pin=CARD_A_PIN, pin_limit_sats=CARD_A_PIN_LIMIT_SATS),
@@ -122,7 +127,7 @@ class DemoEnvironment:
         if self._controller is None:
             self._controller = TerminalController(
                 self.till,
-                admin_pin_hash=hash_pin(DEMO_ADMIN_PIN, iterations=10_000),
+                admin_pin_hash=hash_pin(DEMO_ADMIN_PIN, iterations=DEMO_PIN_ITERATIONS),
                 settings=UiSettings(merchant=self.config.name,
                                     terminal_id=self.terminal.checkout.terminal_id,
                                     reader="demo"),
@@ -197,6 +202,13 @@ class DemoEnvironment:
             await self.sandbox.stop()
             if self._owns_dir:
                 shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _demo_cashiers() -> str:
+    return "".join(
+        f'\n[[cashiers]]\nid = "{cid}"\nname = "{name}"\nrole = "{role}"\n'
+        f'pin_hash = "{hash_pin(pin, iterations=DEMO_PIN_ITERATIONS)}"\n'
+        for cid, name, role, pin in DEMO_CASHIERS)
 
 
 def _issue(sandbox: Sandbox, path: Path, label: str, balance: int, **options: Any) -> DemoCard:

@@ -2,9 +2,12 @@
 
 One step per line (`#` starts a comment): `amount N`, `key K` (digit, `.`, `back`, `clear`),
 `currency USD|JMD|SAT`, `charge`, `tip none|10|15|20|custom N`, `back`, `tap A|B|blank`,
-`pay-qr`, `pin DIGITS`, `cancel`, `new-sale`, `network off|on`, `wait S`, `sync`. Each step runs
-through the demo's till exactly as a touch or a card would, then waits until nothing is in
-progress, and one JSON object per step is printed:
+`pay-qr`, `pin DIGITS`, `cancel`, `new-sale`, `network off|on`, `wait S`, `sync`,
+`sign-in CASHIER PIN` (the demo's cashiers: ana 1111, manager max 2222), `sign-out`,
+`report [shift|day|close]` (the Reports screen: the shift so far (X), today, or the Z that closes
+the shift, a manager's; the message is the report's main line). Each step runs through the demo's
+till exactly as a touch or a card would, then waits until nothing is in progress, and one JSON
+object per step is printed:
 
     {"step", "screen", "sale": null | {"id", "state", "amount_msat", "tip_msat", "reason"},
      "online", "queue": {"count", "msat"}, "message"}
@@ -34,6 +37,7 @@ SETTLE_TIMEOUT_S = 20.0  # the longest a step waits for the till to be quiet
 TICK_S = 1.0  # the app's clock: countdowns and the auto-return after a success
 MAX_WAIT_S = 3600.0
 KEYS = {*"0123456789", ".", "back", "clear"}
+REPORT_KINDS = ("shift", "day", "close")  # X, today, Z
 _DIGITS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,8})?")
 
 
@@ -62,8 +66,15 @@ def _check(verb: str, args: tuple[str, ...], line: int) -> None:
         if len(args) != count:
             raise ScriptError(line, f"`{verb}` takes {count} argument(s), got {len(args)}")
 
-    if verb in ("charge", "back", "pay-qr", "cancel", "new-sale", "sync"):
+    if verb in ("charge", "back", "pay-qr", "cancel", "new-sale", "sync", "sign-out"):
         need(0)
+    elif verb == "report":
+        if len(args) > 1 or (args and args[0] not in REPORT_KINDS):
+            raise ScriptError(line, f"`report` takes nothing or one of {', '.join(REPORT_KINDS)}")
+    elif verb == "sign-in":
+        need(2)
+        if not (args[1].isascii() and args[1].isdigit() and 4 <= len(args[1]) <= 8):
+            raise ScriptError(line, "`sign-in` takes a cashier id and a PIN of 4 to 8 digits")
     elif verb == "amount":
         need(1)
         _amount_text(args[0], line)
@@ -154,6 +165,9 @@ def main_text(controller: TerminalController) -> str:
     if screen in ("pay", "pin"):
         pay = controller.pay
         return pay.prompt or pay.status_text
+    if screen == "report":
+        reports = controller.reports
+        return " · ".join(p for p in (reports.main_line, reports.message) if p)
     return screen
 
 
@@ -190,6 +204,9 @@ def _minor(value: str, code: str) -> int:
 async def run_step(env: DemoEnvironment, controller: TerminalController, step: ScriptStep) -> None:
     till: Till = controller.till
     verb, args = step.verb, step.args
+    if controller.back_office is Screen.REPORT and verb not in ("report", "wait", "sync",
+                                                                 "network"):
+        controller.go(Screen.SALE)  # the cashier leaves the report for the counter
     if verb == "amount":
         if till.step is Step.RESULT:
             till.new_sale()
@@ -241,6 +258,27 @@ async def run_step(env: DemoEnvironment, controller: TerminalController, step: S
         await asyncio.sleep(float(args[0]))
     elif verb == "sync":
         await env.sync_once()
+    elif verb == "report":
+        kind = args[0] if args else "shift"
+        controller.go(Screen.REPORT)
+        if controller.screen is not Screen.REPORT:
+            till.say(_notice("finish-first"))
+        elif kind == "day":
+            controller.reports.show_day(till.today())
+        else:
+            controller.reports.show_shift()
+            if kind == "close":
+                await controller.reports.close_shift()
+    elif verb == "sign-in":
+        controller.go(Screen.SIGN_IN)
+        controller.signin.choose(args[0].lower())
+        for digit in args[1]:
+            controller.signin.press(digit)
+        controller.sign_in_pressed()
+    elif verb == "sign-out":
+        if not till.sign_out():
+            till.say(_notice("finish-first"))
+        controller.go(Screen.SALE)
     await till.settled(SETTLE_TIMEOUT_S)
 
 

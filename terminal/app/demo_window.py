@@ -19,7 +19,7 @@ def run_demo_window(data_dir: Path | None = None) -> int:
         try:
             app = FlashTerminalApp(
                 env.controller(), demo=env, config=env.config, data_dir=env.work_dir,
-                admin_hint=f"Demo admin PIN: {DEMO_ADMIN_PIN}",
+                admin_hint=f"Demo admin PIN: {DEMO_ADMIN_PIN} (or manager Max: 2222)",
             )
             await run_app(app)
         finally:

@@ -3,7 +3,8 @@ it (secrets apart, 0600), then check every item live and say what works and what
 
 Inputs
 - an enrollment file: the terminal configuration's own TOML schema (`config.example.toml`), with
-  one addition: `[admin] pin = "1234"` is accepted and stored only as a PBKDF2 hash (`pin_hash`);
+  one addition: `[admin] pin = "1234"` and each cashier's `[[cashiers]] pin = "…"` are accepted
+  and stored only as PBKDF2 hashes (`pin_hash`);
 - an enrollment code: `FT1:<body>.<tag>` where `body` is base64url(zlib(JSON or TOML)) and `tag`
   is base64url(HMAC-SHA256(secret, "FT1:" + body)[:16]). The secret is shared by the field staff's
   tooling and the technician (`--secret` or `FLASH_TERMINAL_ENROLL_SECRET`). A code without a tag
@@ -13,7 +14,8 @@ Outputs (in the configuration folder, `/etc/flash-terminal` on an installed term
 - `terminal.toml`: everything but secrets, plus the terminal id (`[terminal] id`), kept across
   re-enrollments so the ledger and the backend see one terminal;
 - `secrets.toml`: API keys, issuer keys (the whole `[[issuers]]` array, because the loader merges
-  arrays whole), the admin PIN hash. Created 0600 from the first byte (temp file, fsync, rename).
+  arrays whole), the admin PIN hash, the cashiers (their PIN hashes; the array moves whole).
+  Created 0600 from the first byte (temp file, fsync, rename).
 
 Checks are `Check(name, status, detail, fix)`; a `fail` means the terminal cannot work as
 enrolled, a `warn` that something is missing that a technician may add later (a reader not yet
@@ -313,26 +315,37 @@ def read_enrollment(
 
 
 def prepare(raw: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `raw` with `[admin] pin` replaced by its hash (the PIN is never stored)."""
-    from terminal.core.pins import PinHashError, hash_pin, verify_pin
-
+    """A copy of `raw` with `[admin] pin` and each `[[cashiers]] pin` replaced by its hash
+    (a PIN is never stored)."""
     out = copy.deepcopy(raw)
     admin = out.get("admin")
     if isinstance(admin, dict):
-        admin = dict(admin)
-        pin = admin.pop("pin", None)
-        if pin is not None:
-            try:
-                admin["pin_hash"] = hash_pin(str(pin))
-            except ValueError as exc:
-                raise EnrollError(f"admin.pin: {exc}", "choose a PIN of 4 to 8 digits") from None
-        if "pin_hash" in admin:
-            try:
-                verify_pin("0000", str(admin["pin_hash"]))
-            except PinHashError as exc:
-                raise EnrollError(str(exc), "give admin.pin (it is hashed) instead") from None
-        out["admin"] = admin
+        out["admin"] = _hash_pin_in(admin, "admin")
+    cashiers = out.get("cashiers")
+    if isinstance(cashiers, list):
+        out["cashiers"] = [_hash_pin_in(c, f"cashiers[{n}]") if isinstance(c, dict) else c
+                           for n, c in enumerate(cashiers)]
     return out
+
+
+def _hash_pin_in(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """`table` with its `pin` replaced by `pin_hash`; a given hash is checked for its form."""
+    from terminal.core.pins import PinHashError, hash_pin, verify_pin
+
+    table = dict(table)
+    pin = table.pop("pin", None)
+    if pin is not None:
+        try:
+            table["pin_hash"] = hash_pin(str(pin))
+        except ValueError as exc:
+            raise EnrollError(f"{where}.pin: {exc}", "choose a PIN of 4 to 8 digits") from None
+    if "pin_hash" in table:
+        try:
+            verify_pin("0000", str(table["pin_hash"]))
+        except PinHashError as exc:
+            raise EnrollError(f"{where}.pin_hash: {exc}",
+                              f"give {where}.pin (it is hashed) instead") from None
+    return table
 
 
 def _holds_secret(value: Any) -> bool:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from terminal.services.kiosk import Kiosk
     from terminal.services.sync import SyncWorker
     from terminal.services.till import Till, TillSettings
+    from terminal.services.till.staff import Staff
 
 LEDGER_FILE = "ledger.jsonl"
 FLASH_BUDGET_FILE = "flash-budget.json"
@@ -321,7 +322,19 @@ def till_settings(config: Config) -> TillSettings:
                          allow_custom=config.ui.tip_custom),
         result_seconds=float(config.ui.result_seconds),
         max_sale_minor={code: config.max_sale_minor(code) for code in currencies},
+        show_card_balance=config.ui.show_card_balance,
     )
+
+
+def build_staff(config: Config, terminal: Terminal) -> Staff:
+    """Who may sign in at this terminal: the enrolled cashiers and those added in Admin (kept
+    in the books, as is the PIN guard's lock-out)."""
+    from terminal.core.cashiers import Cashier, Role
+    from terminal.services.till.staff import Staff
+
+    enrolled = [Cashier(c.id, c.name, Role(c.role), c.pin_hash) for c in config.cashiers]
+    return Staff(enrolled, store=terminal.ledger, admin_pin_hash=config.admin_pin_hash,
+                 require_sign_in=config.ui.require_sign_in)
 
 
 def build_receipts(config: Config, terminal: Terminal,
@@ -336,11 +349,13 @@ def build_receipts(config: Config, terminal: Terminal,
 def build_till(config: Config, terminal: Terminal, *,
                receipt_sink: Callable[[str], None] | None = None) -> Till:
     """The cashier's till over this terminal's checkout, receipts and settings."""
+    from terminal.services.reports import Reports
     from terminal.services.till import Till
 
     return Till(terminal.checkout, till_settings(config),
                 receipts=build_receipts(config, terminal, receipt_sink),
-                auto_print=config.printer.auto_print)
+                auto_print=config.printer.auto_print, staff=build_staff(config, terminal),
+                reports=Reports(terminal.ledger))
 
 
 def build_sync(config: Config, terminal: Terminal) -> SyncWorker:

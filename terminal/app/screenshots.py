@@ -19,7 +19,7 @@ os.environ.setdefault("KIVY_WINDOW_WIDTH", "800")
 os.environ.setdefault("KIVY_WINDOW_HEIGHT", "480")
 
 SCREENS = ("sale", "tip", "pay", "pay-pin", "result-paid", "result-failed", "history", "admin",
-           "admin-cards", "admin-tests")
+           "admin-cards", "admin-tests", "report", "admin-cashiers", "signin")
 
 
 async def capture(out: Path) -> list[Path]:
@@ -111,6 +111,18 @@ async def capture(out: Path) -> list[Path]:
             written.append(await screenshot(out / "admin-tests.png"))
             c.go(Screen.HISTORY)
             written.append(await screenshot(out / "history.png"))
+            c.go(Screen.REPORT)
+            c.reports.show_day()
+            written.append(await screenshot(out / "report.png"))
+            c.go(Screen.ADMIN)  # still unlocked: Reports and History opened from it
+            admin.show_tab("cashiers")
+            c.cashiers.select("max")
+            written.append(await screenshot(out / "admin-cashiers.png"))
+            c.go(Screen.SIGN_IN)
+            c.signin.choose("ana")
+            for d in "11":
+                c.signin.press(d)
+            written.append(await screenshot(out / "signin.png"))
         finally:
             app.stop()
             await running

@@ -37,6 +37,9 @@ CSV_COLUMNS = (
     "id", "created_at", "local_time", "state", "method", "amount_minor", "currency",
     "amount_msat", "card_id", "issuer", "payment_hash", "reason", "memo", "terminal_id",
     "updated_at", "recovered",
+    # added after the first release: the tip's share and who rang the sale up (at the end, so
+    # a spreadsheet reading columns by position still reads the older ones)
+    "tip_minor", "tip_msat", "cashier",
 )
 _REOPENABLE = frozenset(s.value for s in REOPENABLE_BY_PAYMENT)
 # Spreadsheets run cells starting with these as formulas (CSV injection): quote them.

@@ -64,6 +64,10 @@ class SaleRecord:
     # sale whose invoice is not final may still be paid late, so the reconcile keeps asking.
     invoice_final: bool = False
     recovered: bool = False  # restored from the backend's payments (`flash-terminal recover`)
+    cashier: str | None = None  # who rang it up (terminal.core.cashiers); None: nobody signed in
+    # The card's balance after this payment (LUD-14 currentBalance less the amount), kept only
+    # when the merchant opted in to show it ([ui] show_card_balance): the receipt prints it.
+    card_balance_msat: int | None = None
 
     @property
     def is_final(self) -> bool:

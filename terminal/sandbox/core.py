@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import hashlib
+import json
 import math
 import secrets
 import time
@@ -65,6 +67,9 @@ DEFAULT_DESCRIPTION = "Boltcard payment"
 MEMO_MAX_BYTES = 639  # Flash's Memo scalar: "Memo is too long" above this many UTF-8 bytes
 IBEX_ERROR_MESSAGE = "An error occurred. Contact support if error persists."
 INVOICE_LIMIT_MESSAGE = "Too many invoices creation, please wait for a while and try again."
+CARD_PAY_MIN_MSAT = 1000
+CARD_PAY_MAX_MSAT = 10_000_000_000  # 10M sats: far above any test or training top-up
+CARD_PAY_EXPIRY_S = 10 * 60
 
 
 class InvoiceStatus(enum.Enum):
@@ -324,10 +329,14 @@ class SandboxCore:
         record.paid_at = now
         record.paid_by = paid_by
         wallet = self.state.account.wallet(record.wallet_id)
-        cents = Decimal(record.usd_cents) if record.usd_cents is not None else Decimal(0)
-        if wallet is not None:
-            wallet.balance += int(cents)
-        self._record_transaction(record.wallet_id, 1, cents, record, now)
+        card = self.state.cards.get(record.card_id) if record.card_id else None
+        if card is not None:  # a card's payLink invoice: the money goes onto the card
+            card.balance_msat += record.amount_msat
+        else:
+            cents = Decimal(record.usd_cents) if record.usd_cents is not None else Decimal(0)
+            if wallet is not None:
+                wallet.balance += int(cents)
+            self._record_transaction(record.wallet_id, 1, cents, record, now)
         self.save()
         delay = self.limits.paid_push_delay_s
         if delay > 0:
@@ -533,12 +542,57 @@ class SandboxCore:
                 if self.faults.advertise_max_withdrawable_msat is not None
                 else max_msat
             ),
-            "currentBalance": card.balance_msat,
+            "currentBalance": card.balance_msat,  # LUD-14
             "defaultDescription": DEFAULT_DESCRIPTION,
+            "payLink": self.card_pay_link(card.card_id),  # LUD-19: pays back onto the card
         }
         if card.pin is not None and card.pin_limit_msat is not None:
             answer["pinLimit"] = card.pin_limit_msat
         return answer
+
+    # --- the card's LNURL-pay (its LUD-19 payLink): top-ups and refunds onto the card ---------
+
+    def card_pay_link(self, card_id: str) -> str:
+        return self.public_base.replace("http://", "lnurlp://", 1) + f"/lnurlp/card/{card_id}"
+
+    @staticmethod
+    def card_pay_metadata(card_id: str) -> str:
+        return json.dumps([["text/plain", f"Pay onto Boltcard {card_id[:8]}"]])
+
+    def card_pay_request(self, card_id: str) -> dict[str, Any]:
+        """LUD-06 payRequest for a card (what its payLink answers)."""
+        if card_id not in self.state.cards:
+            raise WithdrawRefused("Card not found")
+        return {
+            "tag": "payRequest",
+            "callback": f"{self.public_base}/lnurlp/card/{card_id}/callback",
+            "minSendable": CARD_PAY_MIN_MSAT,
+            "maxSendable": CARD_PAY_MAX_MSAT,
+            "metadata": self.card_pay_metadata(card_id),
+        }
+
+    def card_pay_invoice(self, card_id: str, amount_msat: int) -> dict[str, Any]:
+        """LUD-06 callback: an invoice whose description hash commits to the metadata; paying
+        it credits the card."""
+        if card_id not in self.state.cards:
+            raise WithdrawRefused("Card not found")
+        if not CARD_PAY_MIN_MSAT <= amount_msat <= CARD_PAY_MAX_MSAT:
+            raise WithdrawRefused(f"Amount must be between {CARD_PAY_MIN_MSAT} and "
+                                  f"{CARD_PAY_MAX_MSAT} msat")
+        now = int(self.clock())
+        digest = hashlib.sha256(self.card_pay_metadata(card_id).encode()).digest()
+        minted = mint_invoice(self.keys.node_key, self.network, amount_msat, "",
+                              CARD_PAY_EXPIRY_S, now, description_hash=digest)
+        record = InvoiceRecord(
+            payment_hash=minted.payment_hash, payment_request=minted.payment_request,
+            preimage=minted.preimage, payment_secret=minted.payment_secret,
+            amount_msat=amount_msat, wallet_id="", memo="", created_at=now,
+            expires_at=now + CARD_PAY_EXPIRY_S, satoshis=amount_msat // 1000, card_id=card_id,
+        )
+        self._purge(now)
+        self.state.invoices[record.payment_hash] = record
+        self.save()
+        return {"pr": record.payment_request, "routes": []}
 
     def _prune_withdrawals(self) -> None:
         cutoff = self.clock() - WITHDRAW_SESSION_TTL_S

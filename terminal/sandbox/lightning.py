@@ -127,8 +127,10 @@ def mint_invoice(
     memo: str,
     expiry_s: int,
     now: int,
+    description_hash: bytes | None = None,
 ) -> MintedInvoice:
-    """Raises `bolt11.Bolt11EncodeError` (a ValueError) for a memo over 639 UTF-8 bytes."""
+    """Raises `bolt11.Bolt11EncodeError` (a ValueError) for a memo over 639 UTF-8 bytes.
+    With `description_hash` (LNURL-pay: sha256 of the metadata) the memo is not written."""
     preimage = secrets.token_bytes(32)
     payment_hash = hashlib.sha256(preimage).digest()
     payment_secret = secrets.token_bytes(32)
@@ -139,7 +141,8 @@ def mint_invoice(
         timestamp=now,
         payment_hash=payment_hash,
         payment_secret=payment_secret,
-        description=memo,
+        description=None if description_hash is not None else memo,
+        description_hash=description_hash,
         expiry=expiry_s,
         min_final_cltv=MIN_FINAL_CLTV_EXPIRY,
         features=INVOICE_FEATURES,

@@ -1,4 +1,5 @@
-"""The Boltcard issuer's LNURL-withdraw endpoints (`/ln`, `/ln/callback`), boltcard-service style.
+"""The Boltcard issuer's LNURL-withdraw endpoints (`/ln`, `/ln/callback`), boltcard-service style,
+and each card's LNURL-pay (`/lnurlp/card/{card_id}`: the LUD-19 `payLink` its taps carry).
 
 The counter is consumed at the first GET and k1 at the first callback; errors are
 `{"status":"ERROR","reason":…}` with HTTP 200 (or 400, BTCPay-like, by fault setting).
@@ -57,3 +58,23 @@ async def withdraw_callback(request: Request) -> Response:
     loop = asyncio.get_running_loop()
     loop.call_later(delay, core.withdraw_pay, card, record)
     return JSONResponse({"status": "OK", "reason": "payment pending"})
+
+
+async def card_pay_request(request: Request) -> Response:
+    core: SandboxCore = request.app.state.core
+    try:
+        return JSONResponse(core.card_pay_request(request.path_params["card_id"]))
+    except WithdrawRefused as exc:
+        return lnurl_error(core, exc.reason)
+
+
+async def card_pay_callback(request: Request) -> Response:
+    core: SandboxCore = request.app.state.core
+    amounts = request.query_params.getlist("amount")
+    if len(amounts) != 1 or not amounts[0].isascii() or not amounts[0].isdigit():
+        return lnurl_error(core, "Missing or malformed amount (msat)")
+    try:
+        return JSONResponse(core.card_pay_invoice(request.path_params["card_id"],
+                                                  int(amounts[0])))
+    except WithdrawRefused as exc:
+        return lnurl_error(core, exc.reason)

@@ -127,6 +127,7 @@ class InvoiceRecord:
     paid_at: float | None = None
     paid_by: str | None = None  # "boltcard:<card_id>", "sandbox-pay", "send"
     purged: bool = False  # the provider forgot it (some time after expiry): status reads EXPIRED
+    card_id: str | None = None  # a card's payLink invoice: paying it credits that card
 
 
 @dataclass

@@ -152,9 +152,9 @@ class Checkout:
         self.card_policy = card_policy  # hotlist, per-card limits, unknown cards (None: none)
 
     async def open_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
-                        tip_minor: int = 0) -> SaleSession:
+                        tip_minor: int = 0, cashier: str | None = None) -> SaleSession:
         """Record the sale, then create its invoice. Offline, the session can still queue a tap.
-        `amount_minor` includes the tip; `tip_minor` is its share."""
+        `amount_minor` includes the tip; `tip_minor` is its share; `cashier` who rang it up."""
         if not 0 <= tip_minor <= amount_minor:
             raise ValueError("the tip must lie between 0 and the amount")
         code = currency(currency_code).code
@@ -168,6 +168,7 @@ class Checkout:
             tip_minor=tip_minor,
             terminal_id=self.terminal_id,
             updated_at=now,
+            cashier=cashier,
         )
         session = SaleSession(self, record, record.to_sale())
         session.persist()
@@ -256,6 +257,8 @@ class SaleSession:
         self.offline = False
         self._pending_request: lnurl.WithdrawRequest | None = None
         self._message = ""
+        # LUD-14 `currentBalance` of the card that tapped (before this payment), when sent.
+        self.card_balance_msat: int | None = None
 
     # -- persistence ----------------------------------------------------------------------------
     def persist(self) -> None:
@@ -394,6 +397,7 @@ class SaleSession:
             return self._tap_refused(exc)
         if self.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
             return TapResult("late", "sale-ended", _late_text(self.sale.state))
+        self.card_balance_msat = request.current_balance_msat
         self._apply("withdraw_requested")
         self._pending_request = request
         return await self.submit(pin)

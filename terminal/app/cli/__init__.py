@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "enroll": ("terminal.app.cli.enroll", "enrol this terminal from a file or an FT1: code"),
     "sync": ("terminal.app.cli.sync", "send queued offline payments now (one pass)"),
     "history": ("terminal.app.cli.history", "sales, totals per day and card, exports"),
+    "report": ("terminal.app.cli.report", "shift (X/Z) and day reports"),
     "ledger": ("terminal.app.cli.ledger", "check or repair the books (ledger files)"),
     "recover": ("terminal.app.cli.recover", "restore paid sales the books lack from the backend"),
     "run": ("terminal.app.cli.run", "run the touchscreen app (reader, screen, printer)"),

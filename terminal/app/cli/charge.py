@@ -5,6 +5,10 @@ human `message`) with `--json`; exit 0 when paid or queued, 4 when the payment f
 was declined, 2 for usage errors (including an unusable configuration). With `--reader` the tap
 comes from the NFC reader (terminal.app.cli.reader_tap); no tap in time fails the sale with
 reason `no-tap`, an absent reader with `reader-unavailable` (exit 4).
+
+Also in the JSON: `tip_msat` (`--tip 15%` or `--tip 2.50`), `cashier` (`--cashier ID`, needed
+when cashiers are enrolled and sign-in is required) and `card_balance_msat`: the paying card's
+balance after the sale when its issuer sends LUD-14 `currentBalance`, else null.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="USD, JMD or SAT (default: the configured display currency)")
     parser.add_argument("--config", help="terminal configuration (or FLASH_TERMINAL_CONFIG)")
     parser.add_argument("--memo", default="", help="memo on the invoice")
+    parser.add_argument("--tip", type=_tip_arg, metavar="PERCENT%|AMOUNT",
+                        help="a tip on top of the amount: a percentage (15%%) of it, or an "
+                        "amount in the sale's currency (2.50)")
+    parser.add_argument("--cashier", metavar="ID",
+                        help="who rings the sale up: a cashier id of this terminal (needed when "
+                        "cashiers are enrolled and sign-in is required)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--tap", metavar="URL", help="a card's tap URL (lnurlw://…?p=…&c=…)")
     source.add_argument("--card-file", type=Path, metavar="PATH", help="tap a simulated card")
@@ -59,6 +69,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_charge, parser=parser)
 
 
+def _tip_arg(text: str) -> tuple[str, str]:
+    """("percent", "15") or ("amount", "2.50"); the amount is checked against the sale's
+    currency once that is known."""
+    value = text.strip()
+    if value.endswith("%"):
+        number = value[:-1].strip()
+        if not (number.isascii() and number.isdigit() and 0 <= int(number) <= 100):
+            raise argparse.ArgumentTypeError("a percentage tip is a whole number from 0 to 100 "
+                                             f"followed by %, got {text!r}")
+        return ("percent", str(int(number)))
+    return ("amount", value)
+
+
+class _CashierUnknown(Exception):
+    pass
+
+
 def _charge(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
     config = load_config_or_exit(args)
@@ -70,16 +97,19 @@ def _charge(args: argparse.Namespace) -> int:
         parser.error(f"amount: {exc.message} (terminal.max_sale.{cur.code} in the configuration)")
     except AmountError as exc:
         parser.error(f"amount: {exc.message}")
+    args.tip_choice = _tip_choice(parser, args.tip, amount, config)
     pin = _read_pin(args)
     from terminal.adapters.books.storage import StorageLockedError
 
     try:
-        outcome = asyncio.run(_run(config, amount, args, pin))
+        outcome, extra = asyncio.run(_run(config, amount, args, pin))
     except StorageLockedError:
         parser.error("the terminal app is running and has the ledger open: charge from its "
                      "screen, or stop the service (systemctl stop flash-terminal) first")
+    except _CashierUnknown as exc:
+        parser.error(str(exc))
     if args.json:
-        print(json.dumps(outcome.to_json()))
+        print(json.dumps({**outcome.to_json(), **extra}))
     else:
         print(f"{outcome.status.upper()}: {format_money(amount)} — {outcome.message}")
         if outcome.reason:
@@ -102,14 +132,77 @@ async def _run(config, amount: Money, args: argparse.Namespace, pin: str | None)
     till = build_till(config, terminal)
     till.auto_print = False  # a technician's test sale prints nothing by itself
     try:
+        _name_cashier(till, args.cashier)
         try:
             async with asyncio.timeout(args.timeout):
-                return await _sell(till, amount, args, pin)
+                outcome = await _sell(till, amount, args, pin)
         except TimeoutError:
-            return _pending(till)
+            outcome = _pending(till)
+        return outcome, _extra(till, outcome)
     finally:
         await till.aclose()
         await terminal.aclose()
+
+
+def _tip_choice(parser: argparse.ArgumentParser, tip: tuple[str, str] | None, amount: Money,
+                config):
+    """`--tip` as the till's `TipChoice` (None: no --tip given), checked like the sale."""
+    from terminal.core.tips import TipChoice
+
+    if tip is None:
+        return None
+    kind, value = tip
+    if kind == "percent":
+        return TipChoice(percent=int(value))
+    room = config.max_sale_minor(amount.currency.code) - amount.minor
+    try:
+        minor = parse_amount(value, amount.currency, max_minor=max(0, room)).minor
+    except AmountTooLarge:
+        parser.error(f"--tip: {value} on top of {format_money(amount)} is more than one sale "
+                     f"can be (terminal.max_sale.{amount.currency.code})")
+    except AmountError as exc:
+        if _is_zero(value):
+            return TipChoice(custom_minor=0)
+        parser.error(f"--tip: {exc.message} (a percentage like 15%, or an amount like 2.50)")
+    return TipChoice(custom_minor=minor)
+
+
+def _is_zero(text: str) -> bool:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return Decimal(text) == 0
+    except InvalidOperation:
+        return False
+
+
+def _name_cashier(till, cashier_id: str | None) -> None:
+    """Who rings the sale up: `--cashier`, checked against this terminal's cashiers."""
+    from terminal.services.till import StaffError
+
+    staff = till.staff
+    if cashier_id is not None:
+        try:
+            staff.act_as(cashier_id)
+        except StaffError as exc:
+            raise _CashierUnknown(f"--cashier: {exc}") from None
+    elif staff.required:
+        known = ", ".join(c.id for c in staff.roster)
+        raise _CashierUnknown(f"this terminal's sales name who rang them up: pass --cashier ID "
+                              f"(one of {known})")
+
+
+def _extra(till, outcome) -> dict[str, object]:
+    """The JSON keys beyond the contract's: the tip, the cashier, the card's balance."""
+    record = till.checkout.ledger.get_sale(outcome.sale_id) if outcome.sale_id else None
+    result = till.result
+    balance = result.card_balance_msat if result is not None and \
+        result.sale_id == outcome.sale_id else None
+    return {
+        "tip_msat": record.tip_msat if record is not None else None,
+        "cashier": record.cashier if record is not None else till.cashier,
+        "card_balance_msat": balance,
+    }
 
 
 async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
@@ -119,8 +212,8 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
 
     await till.refresh_rates()
     till.ring_up(amount, args.memo)
-    await till.charge()
-    if till.step is Step.TIP:  # tips are a counter matter: the command line charges none
+    await till.charge(tip=getattr(args, "tip_choice", None))
+    if till.step is Step.TIP:  # no --tip: the command line charges none
         await till.choose_tip(NO_TIP)
     if till.step is Step.AMOUNT:  # refused before any sale existed (no rate, too small …)
         notice = till.notice

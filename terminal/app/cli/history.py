@@ -1,9 +1,14 @@
 """`flash-terminal history`: list, total and export the sales in the ledger.
 
-    flash-terminal history [--from DATE] [--to DATE] [--state S] [--card ID] [--method card|qr]
-                           [--export csv|json] [--output FILE] [--config FILE]
+    flash-terminal history [--from DATE] [--to DATE] [--state S] [--card [ID]] [--method card|qr]
+                           [--cashier ID] [--export csv|json] [--output FILE] [--config FILE]
 
 Dates are local YYYY-MM-DD, inclusive. Without --export: a readable table and the totals.
+`--card` without an id is the per-card usage (the payout dashboard's Boltcard view): one row per
+card with its sales, attempts, failures, amounts, tips and first and last use, most used first
+(as a table, or exported: JSON objects `{"card_id", "sales", "attempts", "failed",
+"gross_msat", "tips_msat", "queued_msat", "by_currency", "first_at", "last_at"}` or CSV rows).
+`--cashier ID` keeps the sales that cashier rang up (`none`: rung up without a sign-in).
 The books are opened read-only (no lock), so this works while the terminal is running. Sales are
 streamed from the books as they are written out: an export of any range runs in constant memory.
 Exit codes: 0 ok, 1 the configuration or books could not be read or the output not written,
@@ -31,6 +36,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+BY_CARD = ""  # `--card` given without an id
 
 
 def _date_arg(text: str) -> date:
@@ -55,7 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="last day to include (YYYY-MM-DD)")
     parser.add_argument("--state", choices=history.STATES, metavar="S",
                         help=f"only sales in this state ({', '.join(history.STATES)})")
-    parser.add_argument("--card", dest="card_id", metavar="ID", help="only sales by this card id")
+    parser.add_argument("--card", dest="card_id", metavar="ID", nargs="?", const=BY_CARD,
+                        help="only sales by this card id (a prefix will do); without an id: "
+                        "usage per card")
+    parser.add_argument("--cashier", metavar="ID",
+                        help="only the sales this cashier rang up (none: without a sign-in)")
     parser.add_argument("--method", choices=history.METHODS, help="only card taps or QR payments")
     parser.add_argument("--export", choices=("csv", "json"), help="print CSV or JSON instead")
     parser.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -69,10 +79,11 @@ def run_history(args: argparse.Namespace) -> int:
     from terminal.adapters.books.layout import journal_path
     from terminal.adapters.books.ledger import Ledger  # imported here: `--help` stays fast
 
+    by_card = args.card_id == BY_CARD
     try:
         query = history.SaleQuery(
             date_from=args.date_from, date_to=args.date_to, state=args.state,
-            card_id=args.card_id, method=args.method,
+            card_id=None if by_card else args.card_id, method=args.method,
         )
     except ValueError as exc:
         args.parser.error(str(exc))  # exits 2
@@ -87,8 +98,12 @@ def run_history(args: argparse.Namespace) -> int:
               file=sys.stderr)
     try:
         with Ledger(path, read_only=True) as ledger, _output(args.output) as out:
-            records = ledger.sales_matching(query)
-            if args.export == "json":
+            records: Iterable[SaleRecord] = ledger.sales_matching(query)
+            if args.cashier:
+                records = _of_cashier(records, args.cashier)
+            if by_card:
+                write_card_usage(records, out, args.export)
+            elif args.export == "json":
                 history.write_json(records, out)
             elif args.export == "csv":
                 history.write_csv(records, out)
@@ -104,6 +119,49 @@ def run_history(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _of_cashier(records: Iterable[SaleRecord], cashier: str) -> Iterator[SaleRecord]:
+    from terminal.core.cashiers import NO_CASHIER
+
+    wanted = cashier.strip().lower()
+    return (r for r in records if (r.cashier or NO_CASHIER) == wanted)
+
+
+def write_card_usage(records: Iterable[SaleRecord], out: TextIO, export: str | None) -> None:
+    """Per-card usage: a table, or JSON / CSV rows (`terminal.core.card_usage`)."""
+    import csv
+    import json
+
+    from terminal.core.card_usage import CSV_COLUMNS, card_usage
+
+    usage = card_usage(records)
+    if export == "json":
+        out.write(json.dumps([u.to_doc() for u in usage], indent=2) + "\n")
+        return
+    if export == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for u in usage:
+            doc = u.to_doc()
+            writer.writerow(["" if doc[c] is None else doc[c] for c in CSV_COLUMNS])
+        return
+    if not usage:
+        out.write("No card payments match.\n")
+        return
+    out.write(f"{'CARD':<16} {'SALES':>5} {'TRIED':>5} {'FAILED':>6} {'SATS':>16} "
+              f"{'TIPS':>14}  {'FIRST':<16}  {'LAST':<16}  AMOUNTS\n")
+    for u in usage:
+        t = u.totals
+        amounts = ", ".join(_money(v, c) for c, v in sorted(t.minor.items())) or "-"
+        out.write(f"{u.card_id[:16]:<16} {t.taken:>5} {t.sales:>5} {t.failed:>6} "
+                  f"{_sats(t.taken_msat):>16} {_sats(t.tips_msat):>14}  "
+                  f"{_when(u.first_at):<16}  {_when(u.last_at):<16}  {amounts}\n")
+    out.write(f"{len(usage)} cards\n")
+
+
+def _when(at: float | None) -> str:
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M") if at is not None else "-"
 
 
 @contextlib.contextmanager

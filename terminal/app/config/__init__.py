@@ -43,6 +43,7 @@ from terminal.app.config.schema import (
     CardKeys,
     CardLimitSettings,
     CardsSettings,
+    CashierSettings,
     ConfigFile,
     FlashSettings,
     HotlistSettings,
@@ -60,8 +61,8 @@ from terminal.core.money import Money, currency
 __all__ = [
     "CURRENCIES", "DEFAULT_CONFIG_PATHS", "ENV_CONFIG", "NETWORKS", "SECRETS_FILE",
     "AdminSection", "BTCPaySettings", "BackendSettings", "CardKeys", "CardLimitSettings",
-    "CardsSettings", "Config", "ConfigError", "ConfigFile", "FlashSettings", "HotlistSettings",
-    "IssuerSettings", "LnurlSettings", "MaxSale",
+    "CardsSettings", "CashierSettings", "Config", "ConfigError", "ConfigFile", "FlashSettings",
+    "HotlistSettings", "IssuerSettings", "LnurlSettings", "MaxSale",
     "OfflineSettings", "PrinterSettings", "ReaderSettings", "TerminalSection", "UiSettings",
     "config_path", "load_config", "parse_config",
 ]
@@ -92,6 +93,7 @@ class Config:
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     printer: PrinterSettings = field(default_factory=PrinterSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    cashiers: tuple[CashierSettings, ...] = ()
     admin_pin_hash: str | None = field(default=None, repr=False)
     source: Path | None = None
 

@@ -315,6 +315,8 @@ class UiSettings(Section):
     ] = (10, 15, 20)
     tip_custom: Flag = True
     result_seconds: Annotated[int, integer(2, 120)] = 8  # Result returns to Sale after this
+    require_sign_in: Flag = True  # with [[cashiers]]: no sale until a cashier signs in
+    show_card_balance: Flag = False  # the card's balance (LUD-14) on the result and receipt
 
 
 class MaxSale(Section):
@@ -342,6 +344,30 @@ class TerminalSection(Section):
     max_sale: MaxSale = MaxSale()
 
 
+_CASHIER_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+class CashierSettings(Section):
+    """[[cashiers]]: one who signs in at the till, with the PIN's hash `flash-terminal enroll`
+    writes (the enrollment file gives `pin = "…"`; only the hash is kept, in secrets.toml)."""
+
+    id: Annotated[str, matching(
+        _CASHIER_ID, "1 to 32 lower-case letters, digits, '-' or '_' (a short id: ana, till-2)")]
+    name: Annotated[str, text(40)]
+    role: Annotated[str, choice("cashier", "manager")] = "cashier"
+    pin_hash: Annotated[str, matching(
+        _PIN_HASH, "the PBKDF2 hash `flash-terminal enroll` writes (pbkdf2_sha256$…); put "
+        '`pin = "…"` in the enrollment file instead')] = secret(...)
+
+    @model_validator(mode="after")
+    def _reserved(self) -> CashierSettings:
+        if self.id == "none":
+            raise rule('"none" is reserved (reports name sales without a cashier so)', "id")
+        if not self.name.strip():
+            raise rule("a cashier needs a name", "name")
+        return self
+
+
 class AdminSection(Section):
     """[admin]: the admin PIN, as the hash `flash-terminal enroll` writes (never the PIN)."""
 
@@ -363,6 +389,18 @@ class ConfigFile(Section):
     printer: PrinterSettings = PrinterSettings()
     ui: UiSettings = UiSettings()
     admin: AdminSection = AdminSection()
+    cashiers: Annotated[tuple[CashierSettings, ...],
+                        array("cashier tables", max_items=200)] = ()
+
+    @model_validator(mode="after")
+    def _cashier_ids(self) -> ConfigFile:
+        seen: dict[str, int] = {}
+        for n, cashier in enumerate(self.cashiers):
+            if cashier.id in seen:
+                raise rule(f'"{cashier.id}" is already the id of cashiers[{seen[cashier.id]}]',
+                           f"cashiers[{n}].id")
+            seen[cashier.id] = n
+        return self
 
     @model_validator(mode="after")
     def _issuer_names(self) -> ConfigFile:

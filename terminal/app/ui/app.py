@@ -1,4 +1,4 @@
-"""The Kivy application: status bar, the five screens and (in demo mode) the demo strip.
+"""The Kivy application: status bar, the screens and (in demo mode) the demo strip.
 
 Runs on the asyncio loop (`App.async_run`), so the controller's tasks, the backend's WebSocket and
 the sandbox share one thread with the widgets; a reader thread reaches it only through
@@ -26,8 +26,10 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 from terminal.app.ui.screens.admin import AdminScreen  # noqa: E402
 from terminal.app.ui.screens.history import HistoryScreen  # noqa: E402
 from terminal.app.ui.screens.pay import PayScreen  # noqa: E402
+from terminal.app.ui.screens.report import ReportScreen  # noqa: E402
 from terminal.app.ui.screens.result import ResultScreen  # noqa: E402
 from terminal.app.ui.screens.sale import SaleScreen  # noqa: E402
+from terminal.app.ui.screens.signin import SignInScreen  # noqa: E402
 from terminal.app.ui.viewmodels.controller import TerminalController  # noqa: E402
 from terminal.app.ui.widgets import DemoStrip, StatusBar  # noqa: E402
 
@@ -61,7 +63,8 @@ class FlashTerminalApp(App):
         c = self.controller
         if c.config is None and self.config_ is not None:
             c.use_config(self.config_)
-        for cls in (SaleScreen, PayScreen, ResultScreen, HistoryScreen, AdminScreen):
+        for cls in (SaleScreen, PayScreen, ResultScreen, HistoryScreen, AdminScreen,
+                    SignInScreen, ReportScreen):
             screen = cls()
             if isinstance(screen, AdminScreen):
                 screen.config, screen.hint = self.config_, self.admin_hint

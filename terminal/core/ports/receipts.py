@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from terminal.core.records import SaleRecord
+from terminal.core.reports import SalesReport
 
 
 class PrintOutcome(enum.Enum):
@@ -41,3 +42,10 @@ class ReceiptPort(Protocol):
         ...
 
     async def print_sale(self, record: SaleRecord, *, reprint: bool = False) -> PrintReport: ...
+
+    def report_text(self, report: SalesReport) -> str:
+        """A shift or day report as plain text (the screen's print preview, the console)."""
+        ...
+
+    async def print_report(self, report: SalesReport, *,
+                           printed_at: float | None = None) -> PrintReport: ...

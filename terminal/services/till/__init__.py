@@ -9,9 +9,10 @@ from terminal.services.till.model import (
     Step,
     TillSettings,
 )
+from terminal.services.till.staff import Staff, StaffError
 from terminal.services.till.till import Till
 
 __all__ = [
-    "AmountEntry", "Notice", "PayPhase", "PinEntry", "Result", "ResultKind", "Step", "Till",
-    "TillSettings",
+    "AmountEntry", "Notice", "PayPhase", "PinEntry", "Result", "ResultKind", "Staff", "StaffError",
+    "Step", "Till", "TillSettings",
 ]

@@ -69,7 +69,10 @@ class Result:
     message: str = ""  # the service's specific words (issuer, policy), cleaned
     at: float = 0.0
     sale_open: bool = False  # a refused card leaves the invoice open for another card or QR
-    card_balance_msat: int | None = None  # the issuer's LUD-14 currentBalance, when sent
+    # The card's balance after this result, from the issuer's LUD-14 currentBalance (sent with
+    # the tap): less the amount when paid; None when the issuer did not send it.
+    card_balance_msat: int | None = None
+    cashier: str | None = None  # who rang the sale up
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class TillSettings:
     settle_grace_s: float = 5.0  # how long past the invoice's expiry the screen still waits
     rate_retry_s: float = 5.0  # while a currency has no usable rate, ask again this often
     rate_refresh_s: float = 60.0
+    show_card_balance: bool = False  # the card's balance on the result and receipt (privacy)
 
 
 DEFAULT_MAX_MINOR = {"SAT": 10_000_000, "USD": 1_000_000, "JMD": 150_000_000}

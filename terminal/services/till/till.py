@@ -32,13 +32,16 @@ import unicodedata
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from terminal.core.cashiers import Attempt
 from terminal.core.money import Money, RateError, currency, fiat_to_msat, format_plain
 from terminal.core.ports.receipts import PrintOutcome, PrintReport, ReceiptPort
 from terminal.core.records import SaleRecord
+from terminal.core.reports import SalesReport
 from terminal.core.risk import Exposure
 from terminal.core.tips import NO_TIP, TipChoice
 from terminal.core.totals import Totals, day_bounds, local_day, totals
 from terminal.services.checkout import Checkout, SaleOutcome, SaleSession, TapResult
+from terminal.services.reports import Reports
 from terminal.services.till.entry import AmountEntry, PinEntry
 from terminal.services.till.model import (
     BUSY_PHASES,
@@ -51,6 +54,7 @@ from terminal.services.till.model import (
     Step,
     TillSettings,
 )
+from terminal.services.till.staff import Staff
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,13 @@ class Till:
         auto_print: bool = True,
         clock: Callable[[], float] = time.time,
         tz: dt.tzinfo | None = None,
+        staff: Staff | None = None,
+        reports: Reports | None = None,
     ) -> None:
         self.checkout = checkout
         self.settings = settings or TillSettings()
+        self.staff = staff or Staff(clock=clock)  # no cashiers: nobody signs in
+        self.reports = reports  # shift (X/Z) and day reports over the same books
         if not self.settings.currencies:
             raise ValueError("a till needs at least one currency")
         self.receipts = receipts
@@ -237,6 +245,8 @@ class Till:
 
     def charge_problem(self) -> Notice | None:
         """What stops Charge right now (None: it may go)."""
+        if self.staff.required:
+            return Notice("sign-in-first")
         if self.entry.minor <= 0:
             return Notice("enter-amount")
         problem = self.rate_problem()
@@ -251,6 +261,54 @@ class Till:
     @property
     def can_charge(self) -> bool:
         return self.step is Step.AMOUNT and self.charge_problem() is None
+
+    # -- who is at the till (terminal.services.till.staff) ----------------------------------
+    @property
+    def cashier(self) -> str | None:
+        """The id of the cashier signed in (None: nobody, or a terminal without cashiers)."""
+        return self.staff.cashier_id
+
+    @property
+    def between_sales(self) -> bool:
+        """Nothing is being sold: a cashier may sign in or out, a shift may close."""
+        if self._opening or self.session_open:
+            return False
+        return self.step is Step.AMOUNT or (self.step is Step.RESULT and self._result_final)
+
+    def sign_in(self, cashier_id: str, pin: str) -> Attempt | None:
+        """Sign a cashier in (between sales only: a sale belongs to who rang it up); None
+        when a sale is on screen."""
+        if not self.between_sales:
+            self.notice = Notice("finish-first")
+            self._changed()
+            return None
+        attempt = self.staff.sign_in(cashier_id, pin)
+        if attempt is Attempt.OK:
+            self.notice = Notice("signed-in", params={"name": self.staff.current.name
+                                                      if self.staff.current else cashier_id})
+        elif attempt is Attempt.LOCKED:
+            self.notice = Notice("pin-locked",
+                                 params={"seconds": str(self.staff.guard.locked_for_s)})
+        else:
+            self.notice = Notice("wrong-pin",
+                                 params={"left": str(self.staff.guard.attempts_left)})
+        self._changed()
+        return attempt
+
+    def roster_changed(self) -> None:
+        """A cashier was added, changed or removed in Admin: screens that list them redraw."""
+        self._changed()
+
+    def sign_out(self) -> bool:
+        if not self.between_sales or self.staff.current is None:
+            return False
+        if self.step is Step.RESULT:
+            self.new_sale()
+        self.staff.sign_out()
+        self.entry.clear()
+        self.notice = Notice("signed-out")
+        self._changed()
+        return True
 
     # -- keypad, currency, memo -------------------------------------------------------------
     def key(self, key: str) -> bool:
@@ -317,11 +375,12 @@ class Till:
             self._changed()
 
     # -- charge and tip ---------------------------------------------------------------------
-    async def charge(self) -> bool:
+    async def charge(self, tip: TipChoice | None = None) -> bool:
         """Charge the keyed amount (through the tip step when tips are on). False when nothing
-        was started; the notice says why."""
+        was started; the notice says why. `tip` given (the command line's `--tip`): the tip is
+        already chosen, so the tip step is skipped whether tips are offered on screen or not."""
         if self.step is Step.TIP:
-            return await self.choose_tip(self.tip)
+            return await self.choose_tip(self.tip if tip is None else tip)
         if self.step is Step.RESULT and self._result_final:
             return False
         if self.step is not Step.AMOUNT or self._opening or self.session_open:
@@ -332,12 +391,22 @@ class Till:
             self._held_tap = None
             self._changed()
             return False
+        if tip is not None:
+            self.step = Step.TIP  # chosen already: through the same checks as a touch
+            return await self.choose_tip(tip) or self._tip_refused()
         if self.settings.tips.enabled:
             self.step, self.tip, self.tip_entry = Step.TIP, NO_TIP, None
             self.notice = Notice("tap-held-for-tip") if self._held_tap else None
             self._changed()
             return True
         return await self._open_sale()
+
+    def _tip_refused(self) -> bool:
+        """A given tip that cannot be charged: back to the amount, its notice kept."""
+        if self.step is Step.TIP:
+            self.step, self.tip, self.tip_entry = Step.AMOUNT, NO_TIP, None
+            self._changed()
+        return False
 
     def custom_tip(self) -> bool:
         """Key a custom tip amount on the keypad (tip step only, when allowed)."""
@@ -388,7 +457,8 @@ class Till:
         self._opening, self._cancel_requested = True, False
         self._changed()
         try:
-            session = await self.checkout.open_sale(total, code, self.memo, tip_minor=tip)
+            session = await self.checkout.open_sale(total, code, self.memo, tip_minor=tip,
+                                                    cashier=self.staff.cashier_id)
         except BaseException:
             self._opening = False
             self._held_tap = None
@@ -541,15 +611,33 @@ class Till:
             currency=record.currency, tip_minor=record.tip_minor,
             amount_msat=record.amount_msat, method=record.method, code=code, message=message,
             at=self.clock(), sale_open=sale_open,
+            card_balance_msat=self._card_balance(kind, record),
+            cashier=record.cashier,
         )
+
+    def _card_balance(self, kind: ResultKind, record: SaleRecord) -> int | None:
+        """The card's balance after this result, from the issuer's LUD-14 `currentBalance`
+        (sent with the tap, before the payment): less the amount once paid by that card, as
+        reported when the card was refused. None when the issuer did not say, or no card paid."""
+        session = self.session
+        reported = session.card_balance_msat if session is not None else None
+        if reported is None or record.method != "card":
+            return None
+        if kind is ResultKind.PAID:
+            return max(0, reported - (record.amount_msat or 0))
+        return reported if kind is ResultKind.REFUSED else None
 
     def _show_outcome(self, outcome: SaleOutcome, message: str = "") -> None:
         session = self.session
         if session is None:
             return
         kind = _OUTCOME_KINDS.get(outcome.status, ResultKind.UNCONFIRMED)
-        self._show(self._result(kind, session.record, code=outcome.reason,
-                                message=message or outcome.message))
+        result = self._result(kind, session.record, code=outcome.reason,
+                              message=message or outcome.message)
+        if result.card_balance_msat is not None and kind is ResultKind.PAID \
+                and self.settings.show_card_balance:
+            self._keep_card_balance(session.record, result.card_balance_msat)
+        self._show(result)
         if kind.success and self.auto_print and self.receipts is not None \
                 and self.receipts.has_printer:
             # Printing never blocks the sale: it runs beside the Result screen.
@@ -685,6 +773,15 @@ class Till:
         return any(self.rate_problem(code) for code in self.currencies)
 
     # -- receipts ---------------------------------------------------------------------------
+    def _keep_card_balance(self, record: SaleRecord, balance_msat: int) -> None:
+        """The merchant opted in: the balance goes on the sale, so its receipt (and a reprint)
+        prints it. A failure to write it loses only that line."""
+        record.card_balance_msat = balance_msat
+        try:
+            self.checkout.ledger.save_sale(record)
+        except Exception:
+            log.exception("keeping the card balance on sale %s failed", record.id[:8])
+
     def _record_for(self, sale_id: str | None) -> SaleRecord | None:
         if sale_id is None:
             return self.record
@@ -716,6 +813,20 @@ class Till:
         self.last_print = report
         self._changed()
         return report
+
+    async def print_report(self, report: SalesReport) -> PrintReport:
+        """Print (or show) a shift or day report; never blocks a sale, never raises."""
+        if self.receipts is None:
+            result = PrintReport(PrintOutcome.NO_PRINTER)
+        else:
+            try:
+                result = await self.receipts.print_report(report, printed_at=self.clock())
+            except Exception as exc:  # a report's printing must not take the till down
+                log.exception("printing the report failed")
+                result = PrintReport(PrintOutcome.ERROR, type(exc).__name__)
+        self.last_print = result
+        self._changed()
+        return result
 
     # -- history and totals (one counting rule: terminal.core.totals) -----------------------
     def sales_on(self, day: dt.date) -> list[SaleRecord]:

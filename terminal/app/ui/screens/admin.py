@@ -18,7 +18,7 @@ from terminal.app.ui.viewmodels.tones import COLOURS
 
 Builder.load_file(str(Path(__file__).with_suffix(".kv")))
 
-TABS = ("settings", "tests", "cards")
+TABS = ("settings", "tests", "cards", "cashiers")
 
 
 class AdminScreen(BaseScreen):
@@ -28,7 +28,7 @@ class AdminScreen(BaseScreen):
 
     def attach(self, controller) -> None:
         for vm in (controller.admin, controller.tools, controller.tests, controller.status,
-                   controller.blocks):
+                   controller.cashiers, controller.blocks):
             vm.subscribe(self.refresh)
         super().attach(controller)
 
@@ -41,6 +41,29 @@ class AdminScreen(BaseScreen):
 
     def history(self) -> None:
         self.controller.go(Screen.HISTORY)
+
+    # -- cashiers ---------------------------------------------------------------------------
+    def select_cashier(self, cashier_id: str) -> None:
+        self.controller.cashiers.select(cashier_id)
+
+    def add_cashier(self) -> None:
+        ids = self.ids
+        if self.controller.cashiers.add(ids.cashier_id.text, ids.cashier_name.text,
+                                        ids.cashier_pin.text,
+                                        manager=ids.cashier_manager.state == "down"):
+            ids.cashier_id.text = ids.cashier_name.text = ""
+            ids.cashier_manager.state = "normal"
+        ids.cashier_pin.text = ""  # a PIN never stays on screen
+
+    def set_cashier_pin(self) -> None:
+        self.controller.cashiers.set_pin(self.ids.cashier_pin.text)
+        self.ids.cashier_pin.text = ""
+
+    def remove_cashier(self) -> None:
+        self.controller.cashiers.remove()
+
+    def reports(self) -> None:
+        self.controller.go(Screen.REPORT)
 
     def leave(self) -> None:
         self.controller.go(Screen.SALE)
@@ -110,6 +133,29 @@ class AdminScreen(BaseScreen):
         ids.enrolled.text = t("admin.enrolled")
         self._draw_tests()
         self._draw_tools()
+        self._draw_cashiers()
+
+    def _draw_cashiers(self) -> None:
+        from kivy.factory import Factory
+
+        vm, ids = self.controller.cashiers, self.ids
+        ids.cashier_id.hint_text = t("cashiers.id.hint")
+        ids.cashier_name.hint_text = t("cashiers.name.hint")
+        ids.cashier_pin.hint_text = t("cashiers.pin.hint")
+        ids.cashier_manager.text = t("cashiers.manager")
+        ids.cashier_add.text = t("cashiers.add")
+        ids.cashier_set_pin.text = t("cashiers.set_pin")
+        ids.cashier_remove.text = t("cashiers.remove")
+        ids.cashier_set_pin.disabled = ids.cashier_remove.disabled = not vm.selected_editable
+        ids.cashier_message.text = vm.message or vm.empty_text
+        ids.cashier_message.color = (1, 1, 1, 1) if vm.ok else (1, 0.45, 0.4, 1)
+        ids.roster.clear_widgets()
+        for row in vm.rows():
+            button = Factory.HistoryRowButton(text=row.text)
+            button.bg = (0.08, 0.45, 0.7, 1) if row.cashier_id == vm.selected else \
+                (0.24, 0.26, 0.31, 1)
+            button.bind(on_release=lambda _b, cid=row.cashier_id: self.select_cashier(cid))
+            ids.roster.add_widget(button)
 
     def _draw_tests(self) -> None:
         c, ids = self.controller, self.ids

@@ -58,8 +58,17 @@ class HistoryScreen(BaseScreen):
     def select(self, sale_id: str) -> None:
         self.controller.history.select(sale_id)
 
+    def toggle_by_card(self) -> None:
+        self.controller.history.toggle_by_card()
+
+    def show_card(self, card_id: str) -> None:
+        self.controller.history.set_card(card_id)
+
     def back(self) -> None:
         self.controller.go(Screen.SALE)
+
+    def report(self) -> None:
+        self.controller.go(Screen.REPORT)
 
     def export(self, fmt: str) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -88,18 +97,23 @@ class HistoryScreen(BaseScreen):
         ids.next_day.disabled = vm.is_today
         ids.state_filter.text = t("history.filter.state", state=vm.state_filter)
         ids.method_filter.text = t("history.filter.method", method=vm.method_filter)
-        ids.totals.text = vm.totals_text
+        ids.totals.text = (f"{card_label(vm.card_filter)}: " if vm.card_filter else "") + \
+            vm.totals_text
+        ids.by_card.text = t("history.by_sale") if vm.by_card else t("history.by_card")
         ids.rows.clear_widgets()
-        rows = vm.rows()
+        rows = vm.card_rows() if vm.by_card else vm.rows()
         for row in rows:
             button = Factory.HistoryRowButton(text=row.text)
             button.bg = COLOURS[row.tone]
-            button.bind(on_release=lambda _b, sid=row.sale_id: self.select(sid))
+            if vm.by_card:  # a card: its sales
+                button.bind(on_release=lambda _b, cid=row.sale_id: self.show_card(cid))
+            else:
+                button.bind(on_release=lambda _b, sid=row.sale_id: self.select(sid))
             ids.rows.add_widget(button)
         if not rows:
             ids.rows.add_widget(Factory.Label(text=vm.empty_text, size_hint_y=None, height=60))
-        detail = vm.detail()
-        if not detail:
+        detail = vm.card_detail() if vm.by_card else vm.detail()
+        if not detail and not vm.by_card:
             cards = vm.per_card()
             detail = ([t("history.per_card")] + [f"{card_label(card)}: {totals_text(tot)}"
                                                  for card, tot in cards.items()]) if cards else []

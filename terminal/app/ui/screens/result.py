@@ -40,7 +40,7 @@ class ResultScreen(BaseScreen):
         ids.icon.text = vm.icon
         ids.title.text = vm.title
         ids.amount.text = " · ".join(p for p in (vm.amount_text, vm.tip_text) if p)
-        ids.detail.text = vm.detail_text
+        ids.detail.text = "\n".join(p for p in (vm.detail_text, vm.card_balance_text) if p)
         ids.next.text = vm.next_text
         ids.print_btn.text = vm.print_label
         ids.print_btn.disabled = not vm.paid

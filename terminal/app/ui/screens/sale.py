@@ -52,6 +52,13 @@ class SaleScreen(BaseScreen):
     def admin(self) -> None:
         self.controller.go(Screen.ADMIN)
 
+    def cashier_pressed(self) -> None:
+        """Signed in: sign out (the next cashier signs in). Nobody: sign in."""
+        if self.controller.till.cashier is not None:
+            self.controller.sign_out()
+        else:
+            self.controller.go(Screen.SIGN_IN)
+
     def history(self) -> None:
         self.controller.go(Screen.HISTORY)
 
@@ -64,6 +71,13 @@ class SaleScreen(BaseScreen):
         ids.sats.text = notice or problem or vm.sats_text
         ids.sats.color = NOTICE_COLOUR if notice or problem else QUIET_COLOUR
         ids.rate_age.text = vm.rate_age_text
+        signin = self.controller.signin
+        if signin.staff.enabled:
+            name = signin.signed_in_text
+            ids.cashier.text = t("sale.sign_out", name=name) if name else t("signin.button")
+            ids.cashier.opacity, ids.cashier.disabled = 1, vm.tip_mode
+        else:
+            ids.cashier.opacity, ids.cashier.disabled, ids.cashier.size_hint_x = 0, True, 0.001
         ids.currency.text = t("sale.switch", code=vm.currency_code)
         ids.currency.disabled = not vm.can_switch
         ids.charge.disabled = not (vm.can_charge or vm.custom_tip_mode)

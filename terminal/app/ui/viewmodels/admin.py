@@ -1,16 +1,17 @@
-"""The admin PIN (with lock-out after repeated failures) and what the Admin screen shows.
+"""The Admin pad (a manager's rights: the admin PIN or a manager's PIN, with lock-out) and what
+the Admin screen shows.
 
-The PIN is stored only as a salted PBKDF2 hash (`terminal.core.pins`; `[admin] pin_hash` in the
-secrets file). After `max_attempts` wrong PINs
-the pad locks for `lockout_s`, doubling at each further lock-out (capped), so guessing a 4-digit
-PIN takes days, not minutes.
+PINs are stored only as salted PBKDF2 hashes (`terminal.core.pins`; `[admin] pin_hash` and each
+manager's `[[cashiers]] pin_hash` in the secrets file). The pad's guesses go through the till's
+`Staff` and its one `PinGuard` (shared with cashier sign-in, kept in the books so a restart does
+not reset it): after `max_attempts` wrong PINs the pad locks for `lockout_s`, doubling at each
+further lock-out (capped), so guessing a 4-digit PIN takes days, not minutes. A manager who is
+signed in at the till opens Admin without the pad.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,17 +22,11 @@ from terminal.app.config import Config
 from terminal.app.ui.strings import t
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.pay import PIN_MAX
+from terminal.core.cashiers import MAX_LOCKOUT_S, Attempt, PinGuard
 from terminal.core.money import Msat, format_msat
-from terminal.core.pins import verify_pin
+from terminal.services.till.staff import Staff
 
-MAX_LOCKOUT_S = 3600.0
-
-
-class Attempt(enum.Enum):
-    OK = "ok"
-    WRONG = "wrong"
-    LOCKED = "locked"
-    NOT_CONFIGURED = "not-configured"
+__all__ = ["MAX_LOCKOUT_S", "AdminLock", "AdminSection", "Attempt", "admin_sections", "mask_key"]
 
 
 class AdminLock(Observable):
@@ -41,22 +36,47 @@ class AdminLock(Observable):
         *,
         max_attempts: int = 5,
         lockout_s: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        staff: Staff | None = None,
     ) -> None:
         super().__init__()
-        self._pin_hash = pin_hash
-        self.max_attempts = max_attempts
-        self.lockout_s = lockout_s
-        self.clock = clock
-        self.failures = 0
-        self.lockouts = 0
-        self.locked_until = 0.0
+        if staff is None:
+            staff = Staff(admin_pin_hash=pin_hash, clock=clock)
+            staff.guard = PinGuard(max_attempts=max_attempts, lockout_s=lockout_s, clock=clock)
+        elif pin_hash is not None:
+            staff.admin_pin_hash = pin_hash
+        self.staff = staff
         self.unlocked = False
         self.digits = ""
         self.last = Attempt.OK
 
     def __repr__(self) -> str:
         return f"AdminLock(unlocked={self.unlocked}, failures={self.failures})"
+
+    # the guard's state, as the pad shows it
+    @property
+    def guard(self) -> PinGuard:
+        return self.staff.guard
+
+    @property
+    def max_attempts(self) -> int:
+        return self.guard.max_attempts
+
+    @property
+    def failures(self) -> int:
+        return self.guard.state.failures
+
+    @property
+    def lockouts(self) -> int:
+        return self.guard.state.lockouts
+
+    @property
+    def locked_until(self) -> float:
+        return self.guard.state.locked_until
+
+    @locked_until.setter
+    def locked_until(self, value: float) -> None:
+        self.guard.state.locked_until = value
 
     def press(self, key: str) -> bool:
         if self.locked:
@@ -72,26 +92,18 @@ class AdminLock(Observable):
 
     def submit(self) -> Attempt:
         pin, self.digits = self.digits, ""
-        self.last = self._check(pin)
+        self.last = self.staff.manager_pin(pin)
+        if self.last is Attempt.OK:
+            self.unlocked = True
         self.changed()
         return self.last
 
-    def _check(self, pin: str) -> Attempt:
-        if self._pin_hash is None:
-            return Attempt.NOT_CONFIGURED
-        if self.locked:
-            return Attempt.LOCKED
-        if verify_pin(pin, self._pin_hash):
-            self.failures, self.unlocked = 0, True
-            return Attempt.OK
-        self.failures += 1
-        if self.failures >= self.max_attempts:
-            self.lockouts += 1
-            delay = min(MAX_LOCKOUT_S, self.lockout_s * 2 ** (self.lockouts - 1))
-            self.locked_until = self.clock() + delay
-            self.failures = 0
-            return Attempt.LOCKED
-        return Attempt.WRONG
+    def open_for_manager(self) -> bool:
+        """A manager signed in at the till: Admin opens without the pad."""
+        if self.staff.is_manager:
+            self.unlocked, self.digits = True, ""
+            self.changed()
+        return self.unlocked
 
     def lock(self) -> None:
         self.unlocked, self.digits = False, ""
@@ -99,19 +111,23 @@ class AdminLock(Observable):
 
     @property
     def locked(self) -> bool:
-        return self.clock() < self.locked_until
+        return self.guard.locked
 
     @property
     def locked_for_s(self) -> int:
-        return max(0, math.ceil(self.locked_until - self.clock()))
+        return self.guard.locked_for_s
 
     @property
     def masked(self) -> str:
         return "•" * len(self.digits)
 
     @property
+    def configured(self) -> bool:
+        return bool(self.staff.admin_pin_hash or self.staff.roster.managers)
+
+    @property
     def message(self) -> str:
-        if self._pin_hash is None:
+        if not self.configured:
             return t("admin.no_pin")
         if self.locked:
             return t("admin.locked", seconds=self.locked_for_s)

@@ -28,12 +28,15 @@ from terminal.app.ui.viewmodels.card_tools import (
     ToolPhase,
     ToolReport,
 )
+from terminal.app.ui.viewmodels.cashiers import CashiersViewModel
 from terminal.app.ui.viewmodels.device_tests import DeviceTestsViewModel
 from terminal.app.ui.viewmodels.history import HistoryViewModel
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.pay import PayViewModel
+from terminal.app.ui.viewmodels.report import ReportViewModel
 from terminal.app.ui.viewmodels.result import ResultViewModel
 from terminal.app.ui.viewmodels.sale import SaleViewModel
+from terminal.app.ui.viewmodels.signin import SignInViewModel
 from terminal.app.ui.viewmodels.status import StatusViewModel
 from terminal.core.ports.receipts import PrintOutcome
 from terminal.services.till import Notice, Step, Till
@@ -52,6 +55,8 @@ class Screen(enum.Enum):
     RESULT = "result"
     HISTORY = "history"
     ADMIN = "admin"
+    SIGN_IN = "signin"
+    REPORT = "report"
 
 
 _STEP_SCREENS = {Step.AMOUNT: Screen.SALE, Step.TIP: Screen.SALE, Step.PAY: Screen.PAY,
@@ -85,7 +90,11 @@ class TerminalController(Observable):
         self.result = ResultViewModel(till)
         self.status = StatusViewModel(clock)
         self.history = HistoryViewModel(till)
-        self.admin = AdminLock(admin_pin_hash)
+        self.signin = SignInViewModel(till)
+        self.admin = AdminLock(admin_pin_hash, staff=till.staff)
+        self.signing_in = False  # the cashier chose "Sign in" (when sign-in is optional)
+        self.reports = ReportViewModel(till, manager=lambda: self.manager)
+        self.cashiers = CashiersViewModel(till)
         self.tools = CardToolsViewModel(verify=till.checkout.keyring.verify_tap)
         self.blocks = CardBlocksViewModel(till.checkout.card_policy,
                                           verify=till.checkout.keyring.verify_tap)
@@ -111,7 +120,12 @@ class TerminalController(Observable):
     # -- screens ----------------------------------------------------------------------------
     @property
     def screen(self) -> Screen:
-        return self.back_office or _STEP_SCREENS[self.till.step]
+        if self.back_office is not None:
+            return self.back_office
+        till = self.till
+        if till.step is Step.AMOUNT and (self.signing_in or till.staff.required):
+            return Screen.SIGN_IN
+        return _STEP_SCREENS[till.step]
 
     @property
     def notice(self) -> str:
@@ -120,15 +134,27 @@ class TerminalController(Observable):
     def go(self, screen: Screen) -> None:
         """Navigate. History and Admin open over the Sale or a finished Result, never over an
         open invoice; History needs no PIN (a cashier reprints), Admin asks for its PIN."""
-        if screen in (Screen.HISTORY, Screen.ADMIN):
+        if screen in (Screen.HISTORY, Screen.ADMIN, Screen.REPORT):
             if self.till.step in (Step.PAY, Step.TIP) or self.till.session_open:
                 return
             if screen is Screen.HISTORY and self.back_office is not Screen.HISTORY:
                 self.history.reload()
+            if screen is Screen.REPORT and self.back_office is not Screen.REPORT:
+                self.reports.reload()
+            if screen is Screen.ADMIN and not self.admin.unlocked:
+                self.admin.open_for_manager()  # a signed-in manager needs no PIN
             self.back_office = screen
-        else:
-            self.back_office = None
+        elif screen is Screen.SIGN_IN:
+            if not self.till.between_sales or not self.till.staff.enabled:
+                return
+            self.back_office, self.signing_in = None, True
+            self.signin.reset()
             self.admin.lock()
+        else:
+            self.back_office, self.signing_in = None, False
+            self.admin.lock()
+        if screen is Screen.SALE or screen is Screen.SIGN_IN:
+            self.reports.message = ""
         if screen is not Screen.ADMIN:
             self.tools.cancel()  # the next tap belongs to the sale again (a busy tool finishes)
             self.tests.disarm()
@@ -165,6 +191,26 @@ class TerminalController(Observable):
     def new_sale(self) -> None:
         self.till.new_sale()
 
+    # -- cashiers ---------------------------------------------------------------------------
+    def sign_in_pressed(self) -> None:
+        """The PIN's OK on the sign-in screen; on success the Sale screen comes back."""
+        from terminal.core.cashiers import Attempt
+
+        if self.signin.submit() is Attempt.OK:
+            self.signing_in = False
+            self.changed()
+
+    def sign_out(self) -> None:
+        if self.till.sign_out():
+            self.signin.reset()
+            self.signing_in = self.till.staff.required
+            self.changed()
+
+    @property
+    def manager(self) -> bool:
+        """A manager's rights right now: a signed-in manager, or the Admin pad unlocked."""
+        return self.till.staff.is_manager or self.admin.unlocked
+
     async def print_receipt(self, sale_id: str | None = None) -> str:
         report = await self.till.print_receipt(sale_id)
         self.status.update(printer="ready" if report.outcome is PrintOutcome.PRINTED else
@@ -194,7 +240,8 @@ class TerminalController(Observable):
         self.till.tick()
         if self.screen is Screen.ADMIN and not self.admin.unlocked:
             self.admin.changed()  # the lock-out countdown, and the pad coming back to life
-        if (self.admin.unlocked and self.screen is Screen.ADMIN and not self.tools.busy
+        if (self.admin.unlocked and self.screen in (Screen.ADMIN, Screen.REPORT)
+                and not self.tools.busy
                 and self.clock() - self._last_touch > ADMIN_IDLE_LOCK_S):
             # An unlocked back office left alone at the counter locks itself (programming,
             # wiping and settings must not wait for whoever walks up next).

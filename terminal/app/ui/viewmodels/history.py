@@ -15,6 +15,7 @@ from terminal.app.ui.strings import reason_text, t
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.tones import Tone
 from terminal.core import history as core_history
+from terminal.core.card_usage import CardUsage, card_usage
 from terminal.core.money import Money, Msat, currency, format_money, format_msat
 from terminal.core.records import SaleRecord, short_card_id
 from terminal.core.totals import FAILED_STATES, PENDING_STATES, Totals, totals
@@ -37,6 +38,13 @@ def totals_text(tot: Totals) -> str:
     if tot.pending:
         text += " · " + t("history.pending", count=tot.pending)
     return text
+
+
+def _money_and_sats(tot: Totals) -> str:
+    parts = [format_money(Money(v, currency(k))) for k, v in sorted(tot.minor.items())
+             if k != "SAT"]
+    sats = format_msat(Msat(tot.taken_msat))
+    return " + ".join(parts) + f" · {sats}" if parts else sats
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class HistoryViewModel(Observable):
         self.state_filter = "all"
         self.method_filter = "all"
         self.card_filter: str | None = None
+        self.by_card = False  # the per-card usage view (the payout dashboard's Boltcard view)
         self.selected: str | None = None
         self._records: list[SaleRecord] | None = None
 
@@ -114,7 +123,47 @@ class HistoryViewModel(Observable):
 
     def set_card(self, card_id: str | None) -> None:
         self.card_filter = card_id
+        self.by_card = False  # a card chosen: its sales
         self.changed()
+
+    def toggle_by_card(self) -> bool:
+        """Switch between the sales and the per-card usage of the day."""
+        self.by_card, self.selected = not self.by_card, None
+        self.card_filter = None  # back from one card's sales: every card again
+        self.changed()
+        return self.by_card
+
+    def card_rows(self) -> list[HistoryRow]:
+        """One row per card of the day (filters other than the card applied): how often it
+        paid, how much, how often it was refused, first and last use; most used first."""
+        rows = []
+        for usage in self.card_usage():
+            tot = usage.totals
+            text = t("history.card_row", card=short_card_id(usage.card_id), count=tot.taken,
+                     total=_money_and_sats(tot))
+            if tot.failed:
+                text += " · " + t("history.card_refused", count=tot.failed)
+            rows.append(HistoryRow(usage.card_id, text,
+                                   Tone.SUCCESS if tot.taken else Tone.ERROR))
+        return rows
+
+    def card_usage(self) -> list[CardUsage]:
+        shown = [r for r in self.records() if self._matches(r, any_card=True)]
+        return card_usage(shown)
+
+    def card_detail(self) -> list[str]:
+        """Beside the cards: each one's first and last use of the day and its tips."""
+        lines = []
+        for usage in self.card_usage():
+            first, last = (dt.datetime.fromtimestamp(at, tz=self.till.tz).strftime("%H:%M")
+                           for at in (usage.first_at or 0.0, usage.last_at or 0.0))
+            line = t("history.card_times", card=short_card_id(usage.card_id), first=first,
+                     last=last)
+            if usage.totals.tips_msat:
+                line += " · " + t("history.card_tips",
+                                  tips=format_msat(Msat(usage.totals.tips_msat)))
+            lines.append(line)
+        return lines
 
     def cycle_state_filter(self) -> str:
         i = STATE_FILTERS.index(self.state_filter)
@@ -130,7 +179,7 @@ class HistoryViewModel(Observable):
     def filtered(self) -> bool:
         return (self.state_filter, self.method_filter, self.card_filter) != ("all", "all", None)
 
-    def _matches(self, r: SaleRecord) -> bool:
+    def _matches(self, r: SaleRecord, *, any_card: bool = False) -> bool:
         if self.state_filter == "paid" and r.state != "paid":
             return False
         if self.state_filter == "failed" and r.state not in FAILED_STATES:
@@ -139,7 +188,7 @@ class HistoryViewModel(Observable):
             return False
         if self.method_filter != "all" and r.method != self.method_filter:
             return False
-        return self.card_filter is None or r.card_id == self.card_filter
+        return any_card or self.card_filter is None or r.card_id == self.card_filter
 
     # -- what is shown ----------------------------------------------------------------------
     def visible(self) -> list[SaleRecord]:

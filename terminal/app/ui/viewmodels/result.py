@@ -88,6 +88,15 @@ class ResultViewModel(Observable):
         return t("result.tip", tip=format_money(Money(info.tip_minor, currency(info.currency))))
 
     @property
+    def card_balance_text(self) -> str:
+        """"Card balance 12,345 sats" after a card paid (or was refused), when the merchant
+        opted in (`[ui] show_card_balance`) and the card's issuer sent its balance."""
+        info = self.info
+        if not self.till.settings.show_card_balance or info.card_balance_msat is None:
+            return ""
+        return t("result.card_balance", balance=format_msat(Msat(info.card_balance_msat)))
+
+    @property
     def detail_text(self) -> str:
         """Paid: method and time. Otherwise the reason in plain words (a code we know has fixed
         words; else the service's own words)."""
