@@ -153,8 +153,20 @@ def test_the_sandbox_card_carries_its_balance_and_a_pay_link_that_pays_back_onto
     assert decoded.amount_msat == 2_500_000
     assert decoded.description_hash == hashlib.sha256(pay["metadata"].encode()).hexdigest()
     card_id = answer["payLink"].rsplit("/", 1)[1]
-    sandbox.pay_invoice(invoice)
+    sandbox.pay_invoice(invoice)  # a phone wallet tops the card up
     assert sandbox.card_state(card_id)["balance_msat"] == 12_500_000
+    # The merchant's wallet pays one too (lnInvoicePaymentSend, as a refund would): onto the card.
+    with httpx.Client() as http:
+        again = http.get(pay["callback"], params={"amount": 1_000_000}).json()["pr"]
+    wallet = sandbox.wallet_id("USD")
+
+    def fund() -> None:
+        sandbox.core.state.account.wallet(wallet).balance += 1_000  # cents
+
+    sandbox.call(fund)
+    assert sandbox.call(sandbox.core.send, wallet, again, "refund-1") == "SUCCESS"
+    assert sandbox.call(sandbox.core.send, wallet, again, "refund-1") == "SUCCESS"  # idempotent
+    assert sandbox.card_state(card_id)["balance_msat"] == 13_500_000
 
 
 def test_the_result_screen_and_receipt_show_the_card_balance_only_when_opted_in(tmp_path):
