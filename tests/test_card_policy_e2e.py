@@ -230,3 +230,47 @@ username = "shop"
     code, out, err = _cli("card", "block", "--uid", "04a1b2c3d4e5f6", "--config", str(config),
                           "--json")
     assert code == 2 and "no configured issuer's keys map this UID" in err
+
+
+@pytest.mark.parametrize("sub", ["block", "unblock", "list", "keys", "decode", "wipe", "program"])
+def test_each_card_subcommand_parses_in_its_own_process(sub):
+    """A real process loads only the module of the subcommand it runs; a module holding several
+    subcommands (decode/keys, program/wipe, block/unblock/list) must register them once."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from terminal.app.cli import main; "
+            f"sys.argv = ['flash-terminal', 'card', {sub!r}, '--help']; sys.exit(main())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"card {sub}" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_card_list_shows_a_uid_only_where_the_configuration_names_it(tmp_path):
+    from terminal.protocols.boltcard import key_table_card_id
+
+    k2 = "22" * 16
+    uid = "04a1b2c3d4e5f6"
+    listed = key_table_card_id(bytes.fromhex(k2), bytes.fromhex(uid))
+    config = tmp_path / "terminal.toml"
+    config.write_text(f"""
+[terminal]
+data_dir = "{tmp_path / 'data'}"
+[backend.flash]
+http_url = "https://api.example.com/graphql"
+username = "shop"
+[[issuers]]
+name = "lnbits"
+kind = "table"
+hosts = ["lnbits.example.com"]
+cards = [{{ uid = "{uid}", k1 = "{'11' * 16}", k2 = "{k2}" }}]
+""")
+    config.chmod(0o600)
+    code, rows = _json("card", "block", "--uid", uid, "--config", str(config))
+    assert code == 0 and [r["card_id"] for r in rows] == [listed]
+    code, rows = _json("card", "block", "--card-id", "ab" * 16, "--config", str(config))
+    assert code == 0
+    code, rows = _json("card", "list", "--blocked", "--config", str(config))
+    assert {r["card_id"]: r["uid"] for r in rows} == {listed: uid, "ab" * 16: None}
+    assert uid not in (tmp_path / "data" / "ledger.jsonl").read_text()

@@ -42,3 +42,18 @@ def test_charge_explains_the_running_app(held, capsys):
         main(["charge", "100", "--currency", "SAT", "--qr", "--config", str(held)])
     assert exc.value.code == 2
     assert "terminal app is running" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["block", "--card-id", "ab" * 16],
+                                  ["unblock", "--card-id", "ab" * 16]])
+def test_card_block_and_unblock_point_to_the_admin_screen(held, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(["card", *argv, "--config", str(held), "--json"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "terminal app is running" in err and "Admin > Cards" in err
+
+
+def test_card_list_reads_beside_the_running_app(held, capsys):
+    assert main(["card", "list", "--config", str(held), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

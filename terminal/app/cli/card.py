@@ -28,11 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "card", help="card tools: decode, keys, program, wipe, simulate, block, unblock, list")
     card_sub = parser.add_subparsers(dest="card_command", metavar="CARD_COMMAND", required=True)
     wanted = _subcommand()
+    # The wanted subcommand's module registers every subcommand it holds (decode and keys,
+    # program and wipe, block/unblock/list): none of those may get a placeholder first.
+    wanted_module = SUBCOMMANDS[wanted][0] if wanted is not None else None
     registered: set[str] = set()
     for name, (module, summary) in SUBCOMMANDS.items():
         if name in registered:
             continue
-        if wanted is None or name == wanted:
+        if wanted is None or module == wanted_module:
             importlib.import_module(module).register(card_sub)
             registered.update(n for n, (m, _s) in SUBCOMMANDS.items() if m == module)
         else:

@@ -16,8 +16,9 @@ card's sales that were taken (paid, or accepted offline); `last_seen` is the cre
 seconds) of its newest sale; `limits` are the card's limits in force (sats, null: none).
 
 Exit codes: 0 done; 1 (unblock) the card is still blocked by a fetched hotlist (only its source can
-lift that) ; 2 usage (a bad id or UID, a UID no configured issuer's keys map, an unusable
-configuration, the ledger held by the running app); 6 the books are damaged.
+lift that); 2 usage (a bad id or UID, a UID no configured issuer's keys map, an unusable
+configuration, block/unblock while the running app holds the ledger: use its Admin > Cards);
+6 the books are damaged. `list` only reads, so it works beside the running app.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def _unblock(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _Policy(args) as policy:
+    with _Policy(args, read_only=True) as policy:
         rows = policy.rows(blocked_only=args.blocked)
     _print(args, rows)
     return EXIT_OK
@@ -105,17 +106,21 @@ def _list(args: argparse.Namespace) -> int:
 class _Policy:
     """The card policy over the books, without a backend (nothing here needs the network)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, *, read_only: bool = False) -> None:
         self.args = args
+        self.read_only = read_only  # `list` reads beside the running app
         self.ledger: Ledger | None = None
 
     def __enter__(self) -> CardPolicy:
+        from terminal.adapters.books.layout import journal_path
+        from terminal.adapters.books.ledger import Ledger
         from terminal.adapters.books.storage import StorageLockedError
         from terminal.app.root import build_card_policy, build_keyring, open_ledger
 
         config = load_config_or_exit(self.args)
         try:
-            ledger = open_ledger(config)
+            ledger = Ledger(journal_path(config.data_dir), read_only=True) if self.read_only \
+                else open_ledger(config)
         except StorageLockedError:
             self.args.parser.error(
                 "the terminal app is running and has the ledger open: block or unblock from its "
