@@ -67,6 +67,14 @@ class ProvisioningError(Exception):
     """Programming or wiping cannot go on; the message tells the technician what to do."""
 
 
+class KeySourceError(ProvisioningError):
+    """The card's keys could not be obtained (an issuer's key exchange, a key file)."""
+
+
+class JournalUnusable(ProvisioningError):
+    """The provisioning journal cannot be read or written: nothing was sent to the card."""
+
+
 class CardNotBlank(ProvisioningError):
     """The card already carries keys (a non-zero key version): wipe it first."""
 
