@@ -137,6 +137,17 @@ def test_the_history_screen_lists_cards_and_a_card_its_sales(tmp_path: Path) -> 
             assert not vm.by_card and [r.sale_id for r in vm.rows()] == ["s0002", "s0001"]
             vm.toggle_by_card()
             assert vm.card_filter is None
+            vm.toggle_by_card()  # back to the sales: now by cashier
+            assert vm.cycle_cashier_filter() == "ana" and vm.cashier_filter_text == "Cashier: Ana"
+            assert [r.sale_id for r in vm.rows()] == ["s0004", "s0001"]
+            assert vm.totals().taken == 2
+            vm.select("s0001")
+            assert "Cashier: Ana" in vm.detail()
+            assert vm.cycle_cashier_filter() == "max" and vm.rows() == []
+            assert vm.cycle_cashier_filter() == "none"
+            assert vm.cashier_filter_text == "Cashier: Nobody signed in"
+            assert [r.sale_id for r in vm.rows()] == ["s0005", "s0003", "s0002"]
+            assert vm.cycle_cashier_filter() is None and len(vm.rows()) == 5
         finally:
             await env.stop()
 

@@ -153,5 +153,61 @@ def test_the_sandbox_card_carries_its_balance_and_a_pay_link_that_pays_back_onto
     assert decoded.amount_msat == 2_500_000
     assert decoded.description_hash == hashlib.sha256(pay["metadata"].encode()).hexdigest()
     card_id = answer["payLink"].rsplit("/", 1)[1]
-    sandbox.pay_invoice(invoice)
+    sandbox.pay_invoice(invoice)  # a phone wallet tops the card up
     assert sandbox.card_state(card_id)["balance_msat"] == 12_500_000
+    # The merchant's wallet pays one too (lnInvoicePaymentSend, as a refund would): onto the card.
+    with httpx.Client() as http:
+        again = http.get(pay["callback"], params={"amount": 1_000_000}).json()["pr"]
+    wallet = sandbox.wallet_id("USD")
+
+    def fund() -> None:
+        sandbox.core.state.account.wallet(wallet).balance += 1_000  # cents
+
+    sandbox.call(fund)
+    assert sandbox.call(sandbox.core.send, wallet, again, "refund-1") == "SUCCESS"
+    assert sandbox.call(sandbox.core.send, wallet, again, "refund-1") == "SUCCESS"  # idempotent
+    assert sandbox.card_state(card_id)["balance_msat"] == 13_500_000
+
+
+def test_the_result_screen_and_receipt_show_the_card_balance_only_when_opted_in(tmp_path):
+    import asyncio
+    import dataclasses
+
+    from terminal.app.demo import CARD_A_SATS, DemoEnvironment
+    from terminal.core.money import Msat, format_msat
+    from terminal.core.tips import NO_TIP
+
+    async def sell(env, c, *, card: str = "A") -> None:
+        for key in "5":
+            c.till.key(key)
+        await c.till.charge()
+        await c.till.choose_tip(NO_TIP)
+        await env.present(card)
+        await c.till.settled()
+
+    async def scenario() -> None:
+        env = await DemoEnvironment.start(tmp_path, background=False)
+        try:
+            c = env.controller()
+            await sell(env, c)
+            info = c.till.result
+            assert info.kind.value == "paid"
+            assert info.card_balance_msat == CARD_A_SATS * 1000 - info.amount_msat
+            assert c.result.card_balance_text == ""  # off by default: privacy
+            assert "Card balance" not in c.till.receipt_text()
+            c.till.new_sale()
+            c.till.settings = dataclasses.replace(c.till.settings, show_card_balance=True)
+            await sell(env, c)
+            info = c.till.result
+            shown = format_msat(Msat(info.card_balance_msat))
+            assert c.result.card_balance_text == f"Card balance {shown}"
+            assert "Card balance" in c.till.receipt_text() and shown in c.till.receipt_text()
+            c.till.new_sale()
+            await sell(env, c, card="B")  # refused: the balance the issuer reported, as it is
+            info = c.till.result
+            assert info.kind.value == "refused" and info.card_balance_msat == 50_000
+            assert c.result.card_balance_text == "Card balance 50 sats"
+        finally:
+            await env.stop()
+
+    asyncio.run(scenario())

@@ -388,3 +388,48 @@ def test_the_report_view_model_bars_and_lines(tmp_path: Path) -> None:
             await env.stop()
 
     asyncio.run(scenario())
+
+
+LOCAL_CONFIG = """
+[terminal]
+network = "regtest"
+data_dir = "data"
+[backend]
+kind = "flash"
+[backend.flash]
+http_url = "http://127.0.0.1:9/graphql"
+username = "shop"
+"""
+
+
+def test_a_z_from_the_command_line_while_the_app_holds_the_books_says_where_to_close_it(
+        tmp_path: Path, capsys) -> None:
+    config = tmp_path / "terminal.toml"
+    config.write_text(LOCAL_CONFIG)
+    (tmp_path / "data").mkdir()
+    ledger = Ledger(tmp_path / "data" / "ledger.jsonl")  # the running app's writer lock
+    try:
+        ledger.save_sale(sale(1, T0))
+        assert main(["report", "--shift", "--close", "--config", str(config), "--json"]) == 1
+        err = capsys.readouterr().err
+        assert "close the shift on its screen" in err and "Traceback" not in err
+        # An X needs no lock: it reads the books as they are.
+        assert main(["report", "--shift", "--config", str(config), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["sales"] == 1
+    finally:
+        ledger.close()
+
+
+def test_report_print_goes_to_the_receipt_printer(tmp_path: Path, capsys, pty_printer) -> None:
+    fake, port = pty_printer
+    config = tmp_path / "terminal.toml"
+    config.write_text(LOCAL_CONFIG + f'[printer]\nenabled = true\nport = "{port}"\n')
+    (tmp_path / "data").mkdir()
+    with Ledger(tmp_path / "data" / "ledger.jsonl") as ledger:
+        ledger.save_sale(sale(1, T0, cashier="ana", tip_minor=10, minor=110))
+    day = dt.datetime.fromtimestamp(T0).date().isoformat()
+    assert main(["report", "--day", day, "--print", "--config", str(config)]) == 0
+    assert fake.cut.wait(5)
+    printed = bytes(fake.received).decode("cp858", "replace")
+    assert "Day report" in printed and "By cashier" in printed and "ana (1)" in printed
+    assert "1,000 sats" in printed

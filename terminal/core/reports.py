@@ -162,52 +162,68 @@ def build_report(rows: Iterable[ReportRow], period: Period, *,
                  refunds: Iterable[RefundLine] = (), tz: dt.tzinfo | None = None,
                  cashier: str | None = None) -> SalesReport:
     """The report of the sales rung up in `period` (rows outside it are left out), optionally
-    of one cashier only (`NO_CASHIER` for sales nobody was signed in for)."""
+    of one cashier only (`NO_CASHIER` for sales nobody was signed in for). One pass over `rows`,
+    memory by groups, not by sales: a stream of any length will do."""
     report = SalesReport(period, tz)
-    kept: list[ReportRow] = []
+    chart = HourlyChart(period, tz)
     for row in rows:
         if not period.holds(sale_time(row)):
             continue
         who = row.cashier or NO_CASHIER
         if cashier is not None and who != cashier:
             continue
-        kept.append(row)
         report.total.add(row)
         report.by_method.setdefault(row.method or UNKNOWN_METHOD, Totals()).add(row)
         report.by_cashier.setdefault(who, Totals()).add(row)
         report.by_currency.setdefault(row.currency, Totals()).add(row)
+        chart.add(row)
     report.refunds = sorted(
         (r for r in refunds if period.holds(r.at)
          and (cashier is None or (r.cashier or NO_CASHIER) == cashier)),
         key=lambda r: r.at)
-    report.hourly = hourly(kept, period, tz)
+    report.hourly = chart.bars()
     return report
+
+
+class HourlyChart:
+    """Sales taken per hour: one bar per clock hour of the period, or (for a period longer
+    than a day) one per hour of the day, 00 to 23."""
+
+    def __init__(self, period: Period, tz: dt.tzinfo | None = None) -> None:
+        self.tz = tz
+        first = _hour_floor(period.start, tz)
+        hours: list[float] = []
+        at = first
+        while at < period.end and len(hours) <= MAX_HOURLY_BARS:
+            hours.append(at)
+            at = _next_hour(at, tz)
+        self.hours = hours or [first]
+        self.by_clock = len(self.hours) <= MAX_HOURLY_BARS
+        keys: list[Any] = self.hours if self.by_clock else list(range(24))
+        self._bars: dict[Any, Totals] = {k: Totals() for k in keys}
+
+    def add(self, row: Countable) -> None:
+        when = sale_time(row)
+        key: Any = _hour_floor(when, self.tz) if self.by_clock else _local(when, self.tz).hour
+        bar = self._bars.get(key)
+        if bar is not None:
+            bar.add(row)
+
+    def bars(self) -> list[HourBar]:
+        if self.by_clock:
+            return [HourBar(h, f"{_local(h, self.tz).hour:02d}", self._bars[h].taken,
+                            self._bars[h].taken_msat) for h in self.hours]
+        return [HourBar(None, f"{h:02d}", self._bars[h].taken, self._bars[h].taken_msat)
+                for h in range(24)]
 
 
 def hourly(rows: Iterable[Countable], period: Period, tz: dt.tzinfo | None = None
            ) -> list[HourBar]:
-    """Sales taken per hour: one bar per clock hour of the period, or (for a period longer
-    than a day) one per hour of the day, 00 to 23."""
-    first = _hour_floor(period.start, tz)
-    hours: list[float] = []
-    at = first
-    while at < period.end and len(hours) <= MAX_HOURLY_BARS:
-        hours.append(at)
-        at = _next_hour(at, tz)
-    if not hours:
-        hours = [first]
-    by_clock = len(hours) <= MAX_HOURLY_BARS
-    bars: dict[Any, Totals] = ({h: Totals() for h in hours} if by_clock
-                               else {h: Totals() for h in range(24)})
+    chart = HourlyChart(period, tz)
     for row in rows:
-        when = sale_time(row)
-        key: Any = _hour_floor(when, tz) if by_clock else _local(when, tz).hour
-        if key in bars:
-            bars[key].add(row)
-    if by_clock:
-        return [HourBar(h, f"{_local(h, tz).hour:02d}", bars[h].taken, bars[h].taken_msat)
-                for h in hours]
-    return [HourBar(None, f"{h:02d}", bars[h].taken, bars[h].taken_msat) for h in range(24)]
+        if period.holds(sale_time(row)):
+            chart.add(row)
+    return chart.bars()
 
 
 def _local(timestamp: float, tz: dt.tzinfo | None) -> dt.datetime:

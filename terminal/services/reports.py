@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from terminal.core.history import SaleQuery
+from terminal.core.history import SaleQuery, local_date
 from terminal.core.records import SaleRecord
 from terminal.core.reports import Period, RefundLine, SalesReport, build_report
 from terminal.core.totals import day_bounds
@@ -36,7 +36,6 @@ MAX_CLOSES_KEPT = 400  # more than a year of daily Z reports
 class ReportBooks(Protocol):
     """What reports read and write (terminal.adapters.books.ledger.Ledger implements it)."""
 
-    def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
     def sales_matching(self, query: SaleQuery, *,
                        newest_first: bool = False) -> Iterator[SaleRecord]: ...
     def get_meta(self, key: str, default: Any = None) -> Any: ...
@@ -134,6 +133,11 @@ class Reports:
         return dt.datetime.fromtimestamp(self.clock(), tz=self.tz).date()
 
     def _report(self, period: Period, cashier: str | None) -> SalesReport:
-        rows = self.books.sales(start=period.start, end=period.end)
+        # Streamed from the books by local dates (constant memory), then held to the exact
+        # [start, end) of the period by `build_report`.
+        query = SaleQuery(date_from=local_date(period.start, self.tz),
+                          date_to=local_date(max(period.start, period.end - 1e-6), self.tz),
+                          tz=self.tz)
+        rows = self.books.sales_matching(query)
         return build_report(rows, period, refunds=self.refunds_between(period.start, period.end),
                             tz=self.tz, cashier=cashier)

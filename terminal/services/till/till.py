@@ -15,6 +15,11 @@ Steps (explicit; `Step`):
     PAY --cancel--> AMOUNT (amount kept; a refused sale ends `failed` with the refusal's reason)
     RESULT --new sale / a key / auto-return after a success--> AMOUNT (cleared)
 
+Who is at the till (`staff`, terminal.services.till.staff): with cashiers enrolled and sign-in
+required, Charge (and a tap) waits for a cashier to sign in; cashiers sign in and out between
+sales only, and each sale records who rang it up. Reports (`reports`) and their printing read the
+same books. A paying card's LUD-14 balance goes on the Result (and, opted in, on the sale).
+
 A success (paid, queued offline, cancelled) returns by itself after `result_seconds`; any other
 result stays until the cashier acts, so the reason is never missed. A tap with an amount keyed
 charges it (the tap is held until the invoice exists, or the tip is chosen); a tap with nothing

@@ -58,6 +58,9 @@ class HistoryScreen(BaseScreen):
     def select(self, sale_id: str) -> None:
         self.controller.history.select(sale_id)
 
+    def cycle_cashier(self) -> None:
+        self.controller.history.cycle_cashier_filter()
+
     def toggle_by_card(self) -> None:
         self.controller.history.toggle_by_card()
 
@@ -100,6 +103,10 @@ class HistoryScreen(BaseScreen):
         ids.totals.text = (f"{card_label(vm.card_filter)}: " if vm.card_filter else "") + \
             vm.totals_text
         ids.by_card.text = t("history.by_sale") if vm.by_card else t("history.by_card")
+        staffed = vm.till.staff.enabled
+        ids.cashier_filter.text = vm.cashier_filter_text if staffed else ""
+        ids.cashier_filter.opacity, ids.cashier_filter.disabled = (1, False) if staffed \
+            else (0, True)
         ids.rows.clear_widgets()
         rows = vm.card_rows() if vm.by_card else vm.rows()
         for row in rows:

@@ -16,6 +16,7 @@ from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.tones import Tone
 from terminal.core import history as core_history
 from terminal.core.card_usage import CardUsage, card_usage
+from terminal.core.cashiers import NO_CASHIER
 from terminal.core.money import Money, Msat, currency, format_money, format_msat
 from terminal.core.records import SaleRecord, short_card_id
 from terminal.core.totals import FAILED_STATES, PENDING_STATES, Totals, totals
@@ -73,6 +74,7 @@ class HistoryViewModel(Observable):
         self.method_filter = "all"
         self.card_filter: str | None = None
         self.by_card = False  # the per-card usage view (the payout dashboard's Boltcard view)
+        self.cashier_filter: str | None = None  # a cashier id, NO_CASHIER, or None: everyone
         self.selected: str | None = None
         self._records: list[SaleRecord] | None = None
 
@@ -126,6 +128,26 @@ class HistoryViewModel(Observable):
         self.by_card = False  # a card chosen: its sales
         self.changed()
 
+    def cycle_cashier_filter(self) -> str | None:
+        """Everyone, then each cashier of the roster, then sales rung up by nobody."""
+        choices: list[str | None] = [None, *(c.id for c in self.till.staff.roster), NO_CASHIER]
+        at = choices.index(self.cashier_filter) if self.cashier_filter in choices else 0
+        self.cashier_filter, self.selected = choices[(at + 1) % len(choices)], None
+        self.changed()
+        return self.cashier_filter
+
+    @property
+    def cashier_filter_text(self) -> str:
+        who = self.cashier_filter
+        if who is None:
+            name = t("history.filter.everyone")
+        elif who == NO_CASHIER:
+            name = t("report.no_cashier")
+        else:
+            cashier = self.till.staff.roster.get(who)
+            name = cashier.name if cashier is not None else who
+        return t("history.filter.cashier", name=name)
+
     def toggle_by_card(self) -> bool:
         """Switch between the sales and the per-card usage of the day."""
         self.by_card, self.selected = not self.by_card, None
@@ -177,7 +199,8 @@ class HistoryViewModel(Observable):
 
     @property
     def filtered(self) -> bool:
-        return (self.state_filter, self.method_filter, self.card_filter) != ("all", "all", None)
+        return (self.state_filter, self.method_filter, self.card_filter,
+                self.cashier_filter) != ("all", "all", None, None)
 
     def _matches(self, r: SaleRecord, *, any_card: bool = False) -> bool:
         if self.state_filter == "paid" and r.state != "paid":
@@ -187,6 +210,8 @@ class HistoryViewModel(Observable):
         if self.state_filter == "queued" and r.state not in PENDING_STATES:
             return False
         if self.method_filter != "all" and r.method != self.method_filter:
+            return False
+        if self.cashier_filter is not None and (r.cashier or NO_CASHIER) != self.cashier_filter:
             return False
         return any_card or self.card_filter is None or r.card_id == self.card_filter
 
@@ -260,6 +285,10 @@ class HistoryViewModel(Observable):
         lines.append(t("history.detail.state", state=state))
         lines.append(t("history.detail.method", method=method_text(record)
                        if record.method else "—"))
+        if record.cashier:
+            cashier = self.till.staff.roster.get(record.cashier)
+            lines.append(t("history.detail.cashier",
+                           name=cashier.name if cashier is not None else record.cashier))
         if record.memo:
             lines.append(t("history.detail.memo", memo=record.memo))
         if record.payment_hash:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from terminal.app.ui.strings import t
+from terminal.app.ui.strings import notice_text, t
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.core.cashiers import Attempt
 from terminal.core.pins import PIN_MAX, PIN_MIN
@@ -57,6 +57,10 @@ class SignInViewModel(Observable):
             return t("signin.wrong_pin", left=guard.attempts_left)
         cashier = self.staff.roster.get(self.selected)
         if cashier is None:
+            # A tap or Charge before anyone signed in says why nothing happened.
+            notice = self.till.notice
+            if notice is not None and notice.code == "sign-in-first":
+                return notice_text(notice)
             return t("signin.pick")
         return t("signin.pin_for", name=cashier.name)
 
