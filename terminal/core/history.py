@@ -40,6 +40,8 @@ CSV_COLUMNS = (
     # added after the first release: the tip's share and who rang the sale up (at the end, so
     # a spreadsheet reading columns by position still reads the older ones)
     "tip_minor", "tip_msat", "cashier",
+    # added with refunds: what was paid back of the sale (sent refunds), in msat
+    "refunded_msat",
 )
 _REOPENABLE = frozenset(s.value for s in REOPENABLE_BY_PAYMENT)
 # Spreadsheets run cells starting with these as formulas (CSV injection): quote them.
