@@ -672,6 +672,8 @@ class SandboxCore:
             "defaultDescription": DEFAULT_DESCRIPTION,
             "payLink": self.card_pay_link(card.card_id),  # LUD-19: pays back onto the card
         }
+        if self.faults.withdraw_omit_pay_link:
+            del answer["payLink"]
         if card.pin is not None and card.pin_limit_msat is not None:
             answer["pinLimit"] = card.pin_limit_msat
         return answer
