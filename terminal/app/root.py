@@ -234,7 +234,6 @@ def build_card_policy(config: Config, ledger: Ledger, keyring: Keyring) -> CardP
 
 def build_hotlist_client(config: Config) -> HotlistClient:
     from terminal.adapters.hotlist_http import HotlistClient
-    from terminal.adapters.lnurl_pay import PayLinkClient
     from terminal.adapters.withdraw import Timeouts
 
     lnurl = config.lnurl
@@ -409,6 +408,5 @@ def build_sync(config: Config, terminal: Terminal) -> SyncWorker:
 def build_kiosk(config: Config, terminal: Terminal, till: Till) -> Kiosk:
     """The background work of a running terminal (rates, reconcile, offline queue)."""
     from terminal.services.kiosk import Kiosk
-    from terminal.services.refunds import RefundService
 
     return Kiosk(till, build_sync(config, terminal), hotlists=build_hotlists(config, terminal))

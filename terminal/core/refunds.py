@@ -139,7 +139,7 @@ class RefundRecord:
         if target is RefundState.SENT:
             self.sent_at = at
             self.reason = None
-        elif target is RefundState.FAILED and detail:
+        elif target in (RefundState.FAILED, RefundState.PENDING) and detail:
             self.reason = detail
 
     def to_doc(self) -> dict[str, Any]:

@@ -579,6 +579,48 @@ class RefundService:
         refund.backend_ref = issued.pull_payment_id
         refund.claim_link = issued.claim_link or issued.claim_uri or None
         self._apply(refund, "sent", None, _claim_words(issued.auto_approved))
+        destination = await self._claim_destination(plan, refund)
+        if destination is None:
+            return
+        try:
+            state = await self.pull_payments.claim(issued.pull_payment_id, destination,
+                                                   refund.amount_msat)
+        except BackendError as exc:
+            refund.message = (f"Refund issued, but BTCPay would not pay it to {refund.target} "
+                              f"({exc.message}): the customer scans the claim QR instead.")
+        else:
+            refund.message = _payout_words(state, refund.target)
+        self._save(refund)
+
+    async def _claim_destination(self, plan: RefundService._Plan,
+                                 refund: RefundRecord) -> str | None:
+        """Where BTCPay pays the pull payment out at once (None: the customer scans the claim
+        link): a BOLT11 or address as given, an LNURL-pay as bech32, the card's payLink."""
+        parsed = plan.parsed
+        if parsed is not None:
+            if parsed.kind is DestinationKind.BOLT11:
+                return parsed.bolt11
+            if parsed.kind is DestinationKind.ADDRESS:
+                return parsed.address
+            return lnurl.encode_lnurl(parsed.url) if parsed.url else None
+        if plan.destination is Destination.CARD and plan.tap_url is not None:
+            try:
+                request = await self.cards.fetch_request(plan.tap_url)  # no callback
+            except lnurl.LnurlError as exc:
+                refund.message += f" The card could not be read ({exc.user_message})."
+                self._save(refund)
+                return None
+            if not request.pay_link:
+                refund.message += (" This card's issuer says nowhere to pay it (BTCPay's own "
+                                   "cards carry no payLink): the customer scans the claim QR.")
+                self._save(refund)
+                return None
+            try:
+                link = self.pay_links.parse(request.pay_link)
+            except DestinationInvalid:
+                return None
+            return lnurl.encode_lnurl(link.url) if link.url else None
+        return None
 
     async def _look_up_pull_payment(self, refund: RefundRecord) -> None:
         from terminal.core.ports.backend import BackendError
@@ -652,6 +694,13 @@ def _claim_words(auto_approved: bool) -> str:
         text += (" BTCPay will wait for the merchant to approve the claim (the API key cannot "
                  "approve pull payments).")
     return text
+
+
+def _payout_words(state: str, target: str) -> str:
+    if state == "AwaitingApproval":
+        return (f"Refund issued and claimed for {target}: BTCPay pays it once the merchant "
+                "approves the payout.")
+    return f"Refund issued and paid out by BTCPay to {target} ({state})."
 
 
 def _words(exc: BackendError) -> str:

@@ -90,8 +90,9 @@ class PullPaymentRefund:
 
 @runtime_checkable
 class PullPaymentRefunder(Protocol):
-    """BTCPay: `POST …/invoices/{id}/refund` (a pull payment), its `lnurl`, and the list of the
-    store's pull payments to find one whose creation answer was lost."""
+    """BTCPay: `POST …/invoices/{id}/refund` (a pull payment), its `lnurl`, the list of the
+    store's pull payments to find one whose creation answer was lost, and a payout of it to a
+    destination the customer gives."""
 
     def send_problem(self) -> CannotSend | None: ...
 
@@ -99,3 +100,8 @@ class PullPaymentRefunder(Protocol):
                              description: str) -> PullPaymentRefund: ...
 
     async def find_refund(self, name: str) -> PullPaymentRefund | None: ...
+
+    async def claim(self, pull_payment_id: str, destination: str, amount_msat: int) -> str:
+        """Pay the pull payment out to a BOLT11, Lightning Address or LNURL-pay at once;
+        returns the payout's state as BTCPay names it."""
+        ...
