@@ -392,9 +392,9 @@ def test_status_checks_never_carry_the_api_key(sb):
 
 
 def test_pushed_expired_is_confirmed_and_a_late_paid_wins(tmp_path):
-    # The invoice lives 0.6 s; the provider's webhook announcing its payment comes 1 s late, so
+    # The invoice lives 3 s; the provider's webhook announcing its payment comes 5 s late, so
     # the socket pushes EXPIRED first. The query knows better: the watch ends PAID.
-    limits = dataclasses.replace(FlashLimits().scaled(0.01), paid_push_delay_s=1.0)
+    limits = dataclasses.replace(FlashLimits().scaled(0.05), paid_push_delay_s=5.0)
     with SandboxThread(tmp_path, limits=limits) as sandbox:
         async def scenario():
             backend = FlashBackend(sandbox.http_url, sandbox.ws_url, username=sandbox.username,
@@ -471,7 +471,8 @@ def test_block_tripped_elsewhere_pauses_background_and_lets_sales_probe(sb):
         return first.value, paused.value, probe.value, after
 
     first, paused, probe, after = run(scenario)
-    assert first.code == "TOO_MANY_REQUEST" and first.retry_after_s == 300
+    # Flash gives no retry time; the block ends within 300 s and may be probed: every 30 s.
+    assert first.code == "TOO_MANY_REQUEST" and 29 <= first.retry_after_s <= 30
     assert paused.code == "budget"
     assert probe.code == "TOO_MANY_REQUEST"
     assert after.amount_msat == 100_000

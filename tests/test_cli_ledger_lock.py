@@ -8,6 +8,7 @@ import pytest
 
 from terminal.adapters.books.ledger import Ledger
 from terminal.app.cli import main
+from terminal.app.cli.exits import EXIT_BUSY
 from terminal.app.root import LEDGER_FILE
 
 CONFIG = """
@@ -38,10 +39,11 @@ def test_sync_skips_when_the_app_holds_the_ledger(held, capsys):
 
 
 def test_charge_explains_the_running_app(held, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["charge", "100", "--currency", "SAT", "--qr", "--config", str(held)])
-    assert exc.value.code == 2
-    assert "terminal app is running" in capsys.readouterr().err
+    code = main(["charge", "100", "--currency", "SAT", "--qr", "--config", str(held)])
+    assert code == EXIT_BUSY
+    err = capsys.readouterr().err
+    assert "terminal app" in err and "systemctl stop flash-terminal" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", [["block", "--card-id", "ab" * 16],

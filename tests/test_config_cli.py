@@ -1,5 +1,6 @@
 """An unusable configuration ends every command that reads one with a plain paragraph naming
-each problem (exit 2; `history` and `doctor` keep their documented 1), never a traceback."""
+each problem (exit 2; `doctor` keeps its documented 1: the configuration is one of its checks),
+never a traceback."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ COMMANDS = [
     (["sync"], 2),
     (["sync", "--json"], 2),
     (["run"], 2),
-    (["history"], 1),  # "1 the configuration or ledger could not be read"
+    (["history"], 2),  # a bad configuration is a usage error everywhere (README exit codes)
     (["doctor"], 1),  # the config check fails (and the table says why)
 ]
 

@@ -78,8 +78,8 @@ def test_sandbox_terminal_without_reader_fails_on_the_reader_only(sandbox, tmp_p
     # The real nfcpy probe: this machine has no reader on "usb".
     report = run_doctor(str(config_for(sandbox, tmp_path)), system=system)
     names = [c.name for c in report.checks]
-    assert names == ["config", "reader", "backend", "clock", "disk", "ledger", "exposure",
-                     "hotlists", "printer", "service"]
+    assert names == ["config", "reader", "backend", "budget", "clock", "disk", "ledger",
+                     "exposure", "hotlists", "printer", "service"]
     assert report.check("config").status is Status.OK
     assert report.check("backend").status is Status.OK
     assert "Flash reachable" in report.check("backend").detail

@@ -148,7 +148,7 @@ def test_usage_errors_exit_2(config, capsys, argv):
 def test_missing_config_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("FLASH_TERMINAL_CONFIG", raising=False)
     code, _, err = run(capsys, "--config", str(tmp_path / "nope.toml"))
-    assert code == 1
+    assert code == 2  # an unusable configuration is a usage error
     assert "configuration file not found" in err
 
 

@@ -11,6 +11,7 @@ import json
 
 from terminal.adapters import simcards
 from terminal.app.cli import main
+from terminal.app.cli.exits import EXIT_BACKEND
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
 from terminal.sandbox import SandboxThread
 
@@ -49,7 +50,7 @@ def test_charge_offline_then_sync_then_history(tmp_path):
 
     code, out = _cli("sync", "--config", config, "--json")  # still down: stays queued
     down = json.loads(out)
-    assert code == 0 and down["pending"] == 1 and down["paid"] == 0
+    assert code == EXIT_BACKEND and down["pending"] == 1 and down["paid"] == 0
 
     sb = SandboxThread(data, port=port).start()
     try:

@@ -20,6 +20,7 @@ import pytest
 from terminal.adapters.backends.btcpay import BTCPayBackend
 from terminal.adapters.books.ledger import Ledger
 from terminal.app.cli import main
+from terminal.app.cli.exits import EXIT_BUSY
 from terminal.app.config import load_config
 from terminal.app.root import build_terminal
 from terminal.core.memo import sale_memo
@@ -173,7 +174,7 @@ def test_recover_refuses_books_in_use_but_a_dry_run_works_beside_the_terminal(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # the running terminal
         code, _, err = cli(capsys, "recover", "--since", today(), "--config", str(config))
-        assert code == 1 and "in use" in err
+        assert code == EXIT_BUSY and "in use" in err
         code, out, _ = cli(capsys, "recover", "--since", today(), "--config", str(config),
                            "--dry-run")
         assert code == 0 and "1 would be restored" in out

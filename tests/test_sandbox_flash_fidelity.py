@@ -335,8 +335,8 @@ def test_socket_refuses_api_keys_and_accepts_anonymous(sb):
 
 @pytest.fixture
 def fast(tmp_path):
-    """Flash's limits and timers a hundred times faster: a 60 s invoice lives 0.6 s."""
-    with SandboxThread(tmp_path, limits=FlashLimits().scaled(0.01)) as sb:
+    """Flash's limits and timers twenty times faster: a 60 s invoice lives 3 s."""
+    with SandboxThread(tmp_path, limits=FlashLimits().scaled(0.05)) as sb:
         yield sb
 
 
@@ -368,8 +368,8 @@ def test_expired_is_pushed_at_expiry_plus_a_second_even_after_paid(fast, client)
 
 
 def test_expired_can_be_pushed_before_a_late_paid(tmp_path, client):
-    # The invoice lives 0.6 s; the provider's webhook for a payment comes 1 s after it.
-    limits = dataclasses.replace(FlashLimits().scaled(0.01), paid_push_delay_s=1.0)
+    # The invoice lives 3 s; the provider's webhook for a payment comes 5 s after it.
+    limits = dataclasses.replace(FlashLimits().scaled(0.05), paid_push_delay_s=5.0)
     with SandboxThread(tmp_path, limits=limits) as sb:
         invoice = create(client, sb)["invoice"]
         with connect(sb.ws_url, subprotocols=[SUBPROTOCOL], open_timeout=5) as ws:

@@ -8,6 +8,7 @@ answers invoice creation with a gateway 502 (the backend is down), then drained.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import time
@@ -19,14 +20,16 @@ import httpx
 import pytest
 
 from hw.ntag424.crypto import aes_ecb_encrypt, sdm_mac
+from terminal.adapters.backends.budget import BackendBudget
 from terminal.adapters.backends.flash import FlashBackend, RetryPolicy
 from terminal.adapters.books.ledger import Ledger
 from terminal.app.config import load_config
 from terminal.app.root import build_backend, build_keyring, build_withdraw_client
+from terminal.core.budget import FLASH_API_KEY_LIMIT, FLASH_INVOICE_LIMIT
 from terminal.core.connectivity import Connectivity
 from terminal.core.records import PayoutStatus
 from terminal.core.risk import OfflineLimits
-from terminal.sandbox import SandboxThread
+from terminal.sandbox import FlashLimits, SandboxThread
 from terminal.sandbox.issuer_keys import decrypt_p, k1_for
 from terminal.services.checkout import Checkout
 from terminal.services.sync import REASON_OUTCOME_UNKNOWN_EXPIRED, SyncPolicy, SyncWorker
@@ -58,10 +61,18 @@ class SimCard:
 class Rig:
     """A sandbox, a ledger and the terminal's own backend/withdraw/keyring built from config."""
 
-    def __init__(self, tmp: Path, *, ledger_clock=None, sandbox_clock=None) -> None:
+    def __init__(self, tmp: Path, *, ledger_clock=None, sandbox_clock=None,
+                 limits: FlashLimits | None = None, scale: float | None = None) -> None:
+        """`scale`: Flash's windows and blocks that much shorter on both sides (the sandbox's
+        limits and the terminal's budget), the numbers unchanged."""
         self.tmp = tmp
+        self.scale = scale
+        if limits is None and scale is not None:
+            limits = dataclasses.replace(FlashLimits().scaled(scale),
+                                         usd_invoice_expiry_s=60.0, expired_push_delay_s=1.0,
+                                         purge_after_s=24 * 3600.0)
         self.sandbox_clock = sandbox_clock or SyncClock()
-        self.sb = SandboxThread(tmp / "sandbox", clock=self.sandbox_clock).start()
+        self.sb = SandboxThread(tmp / "sandbox", clock=self.sandbox_clock, limits=limits).start()
         self.config_path = self.sb.write_terminal_config()
         self.config = load_config(self.config_path)
         self.clock = ledger_clock or time.time
@@ -108,8 +119,25 @@ class Rig:
         return self.gets[(query["p"].upper(), query["c"].upper())]
 
     # -- terminal parts -------------------------------------------------------------------
-    def parts(self):
-        return build_backend(self.config), build_withdraw_client(self.config)
+    def parts(self, **backend_options):
+        if self.scale is None and not backend_options:
+            return build_backend(self.config), build_withdraw_client(self.config)
+        return self.backend(**backend_options), build_withdraw_client(self.config)
+
+    def budget(self, clock=time.time) -> BackendBudget:
+        """The terminal's budget file, on Flash's limits (scaled like the sandbox's)."""
+        factor = self.scale or 1.0
+        return BackendBudget(invoices=FLASH_INVOICE_LIMIT.scaled(factor),
+                             api_key=FLASH_API_KEY_LIMIT.scaled(factor),
+                             path=self.tmp / "flash-budget.json", clock=clock)
+
+    def backend(self, **options) -> FlashBackend:
+        flash = self.config.backend.flash
+        options.setdefault("budget", self.budget(options.get("clock", time.time)))
+        if "api_key" not in options:
+            options.setdefault("username", flash.username)
+        return FlashBackend(flash.http_url, flash.ws_url, network=self.config.network,
+                            terminal_id="ft-test", **options)
 
     async def queue(self, taps: list[tuple[SimCard, int, int]]) -> list[str]:
         """Accept taps offline (invoice creation answers 502); returns the sale ids."""
@@ -144,8 +172,8 @@ class Rig:
         return SyncWorker(self.ledger, backend, withdraw, Connectivity(), terminal_id="ft-test",
                           **kwargs)
 
-    async def sync_once(self, **kwargs):
-        backend, withdraw = self.parts()
+    async def sync_once(self, backend_options=None, **kwargs):
+        backend, withdraw = self.parts(**(backend_options or {}))
         try:
             return await self.worker(backend, withdraw, **kwargs).run_once()
         finally:
@@ -319,18 +347,24 @@ def test_invoice_limit_tripped_by_another_terminal_is_a_wait_not_a_loss(rig):
     card = rig.new_card(10_000)
     run(rig.queue([(card, 1, 100)]))
     _exhaust_invoice_limit(rig)
-    report = run(rig.sync_once())
+    same_clock = {"clock": rig.worker_clock}  # the terminal's budget on the worker's clock
+    report = run(rig.sync_once(same_clock))
     item = report.items[0]
     assert item.outcome == "queued" and item.reason == "backend-rate-limited"
     payout = rig.ledger.payouts()[0]
-    assert payout.status == PayoutStatus.QUEUED
-    assert payout.next_attempt_at >= rig.worker_clock() + 299  # Flash blocks for 300 s
+    assert payout.status == PayoutStatus.QUEUED and payout.attempts == 0  # a wait, not a try
+    # When the other terminal tripped it is unknown: the block ends within 300 s; a refused
+    # request does not extend it, so it is probed every 30 s meanwhile.
+    assert rig.worker_clock() + 29 <= payout.next_attempt_at <= rig.worker_clock() + 31
     assert sum(rig.gets.values()) == 0  # nothing reached the issuer
-    rig.worker_clock.offset += 100
-    assert run(rig.sync_once()).paid == 0  # not before the block can have ended
-    rig.worker_clock.offset += 201
-    rig.sandbox_clock.offset += 301
-    assert run(rig.sync_once()).paid == 1
+    rig.worker_clock.offset += 31
+    probed = run(rig.sync_once(same_clock))
+    assert probed.paid == 0 and probed.items[0].reason == "backend-rate-limited"
+    assert rig.ledger.payouts()[0].attempts == 0
+    rig.worker_clock.offset += 300
+    rig.sandbox_clock.offset += 331
+    assert run(rig.sync_once(same_clock)).paid == 1
+    assert rig.sb.limit_state()["invoice_blocks"] == 1  # the other terminal's only
 
 
 # ------------------------------------------------------------------------------ unknown outcome

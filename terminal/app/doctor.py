@@ -258,34 +258,93 @@ def check_reader(config: Config, system: System,
     return Check("reader", Status.FAIL, found.detail, FIX_READER)
 
 
-async def _health(config: Config) -> Any:
+async def _health(config: Config) -> tuple[Any, list[Check]]:
     from terminal.adapters.backends.btcpay import BTCPayBackend
+    from terminal.adapters.backends.flash import FlashBackend
     from terminal.app.root import build_backend
 
     backend = build_backend(config)
     try:
         if isinstance(backend, BTCPayBackend):  # version, permissions, store id, with the fix
-            return await asyncio.wait_for(backend.diagnose(), BACKEND_TIMEOUT_S)
-        return await asyncio.wait_for(backend.health(), BACKEND_TIMEOUT_S)
+            return await asyncio.wait_for(backend.diagnose(), BACKEND_TIMEOUT_S), []
+        health = await asyncio.wait_for(backend.health(), BACKEND_TIMEOUT_S)
+        extra: list[Check] = []
+        if isinstance(backend, FlashBackend):
+            if backend.mode == "api-key":
+                extra.append(await asyncio.wait_for(flash_scope_check(backend),
+                                                    BACKEND_TIMEOUT_S))
+            extra.append(flash_budget_check(backend))
+        return health, extra
     finally:
         await backend.aclose()
 
 
-def check_backend(config: Config) -> Check:
+def check_backend(config: Config) -> list[Check]:
     try:
-        health = asyncio.run(_health(config))
+        health, extra = asyncio.run(_health(config))
     except TimeoutError:
-        return Check("backend", Status.FAIL,
-                     f"{config.backend.kind} did not answer within {BACKEND_TIMEOUT_S:.0f} s",
-                     "Check the network connection and the backend URL.")
+        return [Check("backend", Status.FAIL,
+                      f"{config.backend.kind} did not answer within {BACKEND_TIMEOUT_S:.0f} s",
+                      "Check the network connection and the backend URL.")]
     latency = f" in {health.latency_ms:.0f} ms" if health.latency_ms is not None else ""
     if health.ok:
-        return Check("backend", Status.OK, f"{health.detail}{latency}")
+        return [Check("backend", Status.OK, f"{health.detail}{latency}"), *extra]
     fix = getattr(health, "fix", "")
-    return Check("backend", Status.FAIL, health.detail,
-                 f"{fix[:1].upper()}{fix[1:]}, then re-run `flash-terminal doctor`." if fix else
-                 "Check the network and the backend URL; if the key or username was refused, "
-                 "re-run `flash-terminal enroll` with a valid one.")
+    return [Check("backend", Status.FAIL, health.detail,
+                  f"{fix[:1].upper()}{fix[1:]}, then re-run `flash-terminal doctor`." if fix else
+                  "Check the network and the backend URL; if the key or username was refused, "
+                  "re-run `flash-terminal enroll` with a valid one."), *extra]
+
+
+# Flash API-key scopes: what each is for, and whether the terminal cannot work without it.
+FLASH_SCOPES_REQUIRED = ("read_user", "read_wallet", "write_wallet")
+FLASH_SCOPE_FIX = ("In the Flash app, create an API key with the scopes read_user, read_wallet, "
+                   "write_wallet and read_transactions, and enrol it (`flash-terminal enroll`)")
+
+
+async def flash_scope_check(backend: Any) -> Check:
+    """Which of the scopes the terminal needs the Flash API key has; the missing one named.
+    read_user (for `me`; no write scope implies it), read_wallet and write_wallet are needed
+    for every sale; read_transactions for recovery and for payouts whose invoice Flash purged."""
+    checks = await backend.check_scopes()
+    missing = [c.scope for c in checks if c.state == "missing"]
+    unknown = [c.scope for c in checks if c.state == "unknown"]
+    fatal = [s for s in missing if s in FLASH_SCOPES_REQUIRED]
+    if fatal:
+        return Check("scopes", Status.FAIL, "the Flash API key lacks " + ", ".join(missing)
+                     + ("" if not unknown else f" (not checked: {', '.join(unknown)})"),
+                     FLASH_SCOPE_FIX + ".")
+    if missing:
+        return Check("scopes", Status.WARN,
+                     "the Flash API key lacks " + ", ".join(missing) + ": sales work, but paid "
+                     "sales missing from the books and payouts whose invoice Flash has purged "
+                     "cannot be looked up", FLASH_SCOPE_FIX + ".")
+    if unknown:
+        return Check("scopes", Status.WARN, "could not check " + ", ".join(unknown),
+                     "Re-run `flash-terminal doctor` once the backend answers.")
+    return Check("scopes", Status.OK, "the Flash API key has " + ", ".join(c.scope
+                                                                          for c in checks))
+
+
+def flash_budget_check(backend: Any) -> Check:
+    """What is left of Flash's invoice limit (20 every 2 minutes per merchant account, then a
+    5-minute block) as this terminal has spent it; the API key's too."""
+    lines = backend.budget.describe(api_key=backend.mode == "api-key")
+    blocked = any("blocked" in line for line in lines)
+    return Check("budget", Status.WARN if blocked else Status.OK, "; ".join(lines),
+                 "Another terminal of this merchant may be creating many invoices; sales wait "
+                 "for the block to end (offline taps are queued meanwhile)." if blocked else "")
+
+
+def queue_drain_time_s(config: Config, count: int, now: float | None = None) -> float | None:
+    """How long `count` queued payouts need at the backend's invoice limit (Flash), from the
+    budget this terminal keeps; None when the backend has no such limit."""
+    if config.backend.kind != "flash" or count <= 0:
+        return None
+    from terminal.adapters.backends.budget import BackendBudget
+    from terminal.app.root import FLASH_BUDGET_FILE
+
+    return BackendBudget(path=config.data_dir / FLASH_BUDGET_FILE).drain_time_s(count, now)
 
 
 def check_disk(config: Config) -> Check:
@@ -343,7 +402,8 @@ def check_ledger_and_exposure(config: Config, now: float | None = None) -> list[
     ledger_check = Check("ledger", Status.OK,
                          f"{total} sale(s), {len(open_sales)} open, "
                          f"{len(queued)} waiting for sync")
-    return [ledger_check, _exposure_check(config, exposure, now)]
+    drain_s = queue_drain_time_s(config, exposure.count, now)
+    return [ledger_check, _exposure_check(config, exposure, now, drain_s)]
 
 
 HOTLIST_STALE_INTERVALS = 3  # a hotlist older than this many refresh intervals is a warning
@@ -409,7 +469,8 @@ def _age_text(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def _exposure_check(config: Config, exposure: Any, now: float) -> Check:
+def _exposure_check(config: Config, exposure: Any, now: float,
+                    drain_s: float | None = None) -> Check:
     from terminal.core.money import Msat, format_msat
 
     limits = config.offline
@@ -419,6 +480,9 @@ def _exposure_check(config: Config, exposure: Any, now: float) -> Check:
     detail = (f"{exposure.count} offline payment(s) waiting, "
               f"{format_msat(Msat(exposure.queued_msat))} of "
               f"{format_msat(Msat(limits.total_cap_msat))} allowed, oldest {age / 3600:.1f} h")
+    if drain_s is not None:
+        # Flash creates 20 invoices per 2 minutes per merchant: the queue's pace once online.
+        detail += f"; sending them takes about {_duration(drain_s)} at Flash's invoice limit"
     sync_fix = "Restore the network, then `flash-terminal sync` (the sync timer also runs it)."
     if (age > limits.max_age_s or exposure.queued_msat >= limits.total_cap_msat
             or exposure.count >= limits.max_queued):
@@ -428,6 +492,14 @@ def _exposure_check(config: Config, exposure: Any, now: float) -> Check:
             or age > EXPOSURE_WARN_FRACTION * limits.max_age_s):
         return Check("exposure", Status.WARN, detail, sync_fix)
     return Check("exposure", Status.OK, detail)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def check_printer(config: Config) -> Check:

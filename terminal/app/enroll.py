@@ -50,7 +50,14 @@ from terminal.adapters.system.files import atomic_write
 from terminal.app.config import Config, ConfigError, IssuerSettings, load_config, parse_config
 
 # The doctor's row type and its reader and printer probes: one vocabulary for both reports.
-from terminal.app.doctor import Check, ReaderProbe, Status, check_printer, probe_reader
+from terminal.app.doctor import (
+    Check,
+    ReaderProbe,
+    Status,
+    check_printer,
+    flash_scope_check,
+    probe_reader,
+)
 from terminal.protocols.boltcard.keys import key_fingerprint
 
 CODE_PREFIX = "FT1:"
@@ -591,6 +598,10 @@ async def check_backend(config: Config) -> list[Check]:
             checks.append(await _check_privilege(config))
         else:
             checks.append(Check("credentials", Status.FAIL, detail, fix))
+        if getattr(backend, "mode", None) == "api-key":
+            # Flash: the key's scopes, the missing one named (a key without read_user fails
+            # every sale with "missing required scope", which is a setup error, not a refusal).
+            checks.append(await flash_scope_check(backend))
         for cur in _currencies(config):
             try:
                 rate = await backend.display_rate(cur)
@@ -687,8 +698,9 @@ def _credential_fix(config: Config, detail: str) -> str:
         return "set terminal.network to the backend's network"
     if flash is not None:
         if flash.api_key:
-            return ("check backend.flash.api_key (not revoked, scopes read_wallet and "
-                    f"write_wallet) and that the account has a {flash.wallet_currency} wallet")
+            return ("check backend.flash.api_key (not revoked; scopes read_user, read_wallet, "
+                    f"write_wallet, read_transactions) and that the account has a "
+                    f"{flash.wallet_currency} wallet")
         return (f"check backend.flash.username (the merchant's Flash username, as shown in "
                 f"their app) and that it has a {flash.wallet_currency} wallet")
     return ("check backend.btcpay.api_key and store_id; the key needs "

@@ -285,6 +285,7 @@ def build_terminal(config: Config) -> Terminal:
         rates=RatePolicy(max_age_s=config.max_rate_age_s),
         connectivity=Connectivity(),
         invoice_expiry_s=config.invoice_expiry_s,
+        confirm_timeout_s=config.lnurl.confirm_timeout_s,
         card_policy=cards,
     )
     checkout.restore_rates({config.display_currency, *config.currencies} - {"SAT"})

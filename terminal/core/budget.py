@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 # A probe of a block whose start the terminal does not know (another terminal tripped it) is
 # free: refused requests never extend a block. At most one background probe this often.
@@ -276,6 +276,7 @@ class BudgetState:
                    WindowState.from_json(data.get("api_key")))
 
 
+@runtime_checkable
 class InvoicePacer(Protocol):
     """What the sync worker and the status bar ask a backend's budget (optional on a backend)."""
 

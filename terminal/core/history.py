@@ -43,7 +43,10 @@ CSV_COLUMNS = (
     # added with refunds: what was paid back of the sale (sent refunds), in msat
     "refunded_msat",
 )
-_REOPENABLE = frozenset(s.value for s in REOPENABLE_BY_PAYMENT)
+# Sales the reconcile keeps asking about: cancelled or failed ones (a wallet or an issuer may
+# still pay their invoice). An EXPIRED sale was ended by the backend's own word (and, long after
+# expiry, a payment lookup): its invoice is final, though `recover` may still find it paid.
+_REOPENABLE = frozenset(s.value for s in REOPENABLE_BY_PAYMENT if s is not SaleState.EXPIRED)
 # Spreadsheets run cells starting with these as formulas (CSV injection): quote them.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -60,8 +60,9 @@ class SaleRecord:
     receipt_printed: bool = False
     synced: bool = False
     updated_at: float | None = None
-    # The backend has declared the invoice final (paid, or expired unpaid): a cancelled or failed
-    # sale whose invoice is not final may still be paid late, so the reconcile keeps asking.
+    # The backend has declared the invoice final (paid, or expired unpaid and no payment found):
+    # a cancelled, failed or expired sale whose invoice is not final may still be paid late, so
+    # the reconcile keeps asking (no time window); records older than the field are asked once.
     invoice_final: bool = False
     recovered: bool = False  # restored from the backend's payments (`flash-terminal recover`)
     cashier: str | None = None  # who rang it up (terminal.core.cashiers); None: nobody signed in

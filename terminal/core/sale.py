@@ -5,8 +5,26 @@ A sale moves through an explicit transition table. Online:
     CREATED ─invoice_ready→ INVOICED ─tap→ CARD_READ ─withdraw_requested→ WITHDRAW_REQUESTED
         ─callback_sent→ CALLBACK_SENT ─paid→ PAID
     INVOICED (QR shown) ─paid→ PAID;  any open state ─expired→ EXPIRED | ─fail→ FAILED
-    CARD_READ / WITHDRAW_REQUESTED / CALLBACK_SENT ─tap_failed→ INVOICED (the issuer refused this
-        card; the invoice is still open for another card or the QR)
+    CARD_READ / WITHDRAW_REQUESTED / CALLBACK_SENT ─tap_failed→ INVOICED (this card could not
+        pay and NOTHING was sent: the invoice is still open for another card or the QR)
+    CALLBACK_SENT ─issuer_refused→ UNCONFIRMED (the issuer answered the callback with a refusal
+        and the invoice is still open: servers answer ERROR while an HTLC is in flight, so the
+        money may still arrive)
+    UNCONFIRMED ─paid→ PAID | ─expired→ EXPIRED | ─cancel→ CANCELLED (the merchant gives up;
+        the invoice is still watched and a late payment still counts) | ─tap→ CARD_READ (the
+        same card again, e.g. after a wrong PIN, or another card: it pays the SAME invoice, and
+        an invoice is paid at most once, so nothing can be charged twice)
+
+Guard, once a payment has left (a callback was sent and not rolled back as never sent): the
+sale never returns to INVOICED and is never FAILED. `tap_failed` then leads to UNCONFIRMED, and
+`fail` is refused: only the invoice ends the sale (paid, expired, or cancelled and watched).
+    CREATED or any open online state ─invoice_replayed→ FAILED (the invoice's payment hash
+        belongs to another sale: it can never pay this one)
+    any open online state ─underpaid→ FAILED (part of the amount arrived, then the invoice
+        expired: BTCPay; a payment of the rest still counts)
+
+A sale with a callback out (CALLBACK_SENT, UNCONFIRMED, or any state after one left) is never
+FAILED: only its invoice ends it (paid, or expired unpaid as the backend says).
 
 Offline (the backend is unreachable, the tap was verified locally and approved by the policy):
 
@@ -17,9 +35,10 @@ A tap that arrives before the invoice exists is held and handed back when the in
 After a terminal state the sale accepts no taps: `tap()` answers with a `LateTap` instead of
 changing anything. Any other event not in the table raises `IllegalTransition`.
 
-One exception to "terminal is final": a CANCELLED or FAILED sale whose invoice a wallet pays
-anyway (an invoice cannot be revoked) becomes PAID by `paid_late`. PAID itself is final, so a
-sale is paid at most once and never ends anything but paid after it was paid.
+One exception to "terminal is final": a CANCELLED, FAILED or EXPIRED sale whose invoice was paid
+anyway (an invoice cannot be revoked; a provider that purged a paid invoice reports it EXPIRED)
+becomes PAID by `paid_late`. PAID itself is final, so a sale is paid at most once and never ends
+anything but paid after it was paid.
 """
 
 from __future__ import annotations
@@ -35,6 +54,7 @@ class SaleState(enum.Enum):
     CARD_READ = "card_read"
     WITHDRAW_REQUESTED = "withdraw_requested"
     CALLBACK_SENT = "callback_sent"
+    UNCONFIRMED = "unconfirmed"
     QUEUED = "queued"
     SUBMITTED = "submitted"
     PAID = "paid"
@@ -53,33 +73,54 @@ TERMINAL_STATES = frozenset(
 )
 
 S = SaleState
-_OPEN_ONLINE = (S.INVOICED, S.CARD_READ, S.WITHDRAW_REQUESTED, S.CALLBACK_SENT)
+_OPEN_ONLINE = (S.INVOICED, S.CARD_READ, S.WITHDRAW_REQUESTED, S.CALLBACK_SENT, S.UNCONFIRMED)
+# A callback is out: the money may be moving, so nothing but the invoice may end the sale.
+PAYMENT_IN_FLIGHT = frozenset({S.CALLBACK_SENT, S.UNCONFIRMED})
 
 # event -> {from_state: to_state}
 TRANSITIONS: dict[str, dict[SaleState, SaleState]] = {
     "invoice_ready": {S.CREATED: S.INVOICED},
-    "tap": {S.INVOICED: S.CARD_READ},
+    "tap": {S.INVOICED: S.CARD_READ, S.UNCONFIRMED: S.CARD_READ},
     "withdraw_requested": {S.CARD_READ: S.WITHDRAW_REQUESTED},
     "callback_sent": {S.WITHDRAW_REQUESTED: S.CALLBACK_SENT},
+    # CALLBACK_SENT → INVOICED only when the callback provably never left (refused before
+    # sending, or the issuer could not be connected to).
     "tap_failed": {S.CARD_READ: S.INVOICED, S.WITHDRAW_REQUESTED: S.INVOICED,
                    S.CALLBACK_SENT: S.INVOICED},
+    "issuer_refused": {S.CALLBACK_SENT: S.UNCONFIRMED},
+    # The invoice's payment hash belongs to another sale (a replayed invoice): this sale can
+    # never be paid by it, whatever is in flight (one payment settles one sale).
+    "invoice_replayed": {s: S.FAILED for s in (S.CREATED, *_OPEN_ONLINE)},
+    # Only part of the amount arrived before the invoice expired (BTCPay): it can no longer be
+    # paid as asked, whatever is in flight. A payment of the rest still counts (paid_late).
+    "underpaid": {s: S.FAILED for s in _OPEN_ONLINE},
     "paid": {**{s: S.PAID for s in _OPEN_ONLINE}, S.SUBMITTED: S.PAID},
     "expired": {s: S.EXPIRED for s in _OPEN_ONLINE},
-    "fail": {**{s: S.FAILED for s in (S.CREATED, *_OPEN_ONLINE)},
+    "fail": {**{s: S.FAILED for s in (S.CREATED, *_OPEN_ONLINE) if s not in PAYMENT_IN_FLIGHT},
              S.QUEUED: S.FAILED, S.SUBMITTED: S.FAILED},
-    # A payment in flight (CALLBACK_SENT, SUBMITTED) cannot be cancelled: only its outcome ends it.
+    # A callback whose outcome is unknown (CALLBACK_SENT, SUBMITTED) cannot be cancelled: only
+    # its outcome ends it. An UNCONFIRMED one can (the issuer said no; the merchant gives up):
+    # the invoice stays watched, so a payment that still arrives makes it PAID.
     "cancel": {S.CREATED: S.CANCELLED, S.INVOICED: S.CANCELLED, S.CARD_READ: S.CANCELLED,
-               S.WITHDRAW_REQUESTED: S.CANCELLED},
+               S.WITHDRAW_REQUESTED: S.CANCELLED, S.UNCONFIRMED: S.CANCELLED},
     "queued": {S.CREATED: S.QUEUED},
     "submitted": {S.QUEUED: S.SUBMITTED},
     "declined": {S.CREATED: S.DECLINED},
     # A Lightning invoice cannot be revoked: a wallet may still pay it after the merchant
-    # cancelled or the card was refused. The backend's word wins: the money arrived.
-    "paid_late": {S.CANCELLED: S.PAID, S.FAILED: S.PAID},
+    # cancelled or the card was refused, and a provider that purged a paid invoice reports it
+    # EXPIRED. The backend's record of the payment wins: the money arrived.
+    "paid_late": {S.CANCELLED: S.PAID, S.FAILED: S.PAID, S.EXPIRED: S.PAID},
 }
 
-# Terminal states a late payment can still move to PAID (while the invoice is unexpired).
-REOPENABLE_BY_PAYMENT = frozenset({S.CANCELLED, S.FAILED})
+# Terminal states a late payment can still move to PAID (until the invoice is known final).
+REOPENABLE_BY_PAYMENT = frozenset({S.CANCELLED, S.FAILED, S.EXPIRED})
+
+
+# Events the "a payment has left" guard changes (see the module docstring).
+_GUARDED = frozenset({"fail", "tap_failed"})
+
+# States whose event detail is the sale's reason (why it ended, or why it is unconfirmed).
+_REASONED = frozenset({S.FAILED, S.DECLINED, S.EXPIRED, S.CANCELLED, S.UNCONFIRMED})
 
 
 class IllegalTransition(Exception):
@@ -127,8 +168,13 @@ class Sale:
         targets = TRANSITIONS.get(event)
         if targets is None or self.state not in targets:
             raise IllegalTransition(self.id, self.state, event)
-        previous, self.state = self.state, targets[self.state]
-        if self.state in (S.FAILED, S.DECLINED, S.EXPIRED, S.CANCELLED) and detail:
+        target = targets[self.state]
+        if event in _GUARDED and self._payment_left(event):
+            if event == "fail":  # the money may still arrive: only the invoice ends the sale
+                raise IllegalTransition(self.id, self.state, event)
+            target = S.UNCONFIRMED  # tap_failed: back to waiting for the invoice, not INVOICED
+        previous, self.state = self.state, target
+        if self.state in _REASONED and detail:
             self.reason = detail
         self.history.append(Transition(at, event, previous, self.state, detail))
         return self.state
@@ -142,10 +188,27 @@ class Sale:
                 return LateTap(self.id, self.state, "a card was already tapped for this sale")
             self.pending_tap = tap
             return None
-        if self.state is not SaleState.INVOICED:
+        if self.state not in (SaleState.INVOICED, SaleState.UNCONFIRMED):
             return LateTap(self.id, self.state, "a card is already being charged for this sale")
         self.apply("tap", at)
         return None
+
+    def _payment_left(self, event: str) -> bool:
+        """Whether a callback left at some point: every `callback_sent` counts unless the very
+        next event rolled it back as never sent (`tap_failed`). A trailing `callback_sent` is
+        judged by the event now being applied."""
+        for i, t in enumerate(self.history):
+            if t.event != "callback_sent":
+                continue
+            following = self.history[i + 1].event if i + 1 < len(self.history) else event
+            if following != "tap_failed":
+                return True
+        return False
+
+    @property
+    def payment_left(self) -> bool:
+        """A payment of this sale's invoice may be on its way (see the guard above)."""
+        return self._payment_left("")
 
     def invoice_ready(self, at: float) -> Any:
         """Mark the invoice ready; returns a tap held while it was being created (or None)."""

@@ -5,11 +5,21 @@ own. Each state change is written to the ledger *before* the side effect it anno
 (write-ahead), so a restart at any point can resume from the ledger:
 - the invoice is the idempotency key and the backend's invoice status is the truth;
 - a tap's counter is stored before any network call, so the same `p`/`c` is never used twice;
-- a callback whose outcome is unknown is resolved through the invoice status, never resent.
+- a callback whose outcome is unknown is resolved through the invoice status, never resent;
+- once a callback was sent, nothing but the invoice ends the sale: an issuer's refusal is checked
+  against the invoice (a bounded wait) and, while the invoice is open, the sale is UNCONFIRMED
+  ("not confirmed — do not charge again"), never failed. Servers answer ERROR while an HTLC is
+  still in flight;
+- one payment, one sale: an invoice whose payment hash another sale holds is refused before it is
+  shown or used (`backend-replayed-invoice`), and a payment settles only the sale holding its hash;
+- reconcile asks about every invoice the backend has not declared final (`invoice_final`), with
+  no time window, so a payment found a day later still counts.
 
-When the backend cannot be reached (observed: the invoice creation failed with
-`BackendUnavailable`), a tap verified locally may be accepted under the offline policy and queued
-for the sync worker.
+When the backend cannot be used for a while (invoice creation failed with `BackendUnavailable`,
+`BackendRateLimited`, a nonsense answer or an unexpected error), a tap verified locally may be
+accepted under the offline policy and queued for the sync worker. Only a definite refusal
+(`BackendRejected`, `BackendUnauthorized`) fails the sale. No exception from a backend or issuer
+call escapes a session: an unexpected one counts as "outcome unknown".
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from terminal.core.ports.backend import (
     Backend,
     BackendError,
     BackendRateLimited,
+    BackendRejected,
+    BackendUnauthorized,
     BackendUnavailable,
     DisplayRate,
     Invoice,
@@ -39,7 +51,14 @@ from terminal.core.ports.backend import (
 )
 from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
 from terminal.core.risk import Exposure, OfflineLimits, OfflineTap, decide_offline, explain
-from terminal.core.sale import REOPENABLE_BY_PAYMENT, IllegalTransition, LateTap, Sale, SaleState
+from terminal.core.sale import (
+    PAYMENT_IN_FLIGHT,
+    REOPENABLE_BY_PAYMENT,
+    IllegalTransition,
+    LateTap,
+    Sale,
+    SaleState,
+)
 from terminal.protocols import lnurl
 from terminal.protocols.boltcard import Keyring, TapReason, TapVerification
 
@@ -55,7 +74,9 @@ class Ledger(Protocol):
 
     def save_sale(self, record: SaleRecord) -> None: ...
     def get_sale(self, sale_id: str) -> SaleRecord | None: ...
+    def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None: ...
     def open_sales(self) -> list[SaleRecord]: ...
+    def sales_awaiting_invoice(self) -> list[SaleRecord]: ...
     def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
     def card(self, card_id: str) -> CardState: ...
     def save_card(self, state: CardState) -> None: ...
@@ -74,10 +95,12 @@ class Ledger(Protocol):
 class TapResult:
     """What the screen shows right after a tap.
 
-    kind: "accepted" (the issuer took the invoice; wait for settlement), "pin-required",
-    "refused" (this card cannot pay; the sale stays open), "queued", "declined" (offline policy),
-    "late" (the sale has ended or already has a card), "unknown" (the callback's outcome is
-    unknown: it is being resolved through the invoice status).
+    kind: "accepted" (the issuer took the invoice, or it is already paid; wait for
+    settlement), "pin-required", "refused" (this card cannot pay and nothing was sent; the sale
+    stays open), "queued", "declined" (offline policy), "late" (the sale has ended or already has
+    a card), "unknown" (the callback's outcome is unknown: it is being resolved through the
+    invoice status), "unconfirmed" (the issuer refused after the callback was sent and the invoice
+    is still open: NOT a failure, the money may still arrive; do not charge again).
     """
 
     kind: str
@@ -88,7 +111,9 @@ class TapResult:
 
 @dataclass(frozen=True)
 class SaleOutcome:
-    status: str  # paid | failed | expired | cancelled | queued | declined
+    # paid | queued (final or as good as paid) | failed | expired | cancelled | declined (ended,
+    # unpaid) | unconfirmed | pending (NOT final: the money may still arrive; never charge again)
+    status: str
     sale_id: str
     reason: str | None
     message: str
@@ -107,8 +132,21 @@ class SaleOutcome:
 
 
 RATE_META_PREFIX = "rate:"
-LATE_PAYMENT_GRACE_S = 120.0
 WATCH_RETRY_BASE_S = 0.5
+# After an issuer's refusal of a sent callback: how long to follow the invoice before answering
+# "unconfirmed" (configurable: [lnurl] confirm_timeout_s).
+CONFIRM_TIMEOUT_S = 5.0
+# An EXPIRED status seen further than this from the invoice's expiry may come from a provider
+# that purged the invoice, paid or not (Flash): it is checked against the wallet's payments.
+EXPIRED_TRUST_S = 120.0
+REASON_REPLAYED_INVOICE = "backend-replayed-invoice"
+REASON_NOT_SUPPORTED = "not-supported"  # BackendError.reason() of code "not_supported"
+UNCONFIRMED_TEXT = (
+    "Not confirmed — do not charge again. The card's issuer answered \u201c{reason}\u201d after "
+    "the payment was sent, so the money may still arrive. This sale stays open: the card can be "
+    "tapped again or the QR paid (the same invoice, paid at most once); never start a new sale "
+    "for it."
+)
 WATCH_RETRY_MAX_S = 8.0
 
 TAP_MESSAGES = {
@@ -135,6 +173,7 @@ class Checkout:
         rates: RatePolicy | None = None,
         connectivity: Connectivity | None = None,
         invoice_expiry_s: int = 300,
+        confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
         card_policy: CardPolicy | None = None,
     ) -> None:
@@ -148,6 +187,7 @@ class Checkout:
         self.rates = rates or RatePolicy()
         self.connectivity = connectivity or Connectivity()
         self.invoice_expiry_s = invoice_expiry_s
+        self.confirm_timeout_s = confirm_timeout_s
         self.clock = clock
         self.card_policy = card_policy  # hotlist, per-card limits, unknown cards (None: none)
 
@@ -155,6 +195,15 @@ class Checkout:
                         tip_minor: int = 0, cashier: str | None = None) -> SaleSession:
         """Record the sale, then create its invoice. Offline, the session can still queue a tap.
         `amount_minor` includes the tip; `tip_minor` is its share; `cashier` who rang it up."""
+        session = self.start_sale(amount_minor, currency_code, memo, tip_minor=tip_minor,
+                                  cashier=cashier)
+        await session.create_invoice()
+        return session
+
+    def start_sale(self, amount_minor: int, currency_code: str, memo: str = "", *,
+                   tip_minor: int = 0, cashier: str | None = None) -> SaleSession:
+        """Record the sale without asking for its invoice yet (`SaleSession.create_invoice`): a
+        caller with a deadline holds the session even when the invoice never comes."""
         if not 0 <= tip_minor <= amount_minor:
             raise ValueError("the tip must lie between 0 and the amount")
         code = currency(currency_code).code
@@ -172,7 +221,6 @@ class Checkout:
         )
         session = SaleSession(self, record, record.to_sale())
         session.persist()
-        await session.create_invoice()
         return session
 
     async def refresh_rate(self, currency_code: str) -> None:
@@ -181,8 +229,8 @@ class Checkout:
             return
         try:
             rate = await self.backend.display_rate(currency_code)
-        except BackendError as exc:
-            self._observe_failure(exc)
+        except Exception as exc:  # noqa: BLE001 - any backend fault: keep the last good rate
+            self._backend_fault(exc, f"rate for {currency_code}")
             return
         now = self.clock()
         self.connectivity.success(now)
@@ -220,30 +268,34 @@ class Checkout:
 
     async def recover(self, skip: Collection[str] = ()) -> list[SaleOutcome]:
         """After a restart (and now and then while running): settle every open sale through
-        its invoice status, and catch wallets that paid a cancelled or failed sale's invoice
-        before it expired. `skip` names sales another session is driving right now (the one on
-        screen): two sessions writing one record would undo each other's state."""
+        its invoice status, and catch payments of cancelled, failed or unconfirmed sales. Every
+        sale whose invoice the backend has not declared final is asked about, however old (no
+        time window); each is asked until its invoice is final, then never again. `skip` names
+        sales another session is driving right now (the one on screen): two sessions writing
+        one record would undo each other's state."""
         outcomes = []
-        for record in self.ledger.open_sales() + self._closed_with_live_invoice():
-            if record.id in skip:
+        seen = set(skip)
+        for record in self.ledger.open_sales() + self.ledger.sales_awaiting_invoice():
+            if record.id in seen:
                 continue
+            seen.add(record.id)
             session = SaleSession(self, record, record.to_sale())
             outcomes.append(await session.reconcile())
         return outcomes
 
-    def _closed_with_live_invoice(self) -> list[SaleRecord]:
-        now = self.clock()
-        # An invoice lives at most invoice_expiry_s; look back twice that (clock skew).
-        recent = self.ledger.sales(start=now - 2 * self.invoice_expiry_s - LATE_PAYMENT_GRACE_S)
-        return [
-            r for r in recent
-            if SaleState(r.state) in REOPENABLE_BY_PAYMENT and r.bolt11
-            and (r.invoice_expires_at or 0) + LATE_PAYMENT_GRACE_S > now
-        ]
-
     def _observe_failure(self, exc: BackendError) -> None:
         if isinstance(exc, BackendUnavailable):
             self.connectivity.failure(self.clock(), exc.message)
+
+    def _backend_fault(self, exc: Exception, what: str) -> None:
+        """A backend call failed: note it, never raise. An exception that is not a
+        BackendError is a bug below us: its traceback goes to the debug log only."""
+        if isinstance(exc, BackendError):  # expected now and then: the outcome says it
+            self._observe_failure(exc)
+            log.info("%s failed: %s", what, lnurl.clean_reason(exc.message))
+        else:
+            log.warning("%s failed: unexpected %s from the backend", what, type(exc).__name__)
+            log.debug("%s: backend traceback", what, exc_info=exc)
 
 
 class SaleSession:
@@ -288,22 +340,30 @@ class SaleSession:
         )
         try:
             invoice = await co.backend.create_invoice(request)
-        except BackendUnavailable as exc:
-            co._observe_failure(exc)
-            self.offline = True
-            log.warning("sale %s: backend unreachable, offline mode", self.record.id[:8])
+        except (BackendRejected, BackendUnauthorized) as exc:  # a definite refusal
+            self._message = lnurl.clean_reason(exc.message) or "The backend refused the invoice."
+            default = ("backend-unauthorized" if isinstance(exc, BackendUnauthorized)
+                       else "backend-refused")
+            self._apply("fail", backend_reason(exc, default))
             return
-        except BackendRateLimited as exc:
-            # A rate limit (Flash: the merchant's invoice limit) is a wait, not a refusal: the
-            # sale goes on as if the backend were unreachable (a verified card may still be
-            # accepted offline), without marking the backend down.
+        except Exception as exc:  # noqa: BLE001 - unreachable, rate-limited, nonsense, a bug
+            # Not a refusal: no invoice reached anyone, so nothing can be paid. The sale stays
+            # open: a verified card may still be accepted offline (the offline policy decides).
+            co._backend_fault(exc, f"sale {self.record.id[:8]}: invoice creation")
             self.offline = True
-            log.warning("sale %s: backend rate-limited (%s), offline mode", self.record.id[:8],
-                        exc.message)
+            self._message = _offline_text(exc)
             return
-        except BackendError as exc:
-            self._message = exc.message
-            self._apply("fail", exc.reason("backend-refused"))
+        holder = co.ledger.find_sale_by_payment_hash(invoice.payment_hash.lower())
+        if holder is not None and holder.id != self.record.id:
+            # A replay, a caching proxy or a backend bug: paying it would pay the other sale's
+            # invoice (or nothing at all) while this sale counted it again. Never shown or used.
+            log.error("sale %s: the backend returned the invoice of sale %s; refused",
+                      self.record.id[:8], holder.id[:8])
+            self._message = (
+                "The backend answered with an invoice that belongs to another sale "
+                f"({holder.id[:8]}): it was not shown and nothing was charged. Try again; if it "
+                "happens again, check the backend.")
+            self._apply("invoice_replayed", REASON_REPLAYED_INVOICE)
             return
         co.connectivity.success(co.clock())
         self.invoice = invoice
@@ -382,7 +442,8 @@ class SaleSession:
 
     async def _tap_online(self, url: str, v: TapVerification, pin: str | None) -> TapResult:
         co = self.checkout
-        if self.sale.state is not SaleState.INVOICED:
+        # UNCONFIRMED takes a card too: it pays the same invoice, which is paid at most once.
+        if self.sale.state not in (SaleState.INVOICED, SaleState.UNCONFIRMED):
             return TapResult("late", "card-in-progress",
                              "A card is already being charged for this sale.")
         self.sale.apply("tap", co.clock())
@@ -395,6 +456,11 @@ class SaleSession:
             request = await co.withdraw.fetch_request(url)
         except lnurl.LnurlError as exc:
             return self._tap_refused(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug below us; no money moves at the GET
+            log.warning("sale %s: unexpected %s fetching the withdraw request",
+                        self.record.id[:8], type(exc).__name__)
+            log.debug("withdraw request traceback", exc_info=exc)
+            return self._tap_refused(lnurl.IssuerGarbage("unexpected error"))
         if self.state is not SaleState.CARD_READ:  # paid by QR or cancelled meanwhile
             return TapResult("late", "sale-ended", _late_text(self.sale.state))
         self.card_balance_msat = request.current_balance_msat
@@ -424,11 +490,36 @@ class SaleSession:
         try:
             accepted = await co.withdraw.submit(request, self.invoice.bolt11, amount, pin)
         except lnurl.CallbackOutcomeUnknown:
-            return TapResult("unknown", "callback-outcome-unknown",
-                             "Waiting for the payment to confirm…")
-        except lnurl.LnurlError as exc:
+            return _outcome_unknown()
+        except lnurl.IssuerError as exc:
+            # The issuer answered, and said no. It may be paying anyway (an HTLC in flight):
+            # only the invoice can tell.
+            return await self._confirm_after_refusal(exc)
+        except lnurl.LnurlError as exc:  # refused before sending, or never connected: not sent
             return self._tap_refused(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug below us: the callback may have left
+            log.warning("sale %s: unexpected %s sending the callback; outcome unknown",
+                        self.record.id[:8], type(exc).__name__)
+            log.debug("callback traceback", exc_info=exc)
+            return _outcome_unknown()
         return TapResult("accepted", None, accepted.reason or "Payment sent, confirming…")
+
+    async def _confirm_after_refusal(self, exc: lnurl.IssuerError) -> TapResult:
+        """Follow the invoice a few seconds before answering; never `failed` while it is open."""
+        co = self.checkout
+        log.info("sale %s: the issuer refused the sent callback (%s); checking the invoice",
+                    self.record.id[:8], exc.code)
+        if co.confirm_timeout_s > 0:
+            await self.wait_settled(co.confirm_timeout_s)
+        else:
+            await self.reconcile()
+        if self.sale.state is SaleState.PAID:
+            return TapResult("accepted", None, "Paid.")
+        if self.sale.is_final:  # the invoice expired unpaid meanwhile: the refusal stands
+            return TapResult("refused", exc.code, exc.user_message)
+        self._apply("issuer_refused", exc.code)
+        self._message = UNCONFIRMED_TEXT.format(reason=exc.reason or exc.code)
+        return TapResult("unconfirmed", exc.code, self._message)
 
     def _tap_refused(self, exc: lnurl.LnurlError) -> TapResult:
         code = getattr(exc, "code", None) or "issuer-error"
@@ -438,9 +529,13 @@ class SaleSession:
             SaleState.CARD_READ, SaleState.WITHDRAW_REQUESTED, SaleState.CALLBACK_SENT
         ):
             # Keep which card was refused in the history (its keyed id, never the UID).
+            why_unconfirmed = self.sale.reason if self.sale.payment_left else None
             self._apply("tap_failed", f"{code} card {self.record.card_id or '?'}")
-            self.record.reason = code
-            self.persist()
+            if self.state is SaleState.UNCONFIRMED:  # (re-read: apply moved it)
+                # An earlier payment may still arrive (the guard kept the sale UNCONFIRMED):
+                # its reason stays the one that made it unconfirmed.
+                self.sale.reason = why_unconfirmed or code
+                self.persist()
         return TapResult("refused", code, message)
 
     def _tap_offline(self, url: str, v: TapVerification, previous: int) -> TapResult:
@@ -522,14 +617,16 @@ class SaleSession:
                 while not self.sale.is_final:
                     try:
                         await self._watch_once()
-                    except BackendError as exc:
+                    except Exception as exc:  # noqa: BLE001 - any backend fault
                         # One bad answer or a short outage must not end the wait: a payment
                         # that lands a moment later still has to be seen.
-                        co._observe_failure(exc)
-                        log.warning("sale %s: status watch failed (%s), retrying",
-                                    self.record.id[:8], exc.message)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, WATCH_RETRY_MAX_S)
+                        co._backend_fault(exc, f"sale {self.record.id[:8]}: status watch")
+                    if self.sale.is_final:
+                        break
+                    # The watch ended without settling the sale (an error, or a final status
+                    # that could not be confirmed yet): back off before watching again.
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, WATCH_RETRY_MAX_S)
         except TimeoutError:
             await self.reconcile()  # one last look before answering "not settled"
         return self.outcome()
@@ -541,34 +638,109 @@ class SaleSession:
         # aclosing: leaving early must stop the backend's socket and poll tasks now.
         async with aclosing(statuses) as watch:
             async for status in watch:
-                if self._settle(status):
+                if await self._decide(status):
                     return
 
     async def reconcile(self) -> SaleOutcome:
-        """Ask the backend once for the invoice status and settle the sale if it is final."""
+        """Ask the backend once for the invoice status and settle the sale by it: open sales,
+        and ended ones (cancelled, failed, expired) whose invoice is not known final yet."""
         co = self.checkout
-        if self.sale.is_final and not (
-            self.sale.state in REOPENABLE_BY_PAYMENT and self.invoice is not None
-        ):
-            return self.outcome()
         if self.invoice is None:
             if self.sale.state is SaleState.CREATED and not self.offline:
                 self._apply("fail", "interrupted-before-invoice")
             return self.outcome()
+        if not self._invoice_may_change():
+            return self.outcome()
         try:
             status = await co.backend.invoice_status(self.invoice)
-        except BackendError as exc:
-            co._observe_failure(exc)
+        except Exception as exc:  # noqa: BLE001 - any backend fault: ask again next time
+            co._backend_fault(exc, f"sale {self.record.id[:8]}: status check")
             return self.outcome()
-        self._settle(status)
+        co.connectivity.success(co.clock())
+        await self._decide(status)
         return self.outcome()
 
+    def _invoice_may_change(self) -> bool:
+        if self.record.invoice_final:
+            return False
+        if self.sale.state in (SaleState.QUEUED, SaleState.SUBMITTED):
+            return False  # the sync worker's
+        return not self.sale.is_final or self.sale.state in REOPENABLE_BY_PAYMENT
+
+    async def _decide(self, status: InvoiceStatus) -> bool:
+        """Settle by a status from the backend; True once the sale is final."""
+        if not isinstance(status, InvoiceStatus):
+            log.warning("sale %s: the backend answered a status of type %s; ignored",
+                        self.record.id[:8], type(status).__name__)
+            return self.sale.is_final
+        if status is InvoiceStatus.EXPIRED and not self._expiry_is_plausible():
+            found = await self._find_payment()
+            if found is None:  # could not tell now: ask again on the next pass
+                return self.sale.is_final
+            if found:
+                status = InvoiceStatus.PAID
+        return self._settle(status)
+
+    def _expiry_is_plausible(self) -> bool:
+        """EXPIRED seen around the invoice's own expiry is believed. Seen long after, it may
+        come from a provider that purged the invoice, paid or not; seen long before, it is odd
+        (a skewed clock, a confused backend): both are checked against the wallet's payments."""
+        assert self.invoice is not None
+        return abs(self.checkout.clock() - self.invoice.expires_at) <= EXPIRED_TRUST_S
+
+    async def _find_payment(self) -> bool | None:
+        """Whether the wallet holds a payment of this invoice (a provider may report a purged,
+        paid invoice as EXPIRED): True, False (none, or the backend cannot look it up), or None
+        (it could not answer now)."""
+        co = self.checkout
+        assert self.invoice is not None
+        try:
+            payment = await co.backend.find_payment(self.invoice)
+        except (BackendRejected, BackendUnauthorized) as exc:
+            # Not supported by this backend, or no scope to read transactions: the EXPIRED
+            # status is all there is.
+            log.info("sale %s: payment lookup unavailable (%s); the invoice status stands",
+                     self.record.id[:8], backend_reason(exc, REASON_NOT_SUPPORTED))
+            return False
+        except Exception as exc:  # noqa: BLE001 - unreachable, rate-limited, nonsense, a bug
+            co._backend_fault(exc, f"sale {self.record.id[:8]}: payment lookup")
+            return None
+        if payment is None:
+            return False
+        if str(getattr(payment, "payment_hash", "")).lower() != self.invoice.payment_hash.lower():
+            log.warning("sale %s: the payment lookup answered another invoice; asking again later",
+                        self.record.id[:8])
+            return None
+        return True
+
+    def _owns_payment(self) -> bool:
+        """One payment, one sale: only the sale holding the invoice's hash is settled by it."""
+        if not self.record.payment_hash:
+            return True
+        holder = self.checkout.ledger.find_sale_by_payment_hash(self.record.payment_hash.lower())
+        if holder is None or holder.id == self.record.id:
+            return True
+        log.error("sale %s: its invoice was paid for sale %s; not counted twice",
+                  self.record.id[:8], holder.id[:8])
+        return False
+
     def _settle(self, status: InvoiceStatus) -> bool:
+        if status is InvoiceStatus.PAID and not self._owns_payment():
+            self.record.invoice_final = True
+            if self.sale.is_final:
+                self.persist()
+            else:
+                self._apply("invoice_replayed", REASON_REPLAYED_INVOICE)
+            return True
+        if status is InvoiceStatus.PAID:
+            self.record.invoice_final = True
         if status is InvoiceStatus.PAID and self.sale.state in REOPENABLE_BY_PAYMENT:
             log.warning("sale %s: paid after it was %s", self.record.id[:8], self.sale.state.value)
             self._apply("paid_late", f"paid-after-{self.sale.state.value}")
             self._message = "Paid after the sale was closed: the money arrived."
-        elif status is InvoiceStatus.PAID and not self.sale.is_final:
+        elif status is InvoiceStatus.PAID and self.sale.is_final:
+            self.persist()  # already paid: just remember the invoice is final
+        elif status is InvoiceStatus.PAID:
             if self.sale.state is SaleState.INVOICED:
                 # No card in flight: a wallet paid the QR (perhaps after a refused card, whose
                 # attempt stays in the history but must not count as this card's payment).
@@ -578,17 +750,29 @@ class SaleSession:
                 self.record.method = "card"
             self._apply("paid")
             self._unblock_card()
-        elif status is InvoiceStatus.UNDERPAID and not self.sale.is_final:
-            # Failed, not expired: a later payment of the rest (BTCPay's PaidLate) still counts.
+        elif status is InvoiceStatus.UNDERPAID:
+            # Only part arrived before expiry: failed, not expired, whatever was in flight (the
+            # invoice can no longer be paid as asked). The invoice stays watched: a later
+            # payment of the rest (BTCPay's PaidLate) still makes the sale PAID.
+            if not self.sale.is_final:
+                try:
+                    self._apply("underpaid", "invoice-underpaid")
+                except IllegalTransition:
+                    return False
+                self._message = UNDERPAID_TEXT
+            return True
+        elif status is InvoiceStatus.EXPIRED:
+            self.record.invoice_final = True
+            if self.sale.is_final:
+                self.persist()
+                return True
+            # An unconfirmed card payment keeps the issuer's word as the reason it ended.
+            why = (self.record.reason if self.sale.state is SaleState.UNCONFIRMED
+                   and self.record.reason else "invoice-expired")
             try:
-                self._apply("fail", "invoice-underpaid")
-            except IllegalTransition:
-                return False
-            self._message = UNDERPAID_TEXT
-        elif status is InvoiceStatus.EXPIRED and not self.sale.is_final:
-            try:
-                self._apply("expired", "invoice-expired")
-            except IllegalTransition:
+                self._apply("expired", why)
+            except IllegalTransition:  # CREATED / offline states: not this invoice's to end
+                self.record.invoice_final = False
                 return False
         return self.sale.is_final
 
@@ -608,9 +792,13 @@ class SaleSession:
             return False
         return True
 
-    def fail(self, code: str) -> None:
-        if not self.sale.is_final:
-            self._apply("fail", code)
+    def fail(self, code: str) -> bool:
+        """End the sale as failed; refused (False) once it ended, or once a payment has left
+        (a callback was sent): then only its invoice can end it."""
+        if self.sale.is_final or self.sale.state in PAYMENT_IN_FLIGHT or self.sale.payment_left:
+            return False
+        self._apply("fail", code)
+        return True
 
     def outcome(self) -> SaleOutcome:
         state = self.sale.state
@@ -622,6 +810,7 @@ class SaleSession:
             SaleState.QUEUED: "queued",
             SaleState.SUBMITTED: "queued",
             SaleState.DECLINED: "declined",
+            SaleState.UNCONFIRMED: "unconfirmed",
         }.get(state, "pending")
         return SaleOutcome(
             status=status,
@@ -653,8 +842,35 @@ def _status_text(status: str) -> str:
         "cancelled": "The sale was cancelled.",
         "queued": "Accepted offline: it will be paid when the terminal reconnects.",
         "declined": "Declined.",
+        "unconfirmed": ("Not confirmed — do not charge again: the payment may still arrive. The "
+                        "sale is settled by its invoice; check History before taking another "
+                        "payment."),
         "pending": "Waiting for payment.",
     }[status]
+
+
+def backend_reason(exc: BackendError, default: str) -> str:
+    """A backend's error code as a ledger reason (`TOO_MANY_REQUESTS` → `too-many-requests`).
+    The code is server-supplied: anything but a short plain word becomes `default`."""
+    code = exc.code
+    if not isinstance(code, str):
+        return default
+    reason = code.strip().lower().replace("_", "-")
+    if not reason or len(reason) > 64 or not all(c.isalnum() or c == "-" for c in reason):
+        return default
+    return reason if reason.isascii() else default
+
+
+def _outcome_unknown() -> TapResult:
+    return TapResult("unknown", "callback-outcome-unknown", "Waiting for the payment to confirm…")
+
+
+def _offline_text(exc: Exception) -> str:
+    if isinstance(exc, BackendRateLimited):
+        return ("The backend is busy (too many invoices): no invoice was created. Waiting for "
+                "the backend; a card can still be accepted offline.")
+    return ("The backend could not be used: no invoice was created. Waiting for the backend; "
+            "a card can still be accepted offline.")
 
 
 __all__ = ["Checkout", "SaleOutcome", "SaleSession", "TapResult", "NoRate"]

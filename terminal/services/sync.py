@@ -14,6 +14,14 @@ Rules, in the order they matter for money:
 - Retries back off exponentially with jitter per item (`attempts`, `next_attempt_at`), and never
   sooner than a backend's Retry-After. A clock that jumped backwards cannot park an item: a
   `next_attempt_at` further away than any delay this worker sets counts as due.
+- The backend's rate limits are a wait, never a failure, and never count as an attempt. With a
+  pacer (the backend's budget: Flash allows 20 invoices per 2 minutes per merchant, then blocks
+  for 5) the drain creates invoices at the allowed rate and leaves part of every window to sales
+  at the counter; a block tripped by another terminal of the merchant pauses it until it ends.
+- An EXPIRED status read long after the invoice expired may come from a provider that has purged
+  the invoice (Flash then says EXPIRED even for a paid one): before such a payout is recorded as
+  lost, the backend's received payments are searched for it; if they cannot be, it stays
+  unresolved (`expired-unverified`), never lost on that word alone.
 - Every payout ends PAID or FAILED with a reason (the issuer's, or ours). A failed payout stays in
   the ledger as the merchant's loss; nothing is dropped.
 
@@ -31,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from terminal.core.budget import InvoicePacer
 from terminal.core.connectivity import Connectivity
 from terminal.core.memo import sale_memo
 from terminal.core.ports.backend import (
@@ -62,6 +71,9 @@ UNDERPAID_MESSAGE = ("Only part of the amount arrived before the invoice expired
 REASON_SALE_MISSING = "sale-missing"
 REASON_NO_INVOICE = "outcome-unknown-no-invoice"
 REASON_BACKEND_REFUSED = "backend-refused"
+REASON_RATE_LIMITED = "backend-rate-limited"
+REASON_BUDGET = "waiting-for-backend-budget"
+REASON_EXPIRED_UNVERIFIED = "expired-unverified"
 REASON_ISSUER_UNREACHABLE = "issuer-unreachable"
 REASON_WAITING = "waiting-for-earlier-tap"
 # Definite issuer refusals that say the card cannot pay: stop accepting it offline (until it
@@ -99,8 +111,17 @@ class SyncPolicy:
     settle_timeout_s: float = 20.0
     settle_first_poll_s: float = 0.02
     settle_max_poll_s: float = 1.0
-    # A stored invoice closer than this to expiry is replaced before it is sent to an issuer.
-    invoice_margin_s: float = 60.0
+    # A stored invoice closer than this to expiry is replaced before it is sent to an issuer
+    # (Flash's USD invoices live 60 s: a longer margin would replace every one, each new invoice
+    # spending the merchant's invoice limit).
+    invoice_margin_s: float = 30.0
+    # EXPIRED read more than this after the invoice's expiry is cross-checked with the backend's
+    # received payments before it counts (a provider may purge an expired invoice, and Flash
+    # then reports EXPIRED even when it was paid).
+    expired_trust_s: float = 600.0
+    # A pass waits this long at most for the backend's invoice budget; a longer wait ends the
+    # pass with the payout queued for the moment the budget allows (run_forever wakes then).
+    budget_wait_s: float = 2.0
     # Callback that could not be sent at all (connect errors): in-process retries with the same k1.
     callback_retries: int = 2
     callback_retry_s: float = 0.5
@@ -192,13 +213,16 @@ class _Pass:
 
 
 class _Requeue(Exception):
-    """Internal: the payout goes back to (or stays) QUEUED with backoff."""
+    """Internal: the payout goes back to (or stays) QUEUED with backoff. `counts=False` (a rate
+    limit, the budget): not the payout's failure, no attempt counted, due exactly when told."""
 
-    def __init__(self, reason: str, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(self, reason: str, message: str, retry_after_s: float | None = None,
+                 *, counts: bool = True) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.retry_after_s = retry_after_s
+        self.counts = counts
 
 
 class _Fail(Exception):
@@ -223,9 +247,14 @@ class SyncWorker:
         terminal_id: str | None = None,
         invoice_expiry_s: int = 300,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pacer: InvoicePacer | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        # The backend's own budget when it keeps one (Flash); none: no pacing.
+        found = getattr(backend, "budget", None)
+        self.pacer = pacer if pacer is not None else (
+            found if isinstance(found, InvoicePacer) else None)
         self.ledger = ledger
         self.backend = backend
         self.withdraw = withdraw
@@ -290,6 +319,28 @@ class SyncWorker:
             except TimeoutError:
                 pass
 
+    async def drain(self, *, timeout_s: float) -> SyncReport:
+        """Passes until nothing is queued or being sent (or `timeout_s` is spent), waiting
+        between them as `run_forever` does: at the backend's allowed rate. The report holds
+        each payout's last outcome."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        latest: dict[str, ItemResult] = {}
+        started: float | None = None
+        report = SyncReport(started_at=self.clock())
+        while True:
+            report = await self.run_once(report_sales=False)
+            started = report.started_at if started is None else started
+            latest.update((item.payout_id, item) for item in report.items)
+            if not any(i.outcome in (QUEUED, SUBMITTING) for i in report.items):
+                break
+            wait = self._next_wake_s(report)
+            if loop.time() + wait > deadline:
+                break
+            await self._sleep(wait)
+        return SyncReport(started_at=started, finished_at=self.clock(),
+                          items=list(latest.values()), backend_down=report.backend_down)
+
     async def _probe(self) -> bool:
         try:
             health = await self.backend.health()
@@ -306,7 +357,9 @@ class SyncWorker:
         now = self.clock()
         waits = [self.policy.idle_poll_s]
         for item in report.items:
-            if item.outcome == QUEUED and item.next_attempt_at is not None:
+            # A tap held back behind an earlier one of its card goes when that one does.
+            if (item.outcome == QUEUED and item.next_attempt_at is not None
+                    and item.reason != REASON_WAITING):
                 waits.append(max(0.05, item.next_attempt_at - now))
         return min(waits)
 
@@ -357,6 +410,8 @@ class SyncWorker:
         if sale.is_final:  # settled by an earlier run that stopped before the payout was
             return self._adopt_final_sale(payout, sale)
         try:
+            if self._needs_invoice(sale):
+                await self._budget(state)
             invoice = await self._invoice_for(payout, sale, state)
             # Write-ahead: the invoice (on the sale) and SUBMITTING together, before the GET.
             payout.status = PayoutStatus.SUBMITTING
@@ -373,10 +428,27 @@ class SyncWorker:
             return self._finish_failed(payout, sale, fail.reason, fail.message)
         return await self._callback(payout, sale, invoice, request)
 
+    def _needs_invoice(self, sale: SaleRecord) -> bool:
+        left = (sale.invoice_expires_at or 0) - self.clock()
+        return not (sale.bolt11 and left > self.policy.invoice_margin_s)
+
+    async def _budget(self, state: _Pass) -> None:
+        """Wait (briefly) for the backend's invoice budget, or requeue until it allows."""
+        if self.pacer is None:
+            return
+        wait = self.pacer.invoice_wait_s(self.clock(), background=True)
+        if wait <= 0:
+            return
+        if wait <= self.policy.budget_wait_s:
+            await self._sleep(wait)
+            return
+        raise _Requeue(REASON_BUDGET,
+                       f"Waiting for the backend's invoice limit (next invoice in {wait:.0f} s); "
+                       "sales at the counter go first.", wait, counts=False)
+
     async def _invoice_for(self, payout: QueuedPayout, sale: SaleRecord, state: _Pass) -> Invoice:
         """The sale's invoice, created (idempotency key: the sale id) when missing or stale."""
-        now = self.clock()
-        if sale.bolt11 and (sale.invoice_expires_at or 0) - now > self.policy.invoice_margin_s:
+        if not self._needs_invoice(sale):
             return sale.invoice()  # type: ignore[return-value]
         # Only a QUEUED payout gets here: its invoice (if any) never went to an issuer, so an
         # expired one is simply replaced.
@@ -390,6 +462,7 @@ class SyncWorker:
             memo=self._memo(payout, sale),
             idempotency_key=key,
             expires_in_s=self.invoice_expiry_s,
+            background=True,  # the counter's sales go first under the backend's limits
             metadata={
                 "saleId": sale.id,
                 "terminalId": self.terminal_id or sale.terminal_id or "",
@@ -402,8 +475,10 @@ class SyncWorker:
         try:
             invoice = await self.backend.create_invoice(request)
         except BackendRateLimited as exc:
+            # A wait, never a loss: the whole pass stops creating invoices until then.
             state.paused_until = self.clock() + exc.retry_after_s
-            raise _Requeue("backend-rate-limited", exc.message, exc.retry_after_s) from None
+            reason = REASON_BUDGET if exc.code == "budget" else REASON_RATE_LIMITED
+            raise _Requeue(reason, exc.message, exc.retry_after_s, counts=False) from None
         except BackendRejected as exc:
             raise _Fail(exc.reason(REASON_BACKEND_REFUSED), exc.message) from None
         except BackendError as exc:  # unreachable, unauthorized, nonsense: try again later
@@ -489,7 +564,7 @@ class SyncWorker:
             if status is InvoiceStatus.UNDERPAID:
                 return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
             if status is InvoiceStatus.EXPIRED:
-                return self._finish_failed(payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
+                return await self._expired(payout, sale, invoice, REASON_OUTCOME_UNKNOWN_EXPIRED,
                                            "The invoice expired unpaid after it was sent.")
             if loop.time() + delay > deadline:
                 return self._result(payout, SUBMITTING, None,
@@ -530,17 +605,39 @@ class SyncWorker:
             return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
         if status is InvoiceStatus.EXPIRED:
             if unsent:
-                return self._finish_failed(
-                    payout, sale, REASON_ISSUER_UNREACHABLE,
+                return await self._expired(
+                    payout, sale, invoice, REASON_ISSUER_UNREACHABLE,
                     "The card's issuer could not be reached before the invoice expired.",
                 )
-            return self._finish_failed(
-                payout, sale, REASON_OUTCOME_UNKNOWN_EXPIRED,
+            return await self._expired(
+                payout, sale, invoice, REASON_OUTCOME_UNKNOWN_EXPIRED,
                 "The payment's outcome was unknown and its invoice expired unpaid.",
             )
         if unsent:  # known NOT sent: the same k1 may go out now
             return await self._retry_unsent_callback(payout, sale, invoice, unsent)
         return self._result(payout, SUBMITTING, None, "Outcome unknown; invoice still open.")
+
+    async def _expired(self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice,
+                       reason: str, message: str) -> ItemResult:
+        """The backend says EXPIRED. Soon after expiry that is the answer; long after, the
+        provider may have purged a PAID invoice: look the payment up before recording a loss."""
+        if self.clock() - invoice.expires_at <= self.policy.expired_trust_s:
+            return self._finish_failed(payout, sale, reason, message)
+        try:
+            payment = await self.backend.find_payment(invoice)
+        except BackendError as exc:
+            log.warning("payout %s: expired long ago and not verifiable (%s)", payout.id[:8],
+                        exc.message)
+            return self._result(
+                payout, SUBMITTING, REASON_EXPIRED_UNVERIFIED,
+                "The backend reports the invoice expired, but it was checked long after "
+                "expiry, when a paid invoice can read the same; its received payments could "
+                f"not be searched ({exc.message}). Left unresolved: not counted as lost.")
+        if payment is not None and payment.payment_hash == invoice.payment_hash:
+            log.info("payout %s: found paid in the backend's received payments", payout.id[:8])
+            return self._finish_paid(payout, sale)
+        return self._finish_failed(payout, sale, reason,
+                                   message + " (checked in the backend's received payments)")
 
     def _keep_unsent_callback(
         self, payout: QueuedPayout, request: lnurl.WithdrawRequest, message: str
@@ -581,11 +678,17 @@ class SyncWorker:
     # ------------------------------------------------------------------------------ endings
     def _requeue(self, payout: QueuedPayout, why: _Requeue, state: _Pass) -> ItemResult:
         now = self.clock()
-        if payout.status != PayoutStatus.SUBMITTING:
-            payout.attempts += 1  # the failed invoice creation counts as an attempt
-        delay = self.policy.delay(payout.attempts - 1, self.rng)
-        if why.retry_after_s is not None:
-            delay = max(delay, min(why.retry_after_s, self.policy.max_retry_after_s))
+        if not why.counts:
+            # A rate limit or the budget: due exactly when the backend allows (a little jitter
+            # so terminals told the same time do not return together), no attempt spent.
+            told = min(why.retry_after_s or 0.0, self.policy.max_retry_after_s)
+            delay = told * self.rng.uniform(1.0, 1.02) if told > 0 else 0.0
+        else:
+            if payout.status != PayoutStatus.SUBMITTING:
+                payout.attempts += 1  # the failed invoice creation counts as an attempt
+            delay = self.policy.delay(payout.attempts - 1, self.rng)
+            if why.retry_after_s is not None:
+                delay = max(delay, min(why.retry_after_s, self.policy.max_retry_after_s))
         payout.status = PayoutStatus.QUEUED
         payout.next_attempt_at = now + delay
         payout.error_message = f"{why.reason}: {why.message}"
@@ -664,6 +767,14 @@ class SyncWorker:
         )
 
     # ------------------------------------------------------------------------------ reporting
+    def drain_time_s(self) -> float | None:
+        """How long the queued payouts need at the backend's invoice limit (None: no pacer, the
+        backend's rate is not the bound). Shown beside the offline exposure."""
+        if self.pacer is None:
+            return None
+        queued = len(self.ledger.payouts(PayoutStatus.QUEUED))
+        return self.pacer.drain_time_s(queued, self.clock())
+
     def mark_synced(self) -> int:
         """Mark finished sales synced; returns how many were marked.
 

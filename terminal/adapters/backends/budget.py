@@ -54,6 +54,10 @@ class BackendBudget:
             yield (WindowBudget(self.invoice_limit, self._state.invoices),
                    WindowBudget(self.key_limit, self._state.api_key))
             return
+        if not write and not self.path.exists():  # a reader (doctor) creates nothing
+            yield (WindowBudget(self.invoice_limit, BudgetState().invoices),
+                   WindowBudget(self.key_limit, BudgetState().api_key))
+            return
         with self._locked() as fh:
             state = self._read(fh)
             yield (WindowBudget(self.invoice_limit, state.invoices),

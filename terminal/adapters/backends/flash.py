@@ -482,8 +482,7 @@ class FlashBackend:
                 self.budget.invoice_answered(ticket)
             raise
         except BackendRateLimited as exc:
-            self._limited(ticket, exc)
-            raise
+            raise self._limited(ticket, exc) from None
         except BackendError:
             self.budget.invoice_answered(ticket)
             raise
@@ -495,7 +494,7 @@ class FlashBackend:
         if errors:
             error = flash_errors.payload_error(errors, field_name)
             if isinstance(error, BackendRateLimited):
-                self._limited(None, error)
+                raise self._limited(None, error)
             raise error
         invoice = payload.get("invoice")
         if not isinstance(invoice, dict):
@@ -505,13 +504,19 @@ class FlashBackend:
         _require_text(invoice, "paymentHash", field_name, 64)
         return invoice
 
-    def _limited(self, ticket: Any, exc: BackendRateLimited) -> None:
-        if exc.code == flash_errors.CODE_INVOICE_LIMIT:
-            logger.warning("Flash's invoice limit for this merchant is reached (another terminal "
-                           "may be using it): pausing invoice creation")
-            self.budget.invoice_refused()
-        elif ticket is not None:
-            self.budget.invoice_not_sent(ticket)  # refused at the key limit: not counted
+    def _limited(self, ticket: Any, exc: BackendRateLimited) -> BackendRateLimited:
+        """Record a refusal at a limit in the budget; the error to raise, its retry time the
+        budget's (Flash gives none for its invoice limit: the block lasts up to 300 s and may
+        be probed meanwhile)."""
+        if exc.code != flash_errors.CODE_INVOICE_LIMIT:
+            if ticket is not None:
+                self.budget.invoice_not_sent(ticket)  # refused at the key limit: not counted
+            return exc
+        logger.warning("Flash's invoice limit for this merchant is reached (another terminal "
+                       "may be using it): pausing invoice creation")
+        self.budget.invoice_refused()
+        wait = self.budget.invoice_wait_s(background=True)
+        return BackendRateLimited(exc.message, retry_after_s=wait, code=exc.code)
 
     def _check_bolt11(self, raw: dict[str, Any], *, expected_msat: int | None) -> _CheckedBolt11:
         try:

@@ -4,9 +4,9 @@ Each command group lives in its own module exposing `register(subparsers)`; this
 assembles them, and imports only the group of the command being run (the others are named in
 `COMMANDS` with their one-line help, so `--help` lists them without loading them): a `charge`
 does not pay for the sandbox's web server or the touchscreen's toolkit at start-up.
-Exit codes are a contract: 0 success, 2 usage error (argparse's own), 3 invalid card data,
-4 payment failed or declined, 6 the books are damaged (every command that opens them; the message
-is one paragraph saying what to do, and nothing was changed).
+It is also the one place where a failure a command did not handle becomes an exit code and a
+one-paragraph message: `terminal.app.cli.exits` holds the table (a contract, also in the README).
+A Python traceback never reaches the terminal: it goes to the log at DEBUG level.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import sys
 from collections.abc import Sequence
 
 from terminal import __version__
+from terminal.app.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, report
 
-EXIT_OK = 0
-EXIT_USAGE = 2
+__all__ = ["COMMANDS", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # command -> (module registering it, one-line help). A new command group is one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -72,7 +72,11 @@ QUIET_LOGGERS = ("httpx", "httpcore", "websockets", "nfc", "uvicorn.access", "hp
 
 
 def configure_logging(default: str = "WARNING") -> None:
-    level = os.environ.get(LOG_ENV, default).upper()
+    # A log line that cannot be written (stderr closed) must not print a traceback instead.
+    logging.raiseExceptions = False
+    level = os.environ.get(LOG_ENV, default).strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        level = default  # a misspelt level must not stop the command
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -92,26 +96,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"(it is not part of a kiosk's install): pip install "
                   f"'flash-terminal[sandbox]' in this environment.", file=sys.stderr)
             return EXIT_USAGE
-        raise
+        return report(exc, command_name(args), sys.stderr)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 0
-    except Exception as exc:
-        code = _books_damaged(args.command, exc)
-        if code is None:
-            raise
-        return code
+        # The reader went away (`… | head`): not an error. Point stdout at /dev/null so the
+        # interpreter's final flush cannot complain either.
+        _quiet_stdout()
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the last resort: a code and a paragraph
+        # Damaged books (6), a held lock (5), a full disk (7), a bad configuration (2), an
+        # unusable backend (8), or a bug (70): see terminal.app.cli.exits.
+        return report(_unwrap(exc), command_name(args), sys.stderr)
 
 
-def _books_damaged(command: str, exc: Exception) -> int | None:
-    """Exit 6 with the books' one-paragraph explanation, for any command that opened them."""
-    from terminal.adapters.books.errors import EXIT_BOOKS_DAMAGED, BooksDamaged
+def command_name(args: argparse.Namespace) -> str:
+    """`charge`, `card decode`, `sandbox card new`…: how the message names the command."""
+    words = [args.command]
+    for attr in ("card_command", "simulate_command", "sandbox_command", "sandbox_card_command",
+                 "ledger_command"):
+        word = getattr(args, attr, None)
+        if isinstance(word, str):
+            words.append(word)
+    return " ".join(words)
 
-    if not isinstance(exc, BooksDamaged):
-        return None
-    print(f"flash-terminal {command}: {exc}", file=sys.stderr)
-    return EXIT_BOOKS_DAMAGED
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first real failure inside an exception group (asyncio task groups raise those)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _quiet_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def run() -> None:  # pragma: no cover - console entry

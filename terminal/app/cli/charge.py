@@ -1,10 +1,18 @@
 """`flash-terminal charge`: one complete sale without the UI, as a technician tests an install.
 
 Contract: prints `{"status", "reason", "sale_id", "payment_hash", "amount_msat"}` (plus a
-human `message`) with `--json`; exit 0 when paid or queued, 4 when the payment failed, expired or
-was declined, 2 for usage errors (including an unusable configuration). With `--reader` the tap
-comes from the NFC reader (terminal.app.cli.reader_tap); no tap in time fails the sale with
-reason `no-tap`, an absent reader with `reader-unavailable` (exit 4).
+human `message`) with `--json`. Exit 0 when paid or queued; 4 when not paid: failed, expired,
+cancelled, declined, or NOT FINAL ("unconfirmed": the issuer refused after the payment was sent
+and the invoice is still open; "pending": not settled within `--timeout`) — never charge again
+after a not-final answer, the sale is settled by its invoice (`flash-terminal sync`, the running
+terminal); 2 usage errors (including an unusable configuration or an amount over the limit);
+5 the ledger is held by the running terminal; 6 the books are damaged; 7 the disk is full or a
+file cannot be written; 70 an internal error (see `terminal.app.cli.exits`).
+
+`--timeout S` bounds the whole sale: invoice creation, the tap, the issuer's callback and the
+settlement wait all fit in S seconds.
+With `--reader` the tap comes from the NFC reader (terminal.app.cli.reader_tap); no tap in time
+fails the sale with reason `no-tap`, an absent reader with `reader-unavailable` (exit 4).
 
 Also in the JSON: `tip_msat` (`--tip 15%` or `--tip 2.50`), `cashier` (`--cashier ID`, needed
 when cashiers are enrolled and sign-in is required) and `card_balance_msat`: the paying card's
@@ -22,6 +30,7 @@ import time
 from pathlib import Path
 
 from terminal.app.cli.args import load_config_or_exit
+from terminal.app.cli.exits import EXIT_NOT_PAID, EXIT_OK, EXIT_USAGE, paragraph
 from terminal.core.money import (
     SALE_CURRENCIES,
     AmountError,
@@ -32,10 +41,10 @@ from terminal.core.money import (
     parse_amount,
 )
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_PAYMENT_FAILED = 4
+EXIT_PAYMENT_FAILED = EXIT_NOT_PAID  # kept: the name other modules import
 PIN_ENV = "FLASH_TERMINAL_PIN"
+NO_INVOICE_TEXT = ("No invoice was created (the backend could not be used), so nothing can be "
+                   "paid or charged. Try again.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,11 +71,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pin-stdin", action="store_true",
         help=f"read the card PIN from standard input (or set {PIN_ENV}) when the issuer asks",
     )
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for settlement (default: the invoice's expiry); "
-                        "if it passes first the status is \"pending\" (exit 4)")
+    parser.add_argument("--timeout", type=_timeout_arg, default=None,
+                        help="seconds the whole sale may take (default: until the invoice "
+                        "expires); if it passes first the status is \"pending\" (exit 4)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=_charge, parser=parser)
+
+
+def _timeout_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of seconds") from None
+    if not 1.0 <= value <= 86_400:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("expected 1 to 86400 seconds")
+    return value
 
 
 def _tip_arg(text: str) -> tuple[str, str]:
@@ -99,23 +118,20 @@ def _charge(args: argparse.Namespace) -> int:
         parser.error(f"amount: {exc.message}")
     args.tip_choice = _tip_choice(parser, args.tip, amount, config)
     pin = _read_pin(args)
-    from terminal.adapters.books.storage import StorageLockedError
-
+    # A held ledger (the running app), damaged books or a full disk propagate to
+    # `terminal.app.cli.main`, which answers with their exit code and one paragraph.
     try:
         outcome, extra = asyncio.run(_run(config, amount, args, pin))
-    except StorageLockedError:
-        parser.error("the terminal app is running and has the ledger open: charge from its "
-                     "screen, or stop the service (systemctl stop flash-terminal) first")
     except _CashierUnknown as exc:
         parser.error(str(exc))
     if args.json:
         print(json.dumps({**outcome.to_json(), **extra}))
     else:
-        print(f"{outcome.status.upper()}: {format_money(amount)} — {outcome.message}")
+        print(f"{outcome.status.upper()}: {format_money(amount)} — {paragraph(outcome.message)}")
         if outcome.reason:
             print(f"reason: {outcome.reason}")
         print(f"sale {outcome.sale_id}")
-    return EXIT_OK if outcome.status in ("paid", "queued") else EXIT_PAYMENT_FAILED
+    return EXIT_OK if outcome.status in ("paid", "queued") else EXIT_NOT_PAID
 
 
 def _read_pin(args: argparse.Namespace) -> str | None:
@@ -209,6 +225,7 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
     from terminal.core.tips import NO_TIP
     from terminal.services.checkout import SaleOutcome
     from terminal.services.till import PayPhase, Step
+    from terminal.services.till.model import ResultKind
 
     await till.refresh_rates()
     till.ring_up(amount, args.memo)
@@ -221,6 +238,12 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
                            (notice.text if notice and notice.text else _notice_words(till)),
                            None, None)
     if till.step is Step.PAY:
+        if args.qr and till.session is not None and till.session.invoice is None:
+            # No invoice (the backend could not be used): a wallet has nothing to pay, and a
+            # command line has no card to accept offline. Nothing can arrive: it fails.
+            till.session.fail("backend-unavailable")
+            await till.cancel()
+            return _with_message(till.outcome(), NO_INVOICE_TEXT)
         if args.qr:
             _show_invoice(till.session)
         else:
@@ -249,8 +272,9 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
     if till.step is not Step.RESULT:
         return _pending(till)
     result = till.result
-    if result is not None and result.sale_open:  # a refused card: this sale ends here
-        await till.cancel()
+    if result is not None and result.sale_open and result.kind is not ResultKind.UNCONFIRMED:
+        await till.cancel()  # a refused card: this sale ends here
+    # An unconfirmed sale is left open: a payment may still arrive (sync settles it).
     outcome = till.outcome()
     if outcome.status == "pending":
         return _pending(till)
@@ -301,3 +325,6 @@ def _with_message(outcome, message: str):
     from dataclasses import replace
 
     return replace(outcome, message=message)
+
+
+__all__ = ["EXIT_USAGE", "register"]

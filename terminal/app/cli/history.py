@@ -11,8 +11,8 @@ card with its sales, attempts, failures, amounts, tips and first and last use, m
 `--cashier ID` keeps the sales that cashier rang up (`none`: rung up without a sign-in).
 The books are opened read-only (no lock), so this works while the terminal is running. Sales are
 streamed from the books as they are written out: an export of any range runs in constant memory.
-Exit codes: 0 ok, 1 the configuration or books could not be read or the output not written,
-2 usage, 6 the books are damaged.
+Exit codes: 0 ok, 2 usage (including an unusable configuration), 6 the books are damaged,
+7 the books could not be read or the output not written (terminal.app.cli.exits).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
+from terminal.app.cli.exits import EXIT_OK, EXIT_STORAGE, EXIT_USAGE
 from terminal.app.config import ConfigError, load_config
 from terminal.core import history
 from terminal.core.money import Money, UnknownCurrency, currency
 from terminal.core.records import SaleRecord
 
-EXIT_OK = 0
-EXIT_ERROR = 1
+EXIT_ERROR = EXIT_STORAGE  # the books could not be read, or the output not written
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 BY_CARD = ""  # `--card` given without an id
@@ -91,7 +91,7 @@ def run_history(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc.report("flash-terminal history"), file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE
     path = journal_path(config.data_dir)
     if not path.exists():
         print(f"flash-terminal history: no sales recorded yet ({path} does not exist)",

@@ -14,9 +14,9 @@ permission.
 JSON (--json): {"since", "dry_run", "payments", "restored": [{"sale_id", "payment_hash",
 "amount_msat", "settled_at"}], "settled": [... "state_before"], "present": N, "skipped": [...
 "reason"]}.
-Exit codes: 0 done (also when nothing was missing), 1 the backend could not list its payments or
-the books are in use (stop the terminal first), 2 usage, 6 the books are damaged (run
-`flash-terminal ledger repair` first).
+Exit codes (terminal.app.cli.exits): 0 done (also when nothing was missing), 2 usage, 5 the books
+are in use (stop the terminal first), 6 the books are damaged (run `flash-terminal ledger repair`
+first), 7 the books could not be read or written, 8 the backend could not list its payments.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import time
 from datetime import date, datetime
 
 from terminal.app.cli.args import load_config_or_exit
+from terminal.app.cli.exits import EXIT_BACKEND, EXIT_BUSY, EXIT_OK, EXIT_STORAGE
 
-EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_FAILED = EXIT_STORAGE  # kept: the name other modules may import
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _recover(args: argparse.Namespace) -> int:
-    from terminal.adapters.books.errors import BooksDamaged, StorageError
+    from terminal.adapters.books.errors import BooksDamaged, StorageError, StorageLockedError
     from terminal.core.ports.backend import BackendError, BackendUnauthorized
 
     if args.since > time.time():
@@ -75,13 +75,13 @@ def _recover(args: argparse.Namespace) -> int:
         raise  # exit 6, with its paragraph (terminal.app.cli)
     except StorageError as exc:
         print(f"flash-terminal recover: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_BUSY if isinstance(exc, StorageLockedError) else EXIT_STORAGE
     except BackendError as exc:
         hint = (" (it needs the read_transactions scope on Flash, canviewinvoices on BTCPay)"
                 if isinstance(exc, BackendUnauthorized) else "")
         print(f"flash-terminal recover: the backend could not list its payments: "
               f"{exc.message}{hint}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_BACKEND
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -1,8 +1,12 @@
 """`flash-terminal sync`: one sync pass by hand, printing what it did.
 
-Settles open online sales through their invoice status (as after a restart), sends queued offline
-payouts, and marks finished sales synced. Exit 0 when nothing failed, 4 when a payout failed,
-2 for usage errors (including an unusable configuration).
+Settles sales through their invoice status (open ones as after a restart, and every cancelled,
+failed or unconfirmed one whose invoice the backend has not declared final, however old), sends
+queued offline payouts, and marks finished sales synced.
+
+Exit 0 when nothing failed (also when the running terminal holds the ledger: it syncs itself),
+4 when a payout failed, 8 when the backend could not be reached (nothing is lost: the next run
+retries), 2 usage errors (including an unusable configuration), 6 damaged books, 7 a full disk.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import json
 
 from terminal.adapters.books.storage import StorageLockedError
 from terminal.app.cli.args import load_config_or_exit
+from terminal.app.cli.exits import EXIT_BACKEND, EXIT_NOT_PAID, EXIT_OK, paragraph
 
-EXIT_OK = 0
-EXIT_PAYMENT_FAILED = 4
+EXIT_PAYMENT_FAILED = EXIT_NOT_PAID
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +45,9 @@ def _sync(args: argparse.Namespace) -> int:
         }))
     else:
         _print(recovered, report)
-    return EXIT_OK if report.ok else EXIT_PAYMENT_FAILED
+    if not report.ok:
+        return EXIT_PAYMENT_FAILED
+    return EXIT_BACKEND if report.backend_down else EXIT_OK
 
 
 async def _run(config):
@@ -67,14 +73,14 @@ async def _run(config):
 def _print(recovered, report) -> None:
     for outcome in recovered:
         print(f"sale {outcome.sale_id[:12]}  {outcome.status}"
-              + (f"  ({outcome.reason})" if outcome.reason else ""))
+              + (f"  ({paragraph(outcome.reason)})" if outcome.reason else ""))
     if not report.items:
         print("no queued offline payments")
     for item in report.items:
         reason = f"  {item.reason}" if item.reason else ""
         print(f"sale {item.sale_id[:12]}  card {item.card_id[:8]}…  {item.amount_sats:>9,} sats  "
-              f"{item.outcome.upper()}{reason}  {item.message}")
+              f"{item.outcome.upper()}{reason}  {paragraph(item.message)}")
     print(f"paid {report.paid}, failed {report.failed}, still pending {report.pending}; "
           f"{report.reported_sales} finished sale(s) marked synced")
     if report.backend_down:
-        print(f"backend unreachable: {report.backend_down}")
+        print(f"backend unreachable: {paragraph(report.backend_down)}")

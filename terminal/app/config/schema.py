@@ -119,6 +119,9 @@ class LnurlSettings(Section):
     connect_timeout_s: Annotated[float, seconds(0, 60)] = 3.0
     read_timeout_s: Annotated[float, seconds(0, 120)] = 10.0
     callback_timeout_s: Annotated[float, seconds(0, 120)] = 20.0
+    # After an issuer refuses a sent callback: how long to watch the invoice before answering
+    # "not confirmed — do not charge again" (it may pay anyway).
+    confirm_timeout_s: Annotated[float, seconds(0, 60)] = 5.0
     max_body_bytes: Annotated[int, integer(1024, 16 * 1024 * 1024)] = 64 * 1024
 
 

@@ -599,6 +599,15 @@ class Till:
             self._show(self._result(ResultKind.REFUSED, session.record, code=result.code,
                                     message=result.message,
                                     sale_open=not session.sale.is_final))
+        elif kind == "unconfirmed":
+            # The issuer refused after the callback went out and the invoice is still open: not
+            # a failure ("do not charge again"). The sale stays open: the card again (a wrong
+            # PIN) or the QR pays the same invoice; the watch goes on meanwhile, and once the
+            # counter moves on, the reconcile loop settles the sale.
+            self.phase = self._waiting_phase()
+            self._show(self._result(ResultKind.UNCONFIRMED, session.record, code=result.code,
+                                    message=result.message,
+                                    sale_open=not session.sale.is_final))
         elif kind in ("queued", "declined"):
             self._show_outcome(session.outcome(), message=result.message)
         self._changed()
