@@ -395,7 +395,7 @@ def build_till(config: Config, terminal: Terminal, *,
     return Till(terminal.checkout, till_settings(config),
                 receipts=build_receipts(config, terminal, receipt_sink),
                 auto_print=config.printer.auto_print, staff=build_staff(config, terminal),
-                reports=Reports(terminal.ledger))
+                reports=Reports(terminal.ledger), refunds=build_refunds(config, terminal))
 
 
 def build_sync(config: Config, terminal: Terminal) -> SyncWorker:
