@@ -90,7 +90,7 @@ class RefundScreen(BaseScreen):
         ids.full.state, ids.part.state = ("down", "normal") if vm.full else ("normal", "down")
         ids.amount.text = vm.amount_text
         choosing = vm.phase in (RefundPhase.CHOOSE, RefundPhase.WAIT_TAP)
-        for widget in (ids.full, ids.part, ids.keys):
+        for widget in (ids.full, ids.part, ids.amount_keys):
             widget.disabled = vm.phase is not RefundPhase.CHOOSE
         done = vm.phase is RefundPhase.DONE
         _show(ids.choose, not done)
