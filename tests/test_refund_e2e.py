@@ -6,7 +6,6 @@ simulated card, the books on disk)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,8 @@ from terminal.sandbox.server import SandboxThread
 
 def sending_config(sandbox: SandboxThread, path: Path) -> Path:
     """The sandbox's terminal configuration with its API key: a terminal that can send."""
-    config = sandbox.write_terminal_config(path)
-    text = config.read_text().replace(
-        "[backend.flash]\n", f'[backend.flash]\napi_key = "{sandbox.api_key}"\n', 1)
-    config.write_text(text)
-    os.chmod(config, 0o600)
+    config = sandbox.write_terminal_config(path, with_api_key=True)
+    assert sandbox.api_key in config.read_text() and config.stat().st_mode & 0o077 == 0
     return config
 
 

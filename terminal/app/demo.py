@@ -95,14 +95,13 @@ class DemoEnvironment:
         link = NetworkLink(sandbox.host, sandbox.port)
         try:
             sandbox.expose_at(await link.start())
-            config_path = sandbox.write_terminal_config(work / "terminal.toml")
+            # With the sandbox's API key (the file is 0600): the demo can send refunds.
+            config_path = sandbox.write_terminal_config(work / "terminal.toml",
+                                                        with_api_key=True)
             text = config_path.read_text()
-            # The sandbox's API key (the file is 0600): the demo's wallet can send refunds.
             config_path.write_text(text.replace("[terminal]\n", "[terminal]\n" + DEMO_TERMINAL, 1)
-                                   .replace('name = "Sandbox terminal"\n', "", 1)
-                                   .replace("[backend.flash]\n", "[backend.flash]\napi_key = "
-                                            f'"{sandbox.api_key}"\n', 1)
-                                   + DEMO_UI + _demo_cashiers())
+                                   .replace('name = "Sandbox terminal"\n', "", 1) + DEMO_UI
+                                   + _demo_cashiers())  # the file is 0600: it holds hashes
             cards = {
                 "A": _issue(sandbox, work / "card-a.json", "A", CARD_A_SATS,
                             pin=CARD_A_PIN, pin_limit_sats=CARD_A_PIN_LIMIT_SATS),

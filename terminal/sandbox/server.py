@@ -227,9 +227,13 @@ class Sandbox:
     def create_api_key(self, scopes: list[str], rate_limit: int | None = None) -> str:
         return self.core.create_api_key(scopes, rate_limit)
 
-    def write_terminal_config(self, path: Path | None = None) -> Path:
+    def write_terminal_config(self, path: Path | None = None, *,
+                              with_api_key: bool = False) -> Path:
+        """`DIR/terminal.toml` (or `path`): a receive-only terminal by the merchant's username,
+        or (`with_api_key`) one with the sandbox's API key, which can also send refunds."""
         return write_terminal_config(
             path or self.data_dir / "terminal.toml",
+            api_key=self.api_key if with_api_key else None,
             data_dir=self.data_dir,
             network=self.core.network,
             http_url=self.http_url,
@@ -367,5 +371,7 @@ class SandboxThread:
     def set_faults(self, **changes: Any) -> None:
         self.call(self.sandbox.faults.update, changes)
 
-    def write_terminal_config(self, path: Path | None = None) -> Path:
-        return self.call(self.sandbox.write_terminal_config, path)
+    def write_terminal_config(self, path: Path | None = None, *,
+                              with_api_key: bool = False) -> Path:
+        return self.call(lambda: self.sandbox.write_terminal_config(
+            path, with_api_key=with_api_key))

@@ -15,7 +15,9 @@ says otherwise; the sale's own currency refunds at the rate the sale was made at
 The card that paid is tapped again (`--tap URL`, or `--card-file` for a simulated card): its
 withdrawRequest is read without calling back and the refund is paid to its LUD-19 payLink. With
 cashiers enrolled, refunds are a manager's: `--cashier` must name one. Refunds left unresolved by
-a crash are resolved first (by the wallet's transactions), never sent again.
+a crash are resolved first (by the wallet's transactions), never sent again. Like every command
+that opens the books: 5 when the running terminal app holds them (refund from its History
+screen), 6 damaged books, 7 storage (`terminal.app.cli.exits`).
 """
 
 from __future__ import annotations
@@ -74,13 +76,8 @@ def _refund(args: argparse.Namespace) -> int:
     if args.currency and args.amount is None:
         parser.error("--currency goes with --amount")
     config = load_config_or_exit(args)
-    from terminal.adapters.books.storage import StorageLockedError
-
     try:
         outcome = asyncio.run(_run(config, args))
-    except StorageLockedError:
-        parser.error("the terminal app is running and has the books open: refund from its "
-                     "History screen, or stop the service (systemctl stop flash-terminal) first")
     except _Usage as exc:
         parser.error(str(exc))
     if args.json:

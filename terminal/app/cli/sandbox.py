@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
     serve.add_argument("--data", type=Path, required=True, metavar="DIR",
                        help="state directory (cards, counters, balances, invoices)")
+    serve.add_argument("--with-api-key", action="store_true",
+                       help="terminal.toml carries the sandbox's API key: the terminal can also "
+                       "send (refunds); default: receive-only by username")
     serve.set_defaults(handler=_serve)
 
     card = sub.add_parser("card", help="cards issued by the sandbox")
@@ -86,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         sandbox = Sandbox(args.data, port=args.port)
         await sandbox.start()
-        config = sandbox.write_terminal_config()
+        config = sandbox.write_terminal_config(with_api_key=args.with_api_key)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
