@@ -134,3 +134,20 @@ def test_partial_refunds_to_the_card_and_an_address_then_one_above_the_rest_is_r
     exported = json.loads(capsys.readouterr().out)
     mine = next(d for d in exported if d["id"] == sale["sale_id"])
     assert mine["refunded_msat"] == 5_000_000 and len(mine["refund_ids"]) == 3
+
+
+def test_while_the_app_holds_the_books_a_refund_is_refused_busy(config_path, capsys):
+    from terminal.app.cli.exits import EXIT_BUSY
+
+    with Ledger(load_config(config_path).data_dir / LEDGER_FILE):  # the running app
+        code, out = refund(capsys, config_path, "0" * 32, "--to", "a@shop.example")
+    assert code == EXIT_BUSY and "has the ledger open" in out["stderr"]
+
+
+def test_usage_errors_name_the_problem(config_path, capsys):
+    for args, phrase in ((["--currency", "USD", "--to", "a@b.example"], "goes with --amount"),
+                         (["--amount", "1"], "one of the arguments"),
+                         (["--to", "a@b.example", "--tap", "x"], "not allowed with"),
+                         (["--amount", "-1", "--to", "a@b.example"], "--amount")):
+        code, out = refund(capsys, config_path, "0" * 32, *args)
+        assert code == 2 and phrase in out["stderr"], (args, out)

@@ -359,7 +359,7 @@ def test_an_amount_in_the_sales_currency_refunds_at_the_sales_rate(tmp_path, san
 
 
 def test_a_sale_that_was_not_paid_has_nothing_to_refund(config_path, capsys, sandbox):
-    code, out = run(capsys, "charge", "100", "--currency", "SAT", "--qr", "--timeout", "0.5",
+    code, out = run(capsys, "charge", "100", "--currency", "SAT", "--qr", "--timeout", "1",
                     "--config", str(config_path), "--json")
     code, out = refund(capsys, config_path, out["sale_id"], "--to", sandbox.address("nan"))
     assert code == 2 and "nothing to refund" in out["stderr"]
