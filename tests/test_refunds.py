@@ -365,3 +365,21 @@ def test_a_sale_that_was_not_paid_has_nothing_to_refund(config_path, capsys, san
     assert code == 2 and "nothing to refund" in out["stderr"]
     code, out = refund(capsys, config_path, "f" * 32, "--to", sandbox.address("nan"))
     assert code == 2 and "no sale" in out["stderr"]
+
+
+def test_a_pending_refund_a_key_cannot_look_up_says_why(sandbox, config_path, sold, tmp_path):
+    key = sandbox.create_api_key(["read:user", "write:wallet"])  # no read_transactions
+    limited = tmp_path / "no-read.toml"
+    limited.write_text(config_path.read_text().replace(sandbox.api_key, key))
+    os.chmod(limited, 0o600)
+    sandbox.set_faults(send_pending_next=1)  # stays in flight
+    outcome, record, sale = asyncio.run(refund_with(
+        limited, RefundRequest(sold.sale_id, sats(700), to=sandbox.address("olga")),
+        wait_s=0.2))
+    assert (outcome.status, outcome.reason) == ("pending", "pending")
+    assert "read_transactions" in record.message and "Do not refund again" in record.message
+    assert sale.refunded_msat == 0  # not counted as refunded, but held:
+    with pytest.raises(RefundRefused) as info:
+        asyncio.run(refund_with(limited, RefundRequest(sold.sale_id, sats(9_301),
+                                                       to=sandbox.address("olga"))))
+    assert info.value.code == "above-remainder"

@@ -548,9 +548,13 @@ class RefundService:
             self._fail(refund, "not-paid", "The refund was not paid before its invoice expired: "
                        "nothing left the wallet. Refund again if needed.")
         elif refund.refund_state is RefundState.SENDING:
-            self._apply(refund, "pending", "unresolved",
-                        "Not found in the wallet's transactions yet: still checking. Do not "
-                        "refund again until it is resolved.")
+            self._apply(refund, "pending", "unresolved", _unresolved_words(lookup.result,
+                                                                           lookup.message))
+        elif lookup.result is Lookup.UNKNOWN:
+            words = _unresolved_words(lookup.result, lookup.message)
+            if refund.message != words:  # say why it cannot be told (once, not every pass)
+                refund.message = words
+                self._save(refund)
 
     # -- BTCPay: the invoice's own refund (a pull payment) ----------------------------------
     async def _pull_payment(self, refund: RefundRecord, sale: SaleRecord,
@@ -694,6 +698,14 @@ def _claim_words(auto_approved: bool) -> str:
         text += (" BTCPay will wait for the merchant to approve the claim (the API key cannot "
                  "approve pull payments).")
     return text
+
+
+def _unresolved_words(result: Lookup, why: str) -> str:
+    if result is Lookup.UNKNOWN:
+        return (f"Whether the refund was paid cannot be read yet ({why.rstrip('.')}). Do not "
+                "refund again until it is resolved: see the wallet's history in the Flash app.")
+    return ("Not found in the wallet's transactions yet: still checking. Do not refund again "
+            "until it is resolved.")
 
 
 def _payout_words(state: str, target: str) -> str:
