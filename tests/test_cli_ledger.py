@@ -110,6 +110,7 @@ def test_every_command_that_opens_damaged_books_exits_6_and_changes_nothing(
         assert "The books need attention" in err and str(books) in err
         assert "ledger repair" in err and "Traceback" not in err
         assert err.strip().count("\n") == 0  # one paragraph
+        assert err.strip().endswith("from the backend.")  # whole: within the CLI's bound
         assert out == ""
         assert snapshot(books.parent) == before, argv
 
@@ -172,7 +173,7 @@ def test_repair_refuses_while_the_terminal_runs(books, config, capsys):
         code, _, err = cli(capsys, "ledger", "repair", "--config", str(config))
     finally:
         os.close(fd)
-    assert code == 1 and "in use" in err
+    assert code == 5 and "in use" in err  # busy
     assert snapshot(books.parent) == before
 
 

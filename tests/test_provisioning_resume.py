@@ -6,19 +6,22 @@ for every attempt stands for a terminal that lost power in between.
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import stat
 from pathlib import Path
 
 import pytest
 
 from hw.nfc import card_session
-from hw.ntag424 import CardRemovedError, Ntag424
+from hw.ntag424 import CardRemovedError, Ntag424, crypto
+from hw.ntag424.constants import FACTORY_KEY, NDEF_FILE_NO
 from hw.sim.card import SimulatedNtag424
 from hw.sim.nfcpy_device import SimReader, installed
 from terminal.adapters.keyexchange import FileKeySource, IssuerKeySource, IssuerResponse
 from terminal.adapters.provisioning_journal import ProvisioningJournal
-from terminal.protocols.boltcard import derive_card_keys, verify_tap_url
+from terminal.protocols.boltcard import PiccDecryptor, derive_card_keys, verify_tap_url
 from terminal.protocols.boltcard.provisioning import (
     BoltcardKeys,
     CardNotBlank,
@@ -62,10 +65,43 @@ class PullAfter:
         return response
 
 
-def fresh_card() -> SimulatedNtag424:
-    card = SimulatedNtag424.factory(UID)
+def fresh_card(seed: int = 0, uid: bytes = UID) -> SimulatedNtag424:
+    """A factory card whose random bytes (RndB, TI, PICCData padding) come from `seed`: a run
+    is the same every time, and a failure names the card that shows it."""
+    card = SimulatedNtag424.factory(uid, rng=random.Random(seed).randbytes)
     card.power_on()
     return card
+
+
+class DecoyPadding:
+    """A card rng choosing the PICCData random padding of every tap so that the tap, encrypted
+    under the card's K1, also "decrypts" under `decoy` to a block starting C7 (PICCDataTag).
+
+    A real card's padding is random, so 1 tap in 256 does this by chance for any one wrong K1
+    (it made the resume tests fail now and then); this card does it on every tap. Its other
+    random bytes come from `seed`.
+    """
+
+    def __init__(self, card: SimulatedNtag424, decoy: bytes = FACTORY_KEY, seed: int = 0) -> None:
+        self.card, self.decoy, self.other = card, decoy, random.Random(seed).randbytes
+        self.decoyed = 0
+
+    def __call__(self, n: int) -> bytes:
+        ndef = self.card.state.files[NDEF_FILE_NO]
+        sdm = ndef.settings.sdm
+        head = bytes([0xC7]) + self.card.state.uid + ndef.sdm_read_ctr.to_bytes(3, "little")
+        if sdm is None or n != 16 - len(head):
+            return self.other(n)  # not the padding of an encrypted PICCData
+        k1 = self.card.state.keys[sdm.meta_read].value
+        if k1 == self.decoy:
+            return self.other(n)  # the decoy is the real K1: nothing to fake
+        for i in itertools.count():
+            padding = i.to_bytes(n, "big")
+            p = crypto.aes_cbc_encrypt(k1, crypto.ZERO_IV, head + padding)  # as the card does
+            if PiccDecryptor(self.decoy).decrypt(p) is not None:
+                self.decoyed += 1
+                return padding
+        raise AssertionError("unreachable")
 
 
 def tag_on(card: SimulatedNtag424, n: int = 10**6, answer_last: bool = True) -> Ntag424:
@@ -113,7 +149,6 @@ def test_program_pulled_after_every_apdu_then_resumed(
     tmp_path: Path, answer_last: bool, random_uid: bool
 ) -> None:
     src = IssuerKeySource(ISSUER_KEY, url=BASE_URL)
-    derived = derive_card_keys(ISSUER_KEY, UID, 1)
 
     def run(card: SimulatedNtag424, tag: Ntag424) -> None:
         program_card(tag, src, ProvisioningJournal(tmp_path / "count.jsonl"),
@@ -122,18 +157,43 @@ def test_program_pulled_after_every_apdu_then_resumed(
     total = count_apdus(run)
     assert total > 20
     for n in range(1, total + 1 if not answer_last else total):
-        card = fresh_card()
-        journal = tmp_path / f"j{n}.jsonl"
-        with pytest.raises(CardRemovedError):
-            program(tag_on(card, n, answer_last), journal, src=src, random_uid=random_uid)
-        # Power cut: a new journal object reads what the last run wrote; the card decides.
-        url = program(tag_on(card), journal, src=src, random_uid=random_uid)
-        result = verify_tap_url(url, derived.k1, derived.k2)
-        assert result.valid and result.uid == UID, f"after {n} APDUs"
-        assert [k.version for k in card.state.keys] == [1] * 5, f"after {n} APDUs"
-        assert card.state.random_uid is random_uid
-        assert failures(card) == [0] * 6, f"after {n} APDUs"
-        assert ProvisioningJournal(journal).pending() == []
+        card = fresh_card(seed=n)
+        pulled_then_resumed(tmp_path / f"j{n}.jsonl", card, n, answer_last, src, random_uid)
+
+
+def pulled_then_resumed(journal: Path, card: SimulatedNtag424, n: int, answer_last: bool,
+                        src: IssuerKeySource, random_uid: bool) -> None:
+    derived = derive_card_keys(ISSUER_KEY, UID, 1)
+    with pytest.raises(CardRemovedError):
+        program(tag_on(card, n, answer_last), journal, src=src, random_uid=random_uid)
+    # Power cut: a new journal object reads what the last run wrote; the card decides.
+    url = program(tag_on(card), journal, src=src, random_uid=random_uid)
+    result = verify_tap_url(url, derived.k1, derived.k2)
+    assert result.valid and result.uid == UID, f"after {n} APDUs"
+    assert [k.version for k in card.state.keys] == [1] * 5, f"after {n} APDUs"
+    assert card.state.random_uid is random_uid
+    assert failures(card) == [0] * 6, f"after {n} APDUs"
+    assert ProvisioningJournal(journal).pending() == []
+
+
+@pytest.mark.parametrize("answer_last", [True, False], ids=["answered", "answer-lost"])
+def test_random_uid_program_resumed_when_the_tap_also_decrypts_under_the_factory_k1(
+    tmp_path: Path, answer_last: bool
+) -> None:
+    """Regression: a random-UID card shows no UID, so the resume finds its journal entry by
+    the tap. The UID used to be taken from the first K1 whose decryption starts with C7, the
+    factory K1 first: once K1 had changed, 1 tap in 256 gave a made-up UID, no entry matched
+    and the resume refused the card as "already programmed". Every tap here is such a tap."""
+    src = IssuerKeySource(ISSUER_KEY, url=BASE_URL)
+    total = count_apdus(lambda card, tag: program_card(
+        tag, src, ProvisioningJournal(tmp_path / "count.jsonl"), random_uid=True))
+    decoyed = 0
+    for n in range(1, total + 1 if not answer_last else total):
+        card = fresh_card(seed=n)
+        card.rng = rng = DecoyPadding(card, seed=n)
+        pulled_then_resumed(tmp_path / f"j{n}.jsonl", card, n, answer_last, src, True)
+        decoyed += rng.decoyed
+    assert decoyed > 10  # the premise: many resumes saw a tap the factory K1 "decrypts"
 
 
 def test_key_exchange_keys_are_not_fetched_again_on_resume(tmp_path: Path) -> None:
@@ -167,9 +227,10 @@ def test_programmed_card_without_journal_entry_is_refused(tmp_path: Path) -> Non
 # --- wiping -----------------------------------------------------------------------------------
 
 
-def programmed_card(tmp_path: Path, random_uid: bool = False) -> SimulatedNtag424:
-    card = fresh_card()
-    program(tag_on(card), tmp_path / "program.jsonl", random_uid=random_uid)
+def programmed_card(tmp_path: Path, random_uid: bool = False, seed: int = 0,
+                    keys: BoltcardKeys = KEYS, uid: bytes = UID) -> SimulatedNtag424:
+    card = fresh_card(seed, uid)
+    program(tag_on(card), tmp_path / "program.jsonl", random_uid=random_uid, src=source(keys))
     return card
 
 
@@ -203,14 +264,105 @@ def test_wipe_pulled_after_every_apdu_then_resumed(
     total = count_apdus(run)
     assert total > 15
     for n in range(1, total + 1 if not answer_last else total):
-        card = programmed_card(tmp_path, random_uid)
-        journal = tmp_path / f"w{n}.jsonl"
+        card = programmed_card(tmp_path, random_uid, seed=n)
+        wipe_pulled_then_resumed(tmp_path / f"w{n}.jsonl", card, n, answer_last)
+
+
+def wipe_pulled_then_resumed(journal: Path, card: SimulatedNtag424, n: int, answer_last: bool,
+                             keys: BoltcardKeys = KEYS) -> None:
+    with pytest.raises(CardRemovedError):
+        wipe_card(tag_on(card, n, answer_last), source(keys), ProvisioningJournal(journal))
+    begun = ProvisioningJournal(journal).pending() != []  # cut after the entry was written
+    outcome = wipe_card(tag_on(card), source(keys), ProvisioningJournal(journal))
+    assert outcome.resumed is begun, f"after {n} APDUs"  # that entry, never a second one
+    assert_factory(card)
+    assert failures(card) == [0] * 6, f"after {n} APDUs"
+    assert ProvisioningJournal(journal).pending() == [], f"after {n} APDUs"
+
+
+@pytest.mark.parametrize("answer_last", [True, False], ids=["answered", "answer-lost"])
+def test_random_uid_wipe_resumed_when_the_tap_also_decrypts_under_the_factory_k1(
+    tmp_path: Path, answer_last: bool
+) -> None:
+    """Regression: as for programming, a made-up UID from the factory K1 found no entry; the
+    wipe then verified the tap, began a second entry and left the first pending for ever."""
+    total = count_apdus(lambda card, tag: (
+        program(Ntag424(card), tmp_path / "count-p.jsonl", random_uid=True),
+        wipe_card(tag, source(), ProvisioningJournal(tmp_path / "count-w.jsonl"))))
+    decoyed = 0
+    for n in range(1, total + 1 if not answer_last else total):
+        card = programmed_card(tmp_path, True, seed=n)
+        card.rng = rng = DecoyPadding(card, seed=n)
+        wipe_pulled_then_resumed(tmp_path / f"w{n}.jsonl", card, n, answer_last)
+        decoyed += rng.decoyed
+    assert decoyed > 5
+
+
+def test_random_uid_wipe_with_the_issuer_key_when_the_tap_also_decrypts_under_factory_k1(
+    tmp_path: Path
+) -> None:
+    """Regression, no interruption needed: the UID read with the factory K1 gave keys derived
+    for another card, and the right issuer key was refused as "does not verify"."""
+    src = IssuerKeySource(ISSUER_KEY, url=BASE_URL)
+    card = fresh_card()
+    program(tag_on(card), tmp_path / "p.jsonl", src=src, random_uid=True)
+    card.rng = rng = DecoyPadding(card)
+    outcome = wipe_card(tag_on(card), IssuerKeySource(ISSUER_KEY),
+                        ProvisioningJournal(tmp_path / "w.jsonl"))
+    assert rng.decoyed == 1
+    assert outcome.card_id == derive_card_keys(ISSUER_KEY, UID, 1).card_id
+    assert_factory(card)
+
+
+def cut_just_after_sun_off(card: SimulatedNtag424, journal: Path,
+                           keys: BoltcardKeys = KEYS) -> None:
+    """A wipe pulled (answer lost) right after the command that switched SUN off."""
+    for n in itertools.count(1):
         with pytest.raises(CardRemovedError):
-            wipe_card(tag_on(card, n, answer_last), source(), ProvisioningJournal(journal))
-        wipe_card(tag_on(card), source(), ProvisioningJournal(journal))
-        assert_factory(card)
-        assert failures(card) == [0] * 6, f"after {n} APDUs"
-        assert ProvisioningJournal(journal).pending() == []
+            wipe_card(tag_on(card, n, False), source(keys), ProvisioningJournal(journal))
+        if card.state.files[NDEF_FILE_NO].settings.sdm is None:
+            break
+    assert [k.version for k in card.state.keys] == [1] * 5
+
+
+def test_a_blank_random_uid_card_never_closes_another_cards_pending_wipe(tmp_path: Path) -> None:
+    """A blank random-UID card shows nothing to match: it used to close the one pending wipe
+    (it "fits" any keys by version 0), and the card that wipe was for, SUN off and its keys
+    still set, could then not be resumed at all."""
+    half_wiped = programmed_card(tmp_path / "a", True)
+    journal = tmp_path / "w.jsonl"
+    cut_just_after_sun_off(half_wiped, journal)
+    other = programmed_card(tmp_path / "b", True, uid=bytes.fromhex("04112233445566"))
+    wipe_card(tag_on(other), source(), ProvisioningJournal(tmp_path / "b.jsonl"))
+    assert_factory(other)
+
+    outcome = wipe_card(tag_on(other), source(), ProvisioningJournal(journal))
+    assert not outcome.resumed and outcome.card_id is None
+    assert len(ProvisioningJournal(journal).pending()) == 1
+    assert wipe_card(tag_on(half_wiped), source(), ProvisioningJournal(journal)).resumed
+    assert_factory(half_wiped)
+    assert failures(half_wiped) == [0] * 6
+    assert ProvisioningJournal(journal).pending() == []
+
+
+# K1 under which the placeholder p=000…0 of a card whose SUN is off "decrypts" to C7…
+PLACEHOLDER_K1 = bytes([0x7D]) * 16
+PLACEHOLDER_KEYS = BoltcardKeys(KEYS.k0, PLACEHOLDER_K1, KEYS.k2, KEYS.k3, KEYS.k4, version=1)
+
+
+def test_random_uid_wipe_resumed_with_sun_off_whatever_the_k1(tmp_path: Path) -> None:
+    """Regression: with SUN off the card shows its URL with the zero placeholders. For 1 K1
+    in 256 (every card of such an issuer) that placeholder "decrypted" to a UID, so the entry
+    was never found and the resume was refused as wrong keys: the card could not be wiped."""
+    assert PiccDecryptor(PLACEHOLDER_K1).decrypt(bytes(16)) is not None  # the premise
+    card = programmed_card(tmp_path, True, keys=PLACEHOLDER_KEYS)
+    journal = tmp_path / "w.jsonl"
+    cut_just_after_sun_off(card, journal, PLACEHOLDER_KEYS)
+    outcome = wipe_card(tag_on(card), source(PLACEHOLDER_KEYS), ProvisioningJournal(journal))
+    assert outcome.resumed
+    assert_factory(card)
+    assert failures(card) == [0] * 6
+    assert ProvisioningJournal(journal).pending() == []
 
 
 def test_wrong_keys_never_touch_the_failure_counter(tmp_path: Path) -> None:

@@ -232,3 +232,63 @@ def test_recover_usage(config, capsys):
         with pytest.raises(SystemExit) as info:
             cli(capsys, "recover", "--config", str(config), *bad)
         assert info.value.code == 2
+
+
+# ---------------------------------------------------------------------------- Flash sandbox
+def test_recover_restores_a_sale_deleted_from_the_books_against_the_sandbox(tmp_path, capsys,
+                                                                           monkeypatch):
+    """Flash: the wallet's transactions, each looked up with transactionDetails (memo, hash,
+    invoice), matched by the terminal's memo tag: the sandbox's real GraphQL on 127.0.0.1."""
+    from terminal.sandbox.server import SandboxThread
+
+    monkeypatch.delenv("FLASH_TERMINAL_CONFIG", raising=False)
+    with SandboxThread(tmp_path / "sandbox") as sandbox:
+        config = sandbox.write_terminal_config()
+        card = tmp_path / "card.json"
+        assert main(["sandbox", "card", "new", str(card), "--data", str(config.parent),
+                     "--balance", "100000", "--json"]) == 0
+        paid = []
+        for amount in ("150", "275"):
+            assert main(["charge", amount, "--currency", "SAT", "--card-file", str(card),
+                         "--config", str(config), "--json"]) == 0
+            paid.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+        path = load_config(config).data_dir / "ledger.jsonl"
+        kept, deleted = paid
+        with Ledger(path, read_only=True) as led:
+            before = led.get_sale(deleted["sale_id"])
+        assert before is not None and before.state == "paid"
+        db = sqlite3.connect(path.with_name("ledger.archive.sqlite"))
+        (n,) = db.execute("SELECT n FROM sales WHERE id = ?", (deleted["sale_id"],)).fetchone()
+        db.execute("DELETE FROM docs WHERE n = ?", (n,))
+        db.execute("DELETE FROM sales WHERE n = ?", (n,))
+        db.commit()
+        db.close()
+        with Ledger(path, read_only=True) as led:
+            assert led.get_sale(deleted["sale_id"]) is None
+
+        # A receive-only terminal cannot read the wallet's transactions: it says so.
+        code, _, err = cli(capsys, "recover", "--since", today(), "--config", str(config))
+        assert code == 8 and "read_transactions" in err  # the backend could not be used
+        key = sandbox.create_api_key(["read:user", "read:wallet", "read:transactions"])
+        fd = os.open(config.parent / "secrets.toml", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"[backend.flash]\napi_key = {json.dumps(key)}\n")
+        code, out, err = cli(capsys, "recover", "--since", today(), "--config", str(config),
+                             "--json")
+        assert code == 0, err
+        result = json.loads(out)
+        assert [r["sale_id"] for r in result["restored"]] == [deleted["sale_id"]]
+        assert result["present"] == 1 and result["settled"] == [] and result["skipped"] == []
+        with Ledger(path, read_only=True) as led:
+            restored = led.get_sale(deleted["sale_id"])
+            assert restored.state == "paid" and restored.recovered
+            assert restored.payment_hash == deleted["payment_hash"] == before.payment_hash
+            assert restored.amount_msat == deleted["amount_msat"]
+            assert restored.bolt11 == before.bolt11
+            assert led.get_sale(kept["sale_id"]).state == "paid"
+            assert not led.get_sale(kept["sale_id"]).recovered
+
+        code, out, _ = cli(capsys, "recover", "--since", today(), "--config", str(config),
+                           "--json")
+        again = json.loads(out)
+        assert code == 0 and again["restored"] == [] and again["present"] == 2  # idempotent

@@ -13,8 +13,11 @@ import time
 import pytest
 from test_sync import FAST, Crash, CrashingWithdraw, Rig, SyncClock
 
+from terminal.adapters.backends.budget import BackendBudget
+from terminal.core.budget import WindowLimit
 from terminal.core.ports.backend import InvoiceRequest
 from terminal.core.records import PayoutStatus
+from terminal.sandbox import UNLIMITED
 from terminal.services.sync import (
     REASON_EXPIRED_UNVERIFIED,
     REASON_OUTCOME_UNKNOWN_EXPIRED,
@@ -218,3 +221,36 @@ def test_purged_unpaid_invoice_checked_in_the_history_is_failed(rig):
     assert item.outcome == "failed" and item.reason == REASON_OUTCOME_UNKNOWN_EXPIRED
     assert "checked in the backend's received payments" in item.message
     assert rig.ledger.get_sale(sale_id).state == "failed"
+
+
+def test_a_drain_checks_its_invoices_in_batches_over_kept_connections(tmp_path):
+    rig = Rig(tmp_path, limits=UNLIMITED)
+    try:
+        asyncio.run(rig.queue(_taps(rig, 40, 20)))
+        connections = []
+
+        async def scenario():
+            backend, withdraw = rig.parts(budget=BackendBudget(
+                invoices=WindowLimit("none", 10**9, 60.0), api_key=WindowLimit("none", 10**9,
+                                                                               60.0)))
+            loop = asyncio.get_running_loop()
+            original = loop.create_connection
+
+            async def counting(*args, **kwargs):
+                connections.append(1)
+                return await original(*args, **kwargs)
+
+            loop.create_connection = counting
+            worker = rig.worker(backend, withdraw, policy=PACED, clock=time.time, concurrency=8)
+            report = await worker.run_once()
+            requests = backend.status_requests
+            await backend.aclose()
+            await withdraw.aclose()
+            return report, requests
+
+        report, requests = asyncio.run(scenario())
+    finally:
+        rig.close()
+    assert report.paid == 40
+    assert requests < 40  # several sent payouts' invoices per status request
+    assert len(connections) <= 16 + 8  # kept alive: not one per request (120 requests here)

@@ -34,6 +34,7 @@ from terminal.protocols.boltcard.provisioning import (
     BoltcardKeys,
     CardFacts,
     KeyOffer,
+    KeySourceError,
     ProvisioningError,
 )
 from terminal.protocols.lnurl import (
@@ -53,7 +54,7 @@ DEFAULT_KEY_VERSION = 1
 BTCPAY_FIRST_KEY_VERSION = 0  # BTCPay registers a new card at version 0
 
 
-class KeyExchangeError(Exception):
+class KeyExchangeError(KeySourceError):
     """The issuer's keys could not be obtained or understood (message safe to show and log)."""
 
 

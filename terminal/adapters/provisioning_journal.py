@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from terminal.protocols.boltcard.provisioning import BoltcardKeys
+from terminal.protocols.boltcard.provisioning import BoltcardKeys, JournalUnusable
 
 JOURNAL_SUFFIX = ".provisioning.jsonl"
 JOURNAL_NAME = "provisioning.jsonl"
@@ -43,7 +43,7 @@ def journal_for_card_file(card_file: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + JOURNAL_SUFFIX)
 
 
-class JournalError(Exception):
+class JournalError(JournalUnusable):
     """The journal cannot be written: programming must not start (keys would be unrecorded)."""
 
 

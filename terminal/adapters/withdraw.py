@@ -148,7 +148,9 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with its connection pool rebuilt on the pinned network backend."""
 
     def __init__(self, ssl_context: ssl.SSLContext, backend: httpcore.AsyncNetworkBackend) -> None:
-        limits = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30)
+        # Every connection may be kept: with fewer kept than used, a drain of many taps (several
+        # at once) opens and closes a connection per request.
+        limits = httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30)
         # trust_env=False: no proxy from the environment; a proxy would resolve names itself.
         super().__init__(verify=ssl_context, trust_env=False, limits=limits, retries=0)
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):

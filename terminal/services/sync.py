@@ -32,6 +32,7 @@ invoice metadata at creation; Flash: the invoice memo), so `synced` means "nothi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -206,10 +207,102 @@ class SyncReport:
 class _Pass:
     """State shared by the card chains of one pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, settlements: _Settlements) -> None:
         self.backend_down: str | None = None
         self.paused_until: float | None = None  # Retry-After for the whole backend
         self.force = False
+        self.settlements = settlements
+
+
+@dataclass
+class _Followed:
+    payout: QueuedPayout
+    sale: SaleRecord
+    invoice: Invoice
+    future: asyncio.Future[ItemResult]
+    deadline: float
+    next_check: float
+    delay: float = 0.0
+
+
+class _Settlements:
+    """Follows the invoices of sent payouts until they settle, all of a pass's together: one
+    status request checks every invoice due (Flash answers many per request), instead of one
+    per payout, and a card's chain goes on meanwhile (the issuer's order concerns the GET,
+    already made)."""
+
+    def __init__(self, worker: SyncWorker) -> None:
+        self.worker = worker
+        self._followed: list[_Followed] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def follow(self, payout: QueuedPayout, sale: SaleRecord,
+               invoice: Invoice) -> asyncio.Future[ItemResult]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ItemResult] = loop.create_future()
+        now = loop.time()
+        self._followed.append(_Followed(payout, sale, invoice, future,
+                                        now + self.worker.policy.settle_timeout_s, now))
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return future
+
+    async def wait(self) -> None:
+        """Until every followed payout has its outcome (settled, or still being sent)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._followed:
+                now = loop.time()
+                due = [f for f in self._followed if f.next_check <= now]
+                if not due:
+                    wake_at = min(f.next_check for f in self._followed)
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wake_at - now):
+                            await self._wake.wait()
+                    continue
+                statuses = await self.worker._statuses([f.invoice for f in due])
+                for followed, status in zip(due, statuses, strict=True):
+                    await self._settle(followed, status, loop.time())
+        except Exception:  # never leave a chain without its outcome
+            log.exception("following sent payouts failed")
+            for followed in self._followed:
+                self._done(followed, self.worker._result(
+                    followed.payout, SUBMITTING, None, "Sent; waiting for the payment to confirm."))
+
+    async def _settle(self, followed: _Followed, status: InvoiceStatus | BackendError,
+                      now: float) -> None:
+        worker, payout, sale = self.worker, followed.payout, followed.sale
+        if isinstance(status, BackendError):
+            log.info("payout %s: status check failed (%s)", payout.id[:8], status.message)
+        elif status is InvoiceStatus.PAID:
+            return self._done(followed, worker._finish_paid(payout, sale))
+        elif status is InvoiceStatus.UNDERPAID:
+            return self._done(followed, worker._finish_failed(payout, sale, REASON_UNDERPAID,
+                                                              UNDERPAID_MESSAGE))
+        elif status is InvoiceStatus.EXPIRED:
+            return self._done(followed, await worker._expired(
+                payout, sale, followed.invoice, REASON_OUTCOME_UNKNOWN_EXPIRED,
+                "The invoice expired unpaid after it was sent."))
+        policy = worker.policy
+        followed.delay = min(policy.settle_max_poll_s,
+                             max(policy.settle_first_poll_s, followed.delay * 2))
+        if now + followed.delay > followed.deadline:
+            return self._done(followed, worker._result(
+                payout, SUBMITTING, None, "Sent; waiting for the payment to confirm."))
+        followed.next_check = now + followed.delay
+        return None
+
+    def _done(self, followed: _Followed, result: ItemResult) -> None:
+        self._followed.remove(followed)
+        if not followed.future.done():
+            followed.future.set_result(result)
 
 
 class _Requeue(Exception):
@@ -276,7 +369,7 @@ class SyncWorker:
         per card and a Retry-After met during the pass still hold.
         """
         report = SyncReport(started_at=self.clock())
-        state = _Pass()
+        state = _Pass(_Settlements(self))
         state.force = force
         chains: dict[str, list[QueuedPayout]] = {}
         for payout in (self.ledger.payouts(PayoutStatus.SUBMITTING)
@@ -284,12 +377,15 @@ class SyncWorker:
             chains.setdefault(payout.card_id, []).append(payout)
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def chain(items: list[QueuedPayout]) -> list[ItemResult]:
+        async def chain(items: list[QueuedPayout]) -> list[ItemResult | asyncio.Future[ItemResult]]:
             async with limit:
                 return await self._run_chain(sorted(items, key=lambda p: p.counter), state)
 
-        for results in await asyncio.gather(*(chain(items) for items in chains.values())):
-            report.items.extend(results)
+        outcomes = await asyncio.gather(*(chain(items) for items in chains.values()))
+        await state.settlements.wait()
+        for results in outcomes:
+            report.items.extend(r.result() if isinstance(r, asyncio.Future) else r
+                                for r in results)
         report.backend_down = state.backend_down
         if report_sales and state.backend_down is None:
             report.reported_sales = self.mark_synced()
@@ -364,9 +460,11 @@ class SyncWorker:
         return min(waits)
 
     # ------------------------------------------------------------------------------ chains
-    async def _run_chain(self, items: list[QueuedPayout], state: _Pass) -> list[ItemResult]:
-        """One card's payouts in counter order; a still-queued earlier tap holds back later ones."""
-        results = []
+    async def _run_chain(self, items: list[QueuedPayout], state: _Pass
+                         ) -> list[ItemResult | asyncio.Future[ItemResult]]:
+        """One card's payouts in counter order; a still-queued earlier tap holds back later ones.
+        A sent payout's settlement is followed by the pass (a future), not waited for here."""
+        results: list[ItemResult | asyncio.Future[ItemResult]] = []
         blocked = False
         for payout in items:
             if payout.status == PayoutStatus.SUBMITTING:
@@ -386,7 +484,7 @@ class SyncWorker:
                 results.append(self._result(payout, QUEUED, None, why))
                 continue
             result = await self._submit(payout, state)
-            blocked = result.outcome == QUEUED
+            blocked = isinstance(result, ItemResult) and result.outcome == QUEUED
             results.append(result)
         return results
 
@@ -402,7 +500,8 @@ class SyncWorker:
         return ahead <= 0 or ahead > horizon
 
     # ------------------------------------------------------------------------------ submit
-    async def _submit(self, payout: QueuedPayout, state: _Pass) -> ItemResult:
+    async def _submit(self, payout: QueuedPayout, state: _Pass
+                      ) -> ItemResult | asyncio.Future[ItemResult]:
         sale = self.ledger.get_sale(payout.sale_id)
         if sale is None:
             return self._finish_failed(payout, None, REASON_SALE_MISSING,
@@ -426,7 +525,7 @@ class SyncWorker:
             return self._requeue(payout, requeue, state)
         except _Fail as fail:
             return self._finish_failed(payout, sale, fail.reason, fail.message)
-        return await self._callback(payout, sale, invoice, request)
+        return await self._callback(payout, sale, invoice, request, state)
 
     def _needs_invoice(self, sale: SaleRecord) -> bool:
         left = (sale.invoice_expires_at or 0) - self.clock()
@@ -522,8 +621,8 @@ class SyncWorker:
 
     async def _callback(
         self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice,
-        request: lnurl.WithdrawRequest,
-    ) -> ItemResult:
+        request: lnurl.WithdrawRequest, state: _Pass,
+    ) -> ItemResult | asyncio.Future[ItemResult]:
         try:
             lnurl.check_amount(request, invoice.amount_msat, None)
         except lnurl.LnurlError as exc:  # nothing was sent: the card cannot pay this (PIN, max)
@@ -545,36 +644,27 @@ class SyncWorker:
                 break  # it may have arrived: only the invoice status can tell
             except lnurl.LnurlError as exc:
                 return self._finish_failed(payout, sale, exc.code, _plain(exc))
-        return await self._await_settlement(payout, sale, invoice)
+        return state.settlements.follow(payout, sale, invoice)
 
-    async def _await_settlement(
-        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice
-    ) -> ItemResult:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.settle_timeout_s
-        delay = 0.0
-        while True:
-            try:
-                status = await self.backend.invoice_status(invoice)
-            except BackendError as exc:
-                status = None
-                log.info("payout %s: status check failed (%s)", payout.id[:8], exc.message)
-            if status is InvoiceStatus.PAID:
-                return self._finish_paid(payout, sale)
-            if status is InvoiceStatus.UNDERPAID:
-                return self._finish_failed(payout, sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)
-            if status is InvoiceStatus.EXPIRED:
-                return await self._expired(payout, sale, invoice, REASON_OUTCOME_UNKNOWN_EXPIRED,
-                                           "The invoice expired unpaid after it was sent.")
-            if loop.time() + delay > deadline:
-                return self._result(payout, SUBMITTING, None,
-                                    "Sent; waiting for the payment to confirm.")
-            await self._sleep(delay)
-            delay = min(self.policy.settle_max_poll_s,
-                        max(self.policy.settle_first_poll_s, delay * 2))
+    async def _statuses(self, invoices: list[Invoice]) -> list[InvoiceStatus | BackendError]:
+        """Several invoices' statuses: in one request when the backend can (Flash), else one
+        request each, concurrently."""
+        batch = getattr(self.backend, "invoice_statuses", None)
+        if batch is not None:
+            results: list[InvoiceStatus | BackendError] = await batch(invoices)
+            return results
+        answers = await asyncio.gather(*(self.backend.invoice_status(i) for i in invoices),
+                                       return_exceptions=True)
+        out: list[InvoiceStatus | BackendError] = []
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, BackendError):
+                raise answer
+            out.append(answer)
+        return out
 
     # ------------------------------------------------------------------------------ resolve
-    async def _resolve_submitting(self, payout: QueuedPayout, state: _Pass) -> ItemResult:
+    async def _resolve_submitting(self, payout: QueuedPayout, state: _Pass
+                                  ) -> ItemResult | asyncio.Future[ItemResult]:
         """Outcome unknown: ask the invoice, never the issuer again."""
         sale = self.ledger.get_sale(payout.sale_id)
         if sale is None:
@@ -614,7 +704,7 @@ class SyncWorker:
                 "The payment's outcome was unknown and its invoice expired unpaid.",
             )
         if unsent:  # known NOT sent: the same k1 may go out now
-            return await self._retry_unsent_callback(payout, sale, invoice, unsent)
+            return await self._retry_unsent_callback(payout, sale, invoice, unsent, state)
         return self._result(payout, SUBMITTING, None, "Outcome unknown; invoice still open.")
 
     async def _expired(self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice,
@@ -654,8 +744,9 @@ class SyncWorker:
                             "The issuer could not be reached; the callback will be retried.")
 
     async def _retry_unsent_callback(
-        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict[str, Any]
-    ) -> ItemResult:
+        self, payout: QueuedPayout, sale: SaleRecord, invoice: Invoice, unsent: dict[str, Any],
+        state: _Pass,
+    ) -> ItemResult | asyncio.Future[ItemResult]:
         request = lnurl.WithdrawRequest(
             card_url=payout.tap_url,
             callback=unsent["callback"],
@@ -673,7 +764,7 @@ class SyncWorker:
             return self._finish_failed(payout, sale, exc.code, _plain(exc))
         del payout.metadata[UNSENT_CALLBACK]
         self.ledger.save_payout(payout)
-        return await self._await_settlement(payout, sale, invoice)
+        return state.settlements.follow(payout, sale, invoice)
 
     # ------------------------------------------------------------------------------ endings
     def _requeue(self, payout: QueuedPayout, why: _Requeue, state: _Pass) -> ItemResult:

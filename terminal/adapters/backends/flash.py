@@ -58,7 +58,7 @@ from terminal.adapters.backends.flash_graphql import Credentials, FlashTransport
 from terminal.adapters.backends.flash_history import FlashHistory
 from terminal.adapters.backends.flash_send import FlashSender
 from terminal.adapters.backends.flash_status import StatusBatcher, status_from_payload
-from terminal.adapters.backends.http import Backoff, RetryPolicy, clean_text
+from terminal.adapters.backends.http import Backoff, JsonEndpoint, RetryPolicy, clean_text
 from terminal.core import money
 from terminal.core.ports.backend import (
     BackendError,
@@ -178,7 +178,6 @@ class FlashBackend:
         wallet_currency: str = USD,
         network: str = "bitcoin",
         terminal_id: str | Callable[[], str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
         poll_interval_s: float = 1.5,
         ws_enabled: bool = True,
         safety_poll_s: float = 15.0,
@@ -217,14 +216,10 @@ class FlashBackend:
         self._prices: dict[str, tuple[_Price, float]] = {}  # currency -> (price, monotonic)
         self._clock = clock
         self.budget = budget or BackendBudget(path=budget_path, clock=clock)
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            follow_redirects=False,
-            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=30.0),
-        )
-        self._gql = FlashTransport(self._client, http_url, self._credentials, self.budget, retry,
-                                   clock)
+        self._endpoint = JsonEndpoint(
+            http_url, service=f"Flash at {urlsplit(http_url).netloc}",
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)))
+        self._gql = FlashTransport(self._endpoint, self._credentials, self.budget, retry, clock)
         self._statuses = StatusBatcher(self._gql)
         self._history = FlashHistory(
             self._gql, self._wallet_id, terminal_id=terminal_id,
@@ -235,7 +230,7 @@ class FlashBackend:
                                    can_send=lambda: self._credentials.present)
         self._wallet: _Wallet | None = None
         self._wallet_lock = asyncio.Lock()
-        self._create_lock = asyncio.Lock()
+        self._create_locks: dict[str, asyncio.Lock] = {}
         self._fraction_digits: dict[str, int] | None = None
         self._created: collections.OrderedDict[str, Invoice] = collections.OrderedDict()
 
@@ -277,8 +272,10 @@ class FlashBackend:
         if len(request.memo.encode()) > MAX_MEMO_BYTES:
             raise BackendRejected(f"The invoice memo is longer than Flash's {MAX_MEMO_BYTES} "
                                   "bytes.", code="memo_too_long")
-        # One creation at a time: two concurrent calls for one sale must not make two invoices.
-        async with self._create_lock:
+        # One creation at a time per sale: two concurrent calls for one sale must not make two
+        # invoices (different sales go concurrently: a queue drain creates many).
+        lock = self._create_locks.setdefault(request.idempotency_key, asyncio.Lock())
+        async with lock:
             cached = self._created.get(request.idempotency_key)
             if cached is not None:
                 return cached
@@ -286,7 +283,10 @@ class FlashBackend:
             invoice = await self._create_usd_invoice(wallet, request)
             self._created[request.idempotency_key] = invoice
             while len(self._created) > _IDEMPOTENCY_CACHE_SIZE:
-                self._created.popitem(last=False)
+                old, _ = self._created.popitem(last=False)
+                stale = self._create_locks.get(old)
+                if stale is not None and not stale.locked():
+                    del self._create_locks[old]
             return invoice
 
     async def invoice_status(self, invoice: Invoice) -> InvoiceStatus:
@@ -414,8 +414,7 @@ class FlashBackend:
 
     async def aclose(self) -> None:
         await self._statuses.aclose()
-        if self._owns_client:
-            await self._client.aclose()
+        await self._endpoint.aclose()
 
     # ---------------------------------------------------------------- invoices
 

@@ -1,31 +1,31 @@
 """GraphQL over HTTP to Flash: one request, its answer type-checked and its errors mapped.
 
-Every Flash call goes through `FlashTransport`: `backends/http.py` sends it (transport errors
-mapped there) and retries idempotent reads (`with_retries`); `flash_errors` maps what Flash
-answers. A request carries the API key only when it needs one (`keyed=True`): every keyed request
-counts against the key's limit (120 a minute), so whatever works anonymously (status, prices,
-currency list, the recipient's wallet) goes without it. Keyed requests are paced by the backend
-budget's API-key window.
+Every Flash call goes through `FlashTransport`: `backends/http.py` sends it (`JsonEndpoint`,
+transport errors mapped there) and retries idempotent reads (`with_retries`); `flash_errors` maps
+what Flash answers. A request carries the API key only when it needs one (`keyed=True`): every
+keyed request counts against the key's limit (120 a minute), so whatever works anonymously
+(status, prices, currency list, the recipient's wallet) goes without it. Keyed requests are
+paced by the backend budget's API-key window.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from terminal.adapters.backends import flash_errors
 from terminal.adapters.backends.budget import BackendBudget
 from terminal.adapters.backends.http import (
+    JsonEndpoint,
     RetryPolicy,
     body_excerpt,
     parse_json,
     retry_after_s,
-    send,
     try_json,
     with_retries,
 )
@@ -69,20 +69,18 @@ class Answer:
 class FlashTransport:
     def __init__(
         self,
-        client: httpx.AsyncClient,
-        url: str,
+        endpoint: JsonEndpoint,
         credentials: Credentials,
         budget: BackendBudget,
         retry: RetryPolicy,
         clock: Callable[[], float],
     ) -> None:
-        self.client = client
-        self.url = url
+        self.endpoint = endpoint
+        self.url = str(endpoint.url)
         self.credentials = credentials
         self.budget = budget
         self.retry = retry
         self.clock = clock
-        self.host = urlsplit(url).netloc
 
     async def read(self, document: str, variables: dict[str, Any], operation: str, *,
                    keyed: bool = False, background: bool = False) -> dict[str, Any]:
@@ -109,16 +107,16 @@ class FlashTransport:
                        background: bool = False) -> Answer:
         """One request; data and errors side by side (a batch reads both). Limits, credential
         and transport failures are raised here."""
-        body = {"query": document, "variables": variables, "operationName": operation}
-        headers = {"Accept": "application/json"}
+        body = json.dumps({"query": document, "variables": variables,
+                           "operationName": operation}, separators=(",", ":")).encode()
+        headers: dict[str, str] = {}
         ticket = None
         if keyed and self.credentials.present:
             headers.update(self.credentials.headers())
             if self.credentials.api_key:
                 ticket = await self._key_slot(operation, background)
         try:
-            response = await send(self.client, "POST", self.url, service=f"Flash at {self.host}",
-                                  headers=headers, json_body=body)
+            response = await self.endpoint.post(body, headers)
         except BackendUnavailable as exc:
             if ticket is not None:
                 if exc.code == "not_sent":

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REPAIR_HINT = (
-    "Stop the terminal service, keep a copy of the data directory, then run "
-    "`flash-terminal ledger check` for the details and `flash-terminal ledger repair` (it keeps "
-    "a copy of the damaged files and salvages every record that verifies); afterwards "
-    "`flash-terminal recover --since DATE` restores paid sales from the backend."
+    "Stop the terminal; `flash-terminal ledger check` gives the details, `flash-terminal ledger "
+    "repair` keeps a copy and salvages what verifies, then `flash-terminal recover --since DATE` "
+    "restores paid sales from the backend."
 )
+MAX_PARAGRAPH = 600  # the command line's bound on one message (terminal.app.cli.exits)
 
 
 class StorageError(Exception):
@@ -44,7 +44,7 @@ class Damage:
     def paragraph(self) -> str:
         return (
             f"The books need attention: {self.file}: {self.what}. {self.affected} "
-            f"Nothing was changed in the file. {self.fix}"
+            f"Nothing was changed. {self.fix}"
         )
 
     def to_json(self) -> dict[str, str]:

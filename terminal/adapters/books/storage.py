@@ -91,8 +91,8 @@ _MISSING = object()
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 AFFECTS_JOURNAL = (
-    "Sales in progress, offline payments waiting to be sent, card counters and settings recorded "
-    "from that point on may be wrong or missing."
+    "Sales in progress, queued offline payments, card counters and settings recorded from that "
+    "point on may be wrong or missing."
 )
 
 

@@ -7,8 +7,9 @@
     flash-terminal ledger repair [--config FILE] [--json]
         With the terminal stopped: keeps a copy of every file of the books in
         `ledger-damaged-<time>/` beside them, then rebuilds what is damaged from every record that
-        still verifies. Exit 0 when the books are intact afterwards (or were already), 6 when they
-        are still damaged, 1 when it could not run (the terminal is running, a disk error).
+        still verifies. Exit 0 when the books are intact afterwards (or were already), 5 the
+        terminal is running (stop it first), 6 when they are still damaged, 7 a disk error
+        (terminal.app.cli.exits).
 
 JSON (`--json`): check prints {"status": "intact"|"damaged", "journal", "damage": [{"file",
 "what", "affected", "fix"}], "message", "counts", "files"}; repair prints {"status", "repaired",
@@ -22,10 +23,7 @@ import json
 import sys
 
 from terminal.app.cli.args import load_config_or_exit
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BOOKS_DAMAGED = 6  # as terminal.adapters.books.errors.EXIT_BOOKS_DAMAGED
+from terminal.app.cli.exits import EXIT_BOOKS_DAMAGED, EXIT_BUSY, EXIT_OK, EXIT_STORAGE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +64,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from terminal.adapters.books.errors import StorageError
+    from terminal.adapters.books.errors import StorageError, StorageLockedError
     from terminal.adapters.books.repair import repair_books
 
     try:
@@ -74,7 +72,7 @@ def _repair(args: argparse.Namespace) -> int:
     except (StorageError, OSError) as exc:
         text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"flash-terminal ledger repair: {text}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_BUSY if isinstance(exc, StorageLockedError) else EXIT_STORAGE
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _recover(args: argparse.Namespace) -> int:
     from terminal.adapters.books.errors import BooksDamaged, StorageError, StorageLockedError
-    from terminal.core.ports.backend import BackendError, BackendUnauthorized
+    from terminal.core.ports.backend import BackendError
 
     if args.since > time.time():
         args.parser.error("--since is in the future")
@@ -76,11 +76,9 @@ def _recover(args: argparse.Namespace) -> int:
     except StorageError as exc:
         print(f"flash-terminal recover: {exc}", file=sys.stderr)
         return EXIT_BUSY if isinstance(exc, StorageLockedError) else EXIT_STORAGE
-    except BackendError as exc:
-        hint = (" (it needs the read_transactions scope on Flash, canviewinvoices on BTCPay)"
-                if isinstance(exc, BackendUnauthorized) else "")
+    except BackendError as exc:  # its message names a missing scope or permission
         print(f"flash-terminal recover: the backend could not list its payments: "
-              f"{exc.message}{hint}", file=sys.stderr)
+              f"{exc.message}", file=sys.stderr)
         return EXIT_BACKEND
     if args.json:
         print(json.dumps(report.to_json()))

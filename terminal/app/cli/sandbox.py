@@ -11,8 +11,8 @@ benchmarks.
     flash-terminal sandbox fill-history --config FILE --sales N [--days D] [--cards K] [--json]
         writes N settled sales (card and QR; paid, failed, expired, cancelled, declined and
         offline-paid; JMD, USD and sats; K cards) spread over the D days before today into the
-        books of FILE's data_dir, through the books' normal write path. Exit 0 written, 1 the
-        books are in use (stop the terminal first) or a disk error, 2 usage, 6 damaged books.
+        books of FILE's data_dir, through the books' normal write path. Exit 0 written, 2 usage,
+        5 the books are in use (stop the terminal first), 6 damaged books, 7 a disk error.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from terminal.adapters import simcards
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
 
 EXIT_OK = 0
-EXIT_FAILED = 1
 EXIT_USAGE = 2
 DEFAULT_BALANCE_SATS = 100_000
 FILL_MAX_SALES = 10_000_000
@@ -211,10 +210,11 @@ def _fill_history(args: argparse.Namespace) -> int:
     import datetime as dt
     import sys
 
-    from terminal.adapters.books.errors import BooksDamaged, StorageError
+    from terminal.adapters.books.errors import BooksDamaged, StorageError, StorageLockedError
     from terminal.adapters.books.fill import HistoryWriter
     from terminal.adapters.books.layout import journal_path
     from terminal.app.cli.args import load_config_or_exit
+    from terminal.app.cli.exits import EXIT_BUSY, EXIT_STORAGE
     from terminal.app.root import ensure_data_dir, open_ledger, terminal_id
 
     if not 0 <= args.sales <= FILL_MAX_SALES:
@@ -234,7 +234,7 @@ def _fill_history(args: argparse.Namespace) -> int:
         raise  # exit 6, with its paragraph (terminal.app.cli)
     except StorageError as exc:
         print(f"flash-terminal sandbox fill-history: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_BUSY if isinstance(exc, StorageLockedError) else EXIT_STORAGE
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -67,6 +67,14 @@ class ProvisioningError(Exception):
     """Programming or wiping cannot go on; the message tells the technician what to do."""
 
 
+class KeySourceError(ProvisioningError):
+    """The card's keys could not be obtained (an issuer's key exchange, a key file)."""
+
+
+class JournalUnusable(ProvisioningError):
+    """The provisioning journal cannot be read or written: nothing was sent to the card."""
+
+
 class CardNotBlank(ProvisioningError):
     """The card already carries keys (a non-zero key version): wipe it first."""
 
@@ -189,21 +197,31 @@ def inspect_card(tag: Ntag424, on_step: StepCallback | None = None) -> CardFacts
 
 
 def uid_from_tap(
-    url: str | None, k1s: list[bytes], p_param: str = "p", c_param: str = "c"
+    url: str | None, k1: bytes, p_param: str = "p", c_param: str = "c"
 ) -> bytes | None:
-    """The UID in a tap's PICCData, trying each K1 (unauthenticated: only to find journal entries
-    and derive keys; a tap is trusted only once its `c` verifies)."""
+    """The UID in a tap's PICCData under the one K1 the card holds in slot 1 (by its version).
+
+    Unverified: any wrong K1 "decrypts" 1 tap in 256 to a block starting C7 (and the random
+    padding makes that a new draw on every tap), giving a made-up UID. Use it only to ask a key
+    source for a card's keys, which are then checked against the tap before anything is sent.
+    """
     if url is None:
         return None
     try:
         p = parse_tap_url(url, p_param, c_param).p
     except TapError:
         return None
-    for k1 in k1s:
-        picc = PiccDecryptor(k1).decrypt(p)
-        if picc is not None:
-            return picc.uid
-    return None
+    picc = PiccDecryptor(k1).decrypt(p)
+    return None if picc is None else picc.uid
+
+
+def _tap_uid(facts: CardFacts, k1: bytes, k2: bytes, p_param: str, c_param: str
+             ) -> bytes | None:
+    """The UID of the card's tap when it verifies with K1 and K2 (PICCData and SDMMAC)."""
+    if facts.tap_url is None or not facts.ndef_settings.sdm_enabled:
+        return None
+    result = verify_tap_url(facts.tap_url, k1, k2, p_param=p_param, c_param=c_param)
+    return result.uid if result.valid else None
 
 
 def _step(on_step: StepCallback | None, text: str) -> None:
@@ -340,6 +358,11 @@ def _write_url_and_settings(tag: Ntag424, facts: CardFacts, layout, on_step, pro
 # --- wiping -------------------------------------------------------------------------------------
 
 
+def _reset_step(key_no: int) -> str:
+    """The journal step recorded once the card confirmed key `key_no` is back to factory."""
+    return f"key {key_no} reset"
+
+
 def wipe_boltcard(
     tag: Ntag424,
     keys: BoltcardKeys,
@@ -384,7 +407,7 @@ def wipe_boltcard(
             tag.change_key(APP_MASTER_KEY_NO, FACTORY_KEY, 0)
         else:
             tag.change_key(key_no, FACTORY_KEY, 0, old_key=current[key_no])
-        _done(progress, f"key {key_no} reset")
+        _done(progress, _reset_step(key_no))
 
     _step(on_step, "clear URL")
     tag.select_ndef_application()
@@ -427,15 +450,38 @@ def _card_id(offer_id: str | None, keys: BoltcardKeys, uid: bytes) -> str:
     return offer_id or key_table_card_id(keys.k2, uid)
 
 
-def _find_uid(facts: CardFacts, k1s: list[bytes], p_param: str, c_param: str) -> bytes | None:
-    return facts.uid or uid_from_tap(facts.tap_url, [FACTORY_KEY, *k1s], p_param, c_param)
+def _find_entry(
+    journal: ProvisioningJournal, op: str, facts: CardFacts,
+    holds: Callable[[BoltcardKeys, int], bool], p_param: str, c_param: str,
+) -> tuple[JournalEntry, bytes] | None:
+    """The pending `op` entry of this card, and its UID.
+
+    By the UID the card shows; a random-UID card shows none, so by its tap, which must verify
+    (SDMMAC included) with the K1/K2 its slots hold under that entry's keys
+    (`holds(keys, version)`: the slot has the entry's key, else the factory key). Decrypting
+    PICCData alone is no proof: a wrong K1 yields a C7 block for 1 tap in 256, a made-up UID.
+    """
+    if facts.uid is not None:
+        entry = journal.find(facts.uid, op)
+        return None if entry is None else (entry, facts.uid)
+    versions = facts.key_versions
+    for entry in journal.pending(op):
+        k1, k2 = (entry.keys.key(n) if holds(entry.keys, versions[n]) else FACTORY_KEY
+                  for n in (1, 2))
+        uid = _tap_uid(facts, k1, k2, p_param, c_param)
+        if uid is not None and entry.matches(uid):
+            return entry, uid
+    return None
 
 
-def _verifies_with_factory_keys(facts: CardFacts, p_param: str, c_param: str) -> bool:
-    if facts.tap_url is None:
-        return False
-    return verify_tap_url(facts.tap_url, FACTORY_KEY, FACTORY_KEY, p_param=p_param,
-                          c_param=c_param).valid
+def _programmed_with(keys: BoltcardKeys, version: int) -> bool:
+    """While programming, a slot holds its new key once it carries the new version."""
+    return version == keys.version
+
+
+def _not_yet_reset(keys: BoltcardKeys, version: int) -> bool:
+    """While wiping, a slot holds its old key until its version is back to 0."""
+    return version != 0
 
 
 def program_card(
@@ -455,23 +501,25 @@ def program_card(
     hand out new keys on every request).
     """
     facts = inspect_card(tag, on_step)
-    entries = journal.pending("program")
-    uid = _find_uid(facts, [e.keys.k1 for e in entries], p_param, c_param)
-    entry: JournalEntry | None = journal.find(uid, "program")
-    resumed = entry is not None
-    if entry is not None:
+    found = _find_entry(journal, "program", facts, _programmed_with, p_param, c_param)
+    resumed = found is not None
+    uid: bytes | None
+    if found is not None:
+        entry, uid = found
         _step(on_step, "resume programming recorded in the journal")
         keys, base_url, random_uid = entry.keys, entry.url, entry.random_uid
     else:
         if not facts.blank:
             raise CardNotBlank(max(facts.key_versions))
-        if facts.ndef_settings.sdm is not None and not _verifies_with_factory_keys(
-            facts, p_param, c_param
-        ):
-            # Version 0 everywhere, yet SUN answers with other keys: someone changed keys
-            # without bumping versions. Authenticating with the factory key would only burn the
-            # card's failure counter; refuse before touching it.
-            raise CardNotBlank(0)
+        uid = facts.uid
+        if facts.ndef_settings.sdm is not None:
+            tap_uid = _tap_uid(facts, FACTORY_KEY, FACTORY_KEY, p_param, c_param)
+            if tap_uid is None:
+                # Version 0 everywhere, yet SUN answers with other keys: someone changed keys
+                # without bumping versions. Authenticating with the factory key would only burn
+                # the card's failure counter; refuse before touching it.
+                raise CardNotBlank(0)
+            uid = uid or tap_uid
         if uid is None:
             raise ProvisioningError("cannot read the card's UID (hold it still and try again)")
         _step(on_step, "get keys")
@@ -506,22 +554,34 @@ def wipe_card(
 ) -> Outcome:
     """Wipe the card with the source's keys, or finish an interrupted wipe from `journal`."""
     facts = inspect_card(tag, on_step)
-    entries = journal.pending("wipe")
-    hint = source.k1_hint()
-    uid = _find_uid(facts, [e.keys.k1 for e in entries] + ([hint] if hint else []),
-                    p_param, c_param)
-    entry = journal.find(uid, "wipe")
-    if entry is None and uid is None:
+    found = _find_entry(journal, "wipe", facts, _not_yet_reset, p_param, c_param)
+    entry: JournalEntry | None = None
+    uid = facts.uid
+    if found is not None:
+        entry, uid = found
+    elif uid is None and facts.ndef_settings.sdm_enabled:
+        # A random-UID card of no pending wipe: its UID from the tap under the K1 slot 1 holds
+        # (the source's while the version is non-zero), for the source to find its keys.
+        hint = source.k1_hint() if facts.key_versions[1] else FACTORY_KEY
+        uid = uid_from_tap(facts.tap_url, hint, p_param, c_param) if hint else None
+    guessed = False
+    if entry is None and uid is None and not facts.ndef_settings.sdm_enabled:
         # A random-UID card whose SUN is already off: the journal entry whose keys the card
         # still accepts by version. One candidate only, never a guess between several.
-        candidates = [e for e in entries if all(v in (0, e.keys.version)
-                                                for v in facts.key_versions)]
+        candidates = [e for e in journal.pending("wipe")
+                      if all(v in (0, e.keys.version) for v in facts.key_versions)]
         entry = candidates[0] if len(candidates) == 1 else None
+        guessed = True
     if facts.factory:
-        if entry is not None:
+        # Any card fits a guess by versions once it is blank: close a guessed entry only when
+        # it says its keys are all reset, or the card it stands for could never be resumed.
+        if entry is not None and (not guessed or _reset_step(APP_MASTER_KEY_NO) in entry.steps):
             journal.end(entry)
+        else:
+            entry = None
         _step(on_step, "card is already blank")
-        return Outcome(card_id=entry.card_id if entry else None, url=None, resumed=False)
+        return Outcome(card_id=entry.card_id if entry else None, url=None,
+                       resumed=entry is not None)
     resumed = entry is not None
     # A resumed wipe whose SUN is already off cannot show a tap: the journal entry says one
     # verified when the wipe began (an entry is only written after that).

@@ -21,15 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from terminal.app.ui.strings import t
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.tones import Tone
 from terminal.protocols.boltcard.keys import key_fingerprint
+from terminal.protocols.boltcard.provisioning import JournalUnusable, KeySourceError
+from terminal.services.card_tools import (
+    CardJob,
+    CardTool,
+    CardToolFailure,
+    CardWork,
+    FailureKind,
+    ToolResult,
+    failure,
+)
 
 if TYPE_CHECKING:
-    from hw.ntag424 import Ntag424
     from terminal.app.config import Config
     from terminal.app.ui.viewmodels.card_blocks import CardBlocksViewModel
     from terminal.protocols.boltcard.provisioning import KeySource
@@ -103,158 +111,66 @@ class ToolReport:
 
 
 Verify = Callable[[str], Any]  # Keyring.verify_tap: url -> TapVerification
-StepSink = Callable[[str], None]
+
+_NEXT = {
+    FailureKind.NOT_BLANK: "tools.next.not_blank",
+    FailureKind.WRONG_KEYS: "tools.next.wrong_keys",
+    FailureKind.READ_BACK: "tools.next.read_back",
+    FailureKind.REMOVED: "tools.next.removed",
+    FailureKind.DELAY: "tools.next.delay",
+    FailureKind.REFUSED_KEY: "tools.next.refused_key",
+    FailureKind.KEY_SOURCE: "tools.next.key_file",
+    FailureKind.JOURNAL: "tools.next.journal",
+    FailureKind.MISSING: "tools.next.enroll",
+    FailureKind.OTHER: "tools.next.again",
+}
 
 
-@dataclass(frozen=True)
-class CardJob:
-    """One armed tool with everything it needs, frozen when the card arrives (the worker thread
-    reads only this, never the view model)."""
-
-    tool: Tool
-    issuer: ToolIssuer | None
-    key_file: str
-    card_url: str
-    journal_path: Path | None
-    verify: Verify | None = None
-
-    def run(self, tag: Ntag424, on_step: StepSink) -> ToolReport:
-        """Blocking: talk to the card. Never raises for a card, key or journal problem."""
-        from hw.ntag424 import Ntag424Error
-        from terminal.adapters.keyexchange import KeyExchangeError
-        from terminal.adapters.provisioning_journal import JournalError
-        from terminal.protocols.boltcard.provisioning import ProvisioningError
-
-        try:
-            if self.tool is Tool.INFO:
-                return self._info(tag, on_step)
-            if self.tool is Tool.PROGRAM:
-                return self._program(tag, on_step)
-            return self._wipe(tag, on_step)
-        except (Ntag424Error, ProvisioningError, KeyExchangeError, JournalError,
-                ValueError) as error:
-            return failure_report(self.tool, error)
-
-    # -- the tools ------------------------------------------------------------------------
-    def _info(self, tag: Ntag424, on_step: StepSink) -> ToolReport:
-        from terminal.protocols.boltcard.provisioning import inspect_card
-
-        facts = inspect_card(tag, on_step)
-        versions = facts.key_versions
-        lines: list[str] = []
-        if facts.factory:
-            return ToolReport(True, t("tools.info.blank"), (t("tools.info.blank_detail"),),
-                              t("tools.info.blank_next"))
-        if facts.blank:
-            title = t("tools.info.partial")
-            lines.append(t("tools.info.partial_detail"))
-        elif len(set(versions)) > 1:
-            title = t("tools.info.partial")
-            lines.append(t("tools.info.versions", versions=" ".join(map(str, versions))))
-            lines.append(t("tools.info.partial_detail"))
-        else:
-            title = t("tools.info.programmed", version=versions[0])
-        lines.append(t("tools.info.sun_on") if facts.ndef_settings.sdm_enabled
-                     else t("tools.info.sun_off"))
-        if facts.tap_url:
-            lines.append(t("tools.info.host", host=urlsplit(facts.tap_url).netloc or "?"))
-        next_step = ""
-        if facts.tap_url and self.verify is not None:
-            verdict = self.verify(facts.tap_url)
-            if verdict.valid:
-                card_id = (verdict.card_id or "")[:CARD_ID_CHARS]
-                lines.append(t("tools.info.verified", issuer=verdict.issuer, card_id=card_id))
-            else:
-                reason = verdict.reason.value if verdict.reason else "unknown"
-                lines.append(t("tools.info.not_verified", reason=reason))
-                next_step = t("tools.info.not_verified_next")
-        elif facts.tap_url:
-            lines.append(t("tools.info.no_keys"))
-        return ToolReport(True, title, tuple(lines), next_step)
-
-    def _program(self, tag: Ntag424, on_step: StepSink) -> ToolReport:
-        from terminal.adapters.provisioning_journal import ProvisioningJournal
-        from terminal.protocols.boltcard.provisioning import program_card
-
-        source, p_param, c_param = self._source()
-        journal = ProvisioningJournal(self._journal())
-        outcome = program_card(tag, source, journal, url=self.card_url or None,
-                               p_param=p_param, c_param=c_param, on_step=on_step)
-        lines = [t("tools.program.verified")]
-        if outcome.card_id:
-            lines.append(t("tools.card_id", card_id=outcome.card_id[:CARD_ID_CHARS]))
-        if outcome.url:
-            lines.append(t("tools.info.host", host=urlsplit(outcome.url).netloc or "?"))
-        if outcome.resumed:
+def report_for(result: ToolResult) -> ToolReport:
+    """A card tool's result (`terminal.services.card_tools`) in the technician's words."""
+    if isinstance(result, CardToolFailure):
+        return ToolReport(False, t(f"tools.{result.tool.value}.failed"), (result.message,),
+                          t(_NEXT[result.kind]))
+    if isinstance(result, CardWork):
+        done = "program" if result.tool is CardTool.PROGRAM else "wipe"
+        lines = [t("tools.program.verified") if done == "program" else t("tools.wipe.detail")]
+        if result.card_id:
+            lines.append(t("tools.card_id", card_id=result.card_id[:CARD_ID_CHARS]))
+        if result.host:
+            lines.append(t("tools.info.host", host=result.host))
+        if result.resumed:
             lines.append(t("tools.resumed"))
-        return ToolReport(True, t("tools.program.done"), tuple(lines), t("tools.program.next"))
-
-    def _wipe(self, tag: Ntag424, on_step: StepSink) -> ToolReport:
-        from terminal.adapters.provisioning_journal import ProvisioningJournal
-        from terminal.protocols.boltcard.provisioning import wipe_card
-
-        source, p_param, c_param = self._source()
-        journal = ProvisioningJournal(self._journal())
-        outcome = wipe_card(tag, source, journal, p_param=p_param, c_param=c_param,
-                            on_step=on_step)
-        lines = [t("tools.wipe.detail")]
-        if outcome.card_id:
-            lines.append(t("tools.card_id", card_id=outcome.card_id[:CARD_ID_CHARS]))
-        if outcome.resumed:
-            lines.append(t("tools.resumed"))
-        return ToolReport(True, t("tools.wipe.done"), tuple(lines), t("tools.wipe.next"))
-
-    def _source(self) -> tuple[KeySource, str, str]:
-        from terminal.adapters.keyexchange import FileKeySource, IssuerKeySource, load_keys_file
-
-        if self.key_file:
-            return FileKeySource(load_keys_file(Path(self.key_file).expanduser())), "p", "c"
-        issuer = self.issuer
-        if issuer is None:  # choose() refuses this; kept for a job built by hand
-            raise ValueError(t("tools.error.no_keys"))
-        url = self.card_url or issuer.card_url or None
-        source = IssuerKeySource(issuer.issuer_key, None, url, issuer.pull_payment_id,
-                                 issuer.first_version)
-        return source, issuer.p_param, issuer.c_param
-
-    def _journal(self) -> Path:
-        if self.journal_path is None:
-            raise ValueError(t("tools.error.no_journal"))
-        return self.journal_path
+        return ToolReport(True, t(f"tools.{done}.done"), tuple(lines), t(f"tools.{done}.next"))
+    info = result
+    if info.factory:
+        return ToolReport(True, t("tools.info.blank"), (t("tools.info.blank_detail"),),
+                          t("tools.info.blank_next"))
+    lines = []
+    if info.partial:
+        title = t("tools.info.partial")
+        if len(set(info.versions)) > 1:
+            lines.append(t("tools.info.versions", versions=" ".join(map(str, info.versions))))
+        lines.append(t("tools.info.partial_detail"))
+    else:
+        title = t("tools.info.programmed", version=info.versions[0])
+    lines.append(t("tools.info.sun_on") if info.sun_on else t("tools.info.sun_off"))
+    if info.host:
+        lines.append(t("tools.info.host", host=info.host))
+    next_step = ""
+    if info.verified_issuer:
+        lines.append(t("tools.info.verified", issuer=info.verified_issuer,
+                       card_id=(info.verified_card_id or "")[:CARD_ID_CHARS]))
+    elif info.not_verified_reason:
+        lines.append(t("tools.info.not_verified", reason=info.not_verified_reason))
+        next_step = t("tools.info.not_verified_next")
+    elif info.host:
+        lines.append(t("tools.info.no_keys"))
+    return ToolReport(True, title, tuple(lines), next_step)
 
 
 def failure_report(tool: Tool, error: Exception) -> ToolReport:
-    """The error in words a technician understands, and what to do next."""
-    from hw.ntag424 import AuthenticationDelay, AuthenticationError, TransportError
-    from terminal.adapters.keyexchange import KeyExchangeError
-    from terminal.adapters.provisioning_journal import JournalError
-    from terminal.protocols.boltcard.provisioning import (
-        CardNotBlank,
-        KeysDoNotMatch,
-        ReadBackFailed,
-    )
-
-    title = t(f"tools.{tool.value}.failed")
-    message = str(error)
-    if isinstance(error, CardNotBlank):
-        next_step = t("tools.next.not_blank")
-    elif isinstance(error, KeysDoNotMatch):
-        next_step = t("tools.next.wrong_keys")
-    elif isinstance(error, ReadBackFailed):
-        next_step = t("tools.next.read_back")
-    elif isinstance(error, TransportError):
-        next_step = t("tools.next.removed")
-    elif isinstance(error, AuthenticationDelay):
-        next_step = t("tools.next.delay")
-    elif isinstance(error, AuthenticationError):
-        next_step = t("tools.next.refused_key")
-    elif isinstance(error, KeyExchangeError):
-        next_step = t("tools.next.key_file")
-    elif isinstance(error, JournalError):
-        next_step = t("tools.next.journal")
-    else:
-        next_step = t("tools.next.again")
-    return ToolReport(False, title, (message,), next_step)
+    """An unexpected error while a tool ran, in words (the tool never spins forever)."""
+    return report_for(failure(CardTool(tool.value), error))
 
 
 class CardToolsViewModel(Observable):
@@ -358,9 +274,15 @@ class CardToolsViewModel(Observable):
 
     # -- a card arrives (loop thread) -----------------------------------------------------
     def begin(self) -> CardJob:
+        """The armed tool starts on the card that came (the Block tool needs no card session:
+        its job only marks the tool busy)."""
         assert self.armed and self.tool is not None
-        job = CardJob(self.tool, self.issuer, self.key_file, self.card_url,
-                      self.settings.journal_path, self.verify)
+        tool = CardTool.INFO if self.tool is Tool.BLOCK else CardTool(self.tool.value)
+        changes = tool is not CardTool.INFO
+        job = CardJob(tool, keys=self._key_source if changes else None,
+                      journal=self._journal if changes else None,
+                      card_url=self.card_url or (self.issuer.card_url if self.issuer else "")
+                      or None, verify=self.verify)
         self.phase, self.steps, self.report, self.notice = ToolPhase.WORKING, [], None, ""
         self.changed()
         return job
@@ -425,6 +347,27 @@ class CardToolsViewModel(Observable):
         if self.report is not None and self.phase in (ToolPhase.DONE, ToolPhase.FAILED):
             return self.report.next_step
         return ""
+
+    def _key_source(self) -> tuple[KeySource, str, str]:
+        """The armed tool's keys: a key file, or the chosen issuer's key (worker thread)."""
+        from terminal.adapters.keyexchange import FileKeySource, IssuerKeySource, load_keys_file
+
+        if self.key_file:
+            return FileKeySource(load_keys_file(Path(self.key_file).expanduser())), "p", "c"
+        issuer = self.issuer
+        if issuer is None:  # choose() refuses this; kept for a job begun by hand
+            raise KeySourceError(t("tools.error.no_keys"))
+        url = self.card_url or issuer.card_url or None
+        source = IssuerKeySource(issuer.issuer_key, None, url, issuer.pull_payment_id,
+                                 issuer.first_version)
+        return source, issuer.p_param, issuer.c_param
+
+    def _journal(self) -> Any:
+        from terminal.adapters.provisioning_journal import ProvisioningJournal
+
+        if self.settings.journal_path is None:
+            raise JournalUnusable(t("tools.error.no_journal"))
+        return ProvisioningJournal(self.settings.journal_path)
 
     def _keys_text(self) -> str:
         if self.key_file:

@@ -376,16 +376,18 @@ class TerminalController(Observable):
         def on_step(text: str) -> None:  # the worker thread
             loop.call_soon_threadsafe(self.tools.step, text)
 
+        from terminal.app.ui.viewmodels.card_tools import report_for
+        from terminal.services.card_tools import failure
+
         try:
-            report = await asyncio.to_thread(job.run, Ntag424(transport), on_step)
+            result = await asyncio.to_thread(job.run, Ntag424(transport), on_step)
         except Exception as error:  # a bug must not leave the tool spinning
             log.exception("card tool failed")
-            from terminal.app.ui.viewmodels.card_tools import failure_report
-
-            report = failure_report(job.tool, error)
+            result = failure(job.tool, error)
         finally:
             if release is not None:
                 release()
+        report = report_for(result)
         self.tools.finish(report)
         return report
 
