@@ -517,3 +517,83 @@ def test_block_a_card_by_touch_then_its_tap_is_refused_then_unblock_from_the_lis
         for block in policy.blocked():
             policy.unblock(block.card_id)
         c.go(Screen.SALE)
+
+
+def test_a_refund_by_touch_pin_part_tap_then_the_rest_to_an_address(ui: UI,
+                                                                      tmp_path: Path) -> None:
+    """History > the sale > Refund: the manager's PIN, part of it back onto the card that paid
+    (tapped on the reader), then the rest to a Lightning Address keyed in; both land."""
+    c = ui.c
+    card_a = ui.env.cards["A"].card_id
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE)
+        await open_sale(ui, "4.00")
+        await press(ui.app.demo_strip.ids.tap_a)
+        await until(c, lambda: c.screen is Screen.RESULT)
+        sale_id = c.till.result.sale_id
+        await press(ui.screen("result").ids.primary)
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(ui.screen("sale").ids.history)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        history = ui.screen("history")
+        await next_frames()
+        c.history.set_filter(state="all", method="all")  # an earlier test left a filter on
+        await next_frames()
+        index = [r.sale_id for r in c.history.rows()].index(sale_id)
+        row = history.ids.rows.children[::-1][index]  # this sale's row (others may be $4.00)
+        assert history.ids.refund.disabled  # nothing selected yet
+        await press(row)
+        await until(c, lambda: c.history.selected == sale_id)
+        await next_frames()
+        await press(history.ids.refund)
+        await until(c, lambda: c.screen is Screen.REFUND)
+        screen = ui.screen("refund")
+        await next_frames()
+        assert screen.ids.pad.opacity == 1 and screen.ids.form.opacity == 0
+        pad = {b.text: b for b in screen.ids.pin_keys.children}
+        for digit in DEMO_ADMIN_PIN:
+            await press(pad[digit])
+        await press(pad["OK"])
+        await until(c, lambda: c.refund.phase.value == "choose")
+        await next_frames()
+        assert screen.ids.form.opacity == 1 and "Left to refund" in screen.ids.sale.text
+        keys = {b.text: b for b in screen.ids.amount_keys.children}
+        await press(screen.ids.part)
+        for key in "1.50":
+            await press(keys[key])
+        await until(c, lambda: c.refund.entry.minor == 150)
+        await next_frames()
+        assert screen.ids.amount.text.startswith("$1.50")
+        await screenshot(tmp_path / "refund-choose.png")
+        card_before = ui.env.sandbox.core.card_state(card_a)["balance_msat"]
+        await press(screen.ids.card)
+        await until(c, lambda: c.refund.waiting_for_card)
+        await press(ui.app.demo_strip.ids.tap_a)  # the customer taps the card that paid
+        await until(c, lambda: c.refund.phase.value == "done", 15)
+        await next_frames()
+        assert screen.ids.result.opacity == 1
+        assert screen.ids.status.text.startswith("Refunded")
+        refunded = c.refund.outcome.amount_msat
+        assert ui.env.sandbox.core.card_state(card_a)["balance_msat"] == card_before + refunded
+        await screenshot(tmp_path / "refund.png")
+        await press(screen.ids.again)  # the rest, to an address keyed in
+        await until(c, lambda: c.refund.phase.value == "choose")
+        await next_frames()
+        assert screen.ids.full.state == "down"
+        screen.ids.address.text = ui.env.sandbox.address("wanda")
+        await next_frames()
+        assert not screen.ids.send.disabled
+        await press(screen.ids.send)
+        await until(c, lambda: c.refund.phase.value == "done", 15)
+        assert c.refund.outcome.status == "sent"
+        assert ui.env.sandbox.customer_balance_msat("wanda") == c.refund.outcome.amount_msat
+        await press(screen.ids.done)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        await press(history.ids.back)
+        await until(c, lambda: c.screen is Screen.SALE)
+
+    ui.run(scenario())
+    record = ui.c.till.checkout.ledger.get_sale(ui.c.refund.quote.sale.id)
+    assert record.refunded_msat == record.amount_msat // 1000 * 1000  # all of it, in whole sats
+    assert len(record.refund_ids) == 2

@@ -1,4 +1,5 @@
-"""Receipts: a sale, a shift or day report (or a day of sales) laid out for the receipt printer.
+"""Receipts: a sale, a refund, a shift or day report (or a day of sales) laid out for the receipt
+printer.
 
 This module decides what a receipt says; `hw.printer` decides how ESC/POS prints it. Receipts are
 built from `SaleRecord`s alone, so a reprint from history says exactly what the first print said.
@@ -32,6 +33,7 @@ from terminal.core.cashiers import NO_CASHIER
 from terminal.core.money import SAT_PER_BTC, Money, Msat, currency, format_money, format_msat
 from terminal.core.ports.receipts import PrintOutcome, PrintReport
 from terminal.core.records import SaleRecord, short_card_id
+from terminal.core.refunds import RefundRecord, RefundState
 from terminal.core.reports import SalesReport
 from terminal.core.sale import SaleState
 from terminal.core.totals import Totals, is_taken, local_day, sale_time
@@ -140,6 +142,76 @@ def sale_receipt(
         banner = f"NOT PAID ({record.state.upper()})"
     lines.append(Feed())
     lines.append(Text(banner or "PAID - thank you", Align.CENTER, bold=True))
+    return Receipt(tuple(lines))
+
+
+# -- refund slips ----------------------------------------------------------------------------
+
+REFUND_BANNERS = {
+    RefundState.SENT.value: "REFUNDED",
+    RefundState.PENDING.value: "REFUND SENT - NOT CONFIRMED YET",
+    RefundState.SENDING.value: "REFUND SENT - NOT CONFIRMED YET",
+    RefundState.FAILED.value: "REFUND FAILED - NOTHING SENT",
+}
+DESTINATION_LABELS = {"card": "Card", "address": "Address", "lnurl": "LNURL-pay",
+                      "bolt11": "Invoice", "pull-payment": "Claim link"}
+
+
+def refund_slip(
+    refund: RefundRecord,
+    sale: SaleRecord | None,
+    *,
+    merchant: str,
+    terminal_id: str | None = None,
+    tz: dt.tzinfo | None = None,
+    reprint: bool = False,
+) -> Receipt:
+    """The slip of one refund (for the customer, and the drawer): how much went back, where,
+    of which sale, and whether it is confirmed."""
+    when = _local(refund.sent_at or refund.updated_at or refund.created_at, tz)
+    lines: list = [
+        Text(merchant, Align.CENTER, bold=True, large=True),
+        Text("REFUND", Align.CENTER, bold=True, large=True),
+        Text(when.strftime("%Y-%m-%d %H:%M:%S"), Align.CENTER),
+    ]
+    if reprint:
+        lines.append(Text("** REPRINT **", Align.CENTER, bold=True))
+    lines.append(Rule())
+    if refund.currency and refund.amount_minor is not None and refund.currency != "SAT":
+        lines.append(Pair("Refund", format_money(Money(refund.amount_minor,
+                                                        currency(refund.currency))), bold=True))
+        lines.append(Pair("", format_msat(Msat(refund.amount_msat))))
+    else:
+        lines.append(Pair("Refund", format_msat(Msat(refund.amount_msat)), bold=True))
+    label = DESTINATION_LABELS.get(refund.destination, refund.destination)
+    if refund.target:
+        lines.append(Pair("To", f"{label} {refund.target}" if refund.destination != "card"
+                          else refund.target))
+    if sale is not None:
+        lines.append(Pair("Of sale", format_money(fiat_amount(sale))))
+        lines.append(Pair("Sold", _local(sale.created_at, tz).strftime("%Y-%m-%d %H:%M")))
+        if sale.refunded_msat:
+            lines.append(Pair("Refunded so far", format_msat(Msat(sale.refunded_msat))))
+    if refund.cashier:
+        lines.append(Pair("Refunded by", refund.cashier))
+    lines.append(Rule())
+    if refund.payment_hash:
+        lines.append(Pair("Payment", refund.payment_hash[:HASH_PREFIX_CHARS]))
+    lines.append(Pair("Refund", refund.id[:HASH_PREFIX_CHARS]))
+    lines.append(Pair("Sale", refund.sale_id[:HASH_PREFIX_CHARS]))
+    tid = terminal_id or refund.terminal_id
+    if tid:
+        lines.append(Pair("Terminal", tid))
+    if refund.claim_link and refund.state == RefundState.SENT.value:
+        lines.append(Rule())
+        lines.append(Text("Claim with a Lightning wallet:", bold=True))
+        lines.append(Text(refund.claim_link))
+    if refund.state == RefundState.FAILED.value and refund.message:
+        lines.append(Rule())
+        lines.append(Text(refund.message))
+    lines.append(Feed())
+    lines.append(Text(REFUND_BANNERS.get(refund.state, refund.state.upper()), Align.CENTER,
+                      bold=True))
     return Receipt(tuple(lines))
 
 
@@ -383,6 +455,28 @@ class Receipts:
             self.sink(as_text(slip, self.width))
             return PrintReport(PrintOutcome.SHOWN)
         result = await print_receipt(self.printer, slip)
+        return PrintReport(_OUTCOMES.get(result.status, PrintOutcome.ERROR),
+                           "paper low" if result.paper_low else result.message)
+
+    def _refund_doc(self, refund: RefundRecord, sale: SaleRecord | None,
+                    reprint: bool) -> Receipt:
+        return refund_slip(refund, sale, merchant=self.merchant, terminal_id=self.terminal_id,
+                           tz=self.tz, reprint=reprint)
+
+    def refund_text(self, refund: RefundRecord, sale: SaleRecord | None, *,
+                    reprint: bool = False) -> str:
+        return as_text(self._refund_doc(refund, sale, reprint), self.width)
+
+    async def print_refund(self, refund: RefundRecord, sale: SaleRecord | None, *,
+                           reprint: bool = False) -> PrintReport:
+        """Print (or show) a refund slip; a missing or failing printer only changes the
+        report."""
+        if self.printer is None:
+            if self.sink is None:
+                return PrintReport(PrintOutcome.NO_PRINTER)
+            self.sink(self.refund_text(refund, sale, reprint=reprint))
+            return PrintReport(PrintOutcome.SHOWN)
+        result = await print_receipt(self.printer, self._refund_doc(refund, sale, reprint))
         return PrintReport(_OUTCOMES.get(result.status, PrintOutcome.ERROR),
                            "paper low" if result.paper_low else result.message)
 

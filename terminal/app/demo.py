@@ -52,6 +52,7 @@ DEMO_UI = (f"\n[ui]\ntips = true\ntip_presets = [10, 15, 20]\ntip_custom = true\
 # up sales, Max is a manager (opens Admin without the admin PIN, closes the shift).
 DEMO_CASHIERS = (("ana", "Ana", "cashier", "1111"), ("max", "Max", "manager", "2222"))
 DEMO_PIN_ITERATIONS = 10_000  # a demo's hashes need not resist an attacker: start fast
+DEMO_FLOAT_CENTS = 50_00  # earlier takings in the merchant's wallet: refunds can be paid
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class DemoEnvironment:
         link = NetworkLink(sandbox.host, sandbox.port)
         try:
             sandbox.expose_at(await link.start())
-            config_path = sandbox.write_terminal_config(work / "terminal.toml")
+            # With the sandbox's API key (the file is 0600): the demo can send refunds.
+            config_path = sandbox.write_terminal_config(work / "terminal.toml",
+                                                        with_api_key=True)
             text = config_path.read_text()
             config_path.write_text(text.replace("[terminal]\n", "[terminal]\n" + DEMO_TERMINAL, 1)
                                    .replace('name = "Sandbox terminal"\n', "", 1) + DEMO_UI
@@ -105,6 +108,7 @@ class DemoEnvironment:
                 "B": _issue(sandbox, work / "card-b.json", "B", CARD_B_SATS),
             }
             simcards.create_blank(work / "card-blank.json")
+            _float(sandbox, DEMO_FLOAT_CENTS)
             config = load_config(config_path)
             terminal = build_terminal(config)
         except BaseException:
@@ -202,6 +206,15 @@ class DemoEnvironment:
             await self.sandbox.stop()
             if self._owns_dir:
                 shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _float(sandbox: Sandbox, cents: int) -> None:
+    """The merchant's USD wallet starts with some money, as a shop's does (a refund is paid
+    from the wallet: with only today's sales in it, rounding to cents could leave it short)."""
+    wallet = sandbox.core.state.account.wallet(sandbox.wallet_id("USD"))
+    if wallet is not None and wallet.balance < cents:
+        wallet.balance = cents
+        sandbox.core.save()
 
 
 def _demo_cashiers() -> str:

@@ -5,9 +5,12 @@ One step per line (`#` starts a comment): `amount N`, `key K` (digit, `.`, `back
 `pay-qr`, `pin DIGITS`, `cancel`, `new-sale`, `network off|on`, `wait S`, `sync`,
 `sign-in CASHIER PIN` (the demo's cashiers: ana 1111, manager max 2222), `sign-out`,
 `report [shift|day|close]` (the Reports screen: the shift so far (X), today, or the Z that closes
-the shift, a manager's; the message is the report's main line). Each step runs through the demo's
-till exactly as a touch or a card would, then waits until nothing is in progress, and one JSON
-object per step is printed:
+the shift, a manager's; the message is the report's main line), `refund [AMOUNT] card A|B` or
+`refund [AMOUNT] to NAME` (History > the last sale > Refund, a manager's: sign in as max first;
+all that is left, or AMOUNT in the sale's currency, back onto the card that paid (tapped again)
+or to the sandbox's Lightning Address NAME@host:port; the message is the refund's outcome).
+Each step runs through the demo's till exactly as a touch or a card would, then waits until
+nothing is in progress, and one JSON object per step is printed:
 
     {"step", "screen", "sale": null | {"id", "state", "amount_msat", "tip_msat", "reason"},
      "online", "queue": {"count", "msat"}, "message"}
@@ -68,6 +71,11 @@ def _check(verb: str, args: tuple[str, ...], line: int) -> None:
 
     if verb in ("charge", "back", "pay-qr", "cancel", "new-sale", "sync", "sign-out"):
         need(0)
+    elif verb == "refund":
+        rest = args[1:] if args and _DIGITS.fullmatch(args[0]) else args
+        if len(rest) != 2 or rest[0] not in ("card", "to") or (
+                rest[0] == "card" and rest[1] not in ("A", "B")):
+            raise ScriptError(line, "`refund` takes [AMOUNT] card A|B, or [AMOUNT] to NAME")
     elif verb == "report":
         if len(args) > 1 or (args and args[0] not in REPORT_KINDS):
             raise ScriptError(line, f"`report` takes nothing or one of {', '.join(REPORT_KINDS)}")
@@ -155,6 +163,14 @@ def main_text(controller: TerminalController) -> str:
         result = controller.result
         detail = result.detail_text
         return f"{result.title}: {detail}" if detail else result.title
+    if screen == "refund":  # the refund's words, not the till's notice under it
+        from terminal.app.ui.strings import t
+        from terminal.app.ui.viewmodels.refund import RefundPhase
+
+        refund = controller.refund
+        if refund.phase is RefundPhase.PIN:
+            return refund.message or t("refund.pin")
+        return ": ".join(p for p in (refund.outcome_title, refund.message) if p) or screen
     if notice:
         return notice
     if screen == "sale":
@@ -204,9 +220,9 @@ def _minor(value: str, code: str) -> int:
 async def run_step(env: DemoEnvironment, controller: TerminalController, step: ScriptStep) -> None:
     till: Till = controller.till
     verb, args = step.verb, step.args
-    if controller.back_office is Screen.REPORT and verb not in ("report", "wait", "sync",
-                                                                 "network"):
-        controller.go(Screen.SALE)  # the cashier leaves the report for the counter
+    if controller.back_office in (Screen.REPORT, Screen.REFUND) and verb not in (
+            "report", "refund", "wait", "sync", "network"):
+        controller.go(Screen.SALE)  # the cashier leaves the back office for the counter
     if verb == "amount":
         if till.step is Step.RESULT:
             till.new_sale()
@@ -269,6 +285,8 @@ async def run_step(env: DemoEnvironment, controller: TerminalController, step: S
             controller.reports.show_shift()
             if kind == "close":
                 await controller.reports.close_shift()
+    elif verb == "refund":
+        await _refund(env, controller, step.args)
     elif verb == "sign-in":
         controller.go(Screen.SIGN_IN)
         controller.signin.choose(args[0].lower())
@@ -280,6 +298,34 @@ async def run_step(env: DemoEnvironment, controller: TerminalController, step: S
             till.say(_notice("finish-first"))
         controller.go(Screen.SALE)
     await till.settled(SETTLE_TIMEOUT_S)
+
+
+async def _refund(env: DemoEnvironment, controller: TerminalController,
+                  args: tuple[str, ...]) -> None:
+    """History > the last sale > Refund, as the manager does it by touch."""
+    till = controller.till
+    amount, (how, where) = (args[0], args[1:]) if len(args) == 3 else (None, args)
+    record = till.record
+    if record is None:
+        till.say(_notice("no-sale-to-refund"))
+        return
+    if till.step is Step.RESULT:
+        till.new_sale()
+    if not controller.open_refund(record.id):
+        till.say(_notice("finish-first"))
+        return
+    vm = controller.refund
+    if amount is not None:
+        vm.set_partial()
+        for key in amount:
+            vm.key(key)
+    if how == "card":
+        vm.choose_card()
+        if vm.waiting_for_card:
+            await env.present(where)
+    else:
+        vm.set_address(env.sandbox.address(where.lower()))
+        await vm.send_to_address()
 
 
 def _notice(code: str) -> Any:

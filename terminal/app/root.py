@@ -7,6 +7,7 @@ here, so a new backend or reader is one new branch in one place.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from hw.printer import SerialPrinter
     from terminal.adapters.books.ledger import Ledger
     from terminal.adapters.hotlist_http import HotlistClient
+    from terminal.adapters.lnurl_pay import PayLinkClient
     from terminal.adapters.receipts import Receipts
     from terminal.adapters.withdraw import WithdrawClient
     from terminal.services.card_policy import CardPolicy, CardPolicySettings
     from terminal.services.hotlists import HotlistRefresher
     from terminal.services.kiosk import Kiosk
+    from terminal.services.refunds import RefundService
     from terminal.services.sync import SyncWorker
     from terminal.services.till import Till, TillSettings
     from terminal.services.till.staff import Staff
@@ -253,12 +256,15 @@ class Terminal:
     checkout: Checkout
     cards: CardPolicy | None = None
     hotlist_client: HotlistClient | None = None
+    pay_links: PayLinkClient | None = None  # refunds' LNURL-pay client (made when needed)
 
     async def aclose(self) -> None:
         await self.backend.aclose()
         await self.withdraw.aclose()
         if self.hotlist_client is not None:
             await self.hotlist_client.aclose()
+        if self.pay_links is not None:
+            await self.pay_links.aclose()
         self.ledger.close()
 
 
@@ -300,6 +306,39 @@ def build_hotlists(config: Config, terminal: Terminal) -> HotlistRefresher | Non
                             refresh_s=config.cards.hotlist_refresh_s,
                             retry_s=config.cards.hotlist_retry_s,
                             connectivity=terminal.checkout.connectivity)
+
+
+def build_pay_links(config: Config) -> PayLinkClient:
+    """The LNURL-pay client refunds resolve destinations with: the configured URL policy
+    without the card-issuer allowlist (`terminal.adapters.lnurl_pay.pay_policy`)."""
+    from terminal.adapters.lnurl_pay import PayLinkClient, pay_policy
+    from terminal.adapters.withdraw import Timeouts, WithdrawClient
+
+    lnurl = config.lnurl
+    transport = WithdrawClient(
+        pay_policy(url_policy(config)),
+        timeouts=Timeouts(connect=lnurl.connect_timeout_s, read=lnurl.read_timeout_s,
+                          fetch_deadline=lnurl.read_timeout_s + lnurl.connect_timeout_s))
+    return PayLinkClient(transport, network=config.network, clock=time.time)
+
+
+def build_refunds(config: Config, terminal: Terminal) -> RefundService:
+    """Refunds through this terminal's backend: Flash sends from the merchant's wallet, BTCPay
+    issues its own refund (a pull payment)."""
+    from terminal.core.ports.refunds import InvoicePayer, PullPaymentRefunder
+    from terminal.services.refunds import RefundService
+
+    if terminal.pay_links is None:
+        terminal.pay_links = build_pay_links(config)
+    backend = terminal.backend
+    payer = backend if isinstance(backend, InvoicePayer) else None
+    pull = backend if payer is None and isinstance(backend, PullPaymentRefunder) else None
+    if payer is None and pull is None:
+        raise ValueError(f"the {backend.name} backend cannot refund")
+    return RefundService(terminal.ledger, payer=payer, pull_payments=pull,
+                         pay_links=terminal.pay_links, cards=terminal.withdraw,
+                         keyring=terminal.keyring, rates=terminal.checkout.rates,
+                         terminal_id=terminal.checkout.terminal_id)
 
 
 def build_printer(settings: PrinterSettings) -> SerialPrinter | None:
@@ -356,7 +395,7 @@ def build_till(config: Config, terminal: Terminal, *,
     return Till(terminal.checkout, till_settings(config),
                 receipts=build_receipts(config, terminal, receipt_sink),
                 auto_print=config.printer.auto_print, staff=build_staff(config, terminal),
-                reports=Reports(terminal.ledger))
+                reports=Reports(terminal.ledger), refunds=build_refunds(config, terminal))
 
 
 def build_sync(config: Config, terminal: Terminal) -> SyncWorker:

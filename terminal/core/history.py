@@ -40,6 +40,8 @@ CSV_COLUMNS = (
     # added after the first release: the tip's share and who rang the sale up (at the end, so
     # a spreadsheet reading columns by position still reads the older ones)
     "tip_minor", "tip_msat", "cashier",
+    # added with refunds: what was paid back of the sale (sent refunds), in msat
+    "refunded_msat",
 )
 # Sales the reconcile keeps asking about: cancelled or failed ones (a wallet or an issuer may
 # still pay their invoice). An EXPIRED sale was ended by the backend's own word (and, long after

@@ -69,6 +69,10 @@ class SaleRecord:
     # The card's balance after this payment (LUD-14 currentBalance less the amount), kept only
     # when the merchant opted in to show it ([ui] show_card_balance): the receipt prints it.
     card_balance_msat: int | None = None
+    # Refunds of this sale (terminal.core.refunds): what has been paid back (SENT refunds), and
+    # the ids of every refund tried, in order (the refunds themselves are in the books).
+    refunded_msat: int = 0
+    refund_ids: list[str] = field(default_factory=list)
 
     @property
     def is_final(self) -> bool:

@@ -55,6 +55,18 @@ async def pay(request: Request) -> Response:
     return JSONResponse({"status": status.value, "paymentHash": record.payment_hash})
 
 
+async def customer_wallet(request: Request) -> Response:
+    """GET /sandbox/wallets/{name}: the balance of the wallet behind `name@<sandbox>` (made on
+    first use, like the address itself)."""
+    from .core import WithdrawRefused
+
+    try:
+        wallet = _core(request).customer_wallet(request.path_params["name"])
+    except WithdrawRefused as exc:
+        return _error(exc.reason)
+    return JSONResponse({"name": wallet.name, "balance_msat": wallet.balance_msat})
+
+
 async def expire(request: Request) -> Response:
     """POST /sandbox/expire {"paymentRequest"}: end an unpaid invoice now."""
     core = _core(request)

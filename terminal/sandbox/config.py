@@ -23,7 +23,11 @@ def render_terminal_config(
     issuer_key: bytes,
     host: str,
     lnurlw_base: str,
+    api_key: str | None = None,
 ) -> str:
+    """`api_key`: the sandbox's own key goes in (a terminal that can send: refunds); without
+    it the terminal is receive-only (its username)."""
+    flash_key = [f"api_key = {_q(api_key)}"] if api_key else []
     return "\n".join([
         "[terminal]",
         'name = "Sandbox terminal"',
@@ -36,6 +40,7 @@ def render_terminal_config(
         f"http_url = {_q(http_url)}",
         f"ws_url = {_q(ws_url)}",
         f"username = {_q(username)}",
+        *flash_key,
         "[lnurl]",
         f"allow_insecure_hosts = [{_q(host)}]",
         f"allow_private_hosts = [{_q(host)}]",

@@ -12,6 +12,7 @@ import enum
 import hashlib
 import json
 import math
+import re
 import secrets
 import time
 import uuid
@@ -31,6 +32,7 @@ from .limits import FixedWindowLimiter, FlashLimits
 from .store import (
     ApiKeyRecord,
     Card,
+    CustomerWallet,
     InvoiceRecord,
     Keys,
     SendRecord,
@@ -70,6 +72,14 @@ INVOICE_LIMIT_MESSAGE = "Too many invoices creation, please wait for a while and
 CARD_PAY_MIN_MSAT = 1000
 CARD_PAY_MAX_MSAT = 10_000_000_000  # 10M sats: far above any test or training top-up
 CARD_PAY_EXPIRY_S = 10 * 60
+CUSTOMER_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# lnInvoicePaymentSend's answers (lnflash/flash: ln-invoice-payment-send.ts, error-map.ts).
+SEND_KEY_MAX = 256
+SEND_KEY_INVALID = ("Invalid format for the provided ImpotencyKey. You must use a UUID-v4 "
+                    "format")
+SEND_KEY_REUSED = ("This idempotency key was already used for a different payment. Use a new "
+                   "key for a new payment.")
+SEND_PROVIDER_ERROR = "An unexpected error occurred. Please try again later."
 
 
 class InvoiceStatus(enum.Enum):
@@ -127,6 +137,8 @@ class SandboxCore:
         self.state: State = self.store.load_state(username)
         self.public_base = ""  # http://host:port, set once the socket is bound
         self._watchers: dict[str, set[asyncio.Queue[InvoiceStatus]]] = {}
+        # Sends in flight (PENDING): payment hash -> (wallet id, cents debited, invoice).
+        self.in_flight: dict[str, tuple[str, int, str]] = {}
         lim = self.limits
         # Flash counts the two creation mutations apart, each keyed by the recipient's account.
         self.invoice_limiters = {
@@ -330,8 +342,11 @@ class SandboxCore:
         record.paid_by = paid_by
         wallet = self.state.account.wallet(record.wallet_id)
         card = self.state.cards.get(record.card_id) if record.card_id else None
+        customer = self.state.customers.get(record.customer) if record.customer else None
         if card is not None:  # a card's payLink invoice: the money goes onto the card
             card.balance_msat += record.amount_msat
+        elif customer is not None:  # a Lightning Address invoice: onto the customer's wallet
+            customer.balance_msat += record.amount_msat
         else:
             cents = Decimal(record.usd_cents) if record.usd_cents is not None else Decimal(0)
             if wallet is not None:
@@ -397,47 +412,158 @@ class SandboxCore:
         return InvoiceStatus.PAID
 
     def send(self, wallet_id: str, payment_request: str, idempotency_key: str | None) -> str:
-        """lnInvoicePaymentSend: debit a merchant wallet; pays sandbox invoices internally."""
-        if idempotency_key and idempotency_key in self.state.sends:
-            return self.state.sends[idempotency_key].status
+        """lnInvoicePaymentSend as Flash answers it (ln-invoice-payment-send.ts wrapped in
+        app/payments/idempotency.ts): a definitive status (SUCCESS, FAILURE, PENDING) is kept
+        under (wallet, key) and answered again for the same invoice; the same key with another
+        invoice is refused; an error (insufficient balance, a provider error, even one after the
+        debit) is not kept, so the same key sent again runs again. Raises `SandboxError` for the
+        payload's errors (the resolver answers them with status FAILURE)."""
+        key = (idempotency_key or "").strip()
+        if len(key) > SEND_KEY_MAX:
+            raise SandboxError(SEND_KEY_INVALID, "INVALID_INPUT")
+        scoped = f"{wallet_id}:{key}"
+        if key:
+            kept = self.state.sends.get(scoped) or self.state.sends.get(key)
+            if kept is not None:
+                if kept.fingerprint and kept.fingerprint != payment_request:
+                    raise SandboxError(SEND_KEY_REUSED, "INVALID_INPUT")
+                return kept.status
+        status, payment_hash = self._execute_send(wallet_id, payment_request)
+        if key:
+            self.state.sends[scoped] = SendRecord(key, payment_hash, status, payment_request,
+                                                  wallet_id, self.clock())
+            self.save()
+        return status
+
+    def _execute_send(self, wallet_id: str, payment_request: str) -> tuple[str, str]:
+        """One payment through the provider: (status, payment hash), or `SandboxError`."""
         wallet = self.state.account.wallet(wallet_id)
         if wallet is None:
             raise SandboxError(f"Wallet {wallet_id} not found", "NOT_FOUND")
         try:
             decoded = bolt11.decode(payment_request.strip())
         except bolt11.Bolt11Error:
-            raise SandboxError("Invalid lightning payment request") from None
-        if decoded.currency != currency_for(self.network):
-            raise SandboxError("Invoice is for another network")
-        if not decoded.amount_msat:
-            raise SandboxError("Invoice has no amount")
+            raise SandboxError(SEND_PROVIDER_ERROR, None) from None  # IBEX refuses it
+        if decoded.currency != currency_for(self.network) or not decoded.amount_msat:
+            raise SandboxError(SEND_PROVIDER_ERROR, None)
         own = self.state.invoices.get(decoded.payment_hash)
-        if own is not None and self.status(own) is InvoiceStatus.PAID:
-            return self._record_send(idempotency_key, decoded.payment_hash, "ALREADY_PAID")
-        if own is not None and self.status(own) is InvoiceStatus.EXPIRED:
-            raise SandboxError("Invoice expired", "EXPIRED")
-        sats = -(-int(decoded.amount_msat) // 1000)
-        cost = math.ceil(sats * self.rates.usd_cents_per_sat())
+        if own is not None and self.status(own) is not InvoiceStatus.PENDING:
+            # Paid already ("payment already prepared": CompletedInvoice) or expired: IBEX
+            # refuses, and Flash answers its generic error.
+            raise SandboxError(SEND_PROVIDER_ERROR, None)
+        if own is None or self.faults.take("send_failure_next"):
+            # Not an invoice of this sandbox's network of wallets: no route. IBEX reports the
+            # payment FAILED (a definitive status, kept under the key); nothing is debited.
+            return "FAILURE", decoded.payment_hash
+        amount_msat = int(decoded.amount_msat)
+        cost = math.ceil(Decimal(-(-amount_msat // 1000)) * self.rates.usd_cents_per_sat())
         if cost > wallet.balance:
-            raise SandboxError("Insufficient balance for this payment", "INSUFFICIENT_BALANCE")
+            raise SandboxError(
+                f"Payment failed - Insufficient balance. Balance: {wallet.balance} cents, "
+                f"needed: {cost} cents", "INSUFFICIENT_BALANCE")
         wallet.balance -= cost
-        now = self.clock()
-        sent = InvoiceRecord(payment_hash=decoded.payment_hash, payment_request=payment_request,
-                             preimage="", payment_secret="", amount_msat=int(decoded.amount_msat),
-                             wallet_id=wallet.id, memo=decoded.description or "",
-                             created_at=now, expires_at=now)
-        self._record_transaction(wallet.id, 2, Decimal(cost), sent, now)
-        if own is not None:
-            self.settle(own, "send")
-        else:
-            self.save()
-        return self._record_send(idempotency_key, decoded.payment_hash, "SUCCESS")
+        if self.faults.take("send_pending_next"):
+            self._hold_send(wallet.id, own, cost, payment_request)
+            return "PENDING", decoded.payment_hash
+        self._complete_send(wallet.id, own, cost, payment_request)
+        if self.faults.take("send_error_after_debit_next"):
+            raise SandboxError(SEND_PROVIDER_ERROR, None)  # paid, yet answered as an error
+        return "SUCCESS", decoded.payment_hash
 
-    def _record_send(self, key: str | None, payment_hash: str, status: str) -> str:
-        if key:
-            self.state.sends[key] = SendRecord(key, payment_hash, status)
+    def _complete_send(self, wallet_id: str, own: InvoiceRecord, cost: int,
+                       payment_request: str) -> None:
+        """The payment arrives: the send's transaction row, and the receiver credited."""
+        now = self.clock()
+        sent = InvoiceRecord(payment_hash=own.payment_hash, payment_request=payment_request,
+                             preimage="", payment_secret="", amount_msat=own.amount_msat,
+                             wallet_id=wallet_id, memo=own.memo, created_at=now,
+                             expires_at=now)
+        self._record_transaction(wallet_id, 2, Decimal(cost), sent, now)
+        self.settle(own, "send")
+
+    def _hold_send(self, wallet_id: str, own: InvoiceRecord, cost: int,
+                   payment_request: str) -> None:
+        """A payment in flight: settles (or fails, refunding the wallet) later."""
+        self.in_flight[own.payment_hash] = (wallet_id, cost, payment_request)
+        self.save()
+        delay = self.faults.send_pending_settle_s
+        if delay is not None:
+            asyncio.get_running_loop().call_later(
+                delay, self.finish_pending, own.payment_hash, not self.faults.send_pending_fails)
+
+    def finish_pending(self, payment_hash: str, success: bool = True) -> bool:
+        """Settle (or fail) a payment in flight; False when there is none by that hash."""
+        held = self.in_flight.pop(payment_hash, None)
+        own = self.state.invoices.get(payment_hash)
+        if held is None:
+            return False
+        wallet_id, cost, payment_request = held
+        if success and own is not None and self.status(own) is InvoiceStatus.PENDING:
+            self._complete_send(wallet_id, own, cost, payment_request)
+        else:
+            wallet = self.state.account.wallet(wallet_id)
+            if wallet is not None:
+                wallet.balance += cost  # the payment failed: the money comes back
             self.save()
-        return status
+        return True
+
+    # --- customers' wallets behind Lightning Addresses (LUD-16) -------------------------------
+
+    def customer_wallet(self, name: str) -> CustomerWallet:
+        """The wallet behind `name@<this sandbox>`, made on first use."""
+        name = name.lower()
+        if not CUSTOMER_NAME.fullmatch(name):
+            raise WithdrawRefused("Unknown user: an address name is a-z, 0-9, '-', '_' or '.'")
+        wallet = self.state.customers.get(name)
+        if wallet is None:
+            wallet = CustomerWallet(name, 0, self.clock())
+            self.state.customers[name] = wallet
+            self.save()
+        return wallet
+
+    def address_metadata(self, name: str) -> str:
+        authority = self.public_base.split("://", 1)[-1]
+        return json.dumps([["text/plain", f"Pay to {name}"],
+                           ["text/identifier", f"{name}@{authority}"]])
+
+    def address_pay_request(self, name: str) -> dict[str, Any]:
+        """GET /.well-known/lnurlp/<name>: the LUD-06 payRequest of a customer's address."""
+        wallet = self.customer_wallet(name)
+        return {
+            "tag": "payRequest",
+            "callback": f"{self.public_base}/lnurlp/wallet/{wallet.name}/callback",
+            "minSendable": CARD_PAY_MIN_MSAT,
+            "maxSendable": CARD_PAY_MAX_MSAT,
+            "metadata": self.address_metadata(wallet.name),
+            "commentAllowed": 0,
+        }
+
+    def address_invoice(self, name: str, amount_msat: int) -> dict[str, Any]:
+        """The callback: an invoice committing to the address's metadata; paying it credits
+        the customer's wallet."""
+        wallet = self.customer_wallet(name)
+        if not CARD_PAY_MIN_MSAT <= amount_msat <= CARD_PAY_MAX_MSAT:
+            raise WithdrawRefused(f"Amount must be between {CARD_PAY_MIN_MSAT} and "
+                                  f"{CARD_PAY_MAX_MSAT} msat")
+        digest = hashlib.sha256(self.address_metadata(wallet.name).encode()).digest()
+        record = self._pay_invoice(amount_msat, digest)
+        record.customer = wallet.name
+        self.save()
+        return {"pr": record.payment_request, "routes": []}
+
+    def _pay_invoice(self, amount_msat: int, description_hash: bytes) -> InvoiceRecord:
+        now = int(self.clock())
+        minted = mint_invoice(self.keys.node_key, self.network, amount_msat, "",
+                              CARD_PAY_EXPIRY_S, now, description_hash=description_hash)
+        record = InvoiceRecord(
+            payment_hash=minted.payment_hash, payment_request=minted.payment_request,
+            preimage=minted.preimage, payment_secret=minted.payment_secret,
+            amount_msat=amount_msat, wallet_id="", memo="", created_at=now,
+            expires_at=now + CARD_PAY_EXPIRY_S, satoshis=amount_msat // 1000,
+        )
+        self._purge(now)
+        self.state.invoices[record.payment_hash] = record
+        return record
 
     # --- Boltcard issuer ---------------------------------------------------------------------
 
@@ -546,6 +672,8 @@ class SandboxCore:
             "defaultDescription": DEFAULT_DESCRIPTION,
             "payLink": self.card_pay_link(card.card_id),  # LUD-19: pays back onto the card
         }
+        if self.faults.withdraw_omit_pay_link:
+            del answer["payLink"]
         if card.pin is not None and card.pin_limit_msat is not None:
             answer["pinLimit"] = card.pin_limit_msat
         return answer
@@ -579,18 +707,9 @@ class SandboxCore:
         if not CARD_PAY_MIN_MSAT <= amount_msat <= CARD_PAY_MAX_MSAT:
             raise WithdrawRefused(f"Amount must be between {CARD_PAY_MIN_MSAT} and "
                                   f"{CARD_PAY_MAX_MSAT} msat")
-        now = int(self.clock())
         digest = hashlib.sha256(self.card_pay_metadata(card_id).encode()).digest()
-        minted = mint_invoice(self.keys.node_key, self.network, amount_msat, "",
-                              CARD_PAY_EXPIRY_S, now, description_hash=digest)
-        record = InvoiceRecord(
-            payment_hash=minted.payment_hash, payment_request=minted.payment_request,
-            preimage=minted.preimage, payment_secret=minted.payment_secret,
-            amount_msat=amount_msat, wallet_id="", memo="", created_at=now,
-            expires_at=now + CARD_PAY_EXPIRY_S, satoshis=amount_msat // 1000, card_id=card_id,
-        )
-        self._purge(now)
-        self.state.invoices[record.payment_hash] = record
+        record = self._pay_invoice(amount_msat, digest)
+        record.card_id = card_id
         self.save()
         return {"pr": record.payment_request, "routes": []}
 

@@ -56,6 +56,21 @@ class Faults:
     lnurl_error_http_status: int = 200
     # Advertise this maxWithdrawable (msat) instead of the real balance-capped one.
     advertise_max_withdrawable_msat: int | None = None
+    # Payments the merchant's wallet sends (lnInvoicePaymentSend), as IBEX behaves:
+    # next N sends answer PENDING (cached under the key, as Flash caches it): the wallet is
+    # debited now and the payment settles `send_pending_settle_s` later (None: it stays in
+    # flight until `SandboxCore.finish_pending`), or fails then if `send_pending_fails`.
+    send_pending_next: int = 0
+    send_pending_settle_s: float | None = None
+    send_pending_fails: bool = False
+    # Next N sends debit the wallet and pay, then answer IBEX's generic error ("An unexpected
+    # error occurred. Please try again later.", status FAILURE, no code) — not cached: the same
+    # key sent again pays again. The hole a client must not fall into.
+    send_error_after_debit_next: int = 0
+    # Next N sends fail for good at the provider (no route): FAILURE, cached, nothing debited.
+    send_failure_next: int = 0
+    # Taps answer without a LUD-19 payLink (as BTCPay's own cards do).
+    withdraw_omit_pay_link: bool = False
 
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

@@ -545,8 +545,8 @@ def resolve_btc_create_for_recipient(_root: Any, info: GraphQLResolveInfo,
 def resolve_send(_root: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
     guard(info, AUTHED_FIELDS["lnInvoicePaymentSend"])
     bad = _first_input_error(input)
-    if bad is not None:
-        return {"status": "FAILURE", "errors": [{"message": bad.message}]}
+    if bad is not None:  # the input scalars' errors: answered before any payment, no status
+        return {"status": None, "errors": [{"message": bad.message}]}
     try:
         status = _ctx(info).core.send(
             input["walletId"], input["paymentRequest"], input.get("idempotencyKey")

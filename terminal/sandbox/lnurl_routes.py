@@ -1,5 +1,7 @@
 """The Boltcard issuer's LNURL-withdraw endpoints (`/ln`, `/ln/callback`), boltcard-service style,
-and each card's LNURL-pay (`/lnurlp/card/{card_id}`: the LUD-19 `payLink` its taps carry).
+each card's LNURL-pay (`/lnurlp/card/{card_id}`: the LUD-19 `payLink` its taps carry), and the
+customers' Lightning Addresses (`/.well-known/lnurlp/{name}`, LUD-16: a wallet per name, made on
+first use, where a refund to `name@host:port` lands).
 
 The counter is consumed at the first GET and k1 at the first callback; errors are
 `{"status":"ERROR","reason":…}` with HTTP 200 (or 400, BTCPay-like, by fault setting).
@@ -76,5 +78,24 @@ async def card_pay_callback(request: Request) -> Response:
     try:
         return JSONResponse(core.card_pay_invoice(request.path_params["card_id"],
                                                   int(amounts[0])))
+    except WithdrawRefused as exc:
+        return lnurl_error(core, exc.reason)
+
+
+async def address_pay_request(request: Request) -> Response:
+    core: SandboxCore = request.app.state.core
+    try:
+        return JSONResponse(core.address_pay_request(request.path_params["name"]))
+    except WithdrawRefused as exc:
+        return lnurl_error(core, exc.reason)
+
+
+async def address_pay_callback(request: Request) -> Response:
+    core: SandboxCore = request.app.state.core
+    amounts = request.query_params.getlist("amount")
+    if len(amounts) != 1 or not amounts[0].isascii() or not amounts[0].isdigit():
+        return lnurl_error(core, "Missing or malformed amount (msat)")
+    try:
+        return JSONResponse(core.address_invoice(request.path_params["name"], int(amounts[0])))
     except WithdrawRefused as exc:
         return lnurl_error(core, exc.reason)

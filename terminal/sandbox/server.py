@@ -1,5 +1,6 @@
 """The sandbox server: one uvicorn + Starlette app on loopback serving Flash's GraphQL API
-(HTTP and graphql-transport-ws), a Boltcard issuer's LNURL-withdraw, and sandbox admin routes.
+(HTTP and graphql-transport-ws), a Boltcard issuer's LNURL-withdraw, customers' Lightning
+Addresses (LUD-16), and sandbox admin routes.
 
 `Sandbox` runs on the caller's event loop (`await start()` / `await stop()`); `SandboxThread`
 runs one in a background thread for synchronous code (tests, the demo, the CLI).
@@ -47,6 +48,10 @@ def build_app(core: SandboxCore) -> Starlette:
         Route("/lnurlp/card/{card_id}", lnurl_routes.card_pay_request, methods=["GET"]),
         Route("/lnurlp/card/{card_id}/callback", lnurl_routes.card_pay_callback,
               methods=["GET"]),
+        Route("/.well-known/lnurlp/{name}", lnurl_routes.address_pay_request, methods=["GET"]),
+        Route("/lnurlp/wallet/{name}/callback", lnurl_routes.address_pay_callback,
+              methods=["GET"]),
+        Route("/sandbox/wallets/{name}", admin_routes.customer_wallet, methods=["GET"]),
         Route("/sandbox/pay", admin_routes.pay, methods=["POST"]),
         Route("/sandbox/expire", admin_routes.expire, methods=["POST"]),
         Route("/sandbox/purge", admin_routes.purge, methods=["POST"]),
@@ -211,12 +216,24 @@ class Sandbox:
     def pay_invoice(self, bolt11: str) -> str:
         return self.core.pay(bolt11).value
 
+    def customer_balance_msat(self, name: str) -> int:
+        """The balance of the wallet behind `name@<sandbox>` (made on first use)."""
+        return self.core.customer_wallet(name).balance_msat
+
+    def address(self, name: str) -> str:
+        """`name@127.0.0.1:PORT`: a customer's Lightning Address at this sandbox."""
+        return f"{name}@{self._authority}"
+
     def create_api_key(self, scopes: list[str], rate_limit: int | None = None) -> str:
         return self.core.create_api_key(scopes, rate_limit)
 
-    def write_terminal_config(self, path: Path | None = None) -> Path:
+    def write_terminal_config(self, path: Path | None = None, *,
+                              with_api_key: bool = False) -> Path:
+        """`DIR/terminal.toml` (or `path`): a receive-only terminal by the merchant's username,
+        or (`with_api_key`) one with the sandbox's API key, which can also send refunds."""
         return write_terminal_config(
             path or self.data_dir / "terminal.toml",
+            api_key=self.api_key if with_api_key else None,
             data_dir=self.data_dir,
             network=self.core.network,
             http_url=self.http_url,
@@ -315,6 +332,19 @@ class SandboxThread:
     def pay_invoice(self, bolt11: str) -> str:
         return self.call(self.sandbox.pay_invoice, bolt11)
 
+    def customer_balance_msat(self, name: str) -> int:
+        return self.call(self.sandbox.customer_balance_msat, name)
+
+    def address(self, name: str) -> str:
+        return self.sandbox.address(name)
+
+    def merchant_balance_cents(self, currency: str = "USD") -> int:
+        def balance() -> int:
+            wallet = self.sandbox.core.state.account.wallet_in(currency)
+            return wallet.balance if wallet is not None else 0
+
+        return self.call(balance)
+
     def create_api_key(self, scopes: list[str], rate_limit: int | None = None) -> str:
         return self.call(self.sandbox.create_api_key, scopes, rate_limit)
 
@@ -341,5 +371,7 @@ class SandboxThread:
     def set_faults(self, **changes: Any) -> None:
         self.call(self.sandbox.faults.update, changes)
 
-    def write_terminal_config(self, path: Path | None = None) -> Path:
-        return self.call(self.sandbox.write_terminal_config, path)
+    def write_terminal_config(self, path: Path | None = None, *,
+                              with_api_key: bool = False) -> Path:
+        return self.call(lambda: self.sandbox.write_terminal_config(
+            path, with_api_key=with_api_key))

@@ -3,7 +3,7 @@
 Two files, both 0600 because they hold secrets (keys, PINs, preimages):
 - `keys.json`: issuer key (Boltcard), Lightning node key (signs BOLT11), merchant API key.
 - `state.json`: merchant account, cards, invoices, withdraw sessions, sends, the wallet's
-  transactions, API keys created with restricted scopes.
+  transactions, API keys created with restricted scopes, customers' Lightning Address wallets.
 Every write is temp file + fsync + os.replace + directory fsync, so a kill leaves the old or
 the new file, never a torn one. A restart on the same DIR carries on where it stopped.
 """
@@ -128,6 +128,7 @@ class InvoiceRecord:
     paid_by: str | None = None  # "boltcard:<card_id>", "sandbox-pay", "send"
     purged: bool = False  # the provider forgot it (some time after expiry): status reads EXPIRED
     card_id: str | None = None  # a card's payLink invoice: paying it credits that card
+    customer: str | None = None  # a Lightning Address invoice: paying it credits that wallet
 
 
 @dataclass
@@ -165,9 +166,25 @@ class WithdrawSession:
 
 @dataclass
 class SendRecord:
+    """A send's definitive answer, kept under its (wallet, idempotency key) for 24 h as Flash
+    keeps it (app/payments/idempotency.ts): `fingerprint` is the invoice it paid."""
+
     idempotency_key: str
     payment_hash: str
     status: str
+    fingerprint: str = ""
+    wallet_id: str = ""
+    at: float = 0.0
+
+
+@dataclass
+class CustomerWallet:
+    """A customer's wallet behind a Lightning Address (`name@host:port`), made on first use:
+    where refunds to an address land. Balances in msat."""
+
+    name: str
+    balance_msat: int = 0
+    created_at: float = 0.0
 
 
 @dataclass
@@ -179,6 +196,7 @@ class State:
     sends: dict[str, SendRecord] = field(default_factory=dict)
     transactions: dict[str, TransactionRecord] = field(default_factory=dict)
     api_keys: dict[str, ApiKeyRecord] = field(default_factory=dict, repr=False)
+    customers: dict[str, CustomerWallet] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls, username: str) -> State:
@@ -203,6 +221,7 @@ class State:
             "sends": {k: dataclasses.asdict(v) for k, v in self.sends.items()},
             "transactions": {k: dataclasses.asdict(v) for k, v in self.transactions.items()},
             "api_keys": {k: dataclasses.asdict(v) for k, v in self.api_keys.items()},
+            "customers": {k: dataclasses.asdict(v) for k, v in self.customers.items()},
         }
 
     @classmethod
@@ -220,6 +239,7 @@ class State:
             transactions={k: TransactionRecord(**v)
                           for k, v in data.get("transactions", {}).items()},
             api_keys={k: ApiKeyRecord(**v) for k, v in data.get("api_keys", {}).items()},
+            customers={k: CustomerWallet(**v) for k, v in data.get("customers", {}).items()},
         )
 
 

@@ -3,7 +3,8 @@
 - rates: every `rate_refresh_s`, and every `rate_retry_s` while a currency cannot be priced (so a
   terminal back online prices again within seconds, not a minute);
 - reconcile: at start (sales left open by a restart) and every `reconcile_s`, settle open sales
-  and catch late payments, leaving alone the sale the till is driving;
+  and catch late payments, leaving alone the sale the till is driving; and resolve the refunds
+  whose outcome is not known yet (from the wallet's transactions, never sent again);
 - the sync worker: drains the offline queue whenever the backend is reachable;
 - hotlists: the configured lists of blocked cards, at start, on their schedule and as soon as
   the backend link comes back (`terminal.services.hotlists`).
@@ -99,6 +100,9 @@ class Kiosk:
     async def _reconcile(self) -> None:
         async def once() -> None:
             await self.till.checkout.recover(skip=self.till.active_sale_ids())
+            refunds = self.till.refunds
+            if refunds is not None:
+                await refunds.resolve_open()  # refunds left unresolved (a crash, PENDING)
 
         await self._every(lambda: self.reconcile_s, once, "reconcile")
 

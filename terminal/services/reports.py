@@ -7,8 +7,9 @@ start; `META_CLOSES`: the last closes, so a past Z can be printed again), writte
 transaction with the close, so a power cut leaves the shift either open or closed, never half.
 Before the first Z the first shift starts at the books' first sale.
 
-Refunds: `Reports.refunds_between` is the one place refunds enter reports (none are recorded yet;
-the refund feature fills it from the books).
+Refunds: `Reports.refunds_between` is the one place refunds enter reports: the refunds SENT in
+the period (by the time they were sent, so a Z report counts the refunds its shift paid out, of
+whichever day's sales), read from the books (`terminal.core.refunds`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from terminal.core.history import SaleQuery, local_date
 from terminal.core.records import SaleRecord
+from terminal.core.refunds import RefundRecord
 from terminal.core.reports import Period, RefundLine, SalesReport, build_report
 from terminal.core.totals import day_bounds
 
@@ -41,6 +43,9 @@ class ReportBooks(Protocol):
     def get_meta(self, key: str, default: Any = None) -> Any: ...
     def set_meta(self, key: str, value: Any) -> None: ...
     def transaction(self) -> AbstractContextManager[None]: ...
+    def refunds_between(self, start: float, end: float) -> list[RefundRecord]:
+        """Refunds SENT in [start, end) (terminal.core.refunds)."""
+        ...
 
 
 class ShiftError(Exception):
@@ -69,9 +74,11 @@ class Reports:
 
     # -- refunds: the one place they enter reports -----------------------------------------
     def refunds_between(self, start: float, end: float) -> list[RefundLine]:
-        """The refunds sent in [start, end). None are recorded yet: the refund feature reads
-        them from the books here (one `RefundLine` each: when, how much, who)."""
-        return []
+        """The refunds sent in [start, end), from the books (one `RefundLine` each: when it
+        was sent, how much, which sale, who refunded it). Pending and failed refunds are not
+        counted: a pending one is counted once it is sent."""
+        return [RefundLine(r.sent_at, r.amount_msat, r.sale_id, r.cashier)
+                for r in self.books.refunds_between(start, end) if r.sent_at is not None]
 
     # -- shifts -----------------------------------------------------------------------------
     def open_shift(self) -> OpenShift:

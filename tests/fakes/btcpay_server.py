@@ -57,14 +57,36 @@ Data/BoltcardDataExtensions.cs, BoltCardTools IssuerKey.cs/CardKey.cs, Extension
   the terminal's code. Errors: 404 `{"code": "pullpayment-not-found"}`, 422 `[{path, message}]`,
   400 `{"code": "lnurl-not-supported"}` for a pull payment not in BTC/SATS.
 
+Refunds and pull payments [GreenfieldInvoiceController.cs `RefundInvoice`, InvoiceEntity.cs
+`CanRefund`, GreenfieldPullPaymentController.cs, PullPaymentHostedService.cs `SupportsLNURL`]
+- `POST …/stores/{storeId}/invoices/{id}/refund` needs
+  `btcpay.store.cancreatenonapprovedpullpayments` (included in cancreatepullpayments ⊂
+  canmanagepullpayments ⊂ canmodifystoresettings). An
+  invoice that is not Settled, Invalid, or Expired with PaidLate/PaidOver/PaidPartial answers 400
+  `{"code": "non-refundable", "message": "Cannot refund this invoice"}`; a missing `refundVariant`,
+  a `customAmount` outside `Custom`, a Custom amount ≤ 0 or an unknown currency answer 422. The
+  variants price as BTCPay does (RateThen: what was paid, in BTC; Fiat: the invoice's currency;
+  Custom: as asked; OverpaidAmount only for PaidOver). Claims are auto-approved when the variant
+  allows it (not Fiat; Custom only in BTC) AND the key has `btcpay.store.cancreatepullpayments`.
+  The answer is the pull payment (`{id, name, description, currency, amount, autoApproveClaims,
+  archived, BOLT11Expiration, viewLink, …}`, default name `Refund <invoice id>`).
+- `GET /api/v1/pull-payments/{id}/lnurl` (no auth): `{lnurlBech32, lnurlUri}` for a BTC or SATS
+  pull payment, 400 `lnurl-not-supported` otherwise, 404 `pullpayment-not-found`; the LNURL's
+  withdrawRequest (`GET /BTC/UILNURL/withdraw/pp/{id}`) offers what is left of it.
+- `GET …/stores/{storeId}/pull-payments[?includeArchived=true]` (canviewpullpayments), newest
+  first; `POST /api/v1/pull-payments/{id}/payouts` (no auth) `{destination, amount,
+  payoutMethodId}`: a BOLT11, Lightning Address or LNURL for `BTC-LN`; `overdraft`,
+  `duplicate-destination`, 422 for a bad method or destination; the payout's state is
+  `AwaitingPayment` when claims are auto-approved, else `AwaitingApproval`.
+
 Failure injection: `fail_next(...)` (any status/body for the next matching requests) and
 `fail_after_create` (the invoice is created, then the answer is lost as a 502). Tampering knobs
 (a lying server): `bolt11_msat_offset`, `report_wrong_payment_hash`, `bolt11_network`.
 
-What it does NOT model: webhooks, on-chain payments and confirmations, payment tolerance, refunds,
-payouts and the `/boltcard` tap endpoint, store/rate configuration, rate limits (BTCPay has none on
-API keys), the user's role inside a store, `includePaymentMethods` (2.3.9+), Basic auth, the
-BitPay-compatible API.
+What it does NOT model: webhooks, on-chain payments and confirmations, payment tolerance, paying
+payouts out (they stay awaiting), the `/boltcard` tap endpoint, store/rate configuration, rate
+limits (BTCPay has none on API keys), the user's role inside a store, `includePaymentMethods`
+(2.3.9+), Basic auth, the BitPay-compatible API.
 
 Usage: `with FakeBTCPay() as fake: …fake.base_url…` (a background uvicorn thread).
 """
@@ -116,8 +138,17 @@ POLICY_INCLUDES: dict[str, tuple[str, ...]] = {
         "btcpay.store.canviewinvoices",
         "btcpay.store.cancreateinvoice",
     ),
-    "btcpay.store.canviewstoresettings": ("btcpay.store.canviewinvoices",),
+    "btcpay.store.canviewstoresettings": ("btcpay.store.canviewinvoices",
+                                          "btcpay.store.canviewpullpayments"),
+    "btcpay.store.canmanagepullpayments": ("btcpay.store.cancreatepullpayments",
+                                           "btcpay.store.canarchivepullpayments"),
+    "btcpay.store.cancreatepullpayments": ("btcpay.store.cancreatenonapprovedpullpayments",),
+    "btcpay.store.cancreatenonapprovedpullpayments": ("btcpay.store.canviewpullpayments",),
 }
+PERM_REFUND = "btcpay.store.cancreatenonapprovedpullpayments"
+PERM_APPROVE = "btcpay.store.cancreatepullpayments"
+REFUND_VARIANTS = ("RateThen", "CurrentRate", "OverpaidAmount", "Fiat", "Custom")
+_PAYOUT_METHODS = {"BTC-LN", "BTC-LIGHTNINGNETWORK", "BTC_LIGHTNINGLIKE", "BTC-LIGHTNINGLIKE"}
 
 # 2.x PaymentMethodId.TryParse: the Lightning payment type under its old and new names.
 _LN_TYPES = {"ln", "lightninglike", "lightningnetwork", "offchain", "off-chain"}
@@ -268,6 +299,24 @@ class FakeInvoice:
 
 
 @dataclass
+class FakePullPayment:
+    id: str
+    name: str
+    description: str | None
+    currency: str
+    amount: Decimal
+    auto_approve: bool
+    created: int
+    invoice_id: str | None = None
+    archived: bool = False
+    payouts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def claimed(self) -> Decimal:
+        return sum((Decimal(p["originalAmount"]) for p in self.payouts), Decimal(0))
+
+
+@dataclass
 class BoltcardRegistration:
     pull_payment_id: str | None
     version: int
@@ -304,6 +353,7 @@ class FakeBTCPay:
     lazy_payment_methods: bool = False
     flash_plugin_usd_price: Decimal | None = None  # the store's Lightning node is the plugin
     fail_after_create: int = 0  # create the invoice, then answer 502 this many times
+    fail_after_refund: int = 0  # create the refund's pull payment, then answer 502
     # Tampering knobs (a lying server), to test that the terminal refuses a bad invoice:
     bolt11_msat_offset: int = 0  # BOLT11 amount differs from `due`, no tweak declared
     report_wrong_payment_hash: bool = False  # additionalData.paymentHash is not the BOLT11's
@@ -313,6 +363,7 @@ class FakeBTCPay:
     pull_payments: dict[str, str] = field(default_factory=dict)
     boltcards: dict[str, BoltcardRegistration] = field(default_factory=dict)  # by card id
     clock: Callable[[], float] = time.time
+    refunds: dict[str, FakePullPayment] = field(default_factory=dict)  # pull payments by id
 
     invoices: dict[str, FakeInvoice] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
@@ -457,6 +508,12 @@ class FakeBTCPay:
                 Route(s + "/rates", self._rates),
                 Route("/api/v1/pull-payments/{pp_id}/boltcards", self._register_boltcard,
                       methods=["POST"]),
+                Route(s + "/invoices/{invoice_id}/refund", self._refund, methods=["POST"]),
+                Route(s + "/pull-payments", self._list_pull_payments),
+                Route("/api/v1/pull-payments/{pp_id}/lnurl", self._pull_payment_lnurl),
+                Route("/api/v1/pull-payments/{pp_id}/payouts", self._create_payout,
+                      methods=["POST"]),
+                Route("/BTC/UILNURL/withdraw/pp/{pp_id}", self._pull_payment_withdraw),
             ]
         )
 
@@ -910,6 +967,213 @@ class FakeBTCPay:
         host = urlsplit(str(request.url)).netloc
         return JSONResponse({"LNURLW": f"lnurlw://{host}/boltcard", "version": version,
                              **{name: key.hex().upper() for name, key in keys.items()}})
+
+    # ------------------------------------------------------------------ refunds
+
+    def _granted(self, request: Request, permission: str) -> bool:
+        granted = self._key(request)
+        if isinstance(granted, Response):
+            return False
+        store = request.path_params.get("store_id")
+        return any(policy_includes(policy, permission) and (scope is None or scope == store)
+                   for policy, scope in self._scoped(granted))
+
+    @staticmethod
+    def _api_error(code: str, message: str, status: int = 400) -> Response:
+        return JSONResponse({"code": code, "message": message}, status)
+
+    def _pull_payment_json(self, pp: FakePullPayment) -> dict[str, Any]:
+        return {"id": pp.id, "name": pp.name, "description": pp.description,
+                "currency": pp.currency, "amount": str(pp.amount), "BOLT11Expiration": "30",
+                "autoApproveClaims": pp.auto_approve, "archived": pp.archived,
+                "startsAt": pp.created, "expiresAt": None,
+                "viewLink": f"{self.base_url}/pull-payments/{pp.id}"}
+
+    async def _refund(self, request: Request) -> Response:
+        early = self._pre(request, PERM_REFUND)
+        if early:
+            return early
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else {}
+        with self._lock:
+            self._refresh_expiry()
+            inv = self._invoice_or_404(request)
+            if isinstance(inv, Response):
+                return inv
+            refundable = inv.status in ("Settled", "Invalid") or (
+                inv.status == "Expired"
+                and inv.additional_status in ("PaidLate", "PaidOver", "PaidPartial"))
+            if not refundable:
+                return self._api_error("non-refundable", "Cannot refund this invoice")
+            method = body.get("payoutMethodId")
+            if method is not None and str(method).upper() not in _PAYOUT_METHODS:
+                return self._validation(("PayoutMethodId", "Please select one of the payment "
+                                         "methods which were available for the original "
+                                         "invoice"))
+            variant = body.get("refundVariant")
+            if variant is None:
+                return self._validation(("RefundVariant", "`refundVariant` is mandatory"))
+            if variant not in REFUND_VARIANTS:
+                return self._validation(("RefundVariant", "Please select a valid refund option"))
+            custom_amount, custom_currency = body.get("customAmount"), body.get("customCurrency")
+            if variant != "Custom" and (custom_amount is not None or custom_currency is not None):
+                errors = []
+                if custom_amount is not None:
+                    errors.append(("CustomAmount", "CustomAmount should only be set if the "
+                                   "refundVariant is Custom"))
+                if custom_currency is not None:
+                    errors.append(("CustomCurrency", "CustomCurrency should only be set if the "
+                                   "refundVariant is Custom"))
+                return self._validation(*errors)
+            paid_btc = Decimal(inv.paid_msat or (inv.due_msat if inv.additional_status ==
+                                                 "Marked" else 0)) / MSAT_PER_BTC
+            rate = self.rates.get(inv.currency, Decimal(SATS_PER_BTC))
+            if variant in ("RateThen", "CurrentRate"):  # CurrentRate: the same BTC, here
+                cur, amount, auto = "BTC", paid_btc.quantize(Decimal("1e-8")), True
+            elif variant == "Fiat":
+                cur, amount, auto = inv.currency, (paid_btc * rate).quantize(Decimal("0.01")), \
+                    False
+            elif variant == "OverpaidAmount":
+                if inv.additional_status != "PaidOver":
+                    return self._validation(("RefundVariant", "Invoice is not overpaid"))
+                over = Decimal(inv.paid_msat - inv.due_msat) / MSAT_PER_BTC
+                cur, amount, auto = "BTC", over.quantize(Decimal("1e-8")), True
+            else:
+                errors = []
+                try:
+                    amount = Decimal(str(custom_amount))
+                    if not amount.is_finite() or amount <= 0:
+                        raise InvalidOperation
+                except InvalidOperation:
+                    amount = Decimal(0)
+                    errors.append(("CustomAmount", "Amount must be greater than 0"))
+                cur = str(custom_currency or "").upper()
+                if cur not in ("BTC", "SATS") and cur not in self.rates:
+                    errors.append(("CustomCurrency", "Invalid currency"))
+                if errors:
+                    return self._validation(*errors)
+                auto = cur == "BTC"
+            percentage = body.get("subtractPercentage")
+            if percentage is not None:
+                try:
+                    pct = Decimal(str(percentage))
+                except InvalidOperation:
+                    pct = Decimal(-1)
+                if not 0 <= pct <= 100:
+                    return self._validation(("SubtractPercentage", "Percentage must be a "
+                                             "numeric value between 0 and 100"))
+                amount -= amount * pct / 100
+            auto = auto and self._granted(request, PERM_APPROVE)
+            self._sequence += 1
+            pp = FakePullPayment(
+                id=f"{uuid.uuid4().hex[:20]}{self._sequence:04d}",
+                name=str(body.get("name") or f"Refund {inv.id}"),
+                description=body.get("description"), currency=cur, amount=amount,
+                auto_approve=auto, created=int(self.clock()), invoice_id=inv.id)
+            self.refunds[pp.id] = pp
+            if self.fail_after_refund > 0:
+                self.fail_after_refund -= 1
+                return HTMLResponse("<html><body>502 Bad Gateway</body></html>", 502)
+            return JSONResponse(self._pull_payment_json(pp))
+
+    async def _list_pull_payments(self, request: Request) -> Response:
+        early = self._pre(request, "btcpay.store.canviewpullpayments")
+        if early:
+            return early
+        archived = request.query_params.get("includeArchived", "false").lower() == "true"
+        with self._lock:
+            found = [pp for pp in self.refunds.values() if archived or not pp.archived]
+            found.sort(key=lambda pp: pp.created, reverse=True)
+            return JSONResponse([self._pull_payment_json(pp) for pp in found])
+
+    def _pull_payment_or_404(self, request: Request) -> FakePullPayment | Response:
+        pp = self.refunds.get(request.path_params["pp_id"])
+        if pp is None:
+            return self._api_error("pullpayment-not-found", "The pull payment was not found",
+                                   404)
+        return pp
+
+    async def _pull_payment_lnurl(self, request: Request) -> Response:
+        early = self._log_and_inject(request)
+        if early:
+            return early
+        pp = self._pull_payment_or_404(request)
+        if isinstance(pp, Response):
+            return pp
+        if pp.currency not in ("BTC", "SATS"):
+            return self._api_error("lnurl-not-supported",
+                                   "LNURL not supported for this pull payment")
+        from terminal.protocols.lnurl import encode_lnurl
+
+        url = f"{self.base_url}/BTC/UILNURL/withdraw/pp/{pp.id}"
+        return JSONResponse({
+            "lnurlBech32": "lightning:" + encode_lnurl(url).lower(),
+            "lnurlUri": url.replace("http://", "lnurlw://", 1).replace("https://", "lnurlw://",
+                                                                         1),
+        })
+
+    async def _pull_payment_withdraw(self, request: Request) -> Response:
+        """The pull payment's LNURL-withdraw as a wallet reads it (no callback served)."""
+        pp = self._pull_payment_or_404(request)
+        if isinstance(pp, Response):
+            return JSONResponse({"status": "ERROR", "reason": "Pull payment not found"}, 404)
+        # UILNURLController.GetLNURLForPullPayment: what is left, both as the maximum and as
+        # the balance; the minimum never above it; the callback is the same URL.
+        left = pp.amount - pp.claimed
+        msat = int(left * (1000 if pp.currency == "SATS" else MSAT_PER_BTC))
+        url = f"{self.base_url}/BTC/UILNURL/withdraw/pp/{pp.id}"
+        return JSONResponse({"tag": "withdrawRequest", "k1": pp.id, "callback": url,
+                             "balanceCheck": url, "minWithdrawable": min(1000, msat),
+                             "maxWithdrawable": msat, "currentBalance": msat,
+                             "defaultDescription": pp.name})
+
+    async def _create_payout(self, request: Request) -> Response:
+        early = self._log_and_inject(request)
+        if early:
+            return early
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else {}
+        if str(body.get("payoutMethodId") or "").upper() not in _PAYOUT_METHODS:
+            return self._validation(("PayoutMethodId", "Invalid payment method"))
+        with self._lock:
+            pp = self._pull_payment_or_404(request)
+            if isinstance(pp, Response):
+                return pp
+            destination = str(body.get("destination") or "").strip()
+            lowered = destination.lower().removeprefix("lightning:")
+            valid = ("@" in lowered and "." in lowered.split("@")[-1]) or lowered.startswith(
+                "lnurl1") or lowered.startswith("ln" + _BOLT11_PREFIX.get(self.network, "bc"))
+            if not valid:
+                return self._validation(("Destination", "The destination is invalid for the "
+                                         "payment specified"))
+            if any(p["destination"] == destination for p in pp.payouts):
+                return self._api_error("duplicate-destination", "This address is already used "
+                                       "for another payout")
+            if pp.archived:
+                return self._api_error("archived", "You can't claim a pull payment that is "
+                                       "archived")
+            try:
+                amount = Decimal(str(body.get("amount") or pp.amount - pp.claimed))
+            except InvalidOperation:
+                return self._validation(("Amount", "The amount is invalid"))
+            if amount <= 0 or amount > pp.amount - pp.claimed:
+                return self._api_error("overdraft", "The payout amount overdraft the pull "
+                                       "payment's limit")
+            payout = {"id": uuid.uuid4().hex[:20], "pullPaymentId": pp.id,
+                      "date": int(self.clock()), "destination": destination,
+                      "originalCurrency": pp.currency, "originalAmount": str(amount),
+                      "payoutCurrency": "BTC", "payoutAmount": str(amount),
+                      "payoutMethodId": "BTC-LN", "revision": 0,
+                      "state": "AwaitingPayment" if pp.auto_approve else "AwaitingApproval",
+                      "paymentProof": None, "metadata": {}}
+            pp.payouts.append(payout)
+            return JSONResponse(payout)
 
     def reset_boltcard(self, uid: bytes) -> None:
         """The card was wiped through BTCPay (SetBoltcardResetState: unlinked, counter 0)."""

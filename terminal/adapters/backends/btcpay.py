@@ -17,6 +17,9 @@ Greenfield calls used (all under `/api/v1`, header `Authorization: token <apiKey
 - `GET  stores/{storeId}/rates?currencyPair=BTC_JMD`     (`btcpay.store.canviewstoresettings`)
 - `GET  stores/{storeId}`                                the store exists (canviewstoresettings)
 - `GET  health`, `GET api-keys/current`, `GET server/info`   health, permissions, version
+- refunds (`btcpay_refunds`): `POST stores/{storeId}/invoices/{id}/refund` (a pull payment),
+  `GET pull-payments/{id}/lnurl`, `GET stores/{storeId}/pull-payments`,
+  `POST pull-payments/{id}/payouts`
 
 Idempotency: the sale id goes in `metadata.orderId` (an indexed field). Creation is never retried
 blindly; before every POST, and after an ambiguous POST failure, the invoice is looked up by
@@ -48,6 +51,7 @@ from typing import Any
 
 import httpx
 
+from terminal.adapters.backends.btcpay_refunds import BTCPayRefunds
 from terminal.adapters.backends.http import (
     RetryPolicy,
     body_excerpt,
@@ -73,6 +77,7 @@ from terminal.core.ports.backend import (
     InvoiceStatus,
     ReceivedPayment,
 )
+from terminal.core.ports.refunds import CannotSend, PullPaymentRefund
 from terminal.protocols.invoice import (
     InvoiceCheckError,
     Network,
@@ -403,6 +408,7 @@ class BTCPayBackend:
         self._retry = retry or RetryPolicy()
         self._clock = clock
         self._sleep = sleep
+        self._refunds = BTCPayRefunds(self)
 
     def __repr__(self) -> str:
         return (
@@ -414,6 +420,9 @@ class BTCPayBackend:
 
     def _store_url(self, path: str = "") -> str:
         return f"{self._base}/stores/{self.store_id}{path}"
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.__api_key}", "Accept": "application/json"}
 
     async def _call(
         self,
@@ -430,7 +439,7 @@ class BTCPayBackend:
             method,
             url,
             service=SERVICE,
-            headers={"Authorization": f"token {self.__api_key}", "Accept": "application/json"},
+            headers=self._auth_headers(),
             params=params,
             json_body=json_body,
             timeout_s=self._timeout_s,
@@ -765,6 +774,23 @@ class BTCPayBackend:
         )
 
     # ------------------------------------------------------------------ rates, health
+
+    # ------------------------------------------------------------------ refunds
+
+    def send_problem(self) -> CannotSend | None:
+        return self._refunds.send_problem()
+
+    async def refund_invoice(self, invoice_ref: str, amount_msat: int, *, name: str,
+                             description: str) -> PullPaymentRefund:
+        """BTCPay's refund of a sale's invoice: a pull payment (see `btcpay_refunds`)."""
+        return await self._refunds.refund_invoice(invoice_ref, amount_msat, name=name,
+                                                  description=description)
+
+    async def find_refund(self, name: str) -> PullPaymentRefund | None:
+        return await self._refunds.find_refund(name)
+
+    async def claim(self, pull_payment_id: str, destination: str, amount_msat: int) -> str:
+        return await self._refunds.claim(pull_payment_id, destination, amount_msat)
 
     async def display_rate(self, currency_code: str) -> DisplayRate:
         try:

@@ -8,6 +8,11 @@ Modes, chosen by which credential is configured:
   (recovery, and the check that settles a payout whose invoice Flash purged).
 - session token (`Authorization: Bearer …`): like the API key.
 
+Refunds (`pay_invoice`, `find_sent`; `flash_send`): `lnInvoicePaymentSend` from the merchant's
+wallet with an idempotency key, outcomes read back from the wallet's transactions. Receive-only
+mode cannot send (`send_problem`); a key without write_wallet is refused by Flash before anything
+is paid.
+
 Flash does not support BTC wallets ("Flash does not support BTC wallets." from both BTC invoice
 mutations): invoices are USD-denominated, amount in US cents with fractions (FractionalCentAmount,
 sent exactly, not rounded to whole cents). SAT sales convert at `realtimePrice(USD).btcSatPrice`,
@@ -51,6 +56,7 @@ from terminal.adapters.backends import flash_errors, flash_ws
 from terminal.adapters.backends.budget import BackendBudget
 from terminal.adapters.backends.flash_graphql import Credentials, FlashTransport
 from terminal.adapters.backends.flash_history import FlashHistory
+from terminal.adapters.backends.flash_send import FlashSender
 from terminal.adapters.backends.flash_status import StatusBatcher, status_from_payload
 from terminal.adapters.backends.http import Backoff, JsonEndpoint, RetryPolicy, clean_text
 from terminal.core import money
@@ -68,6 +74,7 @@ from terminal.core.ports.backend import (
     InvoiceStatus,
     ReceivedPayment,
 )
+from terminal.core.ports.refunds import CannotSend, SendResult, SentLookup
 from terminal.protocols.invoice import (
     InvoiceCheckError,
     InvoiceCheckReason,
@@ -218,6 +225,9 @@ class FlashBackend:
             self._gql, self._wallet_id, terminal_id=terminal_id,
             network_check=lambda bolt11: _bolt11_network_ok(bolt11, network),
             can_read=lambda: self._credentials.present)
+        # Refunds: payments out of the merchant's wallet (needs a credential with write_wallet).
+        self._sender = FlashSender(self._gql, self._wallet_id, self._history,
+                                   can_send=lambda: self._credentials.present)
         self._wallet: _Wallet | None = None
         self._wallet_lock = asyncio.Lock()
         self._create_locks: dict[str, asyncio.Lock] = {}
@@ -358,6 +368,20 @@ class FlashBackend:
 
     async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
         return await self._history.find_payment(invoice)
+
+    # ---------------------------------------------------------------- refunds (InvoicePayer)
+
+    def send_problem(self) -> CannotSend | None:
+        """Why this terminal cannot pay refunds out (receive-only), or None."""
+        return self._sender.send_problem()
+
+    async def pay_invoice(self, bolt11: str, *, idempotency_key: str, memo: str) -> SendResult:
+        """`lnInvoicePaymentSend` once, keyed; see `flash_send` for how answers are read."""
+        return await self._sender.pay_invoice(bolt11, idempotency_key=idempotency_key,
+                                              memo=memo)
+
+    async def find_sent(self, bolt11: str) -> SentLookup:
+        return await self._sender.find_sent(bolt11)
 
     async def check_scopes(self) -> list[ScopeCheck]:
         """Which API-key scopes the terminal needs does the key have (enrollment, doctor)?

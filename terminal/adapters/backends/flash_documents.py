@@ -193,6 +193,20 @@ query TransactionDetails($input: TransactionDetailsInput!) {
 }
 """
 
+# (API key or session, scope write_wallet) Pay a BOLT11 from the merchant's wallet: refunds.
+# `idempotencyKey` (at most 256 characters, kept per wallet for 24 h) makes a repeat answer the
+# first definitive status (SUCCESS, FAILURE, PENDING) instead of paying again; an error is not
+# kept (one after the debit included), so an unclear answer is read from the transactions, never
+# sent again. `status` is null when the input was refused before any payment.
+LN_INVOICE_PAYMENT_SEND = f"""
+mutation LnInvoicePaymentSend($input: LnInvoicePaymentInput!) {{
+  lnInvoicePaymentSend(input: $input) {{
+    status
+    {_ERRORS}
+  }}
+}}
+"""
+
 STATUS_BATCH_OPERATION = "LnInvoicePaymentStatusBatch"
 STATUS_BATCH_MAX = 40  # 4 complexity points each (field, status, errors, message) of Flash's 200
 
@@ -225,4 +239,5 @@ ALL_DOCUMENTS: dict[str, str] = {
     "GLOBALS_NETWORK": GLOBALS_NETWORK,
     "RECENT_TRANSACTIONS": RECENT_TRANSACTIONS,
     "TRANSACTION_DETAILS": TRANSACTION_DETAILS,
+    "LN_INVOICE_PAYMENT_SEND": LN_INVOICE_PAYMENT_SEND,
 }

@@ -66,6 +66,10 @@ class Row:
     def candidate(self) -> bool:
         return self.receive and self.lightning and self.settled
 
+    @property
+    def sent_candidate(self) -> bool:
+        return not self.receive and self.lightning and self.settled
+
 
 @dataclass(frozen=True)
 class Details:
@@ -217,6 +221,14 @@ class FlashHistory:
     async def find_payment(self, invoice: Invoice) -> ReceivedPayment | None:
         """The payment of `invoice`, or None when the wallet's history covers the invoice's
         whole life and holds none; `LookupIncomplete` when it does not reach back that far."""
+        return await self._find(invoice, sent=False)
+
+    async def find_sent(self, invoice: Invoice) -> ReceivedPayment | None:
+        """The wallet's settled payment OF `invoice` (a send: a refund), as `find_payment` finds
+        a received one: None when the history covers the invoice's life and holds none."""
+        return await self._find(invoice, sent=True)
+
+    async def _find(self, invoice: Invoice, *, sent: bool) -> ReceivedPayment | None:
         try:
             decoded = decode_invoice(invoice.bolt11)
         except InvoiceCheckError as exc:
@@ -227,7 +239,8 @@ class FlashHistory:
         latest = float(decoded.expires_at) + LATE_SETTLEMENT_S + CLOCK_SKEW_S
         rows = await self._rows()
         for row in rows:
-            if not row.candidate or not earliest <= row.created_at <= latest:
+            wanted = row.sent_candidate if sent else row.candidate
+            if not wanted or not earliest <= row.created_at <= latest:
                 continue
             details = await self._details_of(row)
             if details.payment_hash not in (None, invoice.payment_hash):

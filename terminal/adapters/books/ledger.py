@@ -20,7 +20,8 @@ between 2 and 3 shows one sale. Final sales still in the journal are moves to fi
 finished when the books are next opened for writing (or written), and until then read from the
 journal. The move count catches an archive that lost committed moves (see `archive.py`).
 
-Tables: sales, payouts, cards, events, meta. Documents are the `terminal.core.records` dataclasses'
+Tables: sales, payouts, cards, events, meta, refunds (kept in the journal: few, and written
+together with their sale). Documents are the `terminal.core.records` dataclasses'
 `to_doc()`; the tap URLs in `payouts` are why the files are 0600. The queries of past sales are
 those of the `terminal.core.history.SalesHistory` port.
 """
@@ -44,6 +45,7 @@ from terminal.adapters.books.layout import archive_path
 from terminal.adapters.books.storage import JournalDB, JournalTable, _copy
 from terminal.core.history import SaleSummary, awaiting_invoice
 from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord, TerminalEvent
+from terminal.core.refunds import RefundRecord, RefundState
 from terminal.core.risk import Exposure
 from terminal.core.sale import SaleState
 
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SALES = "sales"
+REFUNDS = "refunds"
 PAYOUTS = "payouts"
 CARDS = "cards"
 EVENTS = "events"
@@ -131,11 +134,13 @@ class Ledger:
         self._cards = self._table(CARDS)
         self._events = self._table(EVENTS)
         self._meta = self._table(META)
+        self._refunds = self._table(REFUNDS)
         # id -> TinyDB doc id, per table
         self._sale_doc: dict[str, int] = {}
         self._payout_doc: dict[str, int] = {}
         self._card_doc: dict[str, int] = {}
         self._meta_doc: dict[str, int] = {}
+        self._refund_doc: dict[str, int] = {}
         self._event_docs: deque[int] = deque()
         # secondary indexes
         self._sale_state: dict[str, str] = {}
@@ -226,6 +231,7 @@ class Ledger:
             self._index_payout(doc_id, doc)
         self._card_doc = {doc["card_id"]: doc_id for doc_id, doc in self._raw(CARDS)}
         self._meta_doc = {doc["key"]: doc_id for doc_id, doc in self._raw(META)}
+        self._refund_doc = {doc["id"]: doc_id for doc_id, doc in self._raw(REFUNDS)}
         self._event_docs = deque(sorted(doc_id for doc_id, _ in self._raw(EVENTS)))
 
     def _index_sale(self, doc_id: int, doc: dict[str, Any]) -> None:
@@ -269,7 +275,7 @@ class Ledger:
 
     def _rebuild_indexes(self) -> None:
         for index in (self._sale_doc, self._payout_doc, self._sale_state, self._by_payment_hash,
-                      self._payout_status, self._exposed):
+                      self._payout_status, self._exposed, self._refund_doc):
             index.clear()
         self._build_indexes()
 
@@ -535,6 +541,37 @@ class Ledger:
             count=len(self._exposed),
             oldest_at=min(at for _, at in self._exposed.values()),
         )
+
+    # ------------------------------------------------------------------------------ refunds
+    # Refunds stay in the journal (they are few: a refund per hundreds of sales), so the
+    # write-ahead record, its sale and its outcome can change together in one transaction.
+
+    def save_refund(self, refund: RefundRecord) -> None:
+        self._put(self._refunds, self._refund_doc, refund.id, refund.to_doc())
+
+    def get_refund(self, refund_id: str) -> RefundRecord | None:
+        doc = self._get(REFUNDS, self._refund_doc.get(refund_id))
+        return None if doc is None else RefundRecord.from_doc(doc)
+
+    def refunds(self, sale_id: str | None = None) -> list[RefundRecord]:
+        """Refunds in the order they were recorded, optionally those of one sale."""
+        view = self._db.journal.table_view(REFUNDS)
+        out = []
+        for doc_id in sorted(self._refund_doc.values()):
+            doc = view.get(str(doc_id))
+            if doc is not None and (sale_id is None or doc.get("sale_id") == sale_id):
+                out.append(RefundRecord.from_doc(_copy(doc)))
+        return out
+
+    def open_refunds(self) -> list[RefundRecord]:
+        """Refunds whose outcome is not final yet (after a crash: to resolve), oldest first."""
+        return [r for r in self.refunds() if not r.is_final]
+
+    def refunds_between(self, start: float, end: float) -> list[RefundRecord]:
+        """Refunds SENT in [start, end), by the time they were sent."""
+        return [r for r in self.refunds()
+                if r.state == RefundState.SENT.value and r.sent_at is not None
+                and start <= r.sent_at < end]
 
     # --------------------------------------------------------------------------------- meta
     def set_meta(self, key: str, value: Any) -> None:

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("terminal.app.cli.report", "shift (X/Z) and day reports"),
     "ledger": ("terminal.app.cli.ledger", "check or repair the books (ledger files)"),
     "recover": ("terminal.app.cli.recover", "restore paid sales the books lack from the backend"),
+    "refund": ("terminal.app.cli.refund", "refund all or part of a paid sale"),
     "run": ("terminal.app.cli.run", "run the touchscreen app (reader, screen, printer)"),
 }
 

@@ -1,5 +1,12 @@
-"""`flash-terminal sandbox serve|card new|fill-history`: the local stand-in for Flash and a Boltcard
-issuer, and a realistic history of settled sales for demos and benchmarks.
+"""`flash-terminal sandbox serve|card new|wallet|fill-history`: the local stand-in for Flash and a
+Boltcard issuer, its customers' wallets, and a realistic history of settled sales for demos and
+benchmarks.
+
+    flash-terminal sandbox wallet NAME --data DIR [--json]
+        the balance of the customer wallet behind the Lightning Address NAME@<sandbox> (where a
+        refund to that address lands), made on first use: `{"name", "balance_msat"}`. Asks the
+        sandbox serving DIR, or reads DIR at rest. Exit 0, 2 usage (a name the address cannot
+        have).
 
     flash-terminal sandbox fill-history --config FILE --sales N [--days D] [--cards K] [--json]
         writes N settled sales (card and QR; paid, failed, expired, cancelled, declined and
@@ -36,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
     serve.add_argument("--data", type=Path, required=True, metavar="DIR",
                        help="state directory (cards, counters, balances, invoices)")
+    serve.add_argument("--with-api-key", action="store_true",
+                       help="terminal.toml carries the sandbox's API key: the terminal can also "
+                       "send (refunds); default: receive-only by username")
     serve.set_defaults(handler=_serve)
 
     card = sub.add_parser("card", help="cards issued by the sandbox")
@@ -48,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--pin-limit", type=int, metavar="SATS")
     new.add_argument("--json", action="store_true")
     new.set_defaults(handler=_card_new, parser=new)
+
+    wallet = sub.add_parser("wallet", help="a customer's Lightning Address wallet: its balance")
+    wallet.add_argument("name", help="the address's name (NAME@host:port)")
+    wallet.add_argument("--data", type=Path, required=True, metavar="DIR")
+    wallet.add_argument("--json", action="store_true")
+    wallet.set_defaults(handler=_wallet, parser=wallet)
 
     fill = sub.add_parser(
         "fill-history", help="write a realistic history of settled sales into the books",
@@ -72,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         sandbox = Sandbox(args.data, port=args.port)
         await sandbox.start()
-        config = sandbox.write_terminal_config()
+        config = sandbox.write_terminal_config(with_api_key=args.with_api_key)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -117,6 +133,52 @@ def _card_new(args: argparse.Namespace) -> int:
         print(f"issued simulated card {args.path} (card id {issued['card_id'][:12]}…, "
               f"{args.balance:,} sats)")
     return EXIT_OK
+
+
+def _wallet(args: argparse.Namespace) -> int:
+    answer = _wallet_from_running(args.data, args.name)
+    if answer is None:
+        from terminal.sandbox.core import WithdrawRefused
+        from terminal.sandbox.server import Sandbox
+
+        try:
+            wallet = Sandbox(args.data).core.customer_wallet(args.name)
+        except WithdrawRefused as exc:
+            args.parser.error(f"NAME: {exc.reason}")
+        answer = {"name": wallet.name, "balance_msat": wallet.balance_msat}
+    elif "error" in answer:
+        args.parser.error(f"NAME: {answer['error']}")
+    if args.json:
+        print(json.dumps({"name": answer["name"], "balance_msat": answer["balance_msat"]}))
+    else:
+        print(f"{answer['name']}: {answer['balance_msat'] / 1000:,.3f} sats")
+    return EXIT_OK
+
+
+def _wallet_from_running(data: Path, name: str) -> dict | None:
+    """Ask the sandbox serving DIR (its state lives in that process); None when none serves."""
+    from urllib.parse import quote
+
+    base = _running_base(data)
+    if base is None:
+        return None
+    try:
+        response = httpx.get(f"{base}/sandbox/wallets/{quote(name, safe='')}", timeout=5.0)
+    except httpx.TransportError:
+        return None
+    if response.status_code == 400:
+        return {"error": response.json().get("error", "bad name")}
+    response.raise_for_status()
+    return response.json()
+
+
+def _running_base(data: Path) -> str | None:
+    config = data / "terminal.toml"
+    try:
+        http_url = tomllib.loads(config.read_text())["backend"]["flash"]["http_url"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+    return http_url.rsplit("/graphql", 1)[0]
 
 
 def _register_with_running(data: Path, uid: bytes, balance: int, options: dict) -> dict | None:

@@ -26,6 +26,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 from terminal.app.ui.screens.admin import AdminScreen  # noqa: E402
 from terminal.app.ui.screens.history import HistoryScreen  # noqa: E402
 from terminal.app.ui.screens.pay import PayScreen  # noqa: E402
+from terminal.app.ui.screens.refund import RefundScreen  # noqa: E402
 from terminal.app.ui.screens.report import ReportScreen  # noqa: E402
 from terminal.app.ui.screens.result import ResultScreen  # noqa: E402
 from terminal.app.ui.screens.sale import SaleScreen  # noqa: E402
@@ -64,7 +65,7 @@ class FlashTerminalApp(App):
         if c.config is None and self.config_ is not None:
             c.use_config(self.config_)
         for cls in (SaleScreen, PayScreen, ResultScreen, HistoryScreen, AdminScreen,
-                    SignInScreen, ReportScreen):
+                    SignInScreen, ReportScreen, RefundScreen):
             screen = cls()
             if isinstance(screen, AdminScreen):
                 screen.config, screen.hint = self.config_, self.admin_hint

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from terminal.core.records import SaleRecord
+from terminal.core.refunds import RefundRecord
 from terminal.core.reports import SalesReport
 
 
@@ -49,3 +50,11 @@ class ReceiptPort(Protocol):
 
     async def print_report(self, report: SalesReport, *,
                            printed_at: float | None = None) -> PrintReport: ...
+
+    def refund_text(self, refund: RefundRecord, sale: SaleRecord | None, *,
+                    reprint: bool = False) -> str:
+        """A refund slip as plain text (the screen's preview, the console)."""
+        ...
+
+    async def print_refund(self, refund: RefundRecord, sale: SaleRecord | None, *,
+                           reprint: bool = False) -> PrintReport: ...

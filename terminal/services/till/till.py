@@ -46,6 +46,7 @@ from terminal.core.risk import Exposure
 from terminal.core.tips import NO_TIP, TipChoice
 from terminal.core.totals import Totals, day_bounds, local_day, totals
 from terminal.services.checkout import Checkout, SaleOutcome, SaleSession, TapResult
+from terminal.services.refunds import RefundService
 from terminal.services.reports import Reports
 from terminal.services.till.entry import AmountEntry, PinEntry
 from terminal.services.till.model import (
@@ -88,8 +89,10 @@ class Till:
         tz: dt.tzinfo | None = None,
         staff: Staff | None = None,
         reports: Reports | None = None,
+        refunds: RefundService | None = None,
     ) -> None:
         self.checkout = checkout
+        self.refunds = refunds  # a manager's refunds of paid sales (None: this till has none)
         self.settings = settings or TillSettings()
         self.staff = staff or Staff(clock=clock)  # no cashiers: nobody signs in
         self.reports = reports  # shift (X/Z) and day reports over the same books
@@ -827,6 +830,31 @@ class Till:
         self.last_print = report
         self._changed()
         return report
+
+    async def print_refund(self, refund_id: str, *, reprint: bool = False) -> PrintReport:
+        """Print (or show) a refund's slip; never blocks a sale, never raises."""
+        ledger = self.checkout.ledger
+        get_refund = getattr(ledger, "get_refund", None)
+        refund = get_refund(refund_id) if get_refund is not None else None
+        if refund is None:
+            return PrintReport(PrintOutcome.ERROR, "no such refund")
+        if self.receipts is None:
+            result = PrintReport(PrintOutcome.NO_PRINTER)
+        else:
+            try:
+                sale = ledger.get_sale(refund.sale_id)
+                result = await self.receipts.print_refund(
+                    refund, sale, reprint=reprint or refund.receipt_printed)
+            except Exception as exc:  # a slip's printing must not take the till down
+                log.exception("printing the refund slip failed")
+                result = PrintReport(PrintOutcome.ERROR, type(exc).__name__)
+        if result.outcome is PrintOutcome.PRINTED and not refund.receipt_printed:
+            refund.receipt_printed = True
+            with contextlib.suppress(Exception):  # the slip is out; the flag is a nicety
+                ledger.save_refund(refund)  # type: ignore[attr-defined]
+        self.last_print = result
+        self._changed()
+        return result
 
     async def print_report(self, report: SalesReport) -> PrintReport:
         """Print (or show) a shift or day report; never blocks a sale, never raises."""

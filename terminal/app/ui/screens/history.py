@@ -93,6 +93,12 @@ class HistoryScreen(BaseScreen):
 
         self.controller.spawn(run())
 
+    def refund(self) -> None:
+        """A manager's refund of the selected (paid) sale."""
+        sale_id = self.controller.history.selected
+        if sale_id is not None:
+            self.controller.open_refund(sale_id)
+
     def refresh(self, *_args) -> None:
         vm = self.controller.history
         ids = self.ids
@@ -126,3 +132,5 @@ class HistoryScreen(BaseScreen):
                                                  for card, tot in cards.items()]) if cards else []
         ids.detail.text = "\n".join(detail)
         ids.reprint.disabled = vm.selected is None
+        ids.refund.text = t("history.refund")
+        ids.refund.disabled = not vm.can_refund

@@ -33,6 +33,7 @@ from terminal.app.ui.viewmodels.device_tests import DeviceTestsViewModel
 from terminal.app.ui.viewmodels.history import HistoryViewModel
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.pay import PayViewModel
+from terminal.app.ui.viewmodels.refund import RefundPhase, RefundViewModel
 from terminal.app.ui.viewmodels.report import ReportViewModel
 from terminal.app.ui.viewmodels.result import ResultViewModel
 from terminal.app.ui.viewmodels.sale import SaleViewModel
@@ -57,6 +58,7 @@ class Screen(enum.Enum):
     ADMIN = "admin"
     SIGN_IN = "signin"
     REPORT = "report"
+    REFUND = "refund"
 
 
 _STEP_SCREENS = {Step.AMOUNT: Screen.SALE, Step.TIP: Screen.SALE, Step.PAY: Screen.PAY,
@@ -94,6 +96,8 @@ class TerminalController(Observable):
         self.admin = AdminLock(admin_pin_hash, staff=till.staff)
         self.signing_in = False  # the cashier chose "Sign in" (when sign-in is optional)
         self.reports = ReportViewModel(till, manager=lambda: self.manager)
+        self.refund = RefundViewModel(till, admin=self.admin, manager=lambda: self.manager,
+                                      spawn=self.spawn)
         self.cashiers = CashiersViewModel(till)
         self.tools = CardToolsViewModel(verify=till.checkout.keyring.verify_tap)
         self.blocks = CardBlocksViewModel(till.checkout.card_policy,
@@ -134,7 +138,7 @@ class TerminalController(Observable):
     def go(self, screen: Screen) -> None:
         """Navigate. History and Admin open over the Sale or a finished Result, never over an
         open invoice; History needs no PIN (a cashier reprints), Admin asks for its PIN."""
-        if screen in (Screen.HISTORY, Screen.ADMIN, Screen.REPORT):
+        if screen in (Screen.HISTORY, Screen.ADMIN, Screen.REPORT, Screen.REFUND):
             if self.till.step in (Step.PAY, Step.TIP) or self.till.session_open:
                 return
             if screen is Screen.HISTORY and self.back_office is not Screen.HISTORY:
@@ -191,6 +195,25 @@ class TerminalController(Observable):
     def new_sale(self) -> None:
         self.till.new_sale()
 
+    # -- refunds (History > a paid sale > Refund) -------------------------------------------
+    def open_refund(self, sale_id: str) -> bool:
+        """The Refund screen for `sale_id`, over History (between sales only)."""
+        if self.till.step in (Step.PAY, Step.TIP) or self.till.session_open:
+            return False
+        self.go(Screen.REFUND)
+        if self.back_office is not Screen.REFUND:
+            return False
+        self.refund.open(sale_id)
+        self.changed()
+        return True
+
+    def refund_done(self) -> None:
+        """Back to History (the refund shows on its sale)."""
+        self.refund.cancel_tap()
+        self.back_office = Screen.HISTORY
+        self.history.reload()
+        self.changed()
+
     # -- cashiers ---------------------------------------------------------------------------
     def sign_in_pressed(self) -> None:
         """The PIN's OK on the sign-in screen; on success the Sale screen comes back."""
@@ -240,8 +263,10 @@ class TerminalController(Observable):
         self.till.tick()
         if self.screen is Screen.ADMIN and not self.admin.unlocked:
             self.admin.changed()  # the lock-out countdown, and the pad coming back to life
-        if (self.admin.unlocked and self.screen in (Screen.ADMIN, Screen.REPORT)
-                and not self.tools.busy
+        refund_busy = self.screen is Screen.REFUND and self.refund.phase in (
+            RefundPhase.WORKING, RefundPhase.WAIT_TAP)
+        if (self.admin.unlocked and self.screen in (Screen.ADMIN, Screen.REPORT, Screen.REFUND)
+                and not self.tools.busy and not refund_busy
                 and self.clock() - self._last_touch > ADMIN_IDLE_LOCK_S):
             # An unlocked back office left alone at the counter locks itself (programming,
             # wiping and settings must not wait for whoever walks up next).
@@ -309,6 +334,13 @@ class TerminalController(Observable):
                 self.tools.card_unusable(t("tools.confirm_first"))
             elif self.tests.reader_armed and self.screen is Screen.ADMIN:
                 self.tests.card_seen(event)
+            elif self.screen is Screen.REFUND:
+                # The card that paid, for its refund: never a sale from this screen.
+                if isinstance(event, TapEvent):
+                    await self.refund.tap(event.uri)
+                elif isinstance(event, NotPaymentCardEvent | HoldStillEvent):
+                    self.refund.message = event.message
+                    self.refund.changed()
             elif isinstance(event, TapEvent):
                 if self.back_office is not None:
                     self.go(Screen.SALE)  # a customer's tap brings the till back

@@ -1,7 +1,7 @@
 """The History screen: any day's sales (a date picker, today by default), one line per sale,
 filters, the day's totals under the one counting rule (`terminal.core.totals`), a detail view
 with the lasting reason of a sale that did not happen, reprint and export. No PIN: a cashier
-reprints; refunds and settings stay behind the admin PIN."""
+reprints; a refund (History > a paid sale > Refund) and settings are a manager's."""
 
 from __future__ import annotations
 
@@ -266,6 +266,13 @@ class HistoryViewModel(Observable):
     def selected_record(self) -> SaleRecord | None:
         return next((r for r in self.records() if r.id == self.selected), None)
 
+    @property
+    def can_refund(self) -> bool:
+        """The selected sale is paid and not all refunded, on a till that refunds."""
+        record = self.selected_record()
+        return (record is not None and record.state == "paid" and self.till.refunds is not None
+                and (record.refunded_msat or 0) < (record.amount_msat or 0))
+
     def detail(self) -> list[str]:
         record = self.selected_record()
         if record is None:
@@ -293,6 +300,9 @@ class HistoryViewModel(Observable):
             lines.append(t("history.detail.memo", memo=record.memo))
         if record.payment_hash:
             lines.append(t("history.detail.payment", hash=record.payment_hash[:16]))
+        if record.refunded_msat:
+            lines.append(t("history.detail.refunded", sats=format_msat(Msat(
+                record.refunded_msat)), count=len(record.refund_ids)))
         return lines
 
     # -- export -----------------------------------------------------------------------------
