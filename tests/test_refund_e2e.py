@@ -13,7 +13,7 @@ import pytest
 from terminal.adapters.books.ledger import Ledger
 from terminal.app.cli import main
 from terminal.app.config import load_config
-from terminal.app.root import LEDGER_FILE
+from terminal.app.root import FLASH_BUDGET_FILE, LEDGER_FILE
 from terminal.sandbox.server import SandboxThread
 
 
@@ -28,6 +28,15 @@ def sending_config(sandbox: SandboxThread, path: Path) -> Path:
 def sandbox(tmp_path_factory):
     with SandboxThread(tmp_path_factory.mktemp("sandbox")) as sb:
         yield sb
+
+
+@pytest.fixture(autouse=True)
+def a_new_stretch_at_the_counter(sandbox, config_path) -> None:
+    """Each test starts as if minutes had passed: the module's sandbox enforces Flash's budget of
+    20 new invoices per 2 minutes per merchant (proven in test_sandbox_flash_fidelity), which a
+    module of sales would otherwise spend; the terminal's own record of that budget goes too."""
+    sandbox.reset_limits()
+    (load_config(config_path).data_dir / FLASH_BUDGET_FILE).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from test_refund_e2e import charge, new_card, refund, run, sending_config
 
 from terminal.adapters.simcards import tap as tap_card
 from terminal.app.config import load_config
-from terminal.app.root import build_refunds, build_terminal
+from terminal.app.root import FLASH_BUDGET_FILE, build_refunds, build_terminal
 from terminal.core.money import Money, currency
 from terminal.sandbox.server import SandboxThread
 from terminal.services.refunds import RefundRefused, RefundRequest
@@ -32,6 +32,15 @@ from terminal.services.refunds import RefundRefused, RefundRequest
 def sandbox(tmp_path_factory) -> Iterator[SandboxThread]:
     with SandboxThread(tmp_path_factory.mktemp("sandbox")) as sb:
         yield sb
+
+
+@pytest.fixture(autouse=True)
+def a_new_stretch_at_the_counter(sandbox, config_path) -> None:
+    """Each test starts as if minutes had passed: the module's sandbox enforces Flash's budget of
+    20 new invoices per 2 minutes per merchant (proven in test_sandbox_flash_fidelity), which a
+    module of sales would otherwise spend; the terminal's own record of that budget goes too."""
+    sandbox.reset_limits()
+    (load_config(config_path).data_dir / FLASH_BUDGET_FILE).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
