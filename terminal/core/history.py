@@ -27,7 +27,7 @@ from typing import Any, Protocol, TextIO
 
 from terminal.core.records import SaleRecord
 from terminal.core.sale import REOPENABLE_BY_PAYMENT, SaleState
-from terminal.core.totals import Totals, totals_by_card, totals_by_day
+from terminal.core.totals import Countable, Totals, totals_by_card, totals_by_day
 from terminal.core.totals import totals as total
 
 METHODS = ("card", "qr")
@@ -69,29 +69,14 @@ class SaleQuery:
             raise ValueError("method must be 'card' or 'qr'")
 
 
-class SaleFacts(Protocol):
-    """What queries and totals read of a sale: a `SaleRecord`, or a `SaleSummary` row."""
+class SaleFacts(Countable, Protocol):
+    """What queries and totals read of a sale: a `SaleRecord`, or a `SaleSummary` row (what
+    the counting rule reads, plus what filters need)."""
 
     @property
     def id(self) -> str: ...
     @property
-    def created_at(self) -> float: ...
-    @property
-    def state(self) -> str: ...
-    @property
     def method(self) -> str | None: ...
-    @property
-    def card_id(self) -> str | None: ...
-    @property
-    def currency(self) -> str: ...
-    @property
-    def amount_minor(self) -> int: ...
-    @property
-    def amount_msat(self) -> int | None: ...
-    @property
-    def tip_minor(self) -> int: ...
-    @property
-    def tip_msat(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
