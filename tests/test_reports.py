@@ -433,3 +433,15 @@ def test_report_print_goes_to_the_receipt_printer(tmp_path: Path, capsys, pty_pr
     printed = bytes(fake.received).decode("cp858", "replace")
     assert "Day report" in printed and "By cashier" in printed and "ana (1)" in printed
     assert "1,000 sats" in printed
+
+
+def test_the_report_screen_says_the_report_not_a_notice_left_from_a_sign_in(tmp_path: Path) -> None:
+    shots, _ = _journey(tmp_path, """
+        sign-in ana 1111
+        sign-out
+        sign-in max 2222
+        report
+    """)
+    assert shots[2]["message"] == "Signed in: Max"
+    assert shots[3]["screen"] == "report"
+    assert shots[3]["message"].startswith("X report, shift 1: 0 sales")

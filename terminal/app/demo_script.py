@@ -171,6 +171,9 @@ def main_text(controller: TerminalController) -> str:
         if refund.phase is RefundPhase.PIN:
             return refund.message or t("refund.pin")
         return ": ".join(p for p in (refund.outcome_title, refund.message) if p) or screen
+    if screen == "report":  # the report's words, not a notice left from before (e.g. a sign-in)
+        reports = controller.reports
+        return " · ".join(p for p in (reports.main_line, reports.message) if p)
     if notice:
         return notice
     if screen == "sale":
@@ -181,9 +184,6 @@ def main_text(controller: TerminalController) -> str:
     if screen in ("pay", "pin"):
         pay = controller.pay
         return pay.prompt or pay.status_text
-    if screen == "report":
-        reports = controller.reports
-        return " · ".join(p for p in (reports.main_line, reports.message) if p)
     return screen
 
 
