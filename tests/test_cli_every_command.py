@@ -111,46 +111,41 @@ def assert_clean(code: int, expected: int | tuple[int, ...], out: str, err: str,
 
 # ------------------------------------------------------------------------ the books' commands
 
-# command -> argv (`{c}`: the configuration), and its exit code per fault (README: exit codes).
+# command -> argv (`--config` is added), and its exit code per fault (README: exit codes).
 # Faults: an unusable configuration, damaged books, the books held by the running app, the
-# backend down (nothing listens on its port). `None`: not run (`run` would start the kiosk).
+# backend down (nothing listens on its port), books that cannot be read (the journal's path is
+# a folder). `None`: not run (`run` would start the kiosk).
+Code = int | tuple[int, ...] | None
+FAULTS = ("bad_config", "damaged", "locked", "backend_down", "unreadable")
+
+
+def ends(*codes: Code) -> dict[str, Code]:
+    """A command's exit code for each fault, in the order of FAULTS."""
+    return dict(zip(FAULTS, codes, strict=True))
+
+
 DOCTOR_BAD_CONFIG = (1, 2)  # 1 until doctor's unusable-configuration exit 2 lands (doctor's own)
-BOOKS_COMMANDS: dict[str, tuple[list[str], dict[str, int | tuple[int, ...] | None]]] = {
-    "charge": (["charge", "100", "--currency", "SAT", "--qr", "--json", "--config", "{c}"],
-               {"bad_config": 2, "damaged": 6, "locked": 5, "backend_down": 4}),
-    "charge --tap": (["charge", "100", "--currency", "SAT", "--json", "--config", "{c}", "--tap",
-                      "lnurlw://127.0.0.1:9/ln?p=" + "00" * 16 + "&c=" + "00" * 8],
-                     {"bad_config": 2, "damaged": 6, "locked": 5, "backend_down": 4}),
-    "sync": (["sync", "--config", "{c}"],
-             {"bad_config": 2, "damaged": 6, "locked": 0, "backend_down": 8}),
-    "history": (["history", "--config", "{c}"],
-                {"bad_config": 2, "damaged": 6, "locked": 0, "backend_down": 0}),
-    "report": (["report", "--shift", "--config", "{c}"],
-               {"bad_config": 2, "damaged": 6, "locked": 0, "backend_down": 0}),
-    "report --close": (["report", "--shift", "--close", "--config", "{c}"],
-                       {"bad_config": 2, "damaged": 6, "locked": 1, "backend_down": 0}),
-    "ledger check": (["ledger", "check", "--config", "{c}"],
-                     {"bad_config": 2, "damaged": 6, "locked": 0, "backend_down": 0}),
-    "ledger repair": (["ledger", "repair", "--config", "{c}"],
-                      {"bad_config": 2, "damaged": 0, "locked": 5, "backend_down": 0}),
-    "recover": (["recover", "--since", "2020-01-01", "--json", "--config", "{c}"],
-                {"bad_config": 2, "damaged": 6, "locked": 5, "backend_down": 8}),
-    "refund": (["refund", SALE, "--to", "ana@127.0.0.1:9", "--json", "--config", "{c}"],
-               {"bad_config": 2, "damaged": 6, "locked": 5, "backend_down": 4}),
-    "doctor": (["doctor", "--config", "{c}"],
-               {"bad_config": DOCTOR_BAD_CONFIG, "damaged": 6, "locked": 1, "backend_down": 1}),
-    "card block": (["card", "block", "--card-id", CARD_ID, "--config", "{c}"],
-                   {"bad_config": 2, "damaged": 6, "locked": 2, "backend_down": 0}),
-    "card unblock": (["card", "unblock", "--card-id", CARD_ID, "--config", "{c}"],
-                     {"bad_config": 2, "damaged": 6, "locked": 2, "backend_down": 0}),
-    "card list": (["card", "list", "--config", "{c}"],
-                  {"bad_config": 2, "damaged": 6, "locked": 0, "backend_down": 0}),
-    "sandbox fill-history": (["sandbox", "fill-history", "--sales", "2", "--config", "{c}"],
-                             {"bad_config": 2, "damaged": 6, "locked": 5, "backend_down": 0}),
-    "run": (["run", "--config", "{c}"],
-            {"bad_config": 2, "damaged": 6, "locked": 5, "backend_down": None}),
+TAP = "lnurlw://127.0.0.1:9/ln?p=" + "00" * 16 + "&c=" + "00" * 8  # an issuer that is down
+#                       bad_config  damaged  locked  backend_down  unreadable
+BOOKS_COMMANDS: dict[str, tuple[list[str], dict[str, Code]]] = {
+    "charge": (["charge", "100", "--currency", "SAT", "--qr", "--json"], ends(2, 6, 5, 4, 7)),
+    "charge --tap": (["charge", "100", "--currency", "SAT", "--json", "--tap", TAP],
+                     ends(2, 6, 5, 4, 7)),
+    "sync": (["sync"], ends(2, 6, 0, 8, 7)),
+    "history": (["history"], ends(2, 6, 0, 0, 7)),
+    "report": (["report", "--shift"], ends(2, 6, 0, 0, 1)),
+    "report --close": (["report", "--shift", "--close"], ends(2, 6, 1, 0, 1)),
+    "ledger check": (["ledger", "check"], ends(2, 6, 0, 0, 7)),
+    "ledger repair": (["ledger", "repair"], ends(2, 0, 5, 0, 7)),
+    "recover": (["recover", "--since", "2020-01-01", "--json"], ends(2, 6, 5, 8, 7)),
+    "refund": (["refund", SALE, "--to", "ana@127.0.0.1:9", "--json"], ends(2, 6, 5, 4, 7)),
+    "doctor": (["doctor"], ends(DOCTOR_BAD_CONFIG, 6, 1, 1, 1)),
+    "card block": (["card", "block", "--card-id", CARD_ID], ends(2, 6, 2, 0, 7)),
+    "card unblock": (["card", "unblock", "--card-id", CARD_ID], ends(2, 6, 2, 0, 7)),
+    "card list": (["card", "list"], ends(2, 6, 0, 0, 7)),
+    "sandbox fill-history": (["sandbox", "fill-history", "--sales", "2"], ends(2, 6, 5, 0, 7)),
+    "run": (["run"], ends(2, 6, 5, None, 7)),
 }
-FAULTS = ("bad_config", "damaged", "locked", "backend_down")
 CASES = [(name, fault) for name, (_, codes) in BOOKS_COMMANDS.items() for fault in FAULTS
          if codes[fault] is not None]
 
@@ -164,9 +159,12 @@ def test_every_books_command_ends_each_fault_with_its_code(terminal_dir, name, f
         config.write_text(BAD)
     elif fault == "damaged":
         damage(journal)
+    elif fault == "unreadable":
+        journal.unlink()
+        journal.mkdir()
     holder = Ledger(journal) if fault == "locked" else None  # the running app's lock
-    before = journal.read_bytes()
-    argv = [a.replace("{c}", str(config)) for a in argv_template]
+    before = journal.read_bytes() if journal.is_file() else b""
+    argv = [*argv_template, "--config", str(config)]
     try:
         if name == "run":  # the toolkit takes over logging and stderr: the real entry point
             code, out, err = cli(*argv, env={"SDL_VIDEODRIVER": "offscreen"})
@@ -255,6 +253,19 @@ def test_each_commands_own_bad_input_ends_cleanly(tmp_path, monkeypatch, argv, e
     other_inputs(tmp_path)
     code, out, err = run_main([a.replace("{d}", str(tmp_path)) for a in argv])
     assert_clean(code, expected, out, err)
+
+
+def test_a_port_in_use_is_a_usage_error_not_a_file_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run_main(["sandbox", "serve", "--port", str(port), "--data",
+                                   str(tmp_path / "sandbox")])
+    assert_clean(code, 2, out, err)
+    assert "--port" in err and "file" not in err
 
 
 # ---------------------------------------------------------------------------- the full disk
