@@ -311,3 +311,14 @@ def test_a_full_disk_ends_with_its_code_and_loses_nothing(terminal_dir, name):
     assert journal.read_bytes() == before  # a partial line was cut off: the books are whole
     code, out, err = run_main(["ledger", "check", "--config", str(config)])
     assert code == 0, out + err
+
+
+def test_a_failure_after_the_report_command_was_loaded_still_exits_cleanly(terminal_dir):
+    """Importing `terminal.app.cli.report` rebinds the package's name `report`: `main` must not
+    call that module as its failure reporter (a second command in one process crashed)."""
+    import importlib
+
+    importlib.import_module("terminal.app.cli.report")
+    damage(terminal_dir / "data" / LEDGER_FILE)
+    code, out, err = run_main(["sync", "--config", str(terminal_dir / "terminal.toml")])
+    assert_clean(code, 6, out, err)
