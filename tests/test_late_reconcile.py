@@ -173,3 +173,54 @@ def test_a_lookup_that_cannot_answer_now_leaves_the_sale_open_until_it_can(tmp_p
     ledger.close()
     assert waiting.state == "invoiced" and not waiting.invoice_final
     assert settled.state == "paid" and settled.invoice_final
+
+
+def test_the_sync_command_run_a_day_later_settles_the_refused_sale(tmp_path, capsys):
+    """The same, through `flash-terminal sync` as the timer runs it: a card sale rung up
+    yesterday (invoice expiry 60 s) that the issuer refused with ERROR and paid anyway is
+    `paid` in today's sync, and stays so."""
+    import json
+
+    from terminal.app.cli import main
+
+    clock = Clock()
+    clock.offset = -DAY_S  # the sale is rung up yesterday; the sandbox lives on that clock
+    issuer = Issuer(host=ISSUER_HOST).start()
+    issuer.callback_answer = (200, {"status": "ERROR", "reason": "Payment failed"})
+    sandbox = SandboxThread(tmp_path / "sandbox", clock=clock).start()
+    try:
+        path = write_config(sandbox, tmp_path / "terminal.toml",
+                            terminal="invoice_expiry_s = 60", lnurl="confirm_timeout_s = 0.2")
+
+        async def yesterday():
+            terminal = build_terminal(load_config(path))
+            # The whole terminal lives yesterday: its sale, and its check that the invoice it
+            # is handed has not expired.
+            terminal.checkout.clock = terminal.backend._clock = clock  # type: ignore[attr-defined]
+            try:
+                session = await terminal.checkout.open_sale(100, "SAT")
+                refused = await session.tap(tap_url(issuer))
+                assert session.invoice is not None, (refused, session.record)
+                sandbox.pay_invoice(session.invoice.bolt11)  # the issuer's payment lands
+                return refused, session.record.id
+            finally:
+                await terminal.aclose()
+
+        refused, sale_id = asyncio.run(yesterday())
+        assert refused.kind == "unconfirmed"
+        clock.offset = 0.0  # today: the invoice expired a day ago (paid)
+
+        reports = []
+        for _ in range(2):  # the next run changes nothing
+            code = main(["sync", "--config", str(path), "--json"])
+            reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+            assert code == 0, reports[-1]
+            assert main(["history", "--config", str(path), "--export", "json"]) == 0
+            [sale] = json.loads(capsys.readouterr().out)
+            assert (sale["id"], sale["state"]) == (sale_id, "paid")
+            assert time.time() - sale["created_at"] > DAY_S - 60  # rung up a day before
+        assert [(s["sale_id"], s["status"]) for s in reports[0]["sales"]] == [(sale_id, "paid")]
+        assert reports[1]["sales"] == []  # its invoice is final: never asked about again
+    finally:
+        sandbox.stop()
+        issuer.stop()

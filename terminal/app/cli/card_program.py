@@ -138,7 +138,12 @@ def _card(args: argparse.Namespace) -> Iterator[Ntag424]:
 
         if not args.card_file.exists():
             raise ProvisioningError(f"no simulated card at {args.card_file}")
-        card = SimulatedNtag424.load(args.card_file)  # saved after every command, like a chip
+        from hw.sim.errors import CardStateError
+
+        try:
+            card = SimulatedNtag424.load(args.card_file)  # saved after every command, like a chip
+        except CardStateError as error:  # unreadable, or not a simulated card's state
+            raise ProvisioningError(str(error)) from None
         card.power_on()
         try:
             yield Ntag424(card)

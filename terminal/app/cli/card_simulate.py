@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hw.ntag424.ndef import NdefFormatError
+from hw.sim.errors import CardStateError
 from terminal.adapters import simcards
 from terminal.app.cli.args import hex_bytes
+from terminal.app.cli.exits import paragraph
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
 
 if TYPE_CHECKING:
@@ -102,12 +104,20 @@ def _new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _no_card(path: Path, error: Exception) -> int:
+    """A card file that is missing, unreadable or not a simulated card's state: exit 2."""
+    if isinstance(error, FileNotFoundError) or not Path(path).exists():
+        print(f"no simulated card at {path}", file=sys.stderr)
+    else:
+        print(paragraph(error), file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _tap(args: argparse.Namespace) -> int:
     try:
         url = simcards.tap(args.path)
-    except FileNotFoundError:
-        print(f"no simulated card at {args.path}", file=sys.stderr)
-        return EXIT_USAGE
+    except (FileNotFoundError, CardStateError) as error:  # missing, unreadable or not a card
+        return _no_card(args.path, error)
     except NdefFormatError:
         url = ""
     if not url:
@@ -121,9 +131,8 @@ def _tap(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     try:
         card = simcards.info(args.path)
-    except FileNotFoundError:
-        print(f"no simulated card at {args.path}", file=sys.stderr)
-        return EXIT_USAGE
+    except (FileNotFoundError, CardStateError) as error:
+        return _no_card(args.path, error)
     if args.json:
         print(json.dumps(card.to_json()))
     else:

@@ -50,6 +50,9 @@ def _demo(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_headless(args.amount, args.card, sys.stdout, work_dir=args.data))
     os.environ.setdefault("KIVY_CLIPBOARD", "sdl2")  # no xclip/xsel needed (no CRITICAL log)
+    # Kivy's own log mode makes the root logger log everything (DEBUG too: a failure's traceback,
+    # meant for the log only, reached stderr) and rewrites stderr; Python's keeps our levels.
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
     from terminal.app.demo_window import run_demo_window
 
     return run_demo_window(args.data)

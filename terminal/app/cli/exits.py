@@ -43,6 +43,7 @@ EXIT_INTERRUPTED = 130
 
 MAX_MESSAGE_CHARS = 600
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_PORT_TAKEN = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
 
 
 def paragraph(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -79,6 +80,9 @@ def explain(exc: BaseException, command: str) -> tuple[int, str]:
         return EXIT_STORAGE, f"{exc}."
     if isinstance(exc, StorageError):
         return EXIT_STORAGE, f"{exc}. Nothing recorded before was lost."
+    if isinstance(exc, OSError) and exc.errno in _PORT_TAKEN:  # `sandbox serve --port N`
+        return EXIT_USAGE, (f"that address cannot be used: {exc.strerror or exc}. Choose "
+                            "another --port, or stop what is using it.")
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         if exc.errno in _NO_SPACE:

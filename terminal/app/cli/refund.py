@@ -28,6 +28,7 @@ import json
 from pathlib import Path
 
 from terminal.app.cli.args import load_config_or_exit
+from terminal.app.cli.exits import paragraph
 from terminal.core.money import (
     SALE_CURRENCIES,
     AmountError,
@@ -79,14 +80,15 @@ def _refund(args: argparse.Namespace) -> int:
     try:
         outcome = asyncio.run(_run(config, args))
     except _Usage as exc:
-        parser.error(str(exc))
+        parser.error(paragraph(exc))
     if args.json:
         print(json.dumps(outcome.to_json()))
     else:
+        # Server text (an issuer's or a wallet's reason, BTCPay's link) is printed cleaned.
         print(f"{outcome.status.upper()}: {outcome.amount_msat / 1000:,.3f} sats — "
-              f"{outcome.message}")
+              f"{paragraph(outcome.message)}")
         if outcome.claim_link:
-            print(f"claim link (the customer scans it): {outcome.claim_link}")
+            print(f"claim link (the customer scans it): {paragraph(outcome.claim_link)}")
         if outcome.refund_id:
             print(f"refund {outcome.refund_id} of sale {outcome.sale_id}")
     return EXIT_OK if outcome.status == "sent" else EXIT_FAILED

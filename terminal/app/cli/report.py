@@ -9,8 +9,8 @@ Contract (`--json`): `{"from", "to", "sales", "gross_msat", "tips_msat", "refund
 equals the sum over `history --from DAY --to DAY --export json`. A shift starts where the last Z
 ended; `--close` makes this report the Z (the next shift starts now); it needs the books for
 writing, so close from the terminal's screen while the terminal app runs.
-Exit codes: 0 ok, 1 the configuration or books could not be read (or are held by the running
-terminal, for --close), 2 usage, 6 the books are damaged.
+Exit codes: 0 ok, 1 the books could not be read (or are held by the running terminal, for
+--close), 2 usage (also an unusable configuration), 6 the books are damaged.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import json
 import sys
 from datetime import date
 
+from terminal.app.cli.args import load_config_or_exit
 from terminal.app.cli.history import _date_arg
 
 EXIT_OK = 0
@@ -52,7 +53,6 @@ def run_report(args: argparse.Namespace) -> int:
     from terminal.adapters.books.layout import journal_path
     from terminal.adapters.books.ledger import Ledger
     from terminal.adapters.books.storage import StorageLockedError
-    from terminal.app.config import ConfigError, load_config
     from terminal.services.reports import Reports, ShiftError
 
     parser: argparse.ArgumentParser = args.parser
@@ -61,11 +61,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.close and args.cashier:
         parser.error("a shift closes for every cashier at once: leave out --cashier")
     cashier = args.cashier.strip().lower() if args.cashier else None
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc.report("flash-terminal report"), file=sys.stderr)
-        return EXIT_ERROR
+    config = load_config_or_exit(args)  # an unusable configuration: exit 2, as everywhere
     path = journal_path(config.data_dir)
     if not path.exists() and not args.close:
         print(f"flash-terminal report: no sales recorded yet ({path} does not exist)",

@@ -37,6 +37,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Kivy's X clipboard providers need xclip/xsel and log CRITICAL without them; SDL's works.
     os.environ.setdefault("KIVY_CLIPBOARD", "sdl2")
+    # Kivy's own log mode makes the root logger log everything (DEBUG too: a failure's traceback,
+    # meant for the log only, reached stderr) and rewrites stderr; Python's keeps our levels.
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
     asyncio.run(_main(config, fullscreen=not args.windowed))
     return EXIT_OK
 

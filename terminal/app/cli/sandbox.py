@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from terminal.adapters import simcards
+from terminal.app.cli.exits import paragraph
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
 
 EXIT_OK = 0
@@ -115,9 +116,15 @@ def _card_new(args: argparse.Namespace) -> int:
         options["pin_limit_sats"] = args.pin_limit
     if args.balance < 0:
         args.parser.error("--balance must not be negative")
-    issued = _register_with_running(args.data, uid, args.balance, options)
-    if issued is None:
-        issued = _register_at_rest(args.data, uid, args.balance, options)
+    from terminal.sandbox.core import SandboxError
+
+    try:
+        issued = _register_with_running(args.data, uid, args.balance, options)
+        if issued is None:
+            issued = _register_at_rest(args, uid, options)
+    except SandboxError as exc:  # the sandbox refused the card (a bad PIN, limit…): usage
+        parser: argparse.ArgumentParser = args.parser
+        parser.error(paragraph(exc))
     keys = BoltcardKeys.of([bytes.fromhex(issued[f"k{n}"]) for n in range(5)],
                            version=int(issued["version"]))
     _card, url = simcards.create_programmed(args.path, issued["lnurlw_base"], keys, uid)
@@ -168,7 +175,15 @@ def _wallet_from_running(data: Path, name: str) -> dict | None:
         return None
     if response.status_code == 400:
         return {"error": response.json().get("error", "bad name")}
-    response.raise_for_status()
+    if response.is_error:  # the running sandbox refused it: say why, as at rest
+        from terminal.sandbox.core import SandboxError
+
+        try:
+            said = response.json().get("error")
+        except (ValueError, AttributeError):
+            said = None
+        raise SandboxError(said if isinstance(said, str) and said
+                           else f"the sandbox answered HTTP {response.status_code}")
     return response.json()
 
 
@@ -195,15 +210,35 @@ def _register_with_running(data: Path, uid: bytes, balance: int, options: dict) 
                               timeout=5.0)
     except httpx.TransportError:
         return None
-    response.raise_for_status()
+    if response.is_error:  # the running sandbox refused it: say why, as at rest
+        from terminal.sandbox.core import SandboxError
+
+        try:
+            said = response.json().get("error")
+        except (ValueError, AttributeError):
+            said = None
+        raise SandboxError(said if isinstance(said, str) and said
+                           else f"the sandbox answered HTTP {response.status_code}")
     return response.json()
 
 
-def _register_at_rest(data: Path, uid: bytes, balance: int, options: dict) -> dict:
-    """No sandbox is serving DIR: register in its stored state directly."""
+def _register_at_rest(args: argparse.Namespace, uid: bytes, options: dict) -> dict:
+    """No sandbox is serving DIR: register in its stored state directly. The card's URL is the
+    issuer address the last `serve` wrote into DIR/terminal.toml (where it will serve again)."""
     from terminal.sandbox.server import Sandbox
 
-    return Sandbox(data).register_card(uid, balance, **options)
+    try:
+        issuers = tomllib.loads((args.data / "terminal.toml").read_text())["issuers"]
+        base = issuers[0]["lnurlw_base"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, LookupError, TypeError):
+        base = None
+    if not isinstance(base, str) or not base.startswith("lnurlw://"):
+        parser: argparse.ArgumentParser = args.parser
+        parser.error(f"no sandbox has been served from {args.data}: run `flash-terminal "
+                     f"sandbox serve --data {args.data}` first (a card needs the address of "
+                     "its issuer)")
+    issued = Sandbox(args.data).register_card(uid, args.balance, **options)
+    return {**issued, "lnurlw_base": base}
 
 
 def _fill_history(args: argparse.Namespace) -> int:
