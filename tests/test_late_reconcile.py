@@ -115,13 +115,14 @@ def scripted(tmp_path, **backend):
     return clock, fake, ledger, checkout
 
 
-@pytest.mark.parametrize("lookup, paid, expected", [
-    ("supported", True, "paid"),  # EXPIRED from a purge, but the wallet holds the payment
-    ("supported", False, "expired"),
-    ("not_supported", True, "expired"),  # no way to know: the backend's word stands
+@pytest.mark.parametrize("lookup, paid, expected, reason", [
+    ("supported", True, "paid", None),  # EXPIRED from a purge, but the wallet holds the payment
+    ("supported", False, "expired", "invoice-expired"),
+    # No way to know: the backend's word stands, named as unverified (check the wallet).
+    ("not_supported", True, "expired", "expired-unverified"),
 ])
 def test_an_expired_status_long_after_expiry_is_checked_against_the_payments(
-    tmp_path, lookup, paid, expected
+    tmp_path, lookup, paid, expected, reason
 ):
     clock, fake, ledger, checkout = scripted(tmp_path, lookup=lookup)
 
@@ -139,6 +140,8 @@ def test_an_expired_status_long_after_expiry_is_checked_against_the_payments(
     assert record.state == expected
     assert record.invoice_final
     assert fake.lookups == 1
+    if reason is not None:
+        assert record.reason == reason
 
 
 def test_an_expired_status_at_expiry_is_believed_without_a_lookup(tmp_path):

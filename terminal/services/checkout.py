@@ -140,6 +140,21 @@ CONFIRM_TIMEOUT_S = 5.0
 # that purged the invoice, paid or not (Flash): it is checked against the wallet's payments.
 EXPIRED_TRUST_S = 600.0  # as the sync worker's SyncPolicy.expired_trust_s
 REASON_REPLAYED_INVOICE = "backend-replayed-invoice"
+# EXPIRED read long after expiry by a backend or key that cannot search the wallet's payments
+# (Flash receive-only, a key without read_transactions): recorded, but named as unverified.
+REASON_EXPIRED_UNVERIFIED = "expired-unverified"
+EXPIRED_UNVERIFIED_TEXT = (
+    "The backend reports the invoice expired, but it was checked long after expiry, when a paid "
+    "invoice can read the same, and this terminal cannot search the wallet's payments (an API "
+    "key with read_transactions can). Check the wallet before charging again."
+)
+
+
+class _Unverifiable:
+    """The answer of a payment lookup this backend or key cannot make."""
+
+
+UNVERIFIABLE = _Unverifiable()
 REASON_NOT_SUPPORTED = "not-supported"  # BackendError.reason() of code "not_supported"
 UNCONFIRMED_TEXT = (
     "Not confirmed — do not charge again. The card's issuer answered \u201c{reason}\u201d after "
@@ -677,6 +692,8 @@ class SaleSession:
             found = await self._find_payment()
             if found is None:  # could not tell now: ask again on the next pass
                 return self.sale.is_final
+            if found is UNVERIFIABLE:
+                return self._settle(status, why=REASON_EXPIRED_UNVERIFIED)
             if found:
                 status = InvoiceStatus.PAID
         return self._settle(status)
@@ -688,10 +705,10 @@ class SaleSession:
         assert self.invoice is not None
         return abs(self.checkout.clock() - self.invoice.expires_at) <= EXPIRED_TRUST_S
 
-    async def _find_payment(self) -> bool | None:
+    async def _find_payment(self) -> bool | _Unverifiable | None:
         """Whether the wallet holds a payment of this invoice (a provider may report a purged,
-        paid invoice as EXPIRED): True, False (none, or the backend cannot look it up), or None
-        (it could not answer now)."""
+        paid invoice as EXPIRED): True, False (none), UNVERIFIABLE (this backend or key cannot
+        look payments up), or None (it could not answer now)."""
         co = self.checkout
         assert self.invoice is not None
         try:
@@ -699,9 +716,10 @@ class SaleSession:
         except (BackendRejected, BackendUnauthorized) as exc:
             # Not supported by this backend, or no scope to read transactions: the EXPIRED
             # status is all there is.
-            log.info("sale %s: payment lookup unavailable (%s); the invoice status stands",
-                     self.record.id[:8], backend_reason(exc, REASON_NOT_SUPPORTED))
-            return False
+            log.warning("sale %s: the invoice reads EXPIRED long after its expiry and payments "
+                        "cannot be looked up (%s): recorded as %s", self.record.id[:8],
+                        backend_reason(exc, REASON_NOT_SUPPORTED), REASON_EXPIRED_UNVERIFIED)
+            return UNVERIFIABLE
         except Exception as exc:  # noqa: BLE001 - unreachable, rate-limited, nonsense, a bug
             co._backend_fault(exc, f"sale {self.record.id[:8]}: payment lookup")
             return None
@@ -724,7 +742,7 @@ class SaleSession:
                   self.record.id[:8], holder.id[:8])
         return False
 
-    def _settle(self, status: InvoiceStatus) -> bool:
+    def _settle(self, status: InvoiceStatus, why: str | None = None) -> bool:
         if status is InvoiceStatus.PAID and not self._owns_payment():
             self.record.invoice_final = True
             if self.sale.is_final:
@@ -767,8 +785,11 @@ class SaleSession:
                 self.persist()
                 return True
             # An unconfirmed card payment keeps the issuer's word as the reason it ended.
-            why = (self.record.reason if self.sale.state is SaleState.UNCONFIRMED
-                   and self.record.reason else "invoice-expired")
+            if why is None:
+                why = (self.record.reason if self.sale.state is SaleState.UNCONFIRMED
+                       and self.record.reason else "invoice-expired")
+            else:
+                self._message = EXPIRED_UNVERIFIED_TEXT
             try:
                 self._apply("expired", why)
             except IllegalTransition:  # CREATED / offline states: not this invoice's to end

@@ -142,6 +142,8 @@ EN: dict[str, str] = {
     "reason.issuer-unreachable": "The card's issuer cannot be reached.",
     "reason.issuer-error": "The card's issuer refused the payment.",
     "reason.invoice-expired": "The invoice expired before it was paid.",
+    "reason.expired-unverified": ("Expired, as the backend says; it was checked too late to be "
+                                  "sure, so check the wallet before charging again."),
     "reason.cancelled-by-merchant": "The sale was cancelled.",
     "reason.cmac-mismatch": "This card failed its security check.",
     "reason.malformed": "This card's data could not be read.",
