@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import ndef
 import nfc
@@ -153,14 +154,14 @@ class TapEvent:
     # one-time tap: kept out of reprs and logs like the UID.
     uri: str = field(repr=False)
     uid: bytes = field(repr=False)  # keep out of logs
-    handle: CardHandle = field(repr=False, compare=False)
+    handle: CardLink = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class NotPaymentCardEvent:
     reason: NotPaymentReason
     message: str
-    handle: CardHandle | None = field(default=None, repr=False, compare=False)
+    handle: CardLink | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,15 @@ CardEvent = TapEvent | NotPaymentCardEvent | HoldStillEvent
 
 
 # -- the card of one tap -------------------------------------------------------------------
+class CardLink(Protocol):
+    """What a tap's consumer talks to: the card's UID and its APDU transport. `CardHandle`
+    (a card on the real reader) and `hw.sim.card.SimulatedNtag424` (the demo's cards) fit it."""
+
+    @property
+    def uid(self) -> bytes: ...
+    def transceive(self, apdu: bytes) -> bytes: ...
+
+
 class CardHandle:
     """APDU transport to the card of one tap, valid while the card stays on the reader.
 
@@ -352,7 +362,7 @@ def first_uri(message: bytes) -> str:
     raise NotPaymentCardError(NotPaymentReason.NO_LINK)
 
 
-def read_tap(handle: CardHandle) -> CardEvent:
+def read_tap(handle: CardLink) -> CardEvent:
     """The event for one ISO-DEP card: exactly one NDEF read sequence."""
     try:
         uri = first_uri(read_ndef_message(handle.transceive))

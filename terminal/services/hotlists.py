@@ -193,7 +193,8 @@ class HotlistRefresher:
 
 def _json(body: bytes) -> object | None:
     try:
-        return json.loads(body, parse_constant=_refuse_constant)  # type: ignore[no-any-return]
+        payload: object = json.loads(body, parse_constant=_refuse_constant)
+        return payload
     except (ValueError, RecursionError):
         return None
 

@@ -538,8 +538,9 @@ class SyncWorker:
 
     async def _invoice_for(self, payout: QueuedPayout, sale: SaleRecord, state: _Pass) -> Invoice:
         """The sale's invoice, created (idempotency key: the sale id) when missing or stale."""
-        if not self._needs_invoice(sale):
-            return sale.invoice()  # type: ignore[return-value]
+        current = sale.invoice()
+        if current is not None and not self._needs_invoice(sale):
+            return current
         # Only a QUEUED payout gets here: its invoice (if any) never went to an issuer, so an
         # expired one is simply replaced.
         generation = int(payout.metadata.get("invoices", 0))
