@@ -374,6 +374,43 @@ def read_tap(handle: CardLink) -> CardEvent:
     return TapEvent(uri=uri, uid=handle.uid, handle=handle)
 
 
+# -- one probe: is a reader there? ----------------------------------------------------------
+PROBE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReaderProbe:
+    found: bool
+    detail: str
+
+
+def probe_reader(path: str, timeout_s: float = PROBE_TIMEOUT_S) -> ReaderProbe:
+    """Open the nfcpy reader on `path` once and close it again (the doctor's and enrollment's
+    reader check). Never raises: what went wrong is the probe's `detail`."""
+    result: list[ReaderProbe] = []
+
+    def attempt() -> None:
+        clf = nfc.ContactlessFrontend()
+        try:
+            if clf.open(path):
+                result.append(ReaderProbe(True, str(clf.device)))  # "PN532v1.6 at /dev/…"
+            else:
+                result.append(ReaderProbe(False, f"no NFC reader found on {path}"))
+        except OSError as exc:
+            result.append(ReaderProbe(False, f"NFC reader on {path}: {exc.strerror or exc}"))
+        except Exception as exc:  # a driver bug is a finding, not a crash of the check
+            result.append(ReaderProbe(False, f"NFC reader on {path} failed: {exc}"))
+        finally:
+            _close_quietly(clf)  # a vanished port must not keep the reader open
+
+    thread = threading.Thread(target=attempt, name="reader-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not result:
+        return ReaderProbe(False, f"the NFC reader on {path} did not answer in {timeout_s:.0f} s")
+    return result[0]
+
+
 # -- the reader thread -----------------------------------------------------------------------
 def _as_oserror(error: BaseException) -> OSError:
     """termios.error(errno, text) as the OSError it stands for."""
