@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import ndef
 import nfc
@@ -153,14 +154,14 @@ class TapEvent:
     # one-time tap: kept out of reprs and logs like the UID.
     uri: str = field(repr=False)
     uid: bytes = field(repr=False)  # keep out of logs
-    handle: CardHandle = field(repr=False, compare=False)
+    handle: CardLink = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class NotPaymentCardEvent:
     reason: NotPaymentReason
     message: str
-    handle: CardHandle | None = field(default=None, repr=False, compare=False)
+    handle: CardLink | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,15 @@ CardEvent = TapEvent | NotPaymentCardEvent | HoldStillEvent
 
 
 # -- the card of one tap -------------------------------------------------------------------
+class CardLink(Protocol):
+    """What a tap's consumer talks to: the card's UID and its APDU transport. `CardHandle`
+    (a card on the real reader) and `hw.sim.card.SimulatedNtag424` (the demo's cards) fit it."""
+
+    @property
+    def uid(self) -> bytes: ...
+    def transceive(self, apdu: bytes) -> bytes: ...
+
+
 class CardHandle:
     """APDU transport to the card of one tap, valid while the card stays on the reader.
 
@@ -352,7 +362,7 @@ def first_uri(message: bytes) -> str:
     raise NotPaymentCardError(NotPaymentReason.NO_LINK)
 
 
-def read_tap(handle: CardHandle) -> CardEvent:
+def read_tap(handle: CardLink) -> CardEvent:
     """The event for one ISO-DEP card: exactly one NDEF read sequence."""
     try:
         uri = first_uri(read_ndef_message(handle.transceive))
@@ -362,6 +372,43 @@ def read_tap(handle: CardHandle) -> CardEvent:
         log.info("not a payment card: %s (%s)", error.reason.value, error.detail)
         return NotPaymentCardEvent(error.reason, str(error), handle)
     return TapEvent(uri=uri, uid=handle.uid, handle=handle)
+
+
+# -- one probe: is a reader there? ----------------------------------------------------------
+PROBE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReaderProbe:
+    found: bool
+    detail: str
+
+
+def probe_reader(path: str, timeout_s: float = PROBE_TIMEOUT_S) -> ReaderProbe:
+    """Open the nfcpy reader on `path` once and close it again (the doctor's and enrollment's
+    reader check). Never raises: what went wrong is the probe's `detail`."""
+    result: list[ReaderProbe] = []
+
+    def attempt() -> None:
+        clf = nfc.ContactlessFrontend()
+        try:
+            if clf.open(path):
+                result.append(ReaderProbe(True, str(clf.device)))  # "PN532v1.6 at /dev/…"
+            else:
+                result.append(ReaderProbe(False, f"no NFC reader found on {path}"))
+        except OSError as exc:
+            result.append(ReaderProbe(False, f"NFC reader on {path}: {exc.strerror or exc}"))
+        except Exception as exc:  # a driver bug is a finding, not a crash of the check
+            result.append(ReaderProbe(False, f"NFC reader on {path} failed: {exc}"))
+        finally:
+            _close_quietly(clf)  # a vanished port must not keep the reader open
+
+    thread = threading.Thread(target=attempt, name="reader-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not result:
+        return ReaderProbe(False, f"the NFC reader on {path} did not answer in {timeout_s:.0f} s")
+    return result[0]
 
 
 # -- the reader thread -----------------------------------------------------------------------

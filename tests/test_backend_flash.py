@@ -24,8 +24,8 @@ from typing import Any
 
 import bolt11
 import pytest
-import uvicorn
 from graphql import GraphQLError, build_schema, graphql, parse, validate
+from helpers import loopback
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -391,22 +391,13 @@ class MiniFlash:
 
 @contextlib.asynccontextmanager
 async def serving(server: MiniFlash):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)  # connections queue in the backlog until uvicorn accepts: no start-up race
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(server.app(), lifespan="off", log_level="warning",
-                            ws="websockets-sansio")  # fmt: skip
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve(sockets=[sock]))
-    try:
-        yield f"http://127.0.0.1:{port}/graphql", f"ws://127.0.0.1:{port}/graphql"
-    finally:
-        server._release.set()
-        await server.drop_sockets()
-        uv.should_exit = True
-        await task
-        sock.close()
+    """MiniFlash on this loop (tests/helpers/loopback.py): its GraphQL URLs over HTTP and WS."""
+    async with loopback.serving(server.app(), ws="websockets-sansio") as base:
+        try:
+            yield f"{base}/graphql", f"ws{base.removeprefix('http')}/graphql"
+        finally:  # held answers and open subscriptions end before the server stops
+            server._release.set()
+            await server.drop_sockets()
 
 
 def backend(http_url: str, ws_url: str | None, **kwargs: Any) -> FlashBackend:

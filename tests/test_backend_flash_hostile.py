@@ -9,13 +9,11 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
-import threading
 import time
 from typing import Any
 
 import pytest
-import uvicorn
+from helpers.loopback import LoopbackServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -56,20 +54,9 @@ DEFAULTS = {"AccountDefaultWallet": WALLET, "RealtimePrice": PRICE}
 def hostile():
     server = Hostile()
     app = Starlette(routes=[Route("/graphql", server.http, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    uv = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    server.url = f"http://127.0.0.1:{sock.getsockname()[1]}/graphql"
-    yield server
-    uv.should_exit = True
-    thread.join(5)
-    sock.close()
+    with LoopbackServer(app, name="hostile-flash") as loopback:  # listening before it starts
+        server.url = f"{loopback.url}/graphql"
+        yield server
 
 
 def backend(url: str) -> FlashBackend:

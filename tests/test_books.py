@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import io
 import shutil
-import sqlite3
 import tempfile
 from datetime import date, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from helpers.books_damage import flip_a_bit_in_an_archived_sale
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -316,17 +316,6 @@ def test_an_archive_of_another_ledger_is_damage(path, tmp_path):
         Path(f"{path.with_name('ledger.archive.sqlite')}{suffix}").unlink(missing_ok=True)
     shutil.copy(other.with_name("ledger.archive.sqlite"), path.with_name("ledger.archive.sqlite"))
     assert_damaged(path, "it belongs to another ledger")
-
-
-def flip_a_bit_in_an_archived_sale(archive: Path, sale_id: str) -> None:
-    db = sqlite3.connect(archive)
-    n, blob = db.execute("SELECT d.n, d.doc FROM docs d JOIN sales s ON s.n = d.n "
-                         "WHERE s.id = ?", (sale_id,)).fetchone()
-    spoiled = bytearray(blob)
-    spoiled[len(spoiled) // 2] ^= 0x04
-    db.execute("UPDATE docs SET doc = ? WHERE n = ?", (bytes(spoiled), n))
-    db.commit()
-    db.close()
 
 
 def test_a_flipped_bit_in_an_archived_sale_is_damage_when_read_and_checked(path):

@@ -178,7 +178,7 @@ def test_repair_refuses_while_the_terminal_runs(books, config, capsys):
 
 
 def test_repair_rebuilds_a_damaged_archive_from_the_rows_that_verify(books, config, capsys):
-    from tests.test_books import flip_a_bit_in_an_archived_sale
+    from helpers.books_damage import flip_a_bit_in_an_archived_sale
 
     flip_a_bit_in_an_archived_sale(books.with_name("ledger.archive.sqlite"), record(1, "x").id)
     assert cli(capsys, "ledger", "check", "--config", str(config))[0] == 6

@@ -17,6 +17,7 @@ import asyncio
 import time
 
 import pytest
+from helpers.unclaimed_issuer import ISSUER_HOST, tap_url, write_config
 
 from terminal.adapters.books.ledger import Ledger
 from terminal.app.config import load_config
@@ -27,7 +28,6 @@ from terminal.services.checkout import EXPIRED_TRUST_S, Checkout
 from tests.fakes.hostile_backend import HostileBackend
 from tests.fakes.lnurl_issuer import Issuer
 from tests.fakes.scripted_backend import ScriptedBackend, ScriptedIssuer
-from tests.test_issuer_says_error import ISSUER_HOST, tap_url, write_config
 
 DAY_S = 86_400.0
 STATUS_QUERY = "LnInvoicePaymentStatus"

@@ -114,7 +114,7 @@ def _run_child(*args: str) -> int:
 
 @pytest.fixture
 def rig(tmp_path):
-    from test_sync import Rig, SyncClock
+    from helpers.sync_rig import Rig, SyncClock
 
     clock = SyncClock()
     r = Rig(tmp_path, ledger_clock=clock)

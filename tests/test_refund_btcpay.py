@@ -3,7 +3,7 @@ permissions, 400 non-refundable, the pull payment and its LNURL): BTCPay's own r
 sale's invoice, a pull payment the customer claims by scanning its LNURL-withdraw, or paid out
 at once to a destination given; a lost answer found again by its name, never issued twice."""
 
-# ruff: noqa: F811 - the BTCPay checkout tests' fixtures, imported by name, are parameters here
+# ruff: noqa: F811 - the BTCPay rig's fixtures (tests/helpers/btcpay_rig.py) are parameters here
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_checkout_btcpay import (  # noqa: F401 - fixtures
+from helpers.btcpay_rig import (  # noqa: F401 - fixtures
     btcpay,
     card,
     config_path,
@@ -171,7 +171,7 @@ def test_btcpay_answers_non_refundable_for_an_invoice_not_paid(config_path, btcp
 def test_a_sale_tapped_with_another_card_is_refused(config_path, btcpay, capsys, tmp_path,
                                                     issuer):
     btcpay.api_keys[DEFAULT_KEY] = REFUND_KEY
-    from test_checkout_btcpay import CARD_UID, ISSUER_KEY, KEY_VERSION
+    from helpers.btcpay_rig import CARD_UID, ISSUER_KEY, KEY_VERSION
 
     from terminal.adapters.simcards import create_programmed, deterministic_keys
 

@@ -92,7 +92,7 @@ def _run_child(*args: str) -> int:
 
 @pytest.fixture
 def rig(tmp_path, capsys):
-    from test_refund_e2e import charge, new_card, sending_config
+    from helpers.refund_flow import charge, new_card, sending_config
 
     from terminal.sandbox.server import SandboxThread
 
@@ -166,7 +166,7 @@ def test_kill_during_a_refund_never_sends_it_twice(rig, step, capsys):
     assert [r.state for r in _restart(config, offset_s=3600)] == ([final] if final else [])
 
     # The next refund of the same sale counts what the first one did: 10,000 sats paid.
-    from test_refund_e2e import refund
+    from helpers.refund_flow import refund
 
     left = 10_000 - (AMOUNT_MSAT // 1000 if landed else 0)
     code, out = refund(capsys, config, sale_id, "--amount", str(left + 1), "--currency", "SAT",

@@ -9,8 +9,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from test_refund_e2e import sending_config
-from test_reports import CONTRACT, _card, _cli, _compare
+from helpers.refund_flow import sending_config
+from helpers.report_checks import CONTRACT, _card, _cli, _compare
 
 from terminal.core.pins import hash_pin
 from terminal.sandbox.server import SandboxThread

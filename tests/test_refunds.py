@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from helpers.loopback import LoopbackServer
+from helpers.refund_flow import charge, new_card, refund, run, sending_config
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from test_refund_e2e import charge, new_card, refund, run, sending_config
 
 from terminal.adapters.simcards import tap as tap_card
 from terminal.app.config import load_config

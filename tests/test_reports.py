@@ -5,7 +5,6 @@ the same day, offline (queued) sales included."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import json
@@ -13,24 +12,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers.report_checks import CONTRACT, _card, _cli, _compare
 
-from terminal.adapters import simcards
 from terminal.adapters.books.ledger import Ledger
 from terminal.adapters.receipts import report_lines
 from terminal.app.cli import main
 from terminal.app.ui.viewmodels import Screen
 from terminal.core.records import SaleRecord
 from terminal.core.reports import Period, RefundLine, build_report
-from terminal.core.totals import TAKEN_STATES
-from terminal.protocols.boltcard.provisioning import BoltcardKeys
 from terminal.sandbox import SandboxThread
 from terminal.services.reports import META_SHIFT, Reports
 
 UTC = dt.UTC
 DAY = dt.date(2024, 5, 1)
 T0 = dt.datetime(2024, 5, 1, 9, 15, tzinfo=UTC).timestamp()
-CONTRACT = {"from", "to", "sales", "gross_msat", "tips_msat", "refunds_msat", "net_msat",
-            "by_method", "by_cashier", "by_currency", "queued_msat", "failed"}
 
 
 class Clock:
@@ -185,45 +180,6 @@ def test_a_failed_close_leaves_the_shift_open(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- end to end
-
-
-def _cli(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(list(argv))
-    return code, out.getvalue()
-
-
-def _card(sb: SandboxThread, path: Path, sats: int) -> None:
-    uid = simcards.new_uid()
-    issued = sb.register_card(uid, sats)
-    keys = BoltcardKeys(*(bytes.fromhex(issued[f"k{n}"]) for n in range(5)),
-                        version=int(issued["version"]))
-    simcards.create_programmed(path, f"http://127.0.0.1:{sb.port}/ln", keys, uid)
-
-
-def _sum_by_the_rule(sales: list[dict]) -> dict:
-    """The report's numbers recomputed from an export, by hand."""
-    taken = [s for s in sales if s["state"] in TAKEN_STATES]
-    return {
-        "sales": len(taken),
-        "gross_msat": sum(s["amount_msat"] for s in taken),
-        "tips_msat": sum(s["tip_msat"] or 0 for s in taken),
-        "queued_msat": sum(s["amount_msat"] for s in taken if s["state"] != "paid"),
-        "failed": sum(s["state"] in ("failed", "expired", "cancelled", "declined")
-                      for s in sales),
-        "by_cashier": dict(Counter(s["cashier"] or "none" for s in taken)),
-        "by_method": dict(Counter(s["method"] for s in taken)),
-    }
-
-
-def _compare(report: dict, sales: list[dict]) -> None:
-    expected = _sum_by_the_rule(sales)
-    for key in ("sales", "gross_msat", "tips_msat", "queued_msat", "failed"):
-        assert report[key] == expected[key], key
-    assert {c: g["sales"] for c, g in report["by_cashier"].items()} == expected["by_cashier"]
-    assert {m: g["sales"] for m, g in report["by_method"].items()} == expected["by_method"]
-    assert report["net_msat"] == report["gross_msat"] - report["refunds_msat"]
 
 
 def test_a_days_report_equals_the_sum_over_its_history_export_offline_sales_included(

@@ -1,6 +1,8 @@
 """The sandbox: a real Flash GraphQL + Boltcard issuer server on 127.0.0.1, exercised over real
 HTTP and WebSocket connections (httpx, websockets), real files, and NTAG 424 crypto."""
 
+# ruff: noqa: F811 - the sandbox fixtures (tests/helpers/flash_sandbox.py) are parameters here
+
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +11,6 @@ import json
 import os
 import stat
 import tempfile
-import time
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +18,14 @@ from pathlib import Path
 import bolt11
 import httpx
 import pytest
+from helpers.flash_sandbox import (  # noqa: F401 - fixtures
+    CREATE_USD,
+    SEND,
+    create_usd_invoice,
+    gql,
+    sandbox,
+    sb,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
@@ -36,13 +45,6 @@ from terminal.sandbox.issuer_keys import check_c, decrypt_p, derive_card_keys
 VECTORS = Path(__file__).parent / "vectors"
 SUBPROTOCOL = "graphql-transport-ws"
 
-CREATE_USD = """
-mutation create($input: LnUsdInvoiceCreateOnBehalfOfRecipientInput!) {
-  lnUsdInvoiceCreateOnBehalfOfRecipient(input: $input) {
-    errors { message code path }
-    invoice { paymentHash paymentRequest paymentSecret satoshis }
-  }
-}"""
 CREATE_USD_KEY = """
 mutation create($input: LnUsdInvoiceCreateInput!) {
   lnUsdInvoiceCreate(input: $input) {
@@ -92,62 +94,15 @@ subscription status($input: LnInvoicePaymentStatusInput!) {
 ME = "{ me { defaultAccount { id defaultWalletId wallets { id walletCurrency balance } } } }"
 PRICE = """{ realtimePrice(currency: "JMD") { timestamp denominatorCurrency
   btcSatPrice { base offset } usdCentPrice { base offset } } }"""
-SEND = """
-mutation send($input: LnInvoicePaymentInput!) {
-  lnInvoicePaymentSend(input: $input) { status errors { message code } }
-}"""
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
-
-
-class MovableClock:
-    """Wall time plus an offset a test moves forward (the sandbox's limits and expiry use it)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    clock = MovableClock()
-    with tempfile.TemporaryDirectory() as tmp, SandboxThread(Path(tmp), clock=clock) as sb:
-        sb.clock = clock
-        yield sb
-
-
-@pytest.fixture
-def sb(sandbox):
-    # Flash's real limits, counted afresh for each test (as if it had waited them out).
-    sandbox.faults.reset()
-    sandbox.reset_limits()
-    sandbox.clock.offset = 0.0
-    yield sandbox
-    sandbox.faults.reset()
-    sandbox.clock.offset = 0.0
 
 
 @pytest.fixture
 def client():
     with httpx.Client(timeout=10) as c:
         yield c
-
-
-def gql(client, sb, query, variables=None, headers=None):
-    return client.post(sb.http_url, json={"query": query, "variables": variables or {}},
-                       headers=headers or {})
-
-
-def create_usd_invoice(client, sb, cents, **extra):
-    response = gql(client, sb, CREATE_USD,
-                   {"input": {"recipientWalletId": sb.wallet_id("USD"), "amount": cents, **extra}})
-    assert response.status_code == 200, response.text
-    payload = response.json()["data"]["lnUsdInvoiceCreateOnBehalfOfRecipient"]
-    assert payload["errors"] == []
-    return payload["invoice"]
 
 
 def create_sat_invoice(client, sb, sats):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_sandbox import SEND, create_usd_invoice, gql, sandbox, sb  # noqa: F401 - fixtures
+from helpers.flash_sandbox import SEND, create_usd_invoice, gql, sandbox, sb  # noqa: F401 - fixtures
 
 from terminal.app.cli import main
 from terminal.protocols import bolt11

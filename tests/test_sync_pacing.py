@@ -11,7 +11,7 @@ import contextlib
 import time
 
 import pytest
-from test_sync import FAST, Crash, CrashingWithdraw, Rig, SyncClock
+from helpers.sync_rig import FAST, Crash, CrashingWithdraw, Rig, SyncClock
 
 from terminal.adapters.backends.budget import BackendBudget
 from terminal.core.budget import WindowLimit

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from test_sync import FAST, Rig, SyncClock, run
+from helpers.sync_rig import FAST, Rig, SyncClock, run
 
 from terminal.adapters.backends.flash import FlashBackend, RetryPolicy
 from terminal.adapters.withdraw import WithdrawClient

@@ -254,7 +254,7 @@ class SimulatedNtag424:
             raise CardStatus(Sw.LENGTH_ERROR, "wrapped native command without Le")
         if cmd.p1 or cmd.p2:
             raise CardStatus(Sw.PARAMETER_ERROR, "P1/P2 of a wrapped native command must be 00")
-        handler = {
+        handlers: dict[int, Callable[[bytes], bytes]] = {
             Ins.ADDITIONAL_FRAME: self._additional_frame,
             Ins.AUTHENTICATE_EV2_FIRST: self._authenticate_first,
             Ins.AUTHENTICATE_EV2_NON_FIRST: self._authenticate_non_first,
@@ -269,7 +269,8 @@ class SimulatedNtag424:
             Ins.READ_DATA: self._read_data,
             Ins.WRITE_DATA: self._write_data,
             Ins.READ_SIG: self._read_sig,
-        }.get(cmd.ins)  # type: ignore[call-overload]
+        }
+        handler = handlers.get(cmd.ins)
         if handler is None:
             raise CardStatus(Sw.ILLEGAL_COMMAND_CODE)
         return handler(cmd.data)

@@ -62,7 +62,8 @@ EDC_LEN = 2  # CRC_A, added and checked by the reader chip, never seen by nfcpy
 class ApduCard(Protocol):
     """An ISO-DEP card at APDU level (e.g. `hw.sim.card.SimulatedNtag424`)."""
 
-    uid: bytes
+    @property
+    def uid(self) -> bytes: ...
 
     def transceive(self, apdu: bytes) -> bytes: ...
 

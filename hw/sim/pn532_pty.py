@@ -36,6 +36,7 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from hw.sim.nfcpy_device import ApduCard
 from hw.sim.pn532 import Pn532
 from hw.sim.pn532_rf import Antenna
 
@@ -130,15 +131,15 @@ class Pn532Emulator:
         return nfcpy_device_string(self.link)
 
     # -- the test's (or the command line's) hands -----------------------------------------
-    def place(self, *cards: object) -> None:
+    def place(self, *cards: ApduCard) -> None:
         """Put `cards` on the antenna, all at once (any card there is taken away first)."""
         self._with_antenna(lambda: self.antenna.place(*cards))
 
-    def add(self, card: object) -> None:
+    def add(self, card: ApduCard) -> None:
         """Put `card` on the antenna beside the cards already there."""
         self._with_antenna(lambda: self.antenna.add(card))
 
-    def remove(self, card: object | None = None) -> None:
+    def remove(self, card: ApduCard | None = None) -> None:
         self._with_antenna(lambda: self.antenna.remove(card))
 
     def remove_after(self, apdus: int, *, answer_last: bool = True) -> None:

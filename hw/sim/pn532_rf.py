@@ -22,7 +22,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hw.sim.nfcpy_device import NTAG424_ATS, NTAG424_SEL_RES, NTAG424_SENS_RES, IsoDepCardSide
+from hw.sim.nfcpy_device import (
+    NTAG424_ATS,
+    NTAG424_SEL_RES,
+    NTAG424_SENS_RES,
+    ApduCard,
+    IsoDepCardSide,
+)
 
 CASCADE_TAG = 0x88
 HLTA = bytes.fromhex("5000")
@@ -84,13 +90,13 @@ def _bits(data: bytes) -> list[int]:
 class Picc:
     """One card on the antenna and its protocol state."""
 
-    card: object
+    card: ApduCard
     state: PiccState = PiccState.POWER_OFF
     iso_dep: IsoDepCardSide | None = None
 
     @property
     def uid(self) -> bytes:
-        return bytes(self.card.uid)  # type: ignore[attr-defined]
+        return bytes(self.card.uid)
 
     @property
     def sens_res(self) -> bytes:
@@ -123,20 +129,20 @@ class Antenna:
     _truncated: bool = False
 
     # -- the hands of whoever holds the cards ---------------------------------------------
-    def place(self, *cards: object) -> None:
+    def place(self, *cards: ApduCard) -> None:
         """Take every card away, then put `cards` on the antenna."""
         self.remove()
         for card in cards:
             self.add(card)
 
-    def add(self, card: object) -> None:
+    def add(self, card: ApduCard) -> None:
         """Put `card` on the antenna beside those already there."""
         picc = Picc(card)
         self.piccs.append(picc)
         if self.field_on:
             self._power_up(picc)
 
-    def remove(self, card: object | None = None) -> None:
+    def remove(self, card: ApduCard | None = None) -> None:
         """Take `card` (default: every card) off the antenna."""
         for picc in [p for p in self.piccs if card is None or p.card is card]:
             self._power_down(picc)
@@ -272,7 +278,7 @@ class Antenna:
             if interruption is not None and interruption.apdus <= 0:
                 self.remove()
                 return None
-            response = bytes(picc.card.transceive(apdu))  # type: ignore[attr-defined]
+            response = bytes(picc.card.transceive(apdu))
             self.apdus += 1
             if interruption is not None:
                 interruption.apdus -= 1

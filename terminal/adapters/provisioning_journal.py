@@ -68,6 +68,14 @@ class JournalEntry:
         return uid is not None and hmac.compare_digest(card_ref(self.keys, uid), self.card_ref)
 
 
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _seconds(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 def _ends_torn(fd: int) -> bool:
     size = os.fstat(fd).st_size
     return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
@@ -160,19 +168,21 @@ class ProvisioningJournal:
             if event == "begin":
                 try:
                     keys_hex = record["keys"]
+                    if not isinstance(keys_hex, dict):
+                        continue
                     keys = BoltcardKeys.of(
-                        [bytes.fromhex(keys_hex[f"k{n}"]) for n in range(5)],  # type: ignore[index]
-                        version=int(record["version"]),  # type: ignore[call-overload]
+                        [bytes.fromhex(str(keys_hex[f"k{n}"])) for n in range(5)],
+                        version=int(str(record["version"])),
                     )
                 except (KeyError, TypeError, ValueError):
                     continue
                 entries[entry_id] = JournalEntry(
                     entry_id=entry_id, op=str(record.get("op")),
                     card_ref=str(record.get("card_ref")),
-                    keys=keys, url=record.get("url"),  # type: ignore[arg-type]
+                    keys=keys, url=_text_or_none(record.get("url")),
                     random_uid=bool(record.get("random_uid")),
-                    card_id=record.get("card_id"),  # type: ignore[arg-type]
-                    started=float(record.get("time", 0.0)),  # type: ignore[arg-type]
+                    card_id=_text_or_none(record.get("card_id")),
+                    started=_seconds(record.get("time")),
                 )
             elif entry_id in entries and event == "step":
                 entries[entry_id].steps.append(str(record.get("step")))

@@ -366,11 +366,13 @@ class WithdrawClient:
             return check_addresses(target, [str(literal)], self.policy)
         self.stats.resolutions += 1
         resolver = self._resolver
+        addresses: object  # the resolver is pluggable: its answer is checked below
         try:
             if inspect.iscoroutinefunction(resolver) or inspect.iscoroutinefunction(
                 getattr(resolver, "__call__", None)  # noqa: B004 - async callable objects
             ):
-                addresses = await resolver(target.host, target.port)  # type: ignore[misc]
+                pending = resolver(target.host, target.port)
+                addresses = await pending if inspect.isawaitable(pending) else pending
             else:
                 # getaddrinfo blocks: run it in a worker thread; on the deadline, abandon it.
                 addresses = await anyio.to_thread.run_sync(

@@ -160,7 +160,7 @@ class DemoEnvironment:
         path = self.card_path(label)
         card = SimulatedNtag424.load(path)
         card.power_on()
-        event = read_tap(card)  # type: ignore[arg-type]  # the sim speaks the handle API
+        event = read_tap(card)
 
         def release() -> None:
             card.deactivate()

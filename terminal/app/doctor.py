@@ -14,21 +14,34 @@ printer away from a running service for longer than one probe.
 from __future__ import annotations
 
 import asyncio
-import enum
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from terminal.app.checks import (
+    Check,
+    ReaderKind,
+    ReaderProbe,
+    Status,
+    backend_health,
+    check_printer,
+    find_reader,
+    flash_budget_check,
+    flash_scope_check,
+    probe_reader,
+)
 from terminal.app.config import Config, ConfigError, load_config
 
+__all__ = ["Check", "ReaderProbe", "Report", "Status", "System", "check_printer",
+           "flash_budget_check", "flash_scope_check", "format_report", "probe_reader",
+           "run_doctor"]
+
 SERVICE = "flash-terminal"
-READER_PROBE_TIMEOUT_S = 10.0
 BACKEND_TIMEOUT_S = 15.0
 COMMAND_TIMEOUT_S = 5.0
 DISK_FAIL_BYTES = 50 * 1024 * 1024  # below this a ledger write may fail mid-sale
@@ -44,25 +57,6 @@ FIX_READER = (
     "firmware-config/modprobe/flash-terminal-nfc-blacklist.conf (scripts/install-pi does both), "
     "then `sudo modprobe -r pn533_usb pn533 nfc` or reboot."
 )
-
-
-class Status(enum.Enum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-    fix: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        doc = asdict(self)
-        doc["status"] = self.status.value
-        return doc
 
 
 @dataclass
@@ -199,56 +193,18 @@ def check_service(system: System) -> Check:
 
 
 # -- checks that need the configuration -------------------------------------------------------
-@dataclass(frozen=True)
-class ReaderProbe:
-    found: bool
-    detail: str
-
-
-def probe_reader(path: str, timeout_s: float = READER_PROBE_TIMEOUT_S) -> ReaderProbe:
-    """Open the nfcpy reader on `path` once and close it again."""
-    import nfc  # the reader library is only needed for this check
-
-    result: list[ReaderProbe] = []
-
-    def attempt() -> None:
-        clf = nfc.ContactlessFrontend()
-        try:
-            if clf.open(path):
-                result.append(ReaderProbe(True, str(clf.device)))  # "PN532v1.6 at /dev/…"
-            else:
-                result.append(ReaderProbe(False, f"no NFC reader found on {path}"))
-        except OSError as exc:
-            result.append(ReaderProbe(False, f"NFC reader on {path}: {exc.strerror or exc}"))
-        except Exception as exc:  # a driver bug is a finding, not a crash of the doctor
-            result.append(ReaderProbe(False, f"NFC reader on {path} failed: {exc}"))
-        finally:
-            clf.close()
-
-    thread = threading.Thread(target=attempt, name="doctor-reader", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if not result:
-        return ReaderProbe(False, f"the NFC reader on {path} did not answer in {timeout_s:.0f} s")
-    return result[0]
-
-
 def check_reader(config: Config, system: System,
                  probe: Callable[[str], ReaderProbe] = probe_reader) -> Check:
-    card_file = config.reader.card_file
-    if card_file:
-        path = Path(card_file)
-        if not path.is_absolute() and config.source is not None:
-            path = config.source.parent / path
-        if not path.is_file():
-            return Check("reader", Status.FAIL, f"simulated card file {path} does not exist",
-                         "Create it (`flash-terminal sandbox card new`) or remove "
-                         "reader.card_file to use the NFC reader.")
-        return Check("reader", Status.WARN, f"using the simulated card {path}, not a reader",
-                     "Remove reader.card_file for real taps.")
-    found = probe(config.reader.path)
-    if found.found:
-        return Check("reader", Status.OK, f"{found.detail} on {config.reader.path}")
+    found = find_reader(config, probe)
+    if found.kind is ReaderKind.SIMULATED_MISSING:
+        return Check("reader", Status.FAIL, f"simulated card file {found.detail} does not exist",
+                     "Create it (`flash-terminal sandbox card new`) or remove "
+                     "reader.card_file to use the NFC reader.")
+    if found.kind is ReaderKind.SIMULATED:
+        return Check("reader", Status.WARN, f"using the simulated card {found.detail}, not a "
+                     "reader", "Remove reader.card_file for real taps.")
+    if found.kind is ReaderKind.FOUND:
+        return Check("reader", Status.OK, found.detail)
     service = _systemctl_show(system, SERVICE) if system.systemd_running() else None
     if service and service.get("ActiveState") == "active":
         return Check("reader", Status.WARN,
@@ -259,15 +215,12 @@ def check_reader(config: Config, system: System,
 
 
 async def _health(config: Config) -> tuple[Any, list[Check]]:
-    from terminal.adapters.backends.btcpay import BTCPayBackend
     from terminal.adapters.backends.flash import FlashBackend
     from terminal.app.root import build_backend
 
     backend = build_backend(config)
     try:
-        if isinstance(backend, BTCPayBackend):  # version, permissions, store id, with the fix
-            return await asyncio.wait_for(backend.diagnose(), BACKEND_TIMEOUT_S), []
-        health = await asyncio.wait_for(backend.health(), BACKEND_TIMEOUT_S)
+        health = await asyncio.wait_for(backend_health(backend), BACKEND_TIMEOUT_S)
         extra: list[Check] = []
         if isinstance(backend, FlashBackend):
             if backend.mode == "api-key":
@@ -294,46 +247,6 @@ def check_backend(config: Config) -> list[Check]:
                   f"{fix[:1].upper()}{fix[1:]}, then re-run `flash-terminal doctor`." if fix else
                   "Check the network and the backend URL; if the key or username was refused, "
                   "re-run `flash-terminal enroll` with a valid one."), *extra]
-
-
-# Flash API-key scopes: what each is for, and whether the terminal cannot work without it.
-FLASH_SCOPES_REQUIRED = ("read_user", "read_wallet", "write_wallet")
-FLASH_SCOPE_FIX = ("In the Flash app, create an API key with the scopes read_user, read_wallet, "
-                   "write_wallet and read_transactions, and enrol it (`flash-terminal enroll`)")
-
-
-async def flash_scope_check(backend: Any) -> Check:
-    """Which of the scopes the terminal needs the Flash API key has; the missing one named.
-    read_user (for `me`; no write scope implies it), read_wallet and write_wallet are needed
-    for every sale; read_transactions for recovery and for payouts whose invoice Flash purged."""
-    checks = await backend.check_scopes()
-    missing = [c.scope for c in checks if c.state == "missing"]
-    unknown = [c.scope for c in checks if c.state == "unknown"]
-    fatal = [s for s in missing if s in FLASH_SCOPES_REQUIRED]
-    if fatal:
-        return Check("scopes", Status.FAIL, "the Flash API key lacks " + ", ".join(missing)
-                     + ("" if not unknown else f" (not checked: {', '.join(unknown)})"),
-                     FLASH_SCOPE_FIX + ".")
-    if missing:
-        return Check("scopes", Status.WARN,
-                     "the Flash API key lacks " + ", ".join(missing) + ": sales work, but paid "
-                     "sales missing from the books and payouts whose invoice Flash has purged "
-                     "cannot be looked up", FLASH_SCOPE_FIX + ".")
-    if unknown:
-        return Check("scopes", Status.WARN, "could not check " + ", ".join(unknown),
-                     "Re-run `flash-terminal doctor` once the backend answers.")
-    return Check("scopes", Status.OK, "the Flash API key has " + ", ".join(c.scope
-                                                                          for c in checks))
-
-
-def flash_budget_check(backend: Any) -> Check:
-    """What is left of Flash's invoice limit (20 every 2 minutes per merchant account, then a
-    5-minute block) as this terminal has spent it; the API key's too."""
-    lines = backend.budget.describe(api_key=backend.mode == "api-key")
-    blocked = any("blocked" in line for line in lines)
-    return Check("budget", Status.WARN if blocked else Status.OK, "; ".join(lines),
-                 "Another terminal of this merchant may be creating many invoices; sales wait "
-                 "for the block to end (offline taps are queued meanwhile)." if blocked else "")
 
 
 def queue_drain_time_s(config: Config, count: int, now: float | None = None) -> float | None:
@@ -500,37 +413,6 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def check_printer(config: Config) -> Check:
-    from hw.printer import PrinterStatus
-    from terminal.app.root import build_printer
-
-    settings = config.printer
-    if not settings.enabled:
-        return Check("printer", Status.OK, "receipt printing is switched off")
-    if not settings.port:
-        return Check("printer", Status.FAIL, "printer.enabled is set but printer.port is not",
-                     "Set printer.port (e.g. /dev/ttyUSB0 or /dev/serial0).")
-    try:
-        printer = build_printer(settings)
-    except ValueError as exc:
-        return Check("printer", Status.FAIL, str(exc), "Set printer.width_mm to 58 or 80.")
-    assert printer is not None
-    result = printer.status()
-    if result.status is PrinterStatus.OK:
-        if result.paper_low:
-            return Check("printer", Status.WARN, f"{settings.port}: {result.message}",
-                         "Load a new paper roll soon.")
-        return Check("printer", Status.OK, f"{settings.port}: {result.message}")
-    fixes = {
-        PrinterStatus.PAPER_OUT: "Load a paper roll and close the cover.",
-        PrinterStatus.OFFLINE: "Switch the printer on, close its cover and check the cable; "
-                               "sales continue without receipts meanwhile.",
-    }
-    return Check("printer", Status.FAIL, result.message, fixes.get(
-        result.status, "Check printer.baudrate matches the printer's self-test page and that "
-                       "the service user is in the dialout group."))
 
 
 # -- the whole examination --------------------------------------------------------------------

@@ -47,17 +47,20 @@ from typing import Any
 import httpx
 
 from terminal.adapters.system.files import atomic_write
-from terminal.app.config import Config, ConfigError, IssuerSettings, load_config, parse_config
 
-# The doctor's row type and its reader and printer probes: one vocabulary for both reports.
-from terminal.app.doctor import (
+# The checks shared with the doctor: one vocabulary and one look at each part for both reports.
+from terminal.app.checks import (
     Check,
+    ReaderKind,
     ReaderProbe,
     Status,
+    backend_health,
     check_printer,
+    find_reader,
     flash_scope_check,
     probe_reader,
 )
+from terminal.app.config import Config, ConfigError, IssuerSettings, load_config, parse_config
 from terminal.protocols.boltcard.keys import key_fingerprint
 
 CODE_PREFIX = "FT1:"
@@ -512,18 +515,14 @@ def check_reader(
 ) -> Check:
     """Like the doctor's, but an absent reader is only a warning: a technician may enroll the
     terminal first and plug the reader in later."""
-    card_file = config.reader.card_file
-    if card_file:
-        card = Path(card_file)
-        if not card.is_absolute() and config.source is not None:
-            card = config.source.parent / card
-        if card.is_file():
-            return Check("reader", Status.OK, f"simulated card {card} (no reader used)")
-        return Check("reader", Status.WARN, f"simulated card file {card} does not exist",
+    found = find_reader(config, probe)
+    if found.kind is ReaderKind.SIMULATED:
+        return Check("reader", Status.OK, f"simulated card {found.detail} (no reader used)")
+    if found.kind is ReaderKind.SIMULATED_MISSING:
+        return Check("reader", Status.WARN, f"simulated card file {found.detail} does not exist",
                      "create it, or remove reader.card_file to use a real reader")
-    found = probe(config.reader.path)
-    if found.found:
-        return Check("reader", Status.OK, f"{found.detail} on {config.reader.path}")
+    if found.kind is ReaderKind.FOUND:
+        return Check("reader", Status.OK, found.detail)
     return Check("reader", Status.WARN, found.detail,
                  "plug in the reader (ACR122U, PN533 or the PN532 HAT), check reader.path, then "
                  "run `flash-terminal doctor`")
@@ -619,13 +618,9 @@ async def check_backend(config: Config) -> list[Check]:
 async def _credentials(backend: Any, config: Config) -> tuple[bool, str, str]:
     """(ok, detail, fix). BTCPay's own diagnosis checks the version (2.0.0 or later), names a
     missing permission and tells a wrong store id from a missing permission."""
-    from terminal.adapters.backends.btcpay import BTCPayBackend
-
-    if isinstance(backend, BTCPayBackend):
-        found = await backend.diagnose()
-        return found.ok, found.detail, found.fix or _credential_fix(config, found.detail)
-    health = await backend.health()
-    return health.ok, health.detail, _credential_fix(config, health.detail)
+    found = await backend_health(backend)
+    fix = getattr(found, "fix", "")  # BTCPay's diagnosis names its own fix
+    return found.ok, found.detail, fix or _credential_fix(config, found.detail)
 
 
 def _currencies(config: Config) -> list[str]:

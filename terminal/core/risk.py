@@ -96,9 +96,9 @@ class OfflineDecision:
 
     @property
     def message(self) -> str:
-        return "Accepted offline: it will be paid when the terminal reconnects." if (
-            self.accepted
-        ) else MESSAGES[self.rule]  # type: ignore[index]
+        if self.accepted:
+            return "Accepted offline: it will be paid when the terminal reconnects."
+        return MESSAGES[self.rule] if self.rule is not None else "Not accepted offline."
 
     @property
     def code(self) -> str | None:

@@ -356,11 +356,16 @@ class UrlPolicy:
             allow_insecure_hosts=_host_set(_str_list(cfg.get("allow_insecure_hosts", ()))),
             allow_private_hosts=_host_set(_str_list(cfg.get("allow_private_hosts", ()))),
             issuer_hosts=None if issuers is None else _host_set(_str_list(issuers)),
-            max_response_bytes=int(cfg.get("max_response_bytes",  # type: ignore[call-overload]
-                                           DEFAULT_MAX_RESPONSE_BYTES)),
-            max_redirects=int(cfg.get("max_redirects",  # type: ignore[call-overload]
-                                      DEFAULT_MAX_REDIRECTS)),
+            max_response_bytes=_int_setting(cfg, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+            max_redirects=_int_setting(cfg, "max_redirects", DEFAULT_MAX_REDIRECTS),
         )
+
+
+def _int_setting(cfg: Mapping[str, object], key: str, default: int) -> int:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"{key} must be a number, not {type(value).__name__}")
+    return int(value)
 
 
 def _str_list(value: object) -> list[str]:

@@ -25,17 +25,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from terminal.core.card_limits import CardLimits, CardSpend, card_spend
 from terminal.core.card_policy import CardRefusal, UnknownCardPolicy, decide_card
-from terminal.core.history import SaleFacts, SaleQuery
+from terminal.core.history import SaleQuery
 from terminal.core.hotlist import TERMINAL_SOURCE, Block, Hotlist, HotlistSnapshot
-from terminal.core.records import CardState, PayoutStatus, QueuedPayout, short_card_id
+from terminal.core.ports.books import CardBooks
+from terminal.core.records import PayoutStatus, QueuedPayout, short_card_id
 from terminal.core.totals import is_taken, local_day
 from terminal.protocols import lnurl
 from terminal.protocols.boltcard import TapReason, TapVerification
@@ -50,18 +51,6 @@ DEFAULT_BLOCK_REASON = "blocked by the manager"
 OWED = (PayoutStatus.QUEUED, PayoutStatus.SUBMITTING)
 
 CardIds = Callable[[bytes], list[tuple[str, str]]]  # UID -> [(issuer, card id)]: Keyring.card_ids
-
-
-class CardBooks(Protocol):
-    """What the card policy needs from the books (`terminal.adapters.books.ledger.Ledger`)."""
-
-    def get_meta(self, key: str, default: Any = None) -> Any: ...
-    def set_meta(self, key: str, value: Any) -> None: ...
-    def summaries_matching(self, query: SaleQuery) -> Iterator[SaleFacts]: ...
-    def log_event(self, kind: str, detail: str = "") -> None: ...
-    def cards(self) -> list[CardState]: ...
-    def card(self, card_id: str) -> CardState: ...
-    def payouts(self, status: str | None = None) -> list[QueuedPayout]: ...
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from hw.ntag424 import (
@@ -23,6 +23,7 @@ from hw.ntag424 import (
     Ntag424Error,
     TransportError,
 )
+from terminal.core.ports.provisioning import Journal
 from terminal.protocols.boltcard.provisioning import (
     CardNotBlank,
     JournalUnusable,
@@ -93,12 +94,6 @@ class CardToolFailure:
 
 
 ToolResult = CardInfo | CardWork | CardToolFailure
-
-
-class Journal(Protocol):
-    """The provisioning journal (the adapter writes and fsyncs it before the card changes)."""
-
-    def pending(self, action: str | None = None) -> list[Any]: ...
 
 
 Verify = Callable[[str], Any]  # Keyring.verify_tap: url -> TapVerification

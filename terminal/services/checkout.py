@@ -29,10 +29,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
-from contextlib import AbstractContextManager, aclosing
+from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from terminal.core.connectivity import Connectivity
 from terminal.core.memo import sale_memo
@@ -49,8 +49,10 @@ from terminal.core.ports.backend import (
     InvoiceRequest,
     InvoiceStatus,
 )
+from terminal.core.ports.books import CheckoutBooks as Ledger
+from terminal.core.ports.withdraw import Withdraw
 from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
-from terminal.core.risk import Exposure, OfflineLimits, OfflineTap, decide_offline, explain
+from terminal.core.risk import OfflineLimits, OfflineTap, decide_offline, explain
 from terminal.core.sale import (
     PAYMENT_IN_FLIGHT,
     REOPENABLE_BY_PAYMENT,
@@ -63,29 +65,9 @@ from terminal.protocols import lnurl
 from terminal.protocols.boltcard import Keyring, TapReason, TapVerification
 
 if TYPE_CHECKING:
-    from terminal.adapters.withdraw import WithdrawClient
     from terminal.services.card_policy import CardPolicy
 
 log = logging.getLogger(__name__)
-
-
-class Ledger(Protocol):
-    """What checkout needs from the ledger (terminal.adapters.books.ledger.Ledger implements it)."""
-
-    def save_sale(self, record: SaleRecord) -> None: ...
-    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
-    def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None: ...
-    def open_sales(self) -> list[SaleRecord]: ...
-    def sales_awaiting_invoice(self) -> list[SaleRecord]: ...
-    def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
-    def card(self, card_id: str) -> CardState: ...
-    def save_card(self, state: CardState) -> None: ...
-    def advance_counter(self, card_id: str, issuer: str, counter: int) -> int: ...
-    def add_payout(self, payout: QueuedPayout) -> None: ...
-    def exposure(self) -> Exposure: ...
-    def set_meta(self, key: str, value: object) -> None: ...
-    def get_meta(self, key: str, default: object = None) -> object: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -179,7 +161,7 @@ class Checkout:
         self,
         *,
         backend: Backend,
-        withdraw: WithdrawClient,
+        withdraw: Withdraw,
         keyring: Keyring,
         ledger: Ledger,
         terminal_id: str,

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from terminal.core.card_limits import CardLimits
 from terminal.core.connectivity import Connectivity, Link
 from terminal.core.hotlist import HotlistSnapshot
+from terminal.core.ports.withdraw import HotlistFetcher
 from terminal.protocols.hotlist import (
     LNBITS_DISABLED_REASON,
     HotlistFormatError,
@@ -40,12 +40,6 @@ KIND_LNBITS = "lnbits"
 REFRESH_S = 900.0
 RETRY_S = 60.0
 RECONNECT_POLL_S = 5.0  # how soon a link back online is noticed
-
-
-class HotlistFetcher(Protocol):
-    async def get(self, url: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        """(HTTP status, body); raises HotlistUnavailable."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -199,7 +193,8 @@ class HotlistRefresher:
 
 def _json(body: bytes) -> object | None:
     try:
-        return json.loads(body, parse_constant=_refuse_constant)  # type: ignore[no-any-return]
+        payload: object = json.loads(body, parse_constant=_refuse_constant)
+        return payload
     except (ValueError, RecursionError):
         return None
 

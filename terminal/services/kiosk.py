@@ -17,22 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
+from terminal.core.ports.workers import Drainer, Refresher
 from terminal.services.till import Till
 
 log = logging.getLogger(__name__)
 RECONCILE_S = 60.0
-
-
-class Drainer(Protocol):
-    async def run_forever(self, stop: asyncio.Event) -> None: ...
-
-
-class Refresher(Protocol):
-    def wait_s(self) -> float: ...
-    async def refresh_due(self) -> Sequence[object]: ...
 
 
 class Kiosk:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from terminal.core.memo import parse_memo_tag
 from terminal.core.ports.backend import Backend, ReceivedPayment
+from terminal.core.ports.books import RecoveryLedger
 from terminal.core.records import SaleRecord, StateChange
 from terminal.core.sale import IllegalTransition, SaleState
 
@@ -33,15 +32,6 @@ RECOVERED_EVENT = "recovered"
 PARTIAL_STATUSES = frozenset({"PaidPartial"})  # BTCPay: less than the invoice arrived
 MAX_MEMO = 639
 WAITING_FOR_SYNC = frozenset({SaleState.QUEUED.value, SaleState.SUBMITTED.value})
-
-
-class RecoveryLedger(Protocol):
-    """What recovery needs from the books (terminal.adapters.books.ledger.Ledger)."""
-
-    def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None: ...
-    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
-    def save_sale(self, record: SaleRecord) -> None: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,13 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from terminal.core.memo import sale_memo
 from terminal.core.money import Money, RateError, RatePolicy
+from terminal.core.ports.books import RefundBooks
+from terminal.core.ports.paylinks import PayLinks
 from terminal.core.ports.refunds import (
     CannotSend,
     InvoicePayer,
@@ -45,6 +46,7 @@ from terminal.core.ports.refunds import (
     PullPaymentRefunder,
     SendStatus,
 )
+from terminal.core.ports.withdraw import CardReader
 from terminal.core.records import SaleRecord, short_card_id
 from terminal.core.refunds import (
     NOTHING_SENT,
@@ -82,34 +84,6 @@ POLL_S = 1.0
 
 
 # ----------------------------------------------------------------------------------- ports
-
-
-class RefundBooks(Protocol):
-    """What refunds read and write (terminal.adapters.books.ledger.Ledger implements it)."""
-
-    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
-    def save_sale(self, record: SaleRecord) -> None: ...
-    def save_refund(self, refund: RefundRecord) -> None: ...
-    def get_refund(self, refund_id: str) -> RefundRecord | None: ...
-    def refunds(self, sale_id: str | None = None) -> list[RefundRecord]: ...
-    def open_refunds(self) -> list[RefundRecord]: ...
-    def advance_counter(self, card_id: str, issuer: str, counter: int) -> int: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
-
-
-class CardReader(Protocol):
-    """The LNURL-withdraw client: a card's withdrawRequest, read without calling back."""
-
-    async def fetch_request(self, lnurl_or_url: str) -> lnurl.WithdrawRequest: ...
-
-
-class PayLinks(Protocol):
-    """The LNURL-pay client (terminal.adapters.lnurl_pay.PayLinkClient)."""
-
-    def parse(self, text: str) -> ParsedDestination: ...
-    async def invoice_for(self, destination: ParsedDestination,
-                          amount_msat: int | None) -> Resolved: ...
-    async def invoice_from_pay_link(self, pay_link: str, amount_msat: int) -> Resolved: ...
 
 
 # ---------------------------------------------------------------------------- in and out

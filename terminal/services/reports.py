@@ -17,14 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from terminal.core.history import SaleQuery, local_date
-from terminal.core.records import SaleRecord
-from terminal.core.refunds import RefundRecord
+from terminal.core.ports.books import ReportBooks
 from terminal.core.reports import Period, RefundLine, SalesReport, build_report
 from terminal.core.totals import day_bounds
 
@@ -33,19 +30,6 @@ log = logging.getLogger(__name__)
 META_SHIFT = "shift"  # {"number": n, "opened_at": ts}: the shift in progress
 META_CLOSES = "shift.closes"  # [{"number", "from", "to", "at"}, …], newest last
 MAX_CLOSES_KEPT = 400  # more than a year of daily Z reports
-
-
-class ReportBooks(Protocol):
-    """What reports read and write (terminal.adapters.books.ledger.Ledger implements it)."""
-
-    def sales_matching(self, query: SaleQuery, *,
-                       newest_first: bool = False) -> Iterator[SaleRecord]: ...
-    def get_meta(self, key: str, default: Any = None) -> Any: ...
-    def set_meta(self, key: str, value: Any) -> None: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
-    def refunds_between(self, start: float, end: float) -> list[RefundRecord]:
-        """Refunds SENT in [start, end) (terminal.core.refunds)."""
-        ...
 
 
 class ShiftError(Exception):

@@ -42,7 +42,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from terminal.core.budget import InvoicePacer
 from terminal.core.connectivity import Connectivity
@@ -57,14 +57,11 @@ from terminal.core.ports.backend import (
     InvoiceRequest,
     InvoiceStatus,
 )
-from terminal.core.records import CardState, PayoutStatus, QueuedPayout, SaleRecord
+from terminal.core.ports.books import SyncLedger
+from terminal.core.ports.withdraw import Withdraw
+from terminal.core.records import PayoutStatus, QueuedPayout, SaleRecord
 from terminal.core.sale import SaleState
 from terminal.protocols import lnurl
-
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from terminal.adapters.withdraw import WithdrawClient
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +92,6 @@ REASON_REPLAYED_INVOICE = "backend-replayed-invoice"
 
 # Item outcomes in a SyncReport.
 PAID, FAILED, QUEUED, SUBMITTING = "paid", "failed", "queued", "submitting"
-
-
-class SyncLedger(Protocol):
-    """What the worker needs from `terminal.adapters.books.ledger.Ledger`."""
-
-    def get_sale(self, sale_id: str) -> SaleRecord | None: ...
-    def find_sale_by_payment_hash(self, payment_hash: str) -> SaleRecord | None: ...
-    def save_sale(self, record: SaleRecord) -> None: ...
-    def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]: ...
-    def unsynced_sales(self) -> list[SaleRecord]: ...
-    def payouts(self, status: str | None = None) -> list[QueuedPayout]: ...
-    def save_payout(self, payout: QueuedPayout) -> None: ...
-    def card(self, card_id: str) -> CardState: ...
-    def save_card(self, state: CardState) -> None: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
 
 
 @dataclass(frozen=True)
@@ -339,7 +321,7 @@ class SyncWorker:
         self,
         ledger: SyncLedger,
         backend: Backend,
-        withdraw: WithdrawClient,
+        withdraw: Withdraw,
         connectivity: Connectivity,
         *,
         concurrency: int = 4,
@@ -556,8 +538,9 @@ class SyncWorker:
 
     async def _invoice_for(self, payout: QueuedPayout, sale: SaleRecord, state: _Pass) -> Invoice:
         """The sale's invoice, created (idempotency key: the sale id) when missing or stale."""
-        if not self._needs_invoice(sale):
-            return sale.invoice()  # type: ignore[return-value]
+        current = sale.invoice()
+        if current is not None and not self._needs_invoice(sale):
+            return current
         # Only a QUEUED payout gets here: its invoice (if any) never went to an issuer, so an
         # expired one is simply replaced.
         generation = int(payout.metadata.get("invoices", 0))

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
+from helpers.loopback import LoopbackServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -73,28 +72,17 @@ class CardLists:
 
     def __post_init__(self) -> None:
         self._seen = threading.Condition()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind((self.host, 0))
-        self.sock.listen(64)  # listening before uvicorn runs: no start-up wait needed
-        self.port = self.sock.getsockname()[1]
         app = Starlette(routes=[Route(HOTLIST_PATH, self._hotlist),
                                 Route(CARDS_PATH, self._cards)])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self.sock]}, daemon=True)
+        self._server = LoopbackServer(app, host=self.host, name="card-lists")
+        self.port = self._server.port  # listening already: no start-up wait needed
 
     def start(self) -> CardLists:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self.sock.close()
+        self._server.stop()
 
     def __enter__(self) -> CardLists:
         return self.start()

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
+from helpers.loopback import LoopbackServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -52,33 +51,22 @@ class HostileBackend:
     _kept: Any = None
 
     def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind((self.host, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self._client = httpx.Client(timeout=10.0)
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/graphql", self._graphql, methods=["POST"])])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.sock]},
-                                        daemon=True)
+        self._server = LoopbackServer(app, host=self.host, name="hostile-backend")
+        self.port = self._server.port
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/graphql"
 
     def start(self) -> HostileBackend:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self.sock.close()
+        self._server.stop()
         self._client.close()
 
     def fail_creations_with(self, status: int, body: Any) -> None:

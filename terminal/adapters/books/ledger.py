@@ -218,7 +218,10 @@ class Ledger:
         return default
 
     def _table(self, name: str) -> JournalTable:
-        return self._db.table(name)  # type: ignore[return-value]
+        table = self._db.table(name)
+        if not isinstance(table, JournalTable):  # JournalDB.table_class: never happens
+            raise TypeError(f"{name}: not a journal table")
+        return table
 
     def _raw(self, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for key, doc in list(self._db.journal.table_view(name).items()):
@@ -402,7 +405,8 @@ class Ledger:
             (doc_id, sale_id) for sale_id, doc_id in self._sale_doc.items()
             if keep(self._sale_state[sale_id])
         )
-        return [self._journal_sale(sale_id) for _, sale_id in ids]  # type: ignore[misc]
+        found = (self._journal_sale(sale_id) for _, sale_id in ids)
+        return [sale for sale in found if sale is not None]  # the index names only stored sales
 
     def open_sales(self) -> list[SaleRecord]:
         """Sales not yet final and not waiting for the sync worker, oldest first."""
@@ -530,7 +534,8 @@ class Ledger:
             doc_id for payout_id, doc_id in self._payout_doc.items()
             if status is None or self._payout_status[payout_id] == status
         )
-        return [QueuedPayout.from_doc(self._get(PAYOUTS, doc_id)) for doc_id in ids]  # type: ignore[arg-type]
+        docs = (self._get(PAYOUTS, doc_id) for doc_id in ids)
+        return [QueuedPayout.from_doc(doc) for doc in docs if doc is not None]
 
     def exposure(self) -> Exposure:
         """What queued (and submitting) offline payouts add up to: O(queued)."""

@@ -738,7 +738,9 @@ class JournalStorage(Storage):
     def _cut_back(self, size: int) -> None:
         """Remove a partial or unsynced line so it can never be read as acknowledged."""
         try:
-            self._files.ftruncate(self._fd, size)  # type: ignore[arg-type]
+            if self._fd is None:
+                raise OSError("the ledger file is closed")
+            self._files.ftruncate(self._fd, size)
         except OSError:
             self._broken = (
                 f"the ledger {self.path} could not be repaired after a failed write: "
@@ -997,7 +999,10 @@ class JournalDB(TinyDB):
 
     @property
     def journal(self) -> JournalStorage:
-        return self.storage  # type: ignore[return-value]
+        storage = self.storage
+        if not isinstance(storage, JournalStorage):  # default_storage_class: never happens
+            raise TypeError("JournalDB runs on a JournalStorage")
+        return storage
 
     def tables(self) -> set[str]:
         return self.journal.table_names()  # without copying every document like read() does

@@ -1,13 +1,16 @@
 """`flash-terminal doctor [--json] [--config FILE]`: check the terminal and say how to fix it.
 
-Exit 0 when no check failed (warnings allowed), 1 when one did, 6 when the books are damaged
-(every check still runs and is reported).
+Exit 0 when no check failed (warnings allowed), 1 when one did, 2 when the configuration is
+unusable (wrong types, unknown keys, missing: as every command), 6 when the books are damaged
+(every check that can still runs and is reported).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from terminal.app.cli.exits import EXIT_USAGE
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -26,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from terminal.app.doctor import format_report, run_doctor
+    from terminal.app.doctor import Status, format_report, run_doctor
 
     report = run_doctor(args.config)
     if args.json:
@@ -35,6 +38,8 @@ def _doctor(args: argparse.Namespace) -> int:
         print(format_report(report))
     if report.ok:
         return EXIT_OK
+    if report.check("config").status is Status.FAIL:
+        return EXIT_USAGE  # the report says which key, and the fix
     ledger = next((c for c in report.checks if c.name == "ledger"), None)
     if ledger is not None and ledger.detail.startswith("the books are damaged"):
         return EXIT_BOOKS_DAMAGED

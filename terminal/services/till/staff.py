@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from terminal.core.cashiers import (
     Attempt,
@@ -30,18 +29,12 @@ from terminal.core.cashiers import (
     clean_name,
 )
 from terminal.core.pins import hash_pin, verify_pin
+from terminal.core.ports.books import MetaStore
 
 log = logging.getLogger(__name__)
 
 META_GUARD = "pins.guard"
 META_CASHIERS = "cashiers"
-
-
-class MetaStore(Protocol):
-    """Where the guard's state and the Admin-added cashiers are kept (the books' meta table)."""
-
-    def get_meta(self, key: str, default: object = None) -> object: ...
-    def set_meta(self, key: str, value: object) -> None: ...
 
 
 class StaffError(ValueError):
