@@ -44,6 +44,16 @@ def config_path(sandbox) -> Path:
     return sending_config(sandbox, sandbox.data_dir / "terminal.toml")
 
 
+# `refund --json`'s contract: exactly these keys (the words for a person go to stderr).
+REFUND_KEYS = {"status", "refund_id", "sale_id", "amount_msat", "reason"}
+
+
+class Answer(dict):
+    """A command's JSON answer; `err`: what it said on stderr beside it."""
+
+    err = ""
+
+
 def run(capsys, *args: str) -> tuple[int, dict]:
     try:
         code = main(list(args))
@@ -51,7 +61,9 @@ def run(capsys, *args: str) -> tuple[int, dict]:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    return code, (json.loads(lines[-1]) if lines else {"stderr": captured.err})
+    answer = Answer(json.loads(lines[-1]) if lines else {"stderr": captured.err})
+    answer.err = captured.err
+    return code, answer
 
 
 def new_card(tmp_path: Path, config_path: Path, sats: int, capsys) -> Path:
@@ -70,7 +82,15 @@ def charge(capsys, config_path: Path, sats: int, card: Path) -> dict:
 
 
 def refund(capsys, config_path: Path, sale_id: str, *args: str) -> tuple[int, dict]:
-    return run(capsys, "refund", sale_id, *args, "--config", str(config_path), "--json")
+    """`refund … --json`: exit 0 sent, 4 failed or pending (the contract's keys, exactly, on
+    stdout either way), 2 usage (nothing on stdout)."""
+    code, out = run(capsys, "refund", sale_id, *args, "--config", str(config_path), "--json")
+    if code in (0, 4):
+        assert set(out) == REFUND_KEYS, out
+        assert out["status"] in ("sent", "pending", "failed")
+        assert (code == 0) == (out["status"] == "sent"), (code, out)
+        assert (out["reason"] is None) == (out["status"] == "sent"), out
+    return code, out
 
 
 def books(config_path: Path) -> Ledger:
@@ -98,7 +118,7 @@ def test_partial_refunds_to_the_card_and_an_address_then_one_above_the_rest_is_r
     code, out = refund(capsys, config_path, sale["sale_id"], "--amount", "2000",
                        "--card-file", str(card_file))
     assert code == 0, out
-    assert set(out) >= {"status", "refund_id", "sale_id", "amount_msat", "reason"}
+    assert set(out) == REFUND_KEYS
     assert (out["status"], out["sale_id"], out["amount_msat"], out["reason"]) == (
         "sent", sale["sale_id"], 2_000_000, None)
     assert sandbox.card_state(card_id)["balance_msat"] == paid_card + 2_000_000
@@ -111,7 +131,8 @@ def test_partial_refunds_to_the_card_and_an_address_then_one_above_the_rest_is_r
     code, out = refund(capsys, config_path, sale["sale_id"], "--amount", "1000",
                        "--to", address)
     assert code == 0 and out["status"] == "sent", out
-    assert out["amount_msat"] == 1_000_000 and out["target"] == address
+    assert out["amount_msat"] == 1_000_000 and out.err.strip() == \
+        "flash-terminal refund: Refund sent."  # the words for a person, beside the contract
     assert wallet_balance(capsys, config_path, "alice") == 1_000_000
     assert sandbox.card_state(card_id)["balance_msat"] == paid_card + 2_000_000  # unchanged
 
@@ -129,7 +150,7 @@ def test_partial_refunds_to_the_card_and_an_address_then_one_above_the_rest_is_r
     assert [r.state for r in refunds] == ["sent", "sent"]
     assert record.refund_ids == [r.id for r in refunds]
     assert refunds[0].destination == "card" and refunds[0].card_id == card_id
-    assert refunds[1].destination == "address"
+    assert refunds[1].destination == "address" and refunds[1].target == address
 
     # The rest, without --amount: all that is left, to the address.
     code, out = refund(capsys, config_path, sale["sale_id"], "--to", address)

@@ -204,7 +204,7 @@ def test_a_receive_only_terminal_says_how_to_refund_instead(sandbox, sold, capsy
     code, out = refund(capsys, receive_only, sold.sale_id, "--to", sandbox.address("hal"))
     assert code == 4
     assert (out["status"], out["reason"], out["refund_id"]) == ("failed", "receive-only", None)
-    assert "receive-only" in out["message"] and "Flash app" in out["message"]
+    assert "receive-only" in out.err and "Flash app" in out.err
 
 
 def test_a_key_without_write_wallet_is_refused_by_flash_before_anything_is_paid(
@@ -216,7 +216,7 @@ def test_a_key_without_write_wallet_is_refused_by_flash_before_anything_is_paid(
     code, out = refund(capsys, limited, sold.sale_id, "--amount", "100", "--currency", "SAT",
                        "--to", sandbox.address("ivy"))
     assert code == 4 and (out["status"], out["reason"]) == ("failed", "cannot-send"), out
-    assert "write_wallet" in out["message"]
+    assert "write_wallet" in out.err
     assert sandbox.customer_balance_msat("ivy") == 0
 
 
