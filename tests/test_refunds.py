@@ -314,6 +314,26 @@ def test_a_bolt11_the_customer_shows_is_paid_for_its_own_amount(sandbox, config_
     assert sandbox.customer_balance_msat("judy") == 1_234_000
 
 
+def test_an_lnurl_pay_keyed_or_scanned_lands_in_its_wallet(sandbox, config_path, sold, capsys):
+    """LUD-06 (bech32, as a QR carries it, with its `lightning:` scheme) and LUD-17
+    (`lnurlp://`): resolved to an invoice here, checked, paid into the wallet behind it."""
+    from terminal.protocols.lnurl import encode_lnurl
+
+    authority = sandbox.address("x").split("@", 1)[1]
+    bech32 = encode_lnurl(f"http://{authority}/.well-known/lnurlp/kim").upper()
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "700", "--currency",
+                       "SAT", "--to", f"lightning:{bech32}")
+    assert code == 0 and out["amount_msat"] == 700_000, out
+    assert sandbox.customer_balance_msat("kim") == 700_000
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "300", "--currency",
+                       "SAT", "--to", f"lnurlp://{authority}/.well-known/lnurlp/lee")
+    assert code == 0 and out["amount_msat"] == 300_000, out
+    assert sandbox.customer_balance_msat("lee") == 300_000
+    assert sandbox.customer_balance_msat("kim") == 700_000
+    with build_books(config_path) as ledger:
+        assert ledger.get_sale(sold.sale_id).refunded_msat == 1_000_000
+
+
 @pytest.mark.parametrize("text", ["not-an-address", "a@", "@b", "lnurlw://x.example/ln",
                                   "lnbc1qqqq", "bob@exa mple.com"])
 def test_a_destination_that_does_not_parse_is_a_usage_error(config_path, sold, capsys, text):
