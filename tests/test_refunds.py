@@ -148,6 +148,51 @@ def test_a_send_still_in_flight_is_pending_then_resolved_after_a_restart(sandbox
     assert sandbox.customer_balance_msat("slow-dave") == 2_000_000
 
 
+def test_the_running_terminal_resolves_a_pending_refund_on_its_own(sandbox, config_path, sold,
+                                                                    capsys):
+    """A refund left pending (PENDING cached under its key) is found sent by the running
+    terminal's own reconcile pass at start-up, without any refund command."""
+    from terminal.app.root import build_kiosk, build_till
+
+    sandbox.set_faults(send_pending_next=1, send_pending_settle_s=None)
+    address = sandbox.address("kiosk-erin")
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "1500", "--currency",
+                       "SAT", "--to", address)
+    assert code == 4 and out["status"] == "pending", out
+    payment_hash = sandbox.call(lambda: next(iter(sandbox.core.in_flight)))
+    assert sandbox.call(sandbox.core.finish_pending, payment_hash, True)
+
+    async def run_the_terminal():
+        config = load_config(config_path)
+        terminal = build_terminal(config)
+        till = build_till(config, terminal)
+        kiosk = build_kiosk(config, terminal, till)
+        service, resolved = till.refunds, asyncio.Event()
+        assert service is not None
+        resolve_open = service.resolve_open
+
+        async def resolve_and_say():
+            try:
+                return await resolve_open()
+            finally:
+                resolved.set()
+
+        service.resolve_open = resolve_and_say  # type: ignore[method-assign]
+        kiosk.start()
+        try:
+            async with asyncio.timeout(10):
+                await resolved.wait()
+            return terminal.ledger.get_refund(out["refund_id"])
+        finally:
+            await kiosk.stop()
+            await terminal.aclose()
+
+    record = asyncio.run(run_the_terminal())
+    assert record.state == "sent"
+    assert sandbox.customer_balance_msat("kiosk-erin") == 1_500_000
+    assert len(sends_of(sandbox, record.id)) == 1  # read back, never sent again
+
+
 def test_an_error_after_the_debit_is_read_back_not_sent_again(sandbox, config_path, sold):
     # IBEX paid, then answered an error: Flash does not keep errors under the key, so sending
     # again would pay a second time. The terminal reads the transactions instead.
