@@ -365,16 +365,16 @@ def test_an_lnurl_pay_keyed_or_scanned_lands_in_its_wallet(sandbox, config_path,
     from terminal.protocols.lnurl import encode_lnurl
 
     authority = sandbox.address("x").split("@", 1)[1]
-    bech32 = encode_lnurl(f"http://{authority}/.well-known/lnurlp/kim").upper()
+    bech32 = encode_lnurl(f"http://{authority}/.well-known/lnurlp/scan-kim").upper()
     code, out = refund(capsys, config_path, sold.sale_id, "--amount", "700", "--currency",
                        "SAT", "--to", f"lightning:{bech32}")
     assert code == 0 and out["amount_msat"] == 700_000, out
-    assert sandbox.customer_balance_msat("kim") == 700_000
+    assert sandbox.customer_balance_msat("scan-kim") == 700_000
     code, out = refund(capsys, config_path, sold.sale_id, "--amount", "300", "--currency",
-                       "SAT", "--to", f"lnurlp://{authority}/.well-known/lnurlp/lee")
+                       "SAT", "--to", f"lnurlp://{authority}/.well-known/lnurlp/keyed-lee")
     assert code == 0 and out["amount_msat"] == 300_000, out
-    assert sandbox.customer_balance_msat("lee") == 300_000
-    assert sandbox.customer_balance_msat("kim") == 700_000
+    assert sandbox.customer_balance_msat("keyed-lee") == 300_000
+    assert sandbox.customer_balance_msat("scan-kim") == 700_000
     with build_books(config_path) as ledger:
         assert ledger.get_sale(sold.sale_id).refunded_msat == 1_000_000
 
