@@ -606,7 +606,10 @@ def test_a_cashiers_shift_by_touch_sign_in_a_tipped_sale_a_refund_and_the_report
     paid (Ana's own PIN is no manager's), and the X report on screen counts the sale, Ana's tip
     and Max's refund, draws the hour's bar and prints on the receipt printer; Ana cannot close
     the shift, and signs out."""
+    import dataclasses
+
     from hw.printer import SerialPrinter
+    from terminal.core.money import Msat, format_msat
 
     fake, port = pty_printer
     c = ui.c
@@ -615,6 +618,7 @@ def test_a_cashiers_shift_by_touch_sign_in_a_tipped_sale_a_refund_and_the_report
     card_a = ui.env.cards["A"].card_id
     reports = c.till.reports
     receipts = c.till.receipts
+    settings = c.till.settings
     found: dict = {}
 
     async def to_history() -> None:
@@ -642,13 +646,21 @@ def test_a_cashiers_shift_by_touch_sign_in_a_tipped_sale_a_refund_and_the_report
         await next_frames()
         assert c.till.cashier == "ana" and sale.ids.cashier.text == "Ana · Sign out"
 
-        # 2. A sale of $6.00 with the 10 % tip, paid by card A.
+        # 2. A sale of $6.00 with the 10 % tip, paid by card A (this merchant shows the card's
+        # balance after the tap: `[ui] show_card_balance`, off by default).
+        c.till.settings = dataclasses.replace(settings, show_card_balance=True)
         await open_sale(ui, "6.00", tip=1)
         await next_frames()
         assert ui.screen("pay").ids.amount.text == "$6.60"
         await press(ui.app.demo_strip.ids.tap_a)
         await until(c, lambda: c.screen is Screen.RESULT)
+        await next_frames()
         sale_id = found["sale"] = c.till.result.sale_id
+        balance = c.till.result.card_balance_msat
+        assert balance is not None and balance == \
+            ui.env.sandbox.core.card_state(card_a)["balance_msat"]
+        assert f"Card balance {format_msat(Msat(balance))}" in \
+            ui.screen("result").ids.detail.text
         paid = c.till.checkout.ledger.get_sale(sale_id)
         assert (paid.state, paid.cashier, paid.tip_minor) == ("paid", "ana", 60)
         assert paid.tip_msat > 0
@@ -741,6 +753,9 @@ def test_a_cashiers_shift_by_touch_sign_in_a_tipped_sale_a_refund_and_the_report
         await next_frames()
         assert c.till.cashier is None and sale.ids.cashier.text == "Sign in"
 
-    ui.run(scenario())
+    try:
+        ui.run(scenario())
+    finally:
+        c.till.settings = settings
     record = ui.c.till.checkout.ledger.get_sale(found["sale"])
     assert (record.cashier, record.refunded_msat) == ("ana", found["refund"].amount_msat)
