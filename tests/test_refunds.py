@@ -288,6 +288,24 @@ def test_only_the_card_that_paid_takes_its_refund(sandbox, config_path, sold, tm
     assert info.value.code == "replayed-tap"
 
 
+def test_refund_tap_url_on_the_command_line(sandbox, config_path, sold, capsys):
+    """`--tap URL`: the tap of the card that paid, as a reader gives it; the refund lands on
+    that card; the same tap again is a replay: exit 4, nothing recorded or sent."""
+    before = sandbox.card_state(sold.card_id)["balance_msat"]
+    url = tap_card(sold.card)
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "250", "--currency",
+                       "SAT", "--tap", url)
+    assert code == 0 and out["amount_msat"] == 250_000, out
+    assert sandbox.card_state(sold.card_id)["balance_msat"] == before + 250_000
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "250", "--currency",
+                       "SAT", "--tap", url)
+    assert code == 4 and (out["status"], out["reason"], out["refund_id"]) == (
+        "failed", "replayed-tap", None), out
+    assert sandbox.card_state(sold.card_id)["balance_msat"] == before + 250_000
+    with build_books(config_path) as ledger:
+        assert len(ledger.refunds(sold.sale_id)) == 1
+
+
 def test_a_card_without_a_pay_link_says_where_else_to_refund(sandbox, config_path, sold):
     sandbox.set_faults(withdraw_omit_pay_link=True)
     before = sandbox.card_state(sold.card_id)["balance_msat"]
