@@ -19,7 +19,11 @@ import sys
 from collections.abc import Sequence
 
 from terminal import __version__
-from terminal.app.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, report
+
+# `report_failure`, not `report`: loading the `report` command binds its module to that name
+# in this package, which would shadow the function.
+from terminal.app.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from terminal.app.cli.exits import report as report_failure
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -96,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"(it is not part of a kiosk's install): pip install "
                   f"'flash-terminal[sandbox]' in this environment.", file=sys.stderr)
             return EXIT_USAGE
-        return report(exc, command_name(args), sys.stderr)
+        return report_failure(exc, command_name(args), sys.stderr)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -107,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last resort: a code and a paragraph
         # Damaged books (6), a held lock (5), a full disk (7), a bad configuration (2), an
         # unusable backend (8), or a bug (70): see terminal.app.cli.exits.
-        return report(_unwrap(exc), command_name(args), sys.stderr)
+        return report_failure(_unwrap(exc), command_name(args), sys.stderr)
 
 
 def command_name(args: argparse.Namespace) -> str:
