@@ -192,12 +192,18 @@ def test_admin_pad_with_a_signed_in_manager_and_with_a_cashier() -> None:
     assert not lock.open_for_manager()  # a cashier still needs the pad
     lock.digits = "1111"
     assert lock.submit() is Attempt.WRONG and not lock.unlocked
+    assert staff.manager_id == "ana"  # nobody vouched yet: whoever is at the till
     lock.digits = "2222"  # Max, called over, unlocks it with his own PIN
     assert lock.submit() is Attempt.OK and lock.unlocked
+    assert staff.manager_id == "max"  # what he does at the pad (a refund) is his
+    lock.lock()
+    assert staff.manager_id == "ana"
+    lock.digits = "4321"  # the admin PIN names nobody: the act stays with the till's cashier
+    assert lock.submit() is Attempt.OK and staff.manager_id == "ana"
     lock.lock()
     staff.sign_out()
     staff.sign_in("max", "2222")
-    assert lock.open_for_manager() and lock.unlocked
+    assert lock.open_for_manager() and lock.unlocked and staff.manager_id == "max"
 
 
 # --------------------------------------------------------------------------- configuration

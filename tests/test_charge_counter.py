@@ -99,6 +99,10 @@ def test_the_card_balance_after_the_tap_and_on_the_receipt_when_opted_in(
     # The issuer's currentBalance (sent with the tap) less what this sale took from the card.
     assert out["card_balance_msat"] == 50_000_000 - out["amount_msat"]
     assert record(config_path, out["sale_id"]).card_balance_msat is None  # not opted in
+    from terminal.adapters.receipts import Receipts
+
+    plain = Receipts(None, merchant="Shop").sale_text(record(config_path, out["sale_id"]))
+    assert "Card balance" not in plain  # off by default, for privacy
     opted = with_extra(config_path, "balance.toml", "")
     text = opted.read_text()
     opted.write_text(text.replace("[ui]\n", "[ui]\nshow_card_balance = true\n", 1)
@@ -108,11 +112,26 @@ def test_the_card_balance_after_the_tap_and_on_the_receipt_when_opted_in(
     assert code == 0 and out["card_balance_msat"] == left - out["amount_msat"]
     sale = record(opted, out["sale_id"])
     assert sale.card_balance_msat == out["card_balance_msat"]
-    from terminal.adapters.receipts import Receipts
     from terminal.core.money import Msat, format_msat
 
     receipt = Receipts(None, merchant="Shop").sale_text(sale)
     assert "Card balance" in receipt and format_msat(Msat(sale.card_balance_msat)) in receipt
+
+
+def test_the_card_balance_is_null_when_the_issuer_was_not_heard(tmp_path, capsys):
+    """Offline, the tap is checked here and queued: the issuer never said the card's balance,
+    so `card_balance_msat` is null (the key is always there), never a guess."""
+    data = tmp_path / "sb"
+    sb = SandboxThread(data).start()
+    try:
+        config = sb.write_terminal_config(data / "terminal.toml")
+        card = new_card(tmp_path, config, 10_000, capsys)
+    finally:
+        sb.stop()
+    code, out = charge(capsys, config, "150", "--currency", "SAT", "--card-file", str(card))
+    assert code == 0 and out["status"] == "queued", out
+    assert "card_balance_msat" in out and out["card_balance_msat"] is None
+    assert record(config, out["sale_id"]).card_balance_msat is None
 
 
 def test_cashier_named_on_the_sale_and_checked(tmp_path, config_path, capsys):

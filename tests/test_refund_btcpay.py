@@ -8,7 +8,6 @@ at once to a destination given; a lost answer found again by its name, never iss
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,12 @@ from helpers.btcpay_rig import (  # noqa: F401 - fixtures
     issuer_paid,
     run_terminal,
 )
+from helpers.refund_flow import refund
 
+from terminal.adapters.books.ledger import Ledger
 from terminal.adapters.simcards import tap as tap_card
-from terminal.app.cli import main
-from terminal.app.root import Terminal, build_refunds
+from terminal.app.config import load_config
+from terminal.app.root import LEDGER_FILE, Terminal, build_refunds
 from terminal.core.money import Money, currency
 from terminal.core.ports.backend import BackendRejected
 from terminal.services.refunds import RefundRequest
@@ -51,13 +52,14 @@ def paid_sale(config_path: Path, btcpay: FakeBTCPay, minor: int = 150_00,
 
 
 def cli_refund(capsys, config_path: Path, *args: str) -> tuple[int, dict]:
-    try:
-        code = main(["refund", *args, "--config", str(config_path), "--json"])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    lines = captured.out.strip().splitlines()
-    return code, (json.loads(lines[-1]) if lines else {"stderr": captured.err})
+    """`refund … --json` (the contract's keys checked); `out.err`: its words on stderr."""
+    return refund(capsys, config_path, *args)
+
+
+def claim_link(out) -> str:
+    """The LNURL-withdraw the customer scans, as `refund --json` says it beside its answer."""
+    [line] = [x for x in out.err.splitlines() if x.startswith("claim link")]
+    return line.split(": ", 1)[1]
 
 
 def test_a_key_without_the_refund_permission_says_how_to_refund_instead(config_path, btcpay,
@@ -65,7 +67,7 @@ def test_a_key_without_the_refund_permission_says_how_to_refund_instead(config_p
     sale_id = paid_sale(config_path, btcpay)
     code, out = cli_refund(capsys, config_path, sale_id, "--to", "bob@wallet.example")
     assert code == 4 and (out["status"], out["reason"]) == ("failed", "missing-permission")
-    assert PERM_REFUND in out["message"] and "invoice's page in BTCPay" in out["message"]
+    assert PERM_REFUND in out.err and "invoice's page in BTCPay" in out.err
     assert btcpay.refunds == {}
 
 
@@ -84,17 +86,19 @@ def test_a_partial_refund_is_a_pull_payment_paid_out_to_the_address(config_path,
     assert pp.auto_approve is False  # the key cannot approve pull payments
     [payout] = pp.payouts
     assert payout["destination"] == "bob@wallet.example"
-    assert payout["state"] == "AwaitingApproval" and "approves" in out["message"]
-    assert out["claim_link"].startswith("lnurl1")
+    assert payout["state"] == "AwaitingApproval" and "approves" in out.err
+    link = claim_link(out)
+    assert link.startswith("lnurl1")
+    with Ledger(load_config(config_path).data_dir / LEDGER_FILE, read_only=True) as ledger:
+        assert ledger.refunds(sale_id)[0].claim_link == link  # the link on the books
     # The claim link is a real LNURL-withdraw: a wallet reading it is offered the refund (less
     # what the payout already claimed: nothing left).
     from terminal.adapters.withdraw import WithdrawClient
-    from terminal.app.config import load_config
     from terminal.app.root import url_policy
 
     async def scan() -> int:
         async with WithdrawClient(url_policy(load_config(config_path))) as client:
-            return (await client.fetch_request(out["claim_link"])).max_withdrawable_msat
+            return (await client.fetch_request(link)).max_withdrawable_msat
 
     assert asyncio.run(scan()) == 0
     # Above what is left (961,539 - 320,000 msat: 641 sats): refused, nothing issued.
@@ -110,7 +114,8 @@ def test_with_the_approval_permission_the_claim_link_is_paid_at_once(config_path
     # BTCPay's (and this issuer's) cards carry no payLink: the customer scans the claim QR.
     code, out = cli_refund(capsys, config_path, sale_id, "--card-file", str(card))
     assert code == 0 and out["status"] == "sent", out
-    assert out["amount_msat"] == 5_000_000 and "no payLink" in out["message"]
+    assert out["amount_msat"] == 5_000_000 and "no payLink" in out.err
+    assert claim_link(out).startswith("lnurl1")
     [pp] = btcpay.refunds.values()
     assert pp.auto_approve and pp.payouts == []
     assert "/scan" in [s.path for s in issuer.seen]  # its withdrawRequest was read …

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.refund_flow import charge, new_card, refund, run, sending_config
+from helpers.refund_flow import REFUND_KEYS, charge, new_card, refund, run, sending_config
 
 from terminal.adapters.books.ledger import Ledger
 from terminal.app.cli import main
@@ -63,7 +63,7 @@ def test_partial_refunds_to_the_card_and_an_address_then_one_above_the_rest_is_r
     code, out = refund(capsys, config_path, sale["sale_id"], "--amount", "2000",
                        "--card-file", str(card_file))
     assert code == 0, out
-    assert set(out) >= {"status", "refund_id", "sale_id", "amount_msat", "reason"}
+    assert set(out) == REFUND_KEYS
     assert (out["status"], out["sale_id"], out["amount_msat"], out["reason"]) == (
         "sent", sale["sale_id"], 2_000_000, None)
     assert sandbox.card_state(card_id)["balance_msat"] == paid_card + 2_000_000
@@ -76,7 +76,8 @@ def test_partial_refunds_to_the_card_and_an_address_then_one_above_the_rest_is_r
     code, out = refund(capsys, config_path, sale["sale_id"], "--amount", "1000",
                        "--to", address)
     assert code == 0 and out["status"] == "sent", out
-    assert out["amount_msat"] == 1_000_000 and out["target"] == address
+    assert out["amount_msat"] == 1_000_000 and out.err.strip() == \
+        "flash-terminal refund: Refund sent."  # the words for a person, beside the contract
     assert wallet_balance(capsys, config_path, "alice") == 1_000_000
     assert sandbox.card_state(card_id)["balance_msat"] == paid_card + 2_000_000  # unchanged
 
@@ -94,7 +95,7 @@ def test_partial_refunds_to_the_card_and_an_address_then_one_above_the_rest_is_r
     assert [r.state for r in refunds] == ["sent", "sent"]
     assert record.refund_ids == [r.id for r in refunds]
     assert refunds[0].destination == "card" and refunds[0].card_id == card_id
-    assert refunds[1].destination == "address"
+    assert refunds[1].destination == "address" and refunds[1].target == address
 
     # The rest, without --amount: all that is left, to the address.
     code, out = refund(capsys, config_path, sale["sale_id"], "--to", address)

@@ -148,6 +148,51 @@ def test_a_send_still_in_flight_is_pending_then_resolved_after_a_restart(sandbox
     assert sandbox.customer_balance_msat("slow-dave") == 2_000_000
 
 
+def test_the_running_terminal_resolves_a_pending_refund_on_its_own(sandbox, config_path, sold,
+                                                                    capsys):
+    """A refund left pending (PENDING cached under its key) is found sent by the running
+    terminal's own reconcile pass at start-up, without any refund command."""
+    from terminal.app.root import build_kiosk, build_till
+
+    sandbox.set_faults(send_pending_next=1, send_pending_settle_s=None)
+    address = sandbox.address("kiosk-erin")
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "1500", "--currency",
+                       "SAT", "--to", address)
+    assert code == 4 and out["status"] == "pending", out
+    payment_hash = sandbox.call(lambda: next(iter(sandbox.core.in_flight)))
+    assert sandbox.call(sandbox.core.finish_pending, payment_hash, True)
+
+    async def run_the_terminal():
+        config = load_config(config_path)
+        terminal = build_terminal(config)
+        till = build_till(config, terminal)
+        kiosk = build_kiosk(config, terminal, till)
+        service, resolved = till.refunds, asyncio.Event()
+        assert service is not None
+        resolve_open = service.resolve_open
+
+        async def resolve_and_say():
+            try:
+                return await resolve_open()
+            finally:
+                resolved.set()
+
+        service.resolve_open = resolve_and_say  # type: ignore[method-assign]
+        kiosk.start()
+        try:
+            async with asyncio.timeout(10):
+                await resolved.wait()
+            return terminal.ledger.get_refund(out["refund_id"])
+        finally:
+            await kiosk.stop()
+            await terminal.aclose()
+
+    record = asyncio.run(run_the_terminal())
+    assert record.state == "sent"
+    assert sandbox.customer_balance_msat("kiosk-erin") == 1_500_000
+    assert len(sends_of(sandbox, record.id)) == 1  # read back, never sent again
+
+
 def test_an_error_after_the_debit_is_read_back_not_sent_again(sandbox, config_path, sold):
     # IBEX paid, then answered an error: Flash does not keep errors under the key, so sending
     # again would pay a second time. The terminal reads the transactions instead.
@@ -204,7 +249,7 @@ def test_a_receive_only_terminal_says_how_to_refund_instead(sandbox, sold, capsy
     code, out = refund(capsys, receive_only, sold.sale_id, "--to", sandbox.address("hal"))
     assert code == 4
     assert (out["status"], out["reason"], out["refund_id"]) == ("failed", "receive-only", None)
-    assert "receive-only" in out["message"] and "Flash app" in out["message"]
+    assert "receive-only" in out.err and "Flash app" in out.err
 
 
 def test_a_key_without_write_wallet_is_refused_by_flash_before_anything_is_paid(
@@ -216,7 +261,7 @@ def test_a_key_without_write_wallet_is_refused_by_flash_before_anything_is_paid(
     code, out = refund(capsys, limited, sold.sale_id, "--amount", "100", "--currency", "SAT",
                        "--to", sandbox.address("ivy"))
     assert code == 4 and (out["status"], out["reason"]) == ("failed", "cannot-send"), out
-    assert "write_wallet" in out["message"]
+    assert "write_wallet" in out.err
     assert sandbox.customer_balance_msat("ivy") == 0
 
 
@@ -241,6 +286,24 @@ def test_only_the_card_that_paid_takes_its_refund(sandbox, config_path, sold, tm
         asyncio.run(refund_with(config_path, RefundRequest(
             sold.sale_id, sats(100), tap_url=url)))
     assert info.value.code == "replayed-tap"
+
+
+def test_refund_tap_url_on_the_command_line(sandbox, config_path, sold, capsys):
+    """`--tap URL`: the tap of the card that paid, as a reader gives it; the refund lands on
+    that card; the same tap again is a replay: exit 4, nothing recorded or sent."""
+    before = sandbox.card_state(sold.card_id)["balance_msat"]
+    url = tap_card(sold.card)
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "250", "--currency",
+                       "SAT", "--tap", url)
+    assert code == 0 and out["amount_msat"] == 250_000, out
+    assert sandbox.card_state(sold.card_id)["balance_msat"] == before + 250_000
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "250", "--currency",
+                       "SAT", "--tap", url)
+    assert code == 4 and (out["status"], out["reason"], out["refund_id"]) == (
+        "failed", "replayed-tap", None), out
+    assert sandbox.card_state(sold.card_id)["balance_msat"] == before + 250_000
+    with build_books(config_path) as ledger:
+        assert len(ledger.refunds(sold.sale_id)) == 1
 
 
 def test_a_card_without_a_pay_link_says_where_else_to_refund(sandbox, config_path, sold):
@@ -312,6 +375,26 @@ def test_a_bolt11_the_customer_shows_is_paid_for_its_own_amount(sandbox, config_
     code, out = refund(capsys, config_path, sold.sale_id, "--to", f"lightning:{pr.upper()}")
     assert code == 0 and out["amount_msat"] == 1_234_000
     assert sandbox.customer_balance_msat("judy") == 1_234_000
+
+
+def test_an_lnurl_pay_keyed_or_scanned_lands_in_its_wallet(sandbox, config_path, sold, capsys):
+    """LUD-06 (bech32, as a QR carries it, with its `lightning:` scheme) and LUD-17
+    (`lnurlp://`): resolved to an invoice here, checked, paid into the wallet behind it."""
+    from terminal.protocols.lnurl import encode_lnurl
+
+    authority = sandbox.address("x").split("@", 1)[1]
+    bech32 = encode_lnurl(f"http://{authority}/.well-known/lnurlp/scan-kim").upper()
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "700", "--currency",
+                       "SAT", "--to", f"lightning:{bech32}")
+    assert code == 0 and out["amount_msat"] == 700_000, out
+    assert sandbox.customer_balance_msat("scan-kim") == 700_000
+    code, out = refund(capsys, config_path, sold.sale_id, "--amount", "300", "--currency",
+                       "SAT", "--to", f"lnurlp://{authority}/.well-known/lnurlp/keyed-lee")
+    assert code == 0 and out["amount_msat"] == 300_000, out
+    assert sandbox.customer_balance_msat("keyed-lee") == 300_000
+    assert sandbox.customer_balance_msat("scan-kim") == 700_000
+    with build_books(config_path) as ledger:
+        assert ledger.get_sale(sold.sale_id).refunded_msat == 1_000_000
 
 
 @pytest.mark.parametrize("text", ["not-an-address", "a@", "@b", "lnurlw://x.example/ln",

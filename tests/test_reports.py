@@ -401,3 +401,18 @@ def test_the_report_screen_says_the_report_not_a_notice_left_from_a_sign_in(tmp_
     assert shots[2]["message"] == "Signed in: Max"
     assert shots[3]["screen"] == "report"
     assert shots[3]["message"].startswith("X report, shift 1: 0 sales")
+
+
+@pytest.mark.parametrize("argv", [["--day", "2024-05-01"], ["--shift"], ["--shift", "--close"]])
+def test_damaged_books_exit_6_with_their_paragraph_never_a_traceback(tmp_path: Path, capsys,
+                                                                      argv) -> None:
+    """Loading the `report` command binds its module's name in the CLI package: the exit-code
+    reporter must not be shadowed by it (it was: a traceback instead of exit 6)."""
+    config = tmp_path / "terminal.toml"
+    config.write_text(LOCAL_CONFIG)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ledger.jsonl").write_text("{garbage\n")
+    assert main(["report", *argv, "--config", str(config), "--json"]) == 6
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert captured.err.startswith("flash-terminal report: The books need attention")

@@ -597,3 +597,165 @@ def test_a_refund_by_touch_pin_part_tap_then_the_rest_to_an_address(ui: UI,
     record = ui.c.till.checkout.ledger.get_sale(ui.c.refund.quote.sale.id)
     assert record.refunded_msat == record.amount_msat // 1000 * 1000  # all of it, in whole sats
     assert len(record.refund_ids) == 2
+
+
+def test_a_cashiers_shift_by_touch_sign_in_a_tipped_sale_a_refund_and_the_report(
+        ui: UI, tmp_path: Path, pty_printer) -> None:
+    """One cashier's journey through the real window: Ana signs in with her PIN, sells with a
+    tip (the customer taps card A), Max is called over to refund part of it onto the card that
+    paid (Ana's own PIN is no manager's), and the X report on screen counts the sale, Ana's tip
+    and Max's refund, draws the hour's bar and prints on the receipt printer; Ana cannot close
+    the shift, and signs out."""
+    import dataclasses
+
+    from hw.printer import SerialPrinter
+    from terminal.core.money import Msat, format_msat
+
+    fake, port = pty_printer
+    c = ui.c
+    sale, signin, history, report = (ui.screen(n) for n in ("sale", "signin", "history",
+                                                             "report"))
+    card_a = ui.env.cards["A"].card_id
+    reports = c.till.reports
+    receipts = c.till.receipts
+    settings = c.till.settings
+    found: dict = {}
+
+    async def to_history() -> None:
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(sale.ids.history)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        await next_frames()
+
+    async def scenario() -> None:
+        await until(c, lambda: c.screen is Screen.SALE and c.till.step.value == "sale")
+        c.admin.locked_until = 0.0  # an earlier test may have left the (shared) pad locked
+        if c.till.cashier is not None:
+            c.sign_out()
+        before = reports.shift()
+        # 1. Ana signs in.
+        await next_frames()
+        await press(sale.ids.cashier)
+        await until(c, lambda: c.screen is Screen.SIGN_IN)
+        await press({b.text: b for b in signin.ids.names.children}["Ana"])
+        keys = {b.text: b for b in signin.ids.pad_keys.children}
+        for d in "1111":
+            await press(keys[d])
+        await press(keys["OK"])
+        await until(c, lambda: c.screen is Screen.SALE)
+        await next_frames()
+        assert c.till.cashier == "ana" and sale.ids.cashier.text == "Ana · Sign out"
+
+        # 2. A sale of $6.00 with the 10 % tip, paid by card A (this merchant shows the card's
+        # balance after the tap: `[ui] show_card_balance`, off by default).
+        c.till.settings = dataclasses.replace(settings, show_card_balance=True)
+        await open_sale(ui, "6.00", tip=1)
+        await next_frames()
+        assert ui.screen("pay").ids.amount.text == "$6.60"
+        await press(ui.app.demo_strip.ids.tap_a)
+        await until(c, lambda: c.screen is Screen.RESULT)
+        await next_frames()
+        sale_id = found["sale"] = c.till.result.sale_id
+        balance = c.till.result.card_balance_msat
+        assert balance is not None and balance == \
+            ui.env.sandbox.core.card_state(card_a)["balance_msat"]
+        assert f"Card balance {format_msat(Msat(balance))}" in \
+            ui.screen("result").ids.detail.text
+        paid = c.till.checkout.ledger.get_sale(sale_id)
+        assert (paid.state, paid.cashier, paid.tip_minor) == ("paid", "ana", 60)
+        assert paid.tip_msat > 0
+        await press(ui.screen("result").ids.primary)
+
+        # 3. A refund of $2.00 of it onto the card that paid: a manager's PIN first.
+        await to_history()
+        c.history.set_filter(state="all", method="all")  # an earlier test left a filter on
+        await next_frames()
+        index = [r.sale_id for r in c.history.rows()].index(sale_id)
+        await press(history.ids.rows.children[::-1][index])
+        await until(c, lambda: c.history.selected == sale_id)
+        await next_frames()
+        await press(history.ids.refund)
+        await until(c, lambda: c.screen is Screen.REFUND)
+        screen = ui.screen("refund")
+        await next_frames()
+        assert screen.ids.pad.opacity == 1 and screen.ids.form.opacity == 0  # Ana: no manager
+        pad = {b.text: b for b in screen.ids.pin_keys.children}
+        for d in "1111":  # a cashier's PIN opens nothing
+            await press(pad[d])
+        await press(pad["OK"])
+        await next_frames()
+        assert c.refund.phase.value == "pin" and "Wrong PIN" in c.refund.message
+        for d in "2222":  # Max, called over
+            await press(pad[d])
+        await press(pad["OK"])
+        await until(c, lambda: c.refund.phase.value == "choose")
+        await next_frames()
+        amount_keys = {b.text: b for b in screen.ids.amount_keys.children}
+        await press(screen.ids.part)
+        for key in "2.00":
+            await press(amount_keys[key])
+        await until(c, lambda: c.refund.entry.minor == 200)
+        card_before = ui.env.sandbox.core.card_state(card_a)["balance_msat"]
+        await press(screen.ids.card)
+        await until(c, lambda: c.refund.waiting_for_card)
+        await press(ui.app.demo_strip.ids.tap_a)  # the customer taps the card that paid
+        await until(c, lambda: c.refund.phase.value == "done", 15)
+        outcome = found["refund"] = c.refund.outcome
+        assert outcome.status == "sent" and 0 < outcome.amount_msat < paid.amount_msat
+        assert ui.env.sandbox.core.card_state(card_a)["balance_msat"] == \
+            card_before + outcome.amount_msat
+        [kept] = c.till.checkout.ledger.refunds(sale_id)
+        assert kept.cashier == "max"  # the refund is the manager's who gave his PIN
+        await press(screen.ids.done)
+        await until(c, lambda: c.screen is Screen.HISTORY)
+        await press(history.ids.back)
+
+        # 4. The X report: back at the counter, Ana opens it from History.
+        await to_history()
+        await press(history.ids.report)
+        await until(c, lambda: c.screen is Screen.REPORT)
+        await press(report.ids.shift)  # the shift (an earlier test left the day on screen)
+        await next_frames()
+        assert report.ids.title.text.startswith("X report, shift ")
+        x = c.reports.report
+        assert x.total.taken == before.total.taken + 1
+        assert x.total.tips_msat == before.total.tips_msat + paid.tip_msat
+        ana_before = before.by_cashier.get("ana")
+        ana = x.by_cashier["ana"]
+        assert ana.taken == (ana_before.taken if ana_before else 0) + 1
+        assert ana.tips_msat == (ana_before.tips_msat if ana_before else 0) + paid.tip_msat
+        assert x.refunds_msat == before.refunds_msat + outcome.amount_msat
+        doc = x.to_json()
+        max_before = before.to_json()["by_cashier"].get("max", {}).get("refunds_msat", 0)
+        assert doc["by_cashier"]["max"]["refunds_msat"] == max_before + outcome.amount_msat
+        assert doc["net_msat"] == doc["gross_msat"] - doc["refunds_msat"]
+        summary = report.ids.summary.text
+        assert "Tips " in summary and "Refunds " in summary and "Net " in summary
+        assert any(line.startswith("Ana") and "tips" in line for line in summary.splitlines())
+        assert report.ids.chart.drawn  # this hour's bar at least
+        assert report.ids.close.disabled  # Ana is no manager: no Z
+        receipts.printer = SerialPrinter(port)
+        try:
+            await press(report.ids.print_btn)
+            await until(c, lambda: c.reports.message.endswith("Receipt printed"))
+        finally:
+            receipts.printer = None
+        await next_frames()
+        assert report.ids.message.text.endswith("Receipt printed")
+        assert fake.cut.wait(5)
+        printed = bytes(fake.received).decode("cp858", "replace")
+        assert "X report" in printed and "By cashier" in printed and "Refunds" in printed
+
+        # 5. Ana signs out.
+        c.go(Screen.SALE)
+        await until(c, lambda: c.screen is Screen.SALE)
+        await press(sale.ids.cashier)
+        await next_frames()
+        assert c.till.cashier is None and sale.ids.cashier.text == "Sign in"
+
+    try:
+        ui.run(scenario())
+    finally:
+        c.till.settings = settings
+    record = ui.c.till.checkout.ledger.get_sale(found["sale"])
+    assert (record.cashier, record.refunded_msat) == ("ana", found["refund"].amount_msat)

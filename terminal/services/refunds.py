@@ -126,16 +126,14 @@ class RefundOutcome:
     claim_link: str | None = None  # BTCPay: the LNURL-withdraw the customer scans
 
     def to_json(self) -> dict[str, object]:
-        """The command line's contract, plus `message`, `target` and `claim_link`."""
+        """The command line's contract, exactly its keys (`message` and `claim_link` are said
+        in words beside it)."""
         return {
             "status": self.status,
             "refund_id": self.refund_id,
             "sale_id": self.sale_id,
             "amount_msat": self.amount_msat,
             "reason": self.reason,
-            "message": self.message,
-            "target": self.target,
-            "claim_link": self.claim_link,
         }
 
     @classmethod

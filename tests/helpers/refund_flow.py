@@ -17,6 +17,16 @@ def sending_config(sandbox: SandboxThread, path: Path) -> Path:
     return config
 
 
+# `refund --json`'s contract: exactly these keys (the words for a person go to stderr).
+REFUND_KEYS = {"status", "refund_id", "sale_id", "amount_msat", "reason"}
+
+
+class Answer(dict):
+    """A command's JSON answer; `err`: what it said on stderr beside it."""
+
+    err = ""
+
+
 def run(capsys, *args: str) -> tuple[int, dict]:
     try:
         code = main(list(args))
@@ -24,7 +34,9 @@ def run(capsys, *args: str) -> tuple[int, dict]:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    return code, (json.loads(lines[-1]) if lines else {"stderr": captured.err})
+    answer = Answer(json.loads(lines[-1]) if lines else {"stderr": captured.err})
+    answer.err = captured.err
+    return code, answer
 
 
 def new_card(tmp_path: Path, config_path: Path, sats: int, capsys) -> Path:
@@ -43,4 +55,12 @@ def charge(capsys, config_path: Path, sats: int, card: Path) -> dict:
 
 
 def refund(capsys, config_path: Path, sale_id: str, *args: str) -> tuple[int, dict]:
-    return run(capsys, "refund", sale_id, *args, "--config", str(config_path), "--json")
+    """`refund … --json`: exit 0 sent, 4 failed or pending (the contract's keys, exactly, on
+    stdout either way), 2 usage (nothing on stdout)."""
+    code, out = run(capsys, "refund", sale_id, *args, "--config", str(config_path), "--json")
+    if code in (0, 4):
+        assert set(out) == REFUND_KEYS, out
+        assert out["status"] in ("sent", "pending", "failed")
+        assert (code == 0) == (out["status"] == "sent"), (code, out)
+        assert (out["reason"] is None) == (out["status"] == "sent"), out
+    return code, out

@@ -5,10 +5,11 @@
                           [--cashier ID] [--config FILE] --json
 
 Contract: prints `{"status": "sent"|"pending"|"failed", "refund_id", "sale_id", "amount_msat",
-"reason"}` with `--json` (plus `message`, `target` and, for BTCPay, `claim_link`: the
-LNURL-withdraw the customer scans); exit 0 sent, 4 failed or pending, 2 usage (an unknown sale, a
-sale with nothing to refund, an amount above what is left to refund, a destination that does not
-parse, a cashier who is not a manager). Without `--amount`, all that is left is refunded (a
+"reason"}` with `--json`, exactly those keys; the words for a person (what happened, and for
+BTCPay the claim link: the LNURL-withdraw the customer scans) go to stderr beside it. Exit 0
+sent, 4 failed or pending, 2 usage (an unknown sale, a sale with nothing to refund, an amount
+above what is left to refund, a destination that does not parse, a cashier who is not a
+manager). Without `--amount`, all that is left is refunded (a
 BOLT11's own amount, for an invoice). `--amount` is in the sale's currency unless `--currency`
 says otherwise; the sale's own currency refunds at the rate the sale was made at.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 from terminal.app.cli.args import load_config_or_exit
@@ -83,6 +85,10 @@ def _refund(args: argparse.Namespace) -> int:
         parser.error(paragraph(exc))
     if args.json:
         print(json.dumps(outcome.to_json()))
+        if outcome.message:
+            print(f"flash-terminal refund: {outcome.message}", file=sys.stderr)
+        if outcome.claim_link:
+            print(f"claim link (the customer scans it): {outcome.claim_link}", file=sys.stderr)
     else:
         # Server text (an issuer's or a wallet's reason, BTCPay's link) is printed cleaned.
         print(f"{outcome.status.upper()}: {outcome.amount_msat / 1000:,.3f} sats — "

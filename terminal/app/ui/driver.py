@@ -52,7 +52,8 @@ async def until(controller: TerminalController, predicate: Callable[[], bool],
             event.set()
 
     observed = (controller, controller.pay, controller.result, controller.sale, controller.admin,
-                controller.tools, controller.tests, controller.refund, controller.history)
+                controller.tools, controller.tests, controller.refund, controller.history,
+                controller.reports)
     unsubscribe = [o.subscribe(check) for o in observed]
     try:
         async with asyncio.timeout(timeout):

@@ -61,6 +61,9 @@ class Staff:
         self.roster = Roster(self._enrolled, self._load_added())
         self.guard = PinGuard(self._load_guard(), save=self._save_guard, clock=clock)
         self.current: Cashier | None = None
+        # The manager whose own PIN last opened the Admin pad (None: the admin PIN, or nobody):
+        # what a manager's act at the pad (a refund) is recorded under.
+        self.vouching: Cashier | None = None
         self.last_attempt = Attempt.OK
 
     # -- kept state -------------------------------------------------------------------------
@@ -139,15 +142,35 @@ class Staff:
 
     def manager_pin(self, pin: str) -> Attempt:
         """A manager's rights for the Admin pad: the admin PIN, or any manager's PIN."""
-        hashes = [c.pin_hash for c in self.roster.managers if c.pin_hash]
+        managers = [c for c in self.roster.managers if c.pin_hash]
+        hashes = [c.pin_hash for c in managers]
         if self.admin_pin_hash:
             hashes.insert(0, self.admin_pin_hash)
         if not hashes:
             return Attempt.NOT_CONFIGURED
-        # Every hash is checked (no early exit): the time taken says nothing about which.
-        attempt = self.guard.check(lambda: sum(verify_pin(pin, h) for h in hashes) > 0)
+        matched: list[bool] = []
+
+        def verify() -> bool:
+            # Every hash is checked (no early exit): the time taken says nothing about which.
+            matched.extend(verify_pin(pin, h) for h in hashes)
+            return any(matched)
+
+        attempt = self.guard.check(verify)
         self.last_attempt = attempt
+        if attempt is Attempt.OK:
+            mine = matched[-len(managers):] if managers else []
+            self.vouching = next((c for c, ok in zip(managers, mine, strict=True) if ok), None)
         return attempt
+
+    @property
+    def manager_id(self) -> str | None:
+        """Who a manager's act is recorded under: the signed-in manager, else the manager whose
+        PIN opened the pad, else whoever is signed in (the admin PIN names nobody)."""
+        if self.is_manager:
+            return self.cashier_id
+        if self.vouching is not None:
+            return self.vouching.id
+        return self.cashier_id
 
     # -- the roster, from Admin -------------------------------------------------------------
     def add(self, cashier_id: str, name: str, role: Role | str, pin: str) -> Cashier:

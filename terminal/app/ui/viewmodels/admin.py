@@ -107,6 +107,7 @@ class AdminLock(Observable):
 
     def lock(self) -> None:
         self.unlocked, self.digits = False, ""
+        self.staff.vouching = None  # the manager who opened it has left
         self.changed()
 
     @property

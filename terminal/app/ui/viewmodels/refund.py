@@ -225,7 +225,7 @@ class RefundViewModel(Observable):
         self.phase, self.message = RefundPhase.WORKING, t("refund.working")
         self.changed()
         request = RefundRequest(quote.sale.id, self.amount, to=to, tap_url=tap_url,
-                                cashier=self.till.cashier)
+                                cashier=self.till.staff.manager_id)
         try:
             outcome = await service.refund(request)
         except RefundRefused as exc:
