@@ -270,6 +270,7 @@ class Run:
     drain_s: float
     per_item: list[float]  # sorted, seconds
     terminal_cpu_s: float  # this process (with the sandbox too in thread mode)
+    terminal_sys_s: float  # of which in the kernel (fsyncs, sockets)
     sandbox_handler_s: float
     sandbox_cpu_s: float | None  # its process; None in thread mode
     paid: int
@@ -303,10 +304,12 @@ def run_once(args: argparse.Namespace) -> Run:
                 rig.sb.mark()
             per_item: list[float] = []
             cpu_started = time.process_time()
+            sys_started = os.times().system
             started = time.perf_counter()
             report, status_requests = asyncio.run(_drain(rig, args, per_item))
             drain_s = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
+            sys_s = os.times().system - sys_started
             if in_process:
                 sandbox: dict[str, Any] = {"handler_s": sum(sandbox_spent), "cpu_s": None}
             else:
@@ -316,7 +319,7 @@ def run_once(args: argparse.Namespace) -> Run:
             rig.close()
     if args.mode == "cost":
         assert report.paid == args.payouts, report.to_json()["items"][:3]
-    return Run(queued_s, drain_s, sorted(per_item), cpu_s, sandbox["handler_s"],
+    return Run(queued_s, drain_s, sorted(per_item), cpu_s, sys_s, sandbox["handler_s"],
                sandbox["cpu_s"], report.paid, report.failed, status_requests, blocks)
 
 
@@ -336,9 +339,12 @@ def _rows(run: Run, payouts: int) -> list[tuple[str, str]]:
             ("drain minus sandbox handlers (s)", f"{run.drain_s - run.sandbox_handler_s:.2f}"),
         ]
     share = run.sandbox_cpu_s / (run.terminal_cpu_s + run.sandbox_cpu_s)
+    user_s = run.terminal_cpu_s - run.terminal_sys_s
     return rows + [
         ("terminal CPU, this process (s)", f"{run.terminal_cpu_s:.2f}"),
         ("terminal CPU per payout (ms)", f"{run.terminal_cpu_s / payouts * 1000:.2f}"),
+        ("  of which user / kernel (ms)",
+         f"{user_s / payouts * 1000:.2f}/{run.terminal_sys_s / payouts * 1000:.2f}"),
         ("sandbox CPU, its process (s)", f"{run.sandbox_cpu_s:.2f}"),
         ("sandbox share of the CPU used (%)", f"{100 * share:.0f}"),
     ]
