@@ -8,11 +8,20 @@ invoice still has time left reuses it (a new one would spend the merchant's invo
 from __future__ import annotations
 
 import pytest
-from test_sync import FAST, rig, run  # noqa: F401 - `rig` is a fixture
+from helpers.sync_rig import FAST, Rig, SyncClock, run
 
 from terminal.adapters.backends.http import RetryPolicy
 from terminal.core.records import PayoutStatus
 from terminal.services.sync import REASON_RATE_LIMITED
+
+
+@pytest.fixture
+def rig(tmp_path):
+    clock = SyncClock()
+    r = Rig(tmp_path, ledger_clock=clock)
+    r.worker_clock = clock
+    yield r
+    r.close()
 
 QUICK_RETRY = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.05, max_retry_after_s=1)
 
