@@ -201,6 +201,24 @@ def test_offline_acceptance_then_the_next_sale_at_once(ui: UI) -> None:
     ui.run(scenario())
 
 
+def test_the_longest_queue_line_fits_the_status_bar(ui: UI) -> None:
+    from terminal.core.risk import Exposure
+
+    c = ui.c
+    kept = c.status.exposure, c.status.drain_s, c.status.flagged
+
+    async def scenario() -> None:
+        c.status.update(exposure=Exposure(count=12, queued_msat=1_234_567_000), drain_s=900.0,
+                        flagged=2)
+        await next_frames(3)
+        queue = ui.app.status_bar.ids.queue
+        assert queue.text == "Queued 1,234,567 sats (12), ~15 min to send, 2 of blocked cards"
+        assert queue.texture_size[0] <= queue.width and queue.texture_size[1] <= queue.height
+        c.status.update(exposure=kept[0], drain_s=kept[1], flagged=kept[2])
+
+    ui.run(scenario())
+
+
 def test_cancel_from_the_pay_screen_keeps_the_amount(ui: UI) -> None:
     c = ui.c
 

@@ -36,6 +36,8 @@ class Kiosk:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._rates_now = asyncio.Event()
+        if sync is not None:  # shown beside the offline exposure on the status bar
+            till.use_drain_estimate(sync.drain_time_s)
 
     def start(self) -> None:
         self._tasks = [

@@ -17,6 +17,7 @@ EN: dict[str, str] = {
     "status.queue.none": "Queue empty",
     "status.queue": "Queued {amount} ({count})",
     "status.queue.blocked": ", {count} of blocked cards",
+    "status.queue.drain": ", ~{minutes} min to send",
     "status.printer.none": "No printer",
     "status.printer.ready": "Printer ready",
     "status.printer.error": "Printer error",

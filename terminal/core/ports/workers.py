@@ -11,6 +11,10 @@ from typing import Protocol
 class Drainer(Protocol):
     async def run_forever(self, stop: asyncio.Event) -> None: ...
 
+    def drain_time_s(self) -> float | None:
+        """How long the queue needs at the backend's limit (None: the limit is not the bound)."""
+        ...
+
 
 class Refresher(Protocol):
     def wait_s(self) -> float: ...

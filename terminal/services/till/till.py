@@ -96,6 +96,7 @@ class Till:
         self.settings = settings or TillSettings()
         self.staff = staff or Staff(clock=clock)  # no cashiers: nobody signs in
         self.reports = reports  # shift (X/Z) and day reports over the same books
+        self._drain_estimate: Callable[[], float | None] | None = None  # the kiosk's sync worker
         if not self.settings.currencies:
             raise ValueError("a till needs at least one currency")
         self.receipts = receipts
@@ -213,6 +214,20 @@ class Till:
     def online(self) -> bool | None:
         link = self.checkout.connectivity
         return None if link.state.value == "unknown" else link.online
+
+    def use_drain_estimate(self, estimate: Callable[[], float | None]) -> None:
+        self._drain_estimate = estimate
+
+    def drain_time_s(self) -> float | None:
+        """How long the offline queue needs to be sent at the backend's invoice limit (None:
+        unknown, or the limit is not what bounds it)."""
+        if self._drain_estimate is None:
+            return None
+        try:
+            return self._drain_estimate()
+        except Exception:  # a status line must never take the screen down
+            log.exception("drain estimate unavailable")
+            return None
 
     def exposure(self) -> Exposure:
         try:

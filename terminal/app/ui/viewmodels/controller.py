@@ -245,7 +245,8 @@ class TerminalController(Observable):
     def refresh_status(self) -> None:
         exposure = self.till.exposure()
         self.status.update(online=self.till.online, exposure=exposure,
-                           flagged=self._flagged() if exposure.count else 0)
+                           flagged=self._flagged() if exposure.count else 0,
+                           drain_s=self.till.drain_time_s() if exposure.count else None)
 
     def _flagged(self) -> int:
         """Offline payments still owed by cards that are blocked now (the status bar warns)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -11,6 +12,9 @@ from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.tones import Tone
 from terminal.core.money import Msat, format_msat
 from terminal.core.risk import Exposure
+
+# Below a minute the queue goes out within one window of the backend's limit: not worth words.
+DRAIN_SHOWN_FROM_S = 60.0
 
 
 class StatusViewModel(Observable):
@@ -22,10 +26,12 @@ class StatusViewModel(Observable):
         self.printer = "none"  # none | ready | error
         self.exposure = Exposure()
         self.flagged = 0  # queued offline payments of cards blocked since
+        self.drain_s: float | None = None  # how long the queue needs at the backend's limit
 
     def update(self, *, online: bool | None = None, reader: str | None = None,
                printer: str | None = None, exposure: Exposure | None = None,
-               flagged: int | None = None) -> None:
+               flagged: int | None = None, drain_s: float | None = None) -> None:
+        """`drain_s` goes with `exposure` (both describe the queue): None there means unknown."""
         if online is not None:
             self.online = online
         if reader is not None:
@@ -33,7 +39,7 @@ class StatusViewModel(Observable):
         if printer is not None:
             self.printer = printer
         if exposure is not None:
-            self.exposure = exposure
+            self.exposure, self.drain_s = exposure, drain_s
         if flagged is not None:
             self.flagged = flagged
         self.changed()
@@ -64,6 +70,8 @@ class StatusViewModel(Observable):
             return t("status.queue.none")
         text = t("status.queue", amount=format_msat(Msat(self.exposure.queued_msat)),
                  count=self.exposure.count)
+        if self.drain_s is not None and self.drain_s >= DRAIN_SHOWN_FROM_S:
+            text += t("status.queue.drain", minutes=math.ceil(self.drain_s / 60))
         if self.flagged:
             text += t("status.queue.blocked", count=self.flagged)
         return text
