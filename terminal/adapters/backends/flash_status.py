@@ -13,6 +13,7 @@ One field that throws (IBEX_ERROR: the provider does not know that invoice) null
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -145,7 +146,7 @@ class StatusBatcher:
         results: dict[str, Result] = {}
         todo = requests
         for _round in range(3):  # more rounds for those whose batch-mate threw
-            answer = await with_retries(lambda todo=todo: self._send(todo),  # type: ignore[misc]
+            answer = await with_retries(functools.partial(self._send, todo),
                                         self._transport.retry)
             failed = self._split_errors(answer, todo, results)
             if answer.data is not None:

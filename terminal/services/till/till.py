@@ -848,9 +848,10 @@ class Till:
 
     async def print_refund(self, refund_id: str, *, reprint: bool = False) -> PrintReport:
         """Print (or show) a refund's slip; never blocks a sale, never raises."""
-        ledger = self.checkout.ledger
-        get_refund = getattr(ledger, "get_refund", None)
-        refund = get_refund(refund_id) if get_refund is not None else None
+        if self.refunds is None:
+            return PrintReport(PrintOutcome.ERROR, "no such refund")
+        ledger = self.refunds.books  # the refunds' books: the same ledger as the sales'
+        refund = ledger.get_refund(refund_id)
         if refund is None:
             return PrintReport(PrintOutcome.ERROR, "no such refund")
         if self.receipts is None:
@@ -866,7 +867,7 @@ class Till:
         if result.outcome is PrintOutcome.PRINTED and not refund.receipt_printed:
             refund.receipt_printed = True
             with contextlib.suppress(Exception):  # the slip is out; the flag is a nicety
-                ledger.save_refund(refund)  # type: ignore[attr-defined]
+                ledger.save_refund(refund)
         self.last_print = result
         self._changed()
         return result
