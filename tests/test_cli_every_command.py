@@ -132,8 +132,8 @@ BOOKS_COMMANDS: dict[str, tuple[list[str], dict[str, Code]]] = {
                      ends(2, 6, 5, 4, 7)),
     "sync": (["sync"], ends(2, 6, 0, 8, 7)),
     "history": (["history"], ends(2, 6, 0, 0, 7)),
-    "report": (["report", "--shift"], ends(2, 6, 0, 0, 1)),
-    "report --close": (["report", "--shift", "--close"], ends(2, 6, 1, 0, 1)),
+    "report": (["report", "--shift"], ends(2, 6, 0, 0, 7)),
+    "report --close": (["report", "--shift", "--close"], ends(2, 6, 5, 0, 7)),
     "ledger check": (["ledger", "check"], ends(2, 6, 0, 0, 7)),
     "ledger repair": (["ledger", "repair"], ends(2, 0, 5, 0, 7)),
     "recover": (["recover", "--since", "2020-01-01", "--json"], ends(2, 6, 5, 8, 7)),
@@ -286,14 +286,13 @@ def cli(*argv: str, limit_file_bytes: int | None = None, env: dict[str, str] | N
     return done.returncode, done.stdout, done.stderr
 
 
-# Commands that write to the books, and their code when the disk is full (README: 7 storage;
-# `report --close` keeps its documented 1 for books it cannot write).
+# Commands that write to the books, and their code when the disk is full (README: 7 storage).
 FULL_DISK = {
     "charge": (["charge", "100", "--currency", "SAT", "--qr", "--json"], 7),
     "sync": (["sync"], 7),
     "refund": (["refund", SALE, "--to", "ana@127.0.0.1:9", "--json"], 7),
     "card block": (["card", "block", "--card-id", CARD_ID], 7),
-    "report --close": (["report", "--shift", "--close"], 1),
+    "report --close": (["report", "--shift", "--close"], 7),
     "sandbox fill-history": (["sandbox", "fill-history", "--sales", "5"], 7),
 }
 

@@ -366,7 +366,7 @@ def test_a_z_from_the_command_line_while_the_app_holds_the_books_says_where_to_c
     ledger = Ledger(tmp_path / "data" / "ledger.jsonl")  # the running app's writer lock
     try:
         ledger.save_sale(sale(1, T0))
-        assert main(["report", "--shift", "--close", "--config", str(config), "--json"]) == 1
+        assert main(["report", "--shift", "--close", "--config", str(config), "--json"]) == 5
         err = capsys.readouterr().err
         assert "close the shift on its screen" in err and "Traceback" not in err
         # An X needs no lock: it reads the books as they are.

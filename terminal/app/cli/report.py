@@ -21,6 +21,7 @@ import sys
 from datetime import date
 
 from terminal.app.cli.args import load_config_or_exit
+from terminal.app.cli.exits import EXIT_BUSY
 from terminal.app.cli.history import _date_arg
 
 EXIT_OK = 0
@@ -77,12 +78,14 @@ def run_report(args: argparse.Namespace) -> int:
         print("flash-terminal report: the terminal app is running and holds the books: close "
               "the shift on its screen (Admin > Reports), or stop the service first",
               file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_BUSY  # 5, as every command that finds the books held
     except BooksDamaged:
         raise  # exit 6, with its paragraph (terminal.app.cli)
-    except (StorageError, ShiftError) as exc:
+    except ShiftError as exc:
         print(f"flash-terminal report: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except StorageError:
+        raise  # exit 7 (a full disk, an unreadable file), with its paragraph
     if args.json:
         print(json.dumps(report.to_json()))
     else:
