@@ -140,7 +140,8 @@ def _quiet_stdout() -> None:
         pass
 
 
-def run() -> None:  # pragma: no cover - console entry
+def console() -> None:  # pragma: no cover - console entry
+    # Not `run`: the `run` command's module would rebind that name in this package.
     sys.exit(main())
 
 
