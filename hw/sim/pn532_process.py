@@ -5,7 +5,9 @@ collection in a big test run pauses every thread for hundreds of milliseconds), 
 gives the chip 100 ms to acknowledge a command. In its own process the emulator answers on
 time whatever the host is doing. Cards are simulated card files (`hw.sim.card`): the child
 saves a card's state when the card leaves the antenna and when it stops (`autosave=True`:
-after every change as well, at the cost of two fsyncs inside the RF exchange that changed it).
+after every change as well, at the cost of two fsyncs inside the RF exchange that changed it),
+and reads it from its file again each time it is placed: off the antenna the file is the card
+(`card simulate tap` or `card wipe --card-file` may have used it meanwhile).
 
     with Pn532Process("/dev/ttyFLASHSIM0") as reader:
         reader.place(card_file)
@@ -171,8 +173,8 @@ def _serve(conn: Connection, link: str, autosave: bool) -> None:
     held: set[str] = set()  # placed since they were last saved
 
     def card(path: str) -> SimulatedNtag424:
-        if path not in cards:
-            cards[path] = SimulatedNtag424.load(path, autosave=autosave)
+        if path not in held:  # in the hand, the file is the card: it may have been tapped
+            cards[path] = SimulatedNtag424.load(path, autosave=autosave)  # or wiped meanwhile
         held.add(path)
         return cards[path]
 
@@ -184,6 +186,7 @@ def _serve(conn: Connection, link: str, autosave: bool) -> None:
             held.discard(path)
 
     def place(paths: list[str], pull_after: int | None, answer_last: bool) -> None:
+        save_the_absent()  # a card pulled by remove_after goes back to its file first
         with emulator.changed:  # placed and, if asked, doomed in the same instant
             emulator.place(*(card(p) for p in paths))
             if pull_after is not None:
@@ -234,8 +237,7 @@ def _serve(conn: Connection, link: str, autosave: bool) -> None:
     finally:
         emulator.remove()
         emulator.stop()
-        for path, simulated in cards.items():
-            simulated.save(path)
+        save_the_absent()  # only the cards it held: the others' files may have moved on
         try:
             conn.send(("ok", None))
         except OSError:

@@ -154,10 +154,17 @@ def _reader(args: argparse.Namespace) -> int:
     if os.path.lexists(args.link) and not args.link.is_symlink():
         print(f"--link: {args.link} exists and is not a link: not replacing it", file=sys.stderr)
         return EXIT_USAGE
+    emulator = Pn532Emulator(args.link)
     cards: dict[Path, SimulatedNtag424] = {}
 
+    def on_antenna() -> list[SimulatedNtag424]:
+        with emulator.changed:
+            return [c for c in cards.values() if any(c is a for a in emulator.antenna.cards)]
+
     def card(path: Path) -> SimulatedNtag424:
-        if path not in cards:
+        # Off the reader the file is the card: `card simulate tap` or `card wipe --card-file`
+        # may have used it meanwhile, so it is read again (a chip never goes back in time).
+        if path not in cards or not any(cards[path] is c for c in on_antenna()):
             cards[path] = SimulatedNtag424.load(path)  # saved after every change, like a chip
         return cards[path]
 
@@ -169,7 +176,6 @@ def _reader(args: argparse.Namespace) -> int:
     except CardStateError as error:
         print(str(error), file=sys.stderr)
         return EXIT_USAGE
-    emulator = Pn532Emulator(args.link)
     try:
         emulator.start()
     except OSError as error:
@@ -197,9 +203,10 @@ def _reader(args: argparse.Namespace) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        held = on_antenna()  # only these: the others' files may have moved on
         emulator.remove()  # powers the cards down
         emulator.stop()
-        for simulated in cards.values():
+        for simulated in held:
             simulated.save()
     return EXIT_OK
 
@@ -209,8 +216,9 @@ def _reader_action(emulator: Pn532Emulator, action: str, argument: str,
                    card: Callable[[Path], SimulatedNtag424]) -> SimulatedNtag424:
     """One line of the reader's standard input; returns the card now in hand."""
     if action == "place":
-        if argument:
-            current = card(Path(argument))
+        path = Path(argument) if argument else current.autosave_path
+        if path is not None:
+            current = card(path)
         emulator.place(current)
         print(f"placed {current.autosave_path}", flush=True)
     elif action == "add" and argument:
