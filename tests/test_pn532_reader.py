@@ -378,7 +378,8 @@ def test_charge_with_no_reader_fails_the_sale_with_a_plain_reason(sandbox, capsy
 def test_charge_whose_timeout_passes_before_a_tap_lets_the_reader_go(sandbox, emulator,
                                                                      capsys):
     """`--timeout` bounds the whole sale: no card came, nothing is charged, and the command
-    returns at once instead of holding the reader until the invoice expires."""
+    returns at once instead of holding the reader until the invoice expires. Nothing reached
+    an issuer, so the sale is final: failed, `no-tap` (never "pending: do not charge again")."""
     from terminal.app.cli import main
 
     config = sandbox.sandbox.data_dir / "terminal.toml"
@@ -387,7 +388,8 @@ def test_charge_whose_timeout_passes_before_a_tap_lets_the_reader_go(sandbox, em
                  "--config", str(config), "--timeout", "1", "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 4
-    assert result["status"] == "pending" and result["payment_hash"]  # unpaid: never charged
+    assert result["status"] == "failed" and result["reason"] == "no-tap", result
+    assert result["payment_hash"] and "No card was tapped" in result["message"]
     assert time.monotonic() - started < 1 + WAIT
     assert emulator.wait_for(lambda s: s.asleep)  # nfcpy closed the reader (PowerDown)
 

@@ -11,8 +11,10 @@ file cannot be written; 70 an internal error (see `terminal.app.cli.exits`).
 
 `--timeout S` bounds the whole sale: invoice creation, the tap, the issuer's callback and the
 settlement wait all fit in S seconds.
-With `--reader` the tap comes from the NFC reader (terminal.app.cli.reader_tap); no tap in time
-fails the sale with reason `no-tap`, an absent reader with `reader-unavailable` (exit 4).
+With `--reader` the tap comes from the NFC reader (terminal.app.cli.reader_tap); no tap before
+the invoice expires or `--timeout` ends fails the sale with reason `no-tap` (a card that cannot
+pay, e.g. a blank one, is named in the message), an absent reader with `reader-unavailable`
+(exit 4): nothing was sent to any issuer, so the sale is final.
 
 Also in the JSON: `tip_msat` (`--tip 15%` or `--tip 2.50`), `cashier` (`--cashier ID`, needed
 when cashiers are enrolled and sign-in is required) and `card_balance_msat`: the paying card's
@@ -43,6 +45,7 @@ from terminal.core.money import (
 
 EXIT_PAYMENT_FAILED = EXIT_NOT_PAID  # kept: the name other modules import
 PIN_ENV = "FLASH_TERMINAL_PIN"
+READER_END_S = 0.5  # of --timeout, kept to end a sale no card paid (fail it, let the reader go)
 NO_INVOICE_TEXT = ("No invoice was created (the backend could not be used), so nothing can be "
                    "paid or charged. Try again.")
 
@@ -149,9 +152,10 @@ async def _run(config, amount: Money, args: argparse.Namespace, pin: str | None)
     till.auto_print = False  # a technician's test sale prints nothing by itself
     try:
         _name_cashier(till, args.cashier)
+        deadline = time.monotonic() + args.timeout if args.timeout is not None else None
         try:
             async with asyncio.timeout(args.timeout):
-                outcome = await _sell(till, amount, args, pin)
+                outcome = await _sell(till, amount, args, pin, deadline)
         except TimeoutError:
             outcome = _pending(till)
         return outcome, _extra(till, outcome)
@@ -221,7 +225,8 @@ def _extra(till, outcome) -> dict[str, object]:
     }
 
 
-async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
+async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None,
+                deadline: float | None = None):
     from terminal.core.tips import NO_TIP
     from terminal.services.checkout import SaleOutcome
     from terminal.services.till import PayPhase, Step
@@ -250,7 +255,10 @@ async def _sell(till, amount: Money, args: argparse.Namespace, pin: str | None):
             if args.reader:
                 from terminal.app.cli.reader_tap import take_tap_async
 
-                taken = await take_tap_async(args.reader, _settle_timeout(till))
+                wait = _settle_timeout(till)
+                if deadline is not None:  # the wait ends first: no tap is then a plain failure
+                    wait = min(wait, deadline - time.monotonic() - READER_END_S)
+                taken = await take_tap_async(args.reader, max(0.0, wait))
                 if taken.url is None:
                     if till.session is not None:
                         till.session.fail(taken.reason)

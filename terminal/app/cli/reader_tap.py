@@ -60,6 +60,7 @@ class ReaderTapWait:
 
     def run(self) -> ReaderTap:
         deadline = time.monotonic() + self.timeout
+        refused = ""  # what the last card that could not pay was told
         with Reader(self.device, self._events.put):
             started = False
             while (remaining := deadline - time.monotonic()) > 0:
@@ -82,8 +83,13 @@ class ReaderTapWait:
                         self.notice(event.message)
                 elif isinstance(event, NotPaymentCardEvent | HoldStillEvent):
                     self.notice(event.message)
-        return ReaderTap(None, NO_TAP,
-                         f"No card was tapped on the reader within {self.timeout:g} s.")
+                    if isinstance(event, NotPaymentCardEvent):
+                        refused = event.message
+        waited = f"{round(self.timeout, 1):g}"
+        if refused:  # a card was there: say why it could not pay, not that none came
+            return ReaderTap(None, NO_TAP, f"{refused.rstrip()} No payment card was tapped on "
+                             f"the reader within {waited} s.")
+        return ReaderTap(None, NO_TAP, f"No card was tapped on the reader within {waited} s.")
 
 
 def take_tap(device: str, timeout: float, *,
