@@ -121,3 +121,23 @@ def test_not_blank_and_usage_errors(capsys, sim: Path, keys_file: Path) -> None:
         main(["card", "wipe", "--card-file", str(sim)])  # no key source
     assert exit_info.value.code == 2
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("action", ["program", "wipe"])
+def test_a_named_configuration_must_be_usable(capsys, sim: Path, keys_file: Path,
+                                              tmp_path: Path, action: str) -> None:
+    """`--config` names the terminal whose journal and URL policy are used; a missing or broken
+    one is a usage error (exit 2) before the card is touched."""
+    before = sim.read_bytes()
+    bad = tmp_path / "terminal.toml"
+    bad.write_text("[terminal]\nnetwork = 5\n")
+    bad.chmod(0o600)
+    for config, words in ((tmp_path / "nope.toml", "not found"), (bad, "terminal.network")):
+        try:
+            code = main(["card", action, "--keys-file", str(keys_file), "--card-file", str(sim),
+                         "--config", str(config), "--json"])
+        except SystemExit as exc:  # the console entry exits with it
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and "Traceback" not in err
+    assert sim.read_bytes() == before

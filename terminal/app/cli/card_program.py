@@ -34,7 +34,7 @@ from terminal.adapters.provisioning_journal import (
     ProvisioningJournal,
     journal_for_card_file,
 )
-from terminal.app.cli.args import hex_bytes
+from terminal.app.cli.args import hex_bytes, load_config_or_exit
 from terminal.app.config import Config, ConfigError, load_config
 from terminal.protocols.boltcard.provisioning import (
     KeySource,
@@ -83,6 +83,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     card.add_argument("--card-file", type=Path, metavar="SIM", help="a simulated card file")
     parser.add_argument("--timeout", type=float, default=DEFAULT_READER_TIMEOUT_S,
                         help="seconds to wait for a card on the reader")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="the terminal's configuration (default: FLASH_TERMINAL_CONFIG or "
+                        "/etc/flash-terminal; optional on a technician's laptop)")
     parser.add_argument("--journal", type=Path, metavar="F",
                         help="provisioning journal (default: next to the card file, or in the "
                         "terminal's data directory)")
@@ -104,7 +107,7 @@ def _source(args: argparse.Namespace) -> KeySource:
 
 def _policy(args: argparse.Namespace) -> UrlPolicy:
     insecure, private = list(args.allow_insecure_host), list(args.allow_private_host)
-    config = _config()
+    config = _config(args)
     if config is not None:
         insecure += config.lnurl.allow_insecure_hosts
         private += config.lnurl.allow_private_hosts
@@ -117,14 +120,17 @@ def _journal_path(args: argparse.Namespace) -> Path:
         return args.journal
     if args.card_file is not None:
         return journal_for_card_file(args.card_file)
-    config = _config()
+    config = _config(args)
     if config is not None:
         return config.data_dir / JOURNAL_NAME
     return Path.home() / ".local" / "share" / "flash-terminal" / JOURNAL_NAME
 
 
-def _config() -> Config | None:
-    """The terminal's configuration, or None where there is none (a technician's laptop)."""
+def _config(args: argparse.Namespace) -> Config | None:
+    """The terminal's configuration, or None where there is none (a technician's laptop); one
+    named with --config must be usable (exit 2 otherwise, as everywhere)."""
+    if getattr(args, "config", None) is not None:
+        return load_config_or_exit(args)
     try:
         return load_config()
     except (ConfigError, OSError):
@@ -171,6 +177,8 @@ def _run(args: argparse.Namespace) -> int:
         parser.error("--version goes with --issuer-key and is 0..255")
     if args.action is Action.PROGRAM and args.issuer_key is not None and not args.url:
         parser.error("--issuer-key needs --url lnurlw://…")
+    if args.config is not None:
+        load_config_or_exit(args)  # named: it must be usable before the card is touched
     steps: list[str] = []
     report: dict[str, object] = {"ok": False, "steps": steps, "card_id": None, "url": None,
                                  "error": None}
