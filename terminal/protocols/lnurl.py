@@ -22,6 +22,8 @@ from urllib.parse import quote, unquote_plus, urlsplit
 
 from bech32 import bech32_decode, bech32_encode, convertbits
 
+from terminal.core.text import clean_text
+
 # --- constants ---------------------------------------------------------------------------------
 
 LNURL_HRP = "lnurl"  # LUD-01
@@ -682,11 +684,7 @@ def sentence(text: str) -> str:
 
 def clean_reason(reason: object) -> str:
     """Issuer text fit for a screen: printable, single line, bounded length."""
-    if not isinstance(reason, str):
-        return ""
-    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in reason)
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+    return clean_text(reason, MAX_REASON_CHARS)
 
 
 # Reason texts seen in the field, matched case-insensitively in this order (first match wins).
