@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from terminal.core.memo import sale_memo
-from terminal.core.money import Money, RateError, RatePolicy
+from terminal.core.money import Money, RateError, RatePolicy, sats_figure
 from terminal.core.ports.books import RefundBooks
 from terminal.core.ports.paylinks import PayLinks
 from terminal.core.ports.refunds import (
@@ -301,15 +301,15 @@ class RefundService:
         if amount <= 0 or available <= 0:
             raise RefundRefused(
                 "nothing-left", "Nothing is left to refund on this sale" + (
-                    f" ({_sats(left.reserved_msat)} sats are still being resolved)."
+                    f" ({sats_figure(left.reserved_msat)} sats are still being resolved)."
                     if left.reserved_msat else "."), usage=True)
         if amount > available:
-            pending = (f"; {_sats(left.reserved_msat)} sats are still being resolved"
+            pending = (f"; {sats_figure(left.reserved_msat)} sats are still being resolved"
                        if left.reserved_msat else "")
             raise RefundRefused(
-                "above-remainder", f"{_sats(amount)} sats is more than is left to refund on this"
-                f" sale: {_sats(available)} sats (paid {_sats(left.paid_msat)}, refunded "
-                f"{_sats(left.refunded_msat)}{pending}).", usage=True)
+                "above-remainder", f"{sats_figure(amount)} sats is more than is left to refund "
+                f"on this sale: {sats_figure(available)} sats (paid {sats_figure(left.paid_msat)}, "
+                f"refunded {sats_figure(left.refunded_msat)}{pending}).", usage=True)
 
     # -- the plan: where the money goes, before anything is recorded --------------------------
     @dataclass(frozen=True)
@@ -362,7 +362,8 @@ class RefundService:
         if amount is not None and asked != amount:
             raise RefundRefused(
                 "invoice-amount", f"The invoice asks {asked / 1000:,.3f} sats, the refund is "
-                f"{_sats(amount)} sats: ask for an invoice of the refund's amount.", usage=True)
+                f"{sats_figure(amount)} sats: ask for an invoice of the refund's amount.",
+                usage=True)
         return asked
 
     def _check_card(self, sale: SaleRecord, url: str) -> str | None:
@@ -652,11 +653,6 @@ class RefundService:
 
 def _whole_sats(msat: int) -> int:
     return max(0, msat) // MSAT_PER_SAT * MSAT_PER_SAT
-
-
-def _sats(msat: int) -> str:
-    whole, rest = divmod(msat, MSAT_PER_SAT)
-    return f"{whole:,}" if rest == 0 else f"{msat / MSAT_PER_SAT:,.3f}"
 
 
 def _pull_payment_name(refund: RefundRecord) -> str:
