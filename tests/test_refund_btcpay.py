@@ -199,3 +199,31 @@ def test_a_sale_tapped_with_another_card_is_refused(config_path, btcpay, capsys,
     code, out = cli_refund(capsys, config_path, sale_id, "--card-file", str(other))
     assert code == 4 and out["reason"] == "not-the-paying-card" and out["refund_id"] is None
     assert btcpay.refunds == {}
+
+
+@pytest.mark.parametrize("garbled", ["/refund", "/lnurl"])
+def test_a_refund_made_whose_answer_is_unreadable_stays_pending_never_failed(
+        config_path, btcpay, garbled):
+    """BTCPay made the pull payment (2xx) but its answer, or its LNURL read after it, is not
+    what BTCPay sends: the refund exists, so it is not "failed, nothing was sent" (a second
+    refund would be issued); it is found again by its name."""
+    btcpay.api_keys[DEFAULT_KEY] = REFUND_KEY
+    sale_id = paid_sale(config_path, btcpay)
+    if garbled == "/refund":
+        btcpay.garble_after_refund = 1
+    else:
+        btcpay.fail_next("GET", garbled, status=200, body="[]")
+
+    async def refund_then_resolve(terminal: Terminal):
+        service = build_refunds(terminal.config, terminal)
+        first = await service.refund(RefundRequest(sale_id, Money(100, currency("SAT")),
+                                                   to="ann@wallet.example"))
+        resolved = await service.resolve_open()
+        return first, resolved, terminal.ledger.refunds(sale_id)
+
+    first, resolved, refunds = run_terminal(config_path, refund_then_resolve)
+    assert first.status == "pending"
+    assert [r.status for r in resolved] == ["sent"]
+    assert len(btcpay.refunds) == 1
+    assert refunds[0].backend_ref == next(iter(btcpay.refunds))
+    assert refunds[0].claim_link

@@ -21,13 +21,19 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime, timedelta, tzinfo
-from datetime import time as dtime
+from datetime import date, datetime, tzinfo
 from typing import Any, Protocol, TextIO
 
 from terminal.core.records import SaleRecord
 from terminal.core.sale import REOPENABLE_BY_PAYMENT, SaleState
-from terminal.core.totals import Countable, Totals, totals_by_card, totals_by_day
+from terminal.core.totals import (
+    Countable,
+    Totals,
+    day_bounds,
+    local_day,
+    totals_by_card,
+    totals_by_day,
+)
 from terminal.core.totals import totals as total
 
 METHODS = ("card", "qr")
@@ -114,7 +120,7 @@ class Report:
 
     def add(self, sale: SaleFacts) -> None:
         self.total.add(sale)
-        day = local_date(sale.created_at, self.tz)
+        day = local_day(sale.created_at, self.tz)
         self.by_day.setdefault(day, Totals()).add(sale)
         if sale.card_id:
             self.by_card.setdefault(sale.card_id, Totals()).add(sale)
@@ -141,18 +147,10 @@ def awaiting_invoice(record: InvoiceFacts) -> bool:
 
 
 # ------------------------------------------------------------------------------------ select
-def local_date(timestamp: float, tz: tzinfo | None = None) -> date:
-    return datetime.fromtimestamp(timestamp, tz).date()
-
-
-def _midnight(day: date, tz: tzinfo | None) -> float:
-    return datetime.combine(day, dtime.min, tzinfo=tz).timestamp()
-
-
 def time_bounds(query: SaleQuery) -> tuple[float | None, float | None]:
     """[start, end) in epoch seconds covering the query's local dates (None: unbounded)."""
-    start = _midnight(query.date_from, query.tz) if query.date_from else None
-    end = _midnight(query.date_to + timedelta(days=1), query.tz) if query.date_to else None
+    start = day_bounds(query.date_from, query.tz)[0] if query.date_from else None
+    end = day_bounds(query.date_to, query.tz)[1] if query.date_to else None
     return start, end
 
 
@@ -168,7 +166,7 @@ def matches(record: SaleFacts, query: SaleQuery) -> bool:
         return False
     if query.date_from is None and query.date_to is None:
         return True
-    day = local_date(record.created_at, query.tz)
+    day = local_day(record.created_at, query.tz)
     return (query.date_from is None or day >= query.date_from) and (
         query.date_to is None or day <= query.date_to
     )
@@ -295,7 +293,6 @@ __all__ = [
     "Totals",
     "awaiting_invoice",
     "export_doc",
-    "local_date",
     "matches",
     "report",
     "select",

@@ -506,3 +506,10 @@ def format_msat(msat: Msat) -> str:
     sign = "-" if msat.value < 0 else ""
     whole, frac = divmod(abs(msat.value), MSAT_PER_SAT)
     return f"{sign}{whole:,}.{frac:03d}".rstrip("0") + " sats"
+
+
+def sats_figure(msat: int) -> str:
+    """The sats of `msat` as a figure for a sentence, no unit: "1,234", or "1,234.567" with a
+    sub-sat remainder (never rounded away)."""
+    whole, rest = divmod(msat, MSAT_PER_SAT)
+    return f"{whole:,}" if rest == 0 else f"{msat / MSAT_PER_SAT:,.3f}"

@@ -117,10 +117,3 @@ def totals_by_card(records: Iterable[Countable]) -> dict[str, Totals]:
             cards.setdefault(record.card_id, Totals()).add(record)
     return dict(sorted(cards.items()))
 
-
-def totals_by_hour(records: Iterable[Countable], tz: dt.tzinfo | None = None
-                   ) -> dict[int, Totals]:
-    hours: dict[int, Totals] = {h: Totals() for h in range(24)}
-    for record in records:
-        hours[dt.datetime.fromtimestamp(sale_time(record), tz=tz).hour].add(record)
-    return hours

@@ -28,8 +28,9 @@ and `counter` are read; the card keys in the same answer are never kept.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
+
+from terminal.core.text import clean_text as _clean
 
 VERSION = 1
 MAX_ENTRIES = 100_000
@@ -68,11 +69,7 @@ class LnbitsCard:
 
 def clean_text(value: object, limit: int = REASON_MAX_CHARS) -> str:
     """Printable, one line, at most `limit` characters ("" for anything but text)."""
-    if not isinstance(value, str):
-        return ""
-    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _clean(value, limit)
 
 
 def parse_hotlist(payload: object) -> list[HotlistEntry]:

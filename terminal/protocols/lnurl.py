@@ -22,6 +22,9 @@ from urllib.parse import quote, unquote_plus, urlsplit
 
 from bech32 import bech32_decode, bech32_encode, convertbits
 
+from terminal.core.money import sats_figure
+from terminal.core.text import clean_text
+
 # --- constants ---------------------------------------------------------------------------------
 
 LNURL_HRP = "lnurl"  # LUD-01
@@ -104,8 +107,9 @@ class AmountOutOfRange(LnurlError):
         super().__init__(
             f"amount {amount_msat} msat outside [{min_msat}, {max_msat}] msat",
             user_message=(
-                f"This card accepts between {_sats(min_msat)} and {_sats(max_msat)} sats per "
-                "payment. Change the amount or ask for another payment method."
+                f"This card accepts between {sats_figure(min_msat)} and "
+                f"{sats_figure(max_msat)} sats per payment. Change the amount or ask for another "
+                "payment method."
             ),
         )
 
@@ -120,7 +124,8 @@ class PinRequired(LnurlError):
         self.pin_limit_msat = pin_limit_msat
         super().__init__(
             f"amount {amount_msat} msat >= pinLimit {pin_limit_msat} msat",
-            user_message=f"Ask the customer to enter the card PIN for {_sats(amount_msat)} sats.",
+            user_message=("Ask the customer to enter the card PIN for "
+                          f"{sats_figure(amount_msat)} sats."),
         )
 
 
@@ -225,11 +230,6 @@ class CallbackOutcomeUnknown(LnurlError):
         "The card's issuer did not answer in time. Checking whether the invoice was paid: "
         "do not charge again yet."
     )
-
-
-def _sats(msat: int) -> str:
-    whole, rest = divmod(msat, 1000)
-    return f"{whole:,}" if rest == 0 else f"{msat / 1000:,.3f}"
 
 
 # --- decoding (LUD-01, LUD-17) -----------------------------------------------------------------
@@ -614,7 +614,7 @@ def check_amount(request: WithdrawRequest, amount_msat: int, pin: str | None = N
     if balance is not None and amount_msat > balance:
         # LUD-14's currentBalance says it plainly: tell the merchant "balance", not "range".
         raise InsufficientBalance(
-            f"balance {_sats(balance)} sats < {_sats(amount_msat)} sats"
+            f"balance {sats_figure(balance)} sats < {sats_figure(amount_msat)} sats"
         )
     if amount_msat <= 0 or not lo <= amount_msat <= hi:
         raise AmountOutOfRange(amount_msat, lo, hi)
@@ -682,11 +682,7 @@ def sentence(text: str) -> str:
 
 def clean_reason(reason: object) -> str:
     """Issuer text fit for a screen: printable, single line, bounded length."""
-    if not isinstance(reason, str):
-        return ""
-    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in reason)
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+    return clean_text(reason, MAX_REASON_CHARS)
 
 
 # Reason texts seen in the field, matched case-insensitively in this order (first match wins).

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote_plus
 
+from terminal.core.money import sats_figure
 from terminal.protocols import lnurl
 from terminal.protocols.invoice import (
     DecodedInvoice,
@@ -102,8 +103,8 @@ class AmountOutsideRange(PayLinkError):
         self.amount_msat, self.min_msat, self.max_msat = amount_msat, min_msat, max_msat
         super().__init__(
             f"amount {amount_msat} msat outside [{min_msat}, {max_msat}]",
-            user_message=(f"The customer's wallet takes between {_sats(min_msat)} and "
-                          f"{_sats(max_msat)} sats. Nothing was sent."))
+            user_message=(f"The customer's wallet takes between {sats_figure(min_msat)} and "
+                          f"{sats_figure(max_msat)} sats. Nothing was sent."))
 
 
 class InvoiceMismatch(PayLinkError):
@@ -116,11 +117,6 @@ class InvoiceMismatch(PayLinkError):
         super().__init__(detail, user_message=(
             f"The customer's wallet sent an invoice the terminal will not pay ({detail}). "
             "Nothing was sent."))
-
-
-def _sats(msat: int) -> str:
-    whole, rest = divmod(msat, 1000)
-    return f"{whole:,}" if rest == 0 else f"{msat / 1000:,.3f}"
 
 
 # ------------------------------------------------------------------------------ destinations
@@ -370,8 +366,8 @@ def check_bolt11(pr: str, amount_msat: int | None, *, network: Network | str,
     if invoice.amount_msat is None:
         raise InvoiceMismatch("it has no amount")
     if amount_msat is not None and invoice.amount_msat != amount_msat:
-        raise InvoiceMismatch(f"it asks {_sats(invoice.amount_msat)} sats, the refund is "
-                              f"{_sats(amount_msat)} sats")
+        raise InvoiceMismatch(f"it asks {sats_figure(invoice.amount_msat)} sats, the refund is "
+                              f"{sats_figure(amount_msat)} sats")
     if invoice.is_expired(now):
         raise InvoiceMismatch("it has expired")
     return invoice

@@ -33,10 +33,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from terminal.core.memo import sale_memo
-from terminal.core.money import Money, RateError, RatePolicy
+from terminal.core.money import Money, RateError, RatePolicy, sats_figure
+from terminal.core.ports.backend import BackendError, BackendUnavailable
 from terminal.core.ports.books import RefundBooks
 from terminal.core.ports.paylinks import PayLinks
 from terminal.core.ports.refunds import (
@@ -71,9 +71,6 @@ from terminal.protocols.lnurl_pay import (
     Resolved,
 )
 
-if TYPE_CHECKING:
-    from terminal.core.ports.backend import BackendError
-
 log = logging.getLogger(__name__)
 
 MSAT_PER_SAT = 1000
@@ -81,9 +78,6 @@ EXPIRY_GRACE_S = 120.0  # a payment settling just after its invoice's expiry sti
 BTCPAY_SETTLE_S = 60.0  # a lost pull-payment answer: how long before "not found" means "none"
 PENDING_WAIT_S = 10.0  # how long a refund waits for a PENDING send to settle before answering
 POLL_S = 1.0
-
-
-# ----------------------------------------------------------------------------------- ports
 
 
 # ---------------------------------------------------------------------------- in and out
@@ -301,15 +295,15 @@ class RefundService:
         if amount <= 0 or available <= 0:
             raise RefundRefused(
                 "nothing-left", "Nothing is left to refund on this sale" + (
-                    f" ({_sats(left.reserved_msat)} sats are still being resolved)."
+                    f" ({sats_figure(left.reserved_msat)} sats are still being resolved)."
                     if left.reserved_msat else "."), usage=True)
         if amount > available:
-            pending = (f"; {_sats(left.reserved_msat)} sats are still being resolved"
+            pending = (f"; {sats_figure(left.reserved_msat)} sats are still being resolved"
                        if left.reserved_msat else "")
             raise RefundRefused(
-                "above-remainder", f"{_sats(amount)} sats is more than is left to refund on this"
-                f" sale: {_sats(available)} sats (paid {_sats(left.paid_msat)}, refunded "
-                f"{_sats(left.refunded_msat)}{pending}).", usage=True)
+                "above-remainder", f"{sats_figure(amount)} sats is more than is left to refund "
+                f"on this sale: {sats_figure(available)} sats (paid {sats_figure(left.paid_msat)}, "
+                f"refunded {sats_figure(left.refunded_msat)}{pending}).", usage=True)
 
     # -- the plan: where the money goes, before anything is recorded --------------------------
     @dataclass(frozen=True)
@@ -362,7 +356,8 @@ class RefundService:
         if amount is not None and asked != amount:
             raise RefundRefused(
                 "invoice-amount", f"The invoice asks {asked / 1000:,.3f} sats, the refund is "
-                f"{_sats(amount)} sats: ask for an invoice of the refund's amount.", usage=True)
+                f"{sats_figure(amount)} sats: ask for an invoice of the refund's amount.",
+                usage=True)
         return asked
 
     def _check_card(self, sale: SaleRecord, url: str) -> str | None:
@@ -409,12 +404,12 @@ class RefundService:
             self.books.save_sale(sale)
         return refund
 
-    def _save(self, refund: RefundRecord, sale: SaleRecord | None = None) -> None:
+    def _save(self, refund: RefundRecord) -> None:
         """Write the refund (and, once it is sent, the sale's refunded total) together."""
         if refund.refund_state is not RefundState.SENT:
             self.books.save_refund(refund)
             return
-        sale = sale or self.books.get_sale(refund.sale_id)
+        sale = self.books.get_sale(refund.sale_id)
         with self.books.transaction():
             self.books.save_refund(refund)
             if sale is not None:
@@ -531,8 +526,6 @@ class RefundService:
     # -- BTCPay: the invoice's own refund (a pull payment) ----------------------------------
     async def _pull_payment(self, refund: RefundRecord, sale: SaleRecord,
                             plan: RefundService._Plan) -> None:
-        from terminal.core.ports.backend import BackendError, BackendUnavailable
-
         assert self.pull_payments is not None
         if not sale.invoice_ref:
             self._fail(refund, "no-invoice", "This sale has no BTCPay invoice to refund. Nothing "
@@ -547,10 +540,10 @@ class RefundService:
             if exc.code == "not_sent":
                 self._fail(refund, "not-sent", f"{exc.message} Nothing was sent.")
                 return
-            self._apply(refund, "pending", "answer-lost", _words(exc))
+            self._apply(refund, "pending", "answer-lost", exc.message)
             return
         except BackendError as exc:
-            self._fail(refund, exc.reason("refused"), f"{_words(exc)} Nothing was sent.")
+            self._fail(refund, exc.reason("refused"), f"{exc.message} Nothing was sent.")
             return
         refund.backend_ref = issued.pull_payment_id
         refund.claim_link = issued.claim_link or issued.claim_uri or None
@@ -599,8 +592,6 @@ class RefundService:
         return None
 
     async def _look_up_pull_payment(self, refund: RefundRecord) -> None:
-        from terminal.core.ports.backend import BackendError
-
         assert self.pull_payments is not None
         try:
             found = await self.pull_payments.find_refund(_pull_payment_name(refund))
@@ -654,11 +645,6 @@ def _whole_sats(msat: int) -> int:
     return max(0, msat) // MSAT_PER_SAT * MSAT_PER_SAT
 
 
-def _sats(msat: int) -> str:
-    whole, rest = divmod(msat, MSAT_PER_SAT)
-    return f"{whole:,}" if rest == 0 else f"{msat / MSAT_PER_SAT:,.3f}"
-
-
 def _pull_payment_name(refund: RefundRecord) -> str:
     """The pull payment's name: how a refund whose answer was lost is found again."""
     return f"Refund {refund.id}"
@@ -685,10 +671,6 @@ def _payout_words(state: str, target: str) -> str:
         return (f"Refund issued and claimed for {target}: BTCPay pays it once the merchant "
                 "approves the payout.")
     return f"Refund issued and paid out by BTCPay to {target} ({state})."
-
-
-def _words(exc: BackendError) -> str:
-    return exc.message
 
 
 __all__ = ["Quote", "RefundOutcome", "RefundRefused", "RefundRequest", "RefundService"]

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from terminal.core.history import SaleQuery, local_date
+from terminal.core.history import SaleQuery
 from terminal.core.ports.books import ReportBooks
 from terminal.core.reports import Period, RefundLine, SalesReport, build_report
-from terminal.core.totals import day_bounds
+from terminal.core.totals import day_bounds, local_day
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ class Reports:
     def _report(self, period: Period, cashier: str | None) -> SalesReport:
         # Streamed from the books by local dates (constant memory), then held to the exact
         # [start, end) of the period by `build_report`.
-        query = SaleQuery(date_from=local_date(period.start, self.tz),
-                          date_to=local_date(max(period.start, period.end - 1e-6), self.tz),
+        query = SaleQuery(date_from=local_day(period.start, self.tz),
+                          date_to=local_day(max(period.start, period.end - 1e-6), self.tz),
                           tz=self.tz)
         rows = self.books.sales_matching(query)
         return build_report(rows, period, refunds=self.refunds_between(period.start, period.end),

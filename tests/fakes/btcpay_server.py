@@ -354,6 +354,7 @@ class FakeBTCPay:
     flash_plugin_usd_price: Decimal | None = None  # the store's Lightning node is the plugin
     fail_after_create: int = 0  # create the invoice, then answer 502 this many times
     fail_after_refund: int = 0  # create the refund's pull payment, then answer 502
+    garble_after_refund: int = 0  # create it, then answer 200 with a proxy's HTML page
     # Tampering knobs (a lying server), to test that the terminal refuses a bad invoice:
     bolt11_msat_offset: int = 0  # BOLT11 amount differs from `due`, no tweak declared
     report_wrong_payment_hash: bool = False  # additionalData.paymentHash is not the BOLT11's
@@ -1077,6 +1078,9 @@ class FakeBTCPay:
             if self.fail_after_refund > 0:
                 self.fail_after_refund -= 1
                 return HTMLResponse("<html><body>502 Bad Gateway</body></html>", 502)
+            if self.garble_after_refund > 0:
+                self.garble_after_refund -= 1
+                return HTMLResponse("<html><body>Welcome</body></html>", 200)
             return JSONResponse(self._pull_payment_json(pp))
 
     async def _list_pull_payments(self, request: Request) -> Response:

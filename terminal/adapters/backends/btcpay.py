@@ -43,7 +43,6 @@ import logging
 import math
 import re
 import time
-import unicodedata
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -78,6 +77,7 @@ from terminal.core.ports.backend import (
     ReceivedPayment,
 )
 from terminal.core.ports.refunds import CannotSend, PullPaymentRefund
+from terminal.core.text import clean_text as _clean
 from terminal.protocols.invoice import (
     InvoiceCheckError,
     Network,
@@ -143,11 +143,7 @@ _POLICY = re.compile(r"(btcpay\.([a-z0-9]+\.)*[a-z0-9]+|unrestricted)")
 
 def clean_text(value: object, limit: int = MAX_TEXT) -> str:
     """Server text fit for a message: printable, one line, at most `limit` characters."""
-    if not isinstance(value, str):
-        return ""
-    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _clean(value, limit)
 
 
 MAX_DECIMAL = Decimal(10) ** 15  # above any BTC amount or BTC price a server can mean

@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from terminal.adapters.backends.http import clean_text, send, try_json, with_retries
 from terminal.core.ports.backend import (
+    BackendError,
     BackendProtocolError,
     BackendRejected,
     BackendUnauthorized,
+    BackendUnavailable,
 )
 from terminal.core.ports.refunds import CannotSend, PullPaymentRefund
 
@@ -77,9 +79,13 @@ class BTCPayRefunds:
                               timeout_s=b._timeout_s)
         if response.status_code >= 300:
             raise self._refund_error(response)
-        data = _json(response)
-        refund = self._pull_payment(data)
-        return await self._with_link(refund)
+        try:
+            return await self._with_link(self._pull_payment(_json(response)))
+        except BackendError as exc:
+            # BTCPay made it (2xx): whatever went wrong reading it, it exists. Never "nothing
+            # was sent" (another refund would be issued): unclear, found again by its name.
+            raise BackendUnavailable(f"BTCPay made the refund, but its answer could not be "
+                                     f"read ({exc.message}).", code="answer_unreadable") from None
 
     def _refund_error(self, response: Any) -> Exception:
         body = try_json(response)

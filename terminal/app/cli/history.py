@@ -27,8 +27,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
-from terminal.app.cli.exits import EXIT_OK, EXIT_STORAGE, EXIT_USAGE
-from terminal.app.config import ConfigError, load_config
+from terminal.app.cli.exits import EXIT_OK, EXIT_STORAGE
+from terminal.app.config import load_config
 from terminal.core import history
 from terminal.core.money import Money, UnknownCurrency, currency
 from terminal.core.records import SaleRecord
@@ -87,11 +87,7 @@ def run_history(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         args.parser.error(str(exc))  # exits 2
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc.report("flash-terminal history"), file=sys.stderr)
-        return EXIT_USAGE
+    config = load_config(args.config)  # unusable: main reports it (exit 2, naming the keys)
     path = journal_path(config.data_dir)
     if not path.exists():
         print(f"flash-terminal history: no sales recorded yet ({path} does not exist)",
