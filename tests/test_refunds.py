@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +147,40 @@ def test_a_send_still_in_flight_is_pending_then_resolved_after_a_restart(sandbox
     [found] = [r for r in asyncio.run(resolve(config_path)) if r.id == out["refund_id"]]
     assert found.state == "sent"
     assert sandbox.customer_balance_msat("slow-dave") == 2_000_000
+
+
+def test_a_send_still_in_flight_a_day_after_its_invoice_expired_is_never_failed(
+        sandbox, config_path, sold):
+    """Flash lists a send in flight as a PENDING transaction: it is neither sent nor failed, so
+    the refund stays pending however late it is looked at (failing it would invite a second
+    refund that pays the customer twice), and is sent once the payment settles."""
+    sandbox.set_faults(send_pending_next=1, send_pending_settle_s=None)
+    outcome, record, _ = asyncio.run(refund_with(
+        config_path, RefundRequest(sold.sale_id, sats(1500), to=sandbox.address("stuck-htlc")),
+        wait_s=0.2))
+    assert outcome.status == "pending", outcome
+    out = {"refund_id": record.id}
+
+    async def look_a_day_later():
+        config = load_config(config_path)
+        terminal = build_terminal(config)
+        try:
+            service = build_refunds(config, terminal)
+            service.clock = lambda: time.time() + 86_400  # long past the invoice's expiry
+            service.pending_wait_s, service.poll_s = 0.2, 0.05
+            await service.resolve_open()
+            return terminal.ledger.get_refund(out["refund_id"])
+        finally:
+            await terminal.aclose()
+
+    later = asyncio.run(look_a_day_later())
+    assert later.refund_state.value == "pending", later
+    assert "in flight" in later.message
+    payment_hash = sandbox.call(lambda: next(iter(sandbox.core.in_flight)))
+    assert sandbox.call(sandbox.core.finish_pending, payment_hash, True)
+    [found] = [r for r in asyncio.run(resolve(config_path)) if r.id == out["refund_id"]]
+    assert found.state == "sent"
+    assert len(sends_of(sandbox, out["refund_id"])) == 1  # sent once, never again
 
 
 def test_the_running_terminal_resolves_a_pending_refund_on_its_own(sandbox, config_path, sold,

@@ -361,7 +361,8 @@ class SandboxCore:
             self._notify(record.payment_hash, InvoiceStatus.PAID)
 
     def _record_transaction(self, wallet_id: str, type_id: int, cents: Decimal,
-                            record: InvoiceRecord, now: float) -> TransactionRecord:
+                            record: InvoiceRecord, now: float,
+                            status: str = "SUCCESS") -> TransactionRecord:
         tx = TransactionRecord(
             id=str(uuid.uuid4()),
             wallet_id=wallet_id,
@@ -372,9 +373,15 @@ class SandboxCore:
             bolt11=record.payment_request,
             memo=record.memo,
             preimage=record.preimage,
+            status=status,
         )
         self.state.transactions[tx.id] = tx
         return tx
+
+    def _pending_send_row(self, wallet_id: str, payment_hash: str) -> TransactionRecord | None:
+        return next((t for t in self.state.transactions.values()
+                     if t.wallet_id == wallet_id and t.type_id == 2 and t.status == "PENDING"
+                     and t.payment_hash == payment_hash), None)
 
     def wallet_transactions(self, wallet_ids: set[str]) -> list[TransactionRecord]:
         """A wallet's transactions, newest first (as IBEX sorts by settledAt)."""
@@ -474,17 +481,30 @@ class SandboxCore:
                        payment_request: str) -> None:
         """The payment arrives: the send's transaction row, and the receiver credited."""
         now = self.clock()
-        sent = InvoiceRecord(payment_hash=own.payment_hash, payment_request=payment_request,
-                             preimage="", payment_secret="", amount_msat=own.amount_msat,
-                             wallet_id=wallet_id, memo=own.memo, created_at=now,
-                             expires_at=now)
-        self._record_transaction(wallet_id, 2, Decimal(cost), sent, now)
+        held = self._pending_send_row(wallet_id, own.payment_hash)
+        if held is not None:  # the row listed while it was in flight now says SUCCESS
+            held.status = "SUCCESS"
+        else:
+            self._record_transaction(wallet_id, 2, Decimal(cost),
+                                     self._send_record(wallet_id, own, payment_request, now), now)
         self.settle(own, "send")
+
+    @staticmethod
+    def _send_record(wallet_id: str, own: InvoiceRecord, payment_request: str,
+                     now: float) -> InvoiceRecord:
+        return InvoiceRecord(payment_hash=own.payment_hash, payment_request=payment_request,
+                             preimage="", payment_secret="", amount_msat=own.amount_msat,
+                             wallet_id=wallet_id, memo=own.memo, created_at=now, expires_at=now)
 
     def _hold_send(self, wallet_id: str, own: InvoiceRecord, cost: int,
                    payment_request: str) -> None:
-        """A payment in flight: settles (or fails, refunding the wallet) later."""
+        """A payment in flight: settles (or fails, refunding the wallet) later. The wallet's
+        transactions list it meanwhile, as Flash does, with status PENDING."""
         self.in_flight[own.payment_hash] = (wallet_id, cost, payment_request)
+        now = self.clock()
+        self._record_transaction(wallet_id, 2, Decimal(cost),
+                                 self._send_record(wallet_id, own, payment_request, now), now,
+                                 status="PENDING")
         self.save()
         delay = self.faults.send_pending_settle_s
         if delay is not None:
@@ -504,6 +524,8 @@ class SandboxCore:
             wallet = self.state.account.wallet(wallet_id)
             if wallet is not None:
                 wallet.balance += cost  # the payment failed: the money comes back
+            if own is not None and (row := self._pending_send_row(wallet_id, payment_hash)):
+                row.status = "FAILURE"
             self.save()
         return True
 

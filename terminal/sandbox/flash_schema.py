@@ -311,7 +311,7 @@ def _transaction_out(tx: TransactionRecord) -> dict[str, Any]:
         "settlementFee": 0,
         "settlementPrice": {"base": 0, "offset": 0, "currencyUnit": "USDCENT",
                             "formattedAmount": "0"},
-        "status": "SUCCESS",
+        "status": getattr(tx, "status", "SUCCESS"),
         "memo": None,
         "initiationVia": {"__typename": "InitiationViaLn", "paymentHash": ""},
         "settlementVia": {"__typename": "SettlementViaLn", "preImage": None,

@@ -144,6 +144,7 @@ class TransactionRecord:
     bolt11: str
     memo: str
     preimage: str = field(default="", repr=False)
+    status: str = "SUCCESS"  # Flash's TxStatus: a send in flight is PENDING until it settles
 
 
 @dataclass

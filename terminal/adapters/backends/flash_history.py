@@ -61,6 +61,7 @@ class Row:
     receive: bool
     lightning: bool
     settled: bool
+    pending: bool = False  # Flash's TxStatus PENDING: a send still in flight
 
     @property
     def candidate(self) -> bool:
@@ -68,7 +69,7 @@ class Row:
 
     @property
     def sent_candidate(self) -> bool:
-        return not self.receive and self.lightning and self.settled
+        return not self.receive and self.lightning and (self.settled or self.pending)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ class Details:
 class LookupIncomplete(BackendRejected):
     """The wallet's history as Flash serves it (newest 100 rows) does not reach back far enough
     to answer: neither "paid" nor "not paid" can be said."""
+
+
+class PaymentInFlight(BackendRejected):
+    """The wallet lists a send of this invoice that is still PENDING: neither sent nor failed
+    yet (a refund must then be neither recorded as failed nor sent again)."""
 
 
 def parse_rows(data: dict[str, Any]) -> list[Row]:
@@ -120,6 +126,7 @@ def parse_rows(data: dict[str, Any]) -> list[Row]:
             receive=node.get("direction") == "RECEIVE",
             lightning=typename == "InitiationViaLn",
             settled=node.get("status") == "SUCCESS",
+            pending=node.get("status") == "PENDING",
         ))
     return rows
 
@@ -244,6 +251,12 @@ class FlashHistory:
                 continue
             details = await self._details_of(row)
             if details.payment_hash not in (None, invoice.payment_hash):
+                continue
+            if row.pending:
+                if details.payment_hash == invoice.payment_hash:
+                    raise PaymentInFlight(
+                        "The wallet lists this payment as still in flight (PENDING): it is "
+                        "neither sent nor failed yet.", code="payment_pending")
                 continue
             payment = to_payment(row, details, self._network_check)
             if payment is not None and payment.payment_hash == invoice.payment_hash:
