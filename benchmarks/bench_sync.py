@@ -276,6 +276,7 @@ class Run:
     paid: int
     failed: int
     status_requests: int
+    journal_records: int  # ledger records written by the drain (each one fsynced, twice)
     blocks: int | None  # times Flash's invoice block tripped (paced mode)
 
 
@@ -303,6 +304,7 @@ def run_once(args: argparse.Namespace) -> Run:
             else:
                 rig.sb.mark()
             per_item: list[float] = []
+            records_before = rig.ledger.counts()["journal_records"]
             cpu_started = time.process_time()
             sys_started = os.times().system
             started = time.perf_counter()
@@ -310,6 +312,7 @@ def run_once(args: argparse.Namespace) -> Run:
             drain_s = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
             sys_s = os.times().system - sys_started
+            journal_records = rig.ledger.counts()["journal_records"] - records_before
             if in_process:
                 sandbox: dict[str, Any] = {"handler_s": sum(sandbox_spent), "cpu_s": None}
             else:
@@ -320,7 +323,8 @@ def run_once(args: argparse.Namespace) -> Run:
     if args.mode == "cost":
         assert report.paid == args.payouts, report.to_json()["items"][:3]
     return Run(queued_s, drain_s, sorted(per_item), cpu_s, sys_s, sandbox["handler_s"],
-               sandbox["cpu_s"], report.paid, report.failed, status_requests, blocks)
+               sandbox["cpu_s"], report.paid, report.failed, status_requests, journal_records,
+               blocks)
 
 
 def _rows(run: Run, payouts: int) -> list[tuple[str, str]]:
@@ -331,6 +335,7 @@ def _rows(run: Run, payouts: int) -> list[tuple[str, str]]:
         ("per payout, median (ms)", f"{statistics.median(run.per_item) * 1000:.1f}"),
         ("per payout, p95 (ms)", f"{_percentile(run.per_item, 0.95) * 1000:.1f}"),
         ("status requests (batched)", f"{run.status_requests}"),
+        ("ledger records written per payout", f"{run.journal_records / payouts:.2f}"),
         ("sandbox request handlers, total (s)", f"{run.sandbox_handler_s:.2f}"),
     ]
     if run.sandbox_cpu_s is None:

@@ -35,6 +35,7 @@ import httpcore
 import httpx
 
 from terminal import __version__
+from terminal.adapters.backends.http import LivenessBackend, pooled_transport
 from terminal.protocols.lnurl import (
     CallbackAccepted,
     CallbackOutcomeUnknown,
@@ -111,7 +112,7 @@ class _PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses the policy checked for this request's host; fails closed."""
 
     def __init__(self, stats: ClientStats) -> None:
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = LivenessBackend()
         self._stats = stats
 
     async def connect_tcp(
@@ -142,29 +143,6 @@ class _PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
-
-
-class _PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool rebuilt on the pinned network backend."""
-
-    def __init__(self, ssl_context: ssl.SSLContext, backend: httpcore.AsyncNetworkBackend) -> None:
-        # Every connection may be kept: with fewer kept than used, a drain of many taps (several
-        # at once) opens and closes a connection per request.
-        limits = httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30)
-        # trust_env=False: no proxy from the environment; a proxy would resolve names itself.
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits, retries=0)
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise RuntimeError("httpx transport internals changed: cannot pin addresses")
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=backend,
-        )
 
 
 class _Progress:
@@ -203,8 +181,13 @@ class WithdrawClient:
         self.timeouts = timeouts or Timeouts()
         self.stats = ClientStats()
         self._resolver: Resolver = resolver or system_resolver
-        self._transport = _PinnedTransport(
-            ssl_context or httpx.create_ssl_context(), _PinnedNetworkBackend(self.stats)
+        # Every connection may be kept: with fewer kept than used, a drain of many taps (several
+        # at once) opens and closes a connection per request. No proxy from the environment: a
+        # proxy would resolve names itself.
+        self._transport = pooled_transport(
+            httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30),
+            ssl_context=ssl_context or httpx.create_ssl_context(),
+            network_backend=_PinnedNetworkBackend(self.stats),
         )
         self._headers = {
             "Accept": "application/json",

@@ -13,6 +13,7 @@ one-time tap token and stays out of reprs as well.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -451,6 +452,7 @@ def check_addresses(target: Target, addresses: Iterable[str], policy: UrlPolicy)
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """True only for globally routable unicast addresses, judging embedded IPv4 too."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -482,6 +484,7 @@ def check_redirect(current: Target, location_url: str, policy: UrlPolicy) -> Tar
     return nxt
 
 
+@functools.lru_cache(maxsize=256)  # a few hosts, parsed several times per request
 def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host)

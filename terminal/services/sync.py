@@ -260,13 +260,39 @@ class _Settlements:
                             await self._wake.wait()
                     continue
                 statuses = await self.worker._statuses([f.invoice for f in due])
-                for followed, status in zip(due, statuses, strict=True):
+                rest = self._record_settled(due, statuses)
+                for followed, status in rest:
                     await self._settle(followed, status, loop.time())
         except Exception:  # never leave a chain without its outcome
             log.exception("following sent payouts failed")
-            for followed in self._followed:
+            for followed in list(self._followed):  # a copy: `_done` removes from the list
                 self._done(followed, self.worker._result(
                     followed.payout, SUBMITTING, None, "Sent; waiting for the payment to confirm."))
+
+    def _record_settled(self, due: list[_Followed], statuses: list[InvoiceStatus | BackendError]
+                        ) -> list[tuple[_Followed, InvoiceStatus | BackendError]]:
+        """Record the paid and underpaid payouts of one status answer in ONE ledger transaction
+        (one journal record and fsync instead of one each: nothing lies between them that
+        needs its own durability boundary), and only then hand out their outcomes, so none is
+        reported before it is durable. If the transaction fails nothing of it is recorded:
+        `_run` leaves them all SUBMITTING, resolved by the next pass through their invoices.
+        The rest (pending, expired, errors: some await the backend) are returned for `_settle`.
+        """
+        worker = self.worker
+        done: list[tuple[_Followed, ItemResult]] = []
+        rest: list[tuple[_Followed, InvoiceStatus | BackendError]] = []
+        with worker.ledger.transaction():
+            for followed, status in zip(due, statuses, strict=True):
+                if status is InvoiceStatus.PAID:
+                    done.append((followed, worker._finish_paid(followed.payout, followed.sale)))
+                elif status is InvoiceStatus.UNDERPAID:
+                    done.append((followed, worker._finish_failed(
+                        followed.payout, followed.sale, REASON_UNDERPAID, UNDERPAID_MESSAGE)))
+                else:
+                    rest.append((followed, status))
+        for followed, result in done:
+            self._done(followed, result)
+        return rest
 
     async def _settle(self, followed: _Followed, status: InvoiceStatus | BackendError,
                       now: float) -> None:

@@ -98,6 +98,21 @@ def sale_doc(record: SaleRecord) -> dict[str, Any]:
     return doc
 
 
+_PAYOUT_FIELDS = tuple(f.name for f in dataclasses.fields(QueuedPayout))
+_CARD_FIELDS = tuple(f.name for f in dataclasses.fields(CardState))
+
+
+def payout_doc(payout: QueuedPayout) -> dict[str, Any]:
+    """`payout.to_doc()` without the deep copies, as `sale_doc` (the metadata is shared: it is
+    serialised before `save_payout` returns and never kept)."""
+    return {name: getattr(payout, name) for name in _PAYOUT_FIELDS}
+
+
+def card_doc(state: CardState) -> dict[str, Any]:
+    """`state.to_doc()` without `dataclasses.asdict` (every field is a scalar)."""
+    return {name: getattr(state, name) for name in _CARD_FIELDS}
+
+
 class Ledger:
     """Implements checkout's and the sync worker's `Ledger` and the `SalesHistory` port."""
 
@@ -497,7 +512,7 @@ class Ledger:
         return [CardState.from_doc(_copy(doc)) for _, doc in self._raw(CARDS)]
 
     def save_card(self, state: CardState) -> None:
-        self._put(self._cards, self._card_doc, state.card_id, state.to_doc())
+        self._put(self._cards, self._card_doc, state.card_id, card_doc(state))
 
     def advance_counter(self, card_id: str, issuer: str, counter: int) -> int:
         """Store `counter` as the card's last one only if strictly greater; return the previous.
@@ -520,7 +535,7 @@ class Ledger:
         self.save_payout(payout)
 
     def save_payout(self, payout: QueuedPayout) -> None:
-        doc = payout.to_doc()
+        doc = payout_doc(payout)
         doc_id = self._put(self._payouts, self._payout_doc, payout.id, doc)
         self._index_payout(doc_id, doc)
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -99,6 +100,17 @@ AFFECTS_JOURNAL = (
 def _encode(value: Any) -> str:
     # Strict JSON (no NaN) so every line parses the same in any reader.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _encode_name(name: str) -> str:
+    """A table name as JSON (a handful of names, written in every operation: built once)."""
+    return _encode(name)
+
+
+def _encode_key(key: str) -> str:
+    """A document id as JSON: ids are decimal digits, which JSON quotes as they are."""
+    return f'"{key}"' if key.isascii() and key.isdigit() else _encode(key)
 
 
 def _checked(body: bytes) -> bytes:
@@ -619,7 +631,8 @@ class JournalStorage(Storage):
             if not isinstance(doc, Mapping):
                 raise TypeError("a document must be a mapping")
             doc_text = _encode(dict(doc))
-            return f"[\"put\",{_encode(table)},{_encode(str(key))},{doc_text}]", doc_text
+            return (f"[\"put\",{_encode_name(table)},{_encode_key(str(key))},{doc_text}]",
+                    doc_text)
         if kind == OP_DEL:
             return _encode([OP_DEL, op[1], str(op[2])]), ""
         if kind in (OP_CLEAR, OP_DROP):
@@ -837,7 +850,8 @@ def snapshot_chunks(tables: Mapping[str, Mapping[str, Any]], ledger_id: str,
     for name, table in tables.items():
         buffer.append(_record_line(seq, _encode([[OP_CLEAR, name]])))
         for key, doc in table.items():
-            line = _record_line(seq, f"[[\"put\",{_encode(name)},{_encode(key)},{_encode(doc)}]]")
+            line = _record_line(
+                seq, f"[[\"put\",{_encode_name(name)},{_encode_key(key)},{_encode(doc)}]]")
             buffer.append(line)
             pending += len(line)
             if pending >= 1 << 20:
