@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import random
 import re
 import select
@@ -31,6 +32,8 @@ from terminal.core.ports.backend import (
     BackendRateLimited,
     BackendUnavailable,
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -237,7 +240,9 @@ def pooled_transport(limits: httpx.Limits, *, ssl_context: ssl.SSLContext | None
     transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, limits=limits,
                                          retries=0)
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        raise RuntimeError("httpx transport internals changed: cannot set its network backend")
+        # httpx's internals moved: its own pool is slower here, never wrong. Never fail for it.
+        log.warning("httpx transport internals changed: using its default connection pool")
+        return transport
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=context,
         max_connections=limits.max_connections,
