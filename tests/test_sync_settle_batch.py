@@ -12,7 +12,7 @@ import errno
 import os
 
 import pytest
-from test_sync import Rig, SyncClock
+from helpers.sync_rig import Rig, SyncClock
 
 from terminal.adapters.books.ledger import Ledger
 from terminal.core.ports.backend import InvoiceStatus
