@@ -319,7 +319,7 @@ def test_server_text_is_cleaned_and_bounded(fake: FakeBTCPay, clock: Clock) -> N
         run(lambda: backend.create_invoice(sale()), backend)
     message = err.value.message
     assert "\x1b" not in message and "\n" not in message and "\x07" not in message
-    assert message.startswith("BTCPay refused the request: [31mamount: bad value")
+    assert message.startswith("BTCPay refused the request: amount: bad value")
     assert len(message) < 260
 
 

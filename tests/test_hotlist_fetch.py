@@ -98,7 +98,7 @@ def test_an_unchanged_list_is_not_written_again(tmp_path, lists):
     ((200, b"<html>not json</html>"), "not JSON"),
     ((200, b'{"version": 1, "cards": [{"card_id": "short"}]}'), "32 hex"),
     ((200, b'{"cards": "all"}'), '"cards" must be a list'),
-    ((503, b'{"detail": "maintenance\\u001b[2J"}'), "HTTP 503: maintenance [2J"),
+    ((503, b'{"detail": "maintenance\\u001b[2J"}'), "HTTP 503: maintenance"),
     ((404, b""), "HTTP 404"),
 ])
 def test_a_broken_answer_keeps_the_last_good_list(tmp_path, lists, answer, words):

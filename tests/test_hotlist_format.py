@@ -40,7 +40,7 @@ def test_a_hotlist_names_cards_by_card_id_or_uid_with_cleaned_reasons():
         ],
         "issued_by": "room to grow: unknown keys are ignored",
     })
-    assert entries[0] == HotlistEntry(CARD_ID, None, "reported [31m lost")
+    assert entries[0] == HotlistEntry(CARD_ID, None, "reported lost")  # escape removed whole
     assert entries[1].uid == bytes.fromhex(UID) and len(entries[1].reason) == 120
     assert entries[2].reason == DEFAULT_REASON
     assert parse_hotlist({"cards": []}) == []  # version defaults to 1; an empty list is a list

@@ -230,7 +230,7 @@ REFUSALS = [
            "or SATS and accept lightning"},
      "issuer refused: This pull payment currency should be BTC or SATS and accept lightning "
      "(HTTP 400)"),
-    (403, {"message": "Forbidden\x1b[31m\nnow"}, "issuer refused: Forbidden [31m now (HTTP 403)"),
+    (403, {"message": "Forbidden\x1b[31m\nnow"}, "issuer refused: Forbidden now (HTTP 403)"),
     (500, {"oops": 1}, "issuer answered HTTP 500"),
     (200, {"message": "card already programmed"}, "issuer refused: card already programmed"),
 ]

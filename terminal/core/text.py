@@ -3,15 +3,22 @@ fit for a screen, a log line or stdout: the one cleaner, each caller choosing it
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+# Terminal escape sequences (CSI, OSC, two-byte ESC, 8-bit CSI): removed whole, not just their ESC,
+# so "\x1b[31mred" reads "red", not "[31mred".
+_ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]"
+                      r"|\x9b[0-?]*[ -/]*[@-~]")
 
 
 def clean_text(value: object, limit: int) -> str:
-    """Printable, one line: control, format and separator characters (newlines, bidi overrides,
-    NUL) become single spaces, at most `limit` characters ("…" marks a cut). Anything that is
-    not a string becomes ""."""
+    """Printable, one line: escape sequences removed; control, format and separator characters
+    (newlines, bidi overrides, NUL) become single spaces; at most `limit` characters ("…" marks
+    a cut). Anything that is not a string becomes ""."""
     if not isinstance(value, str):
         return ""
-    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in value)
+    text = _ANSI_RE.sub(" ", value[: limit * 4])  # bound the work before cleaning
+    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -17,7 +17,6 @@ import select
 import socket
 import ssl
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,6 +31,7 @@ from terminal.core.ports.backend import (
     BackendRateLimited,
     BackendUnavailable,
 )
+from terminal.core.text import clean_text as _clean
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +41,9 @@ MAX_RETRY_AFTER_S = 30.0  # never park a request longer than this on a server's 
 MAX_SERVER_TEXT = 200  # characters of server-supplied text kept in a message
 _TAG_RE = re.compile(r"<[^>]*>")
 # ANSI/VT escape sequences: CSI (ESC [ … final), OSC (ESC ] … BEL/ST), and two-byte escapes.
-_ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]"
-                      r"|\x9b[0-?]*[ -/]*[@-~]")
-
-
 def clean_text(value: object, limit: int = MAX_SERVER_TEXT) -> str:
-    """Server-supplied text fit for a screen, a log line or stdout: escape sequences removed,
-    control, format and separator characters (newlines, bidi overrides, NUL) turned into single
-    spaces, at most `limit` characters. Anything that is not a string becomes ""."""
-    if not isinstance(value, str):
-        return ""
-    text = _ANSI_RE.sub(" ", value[: limit * 4])  # bound the work before cleaning
-    text = "".join(ch if unicodedata.category(ch)[0] not in "CZ" else " " for ch in text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Server-supplied text fit for a screen, a log line or stdout (`terminal.core.text`)."""
+    return _clean(value, limit)
 
 
 @dataclass(frozen=True)
