@@ -801,6 +801,11 @@ def enroll(
             return EnrollResult(tid, checks, files)
         checks.append(Check("files", Status.OK,
                             f"{files[0]} and {files[1].name} (0600, holds the secrets)"))
+        try:  # the books' folder, as the kiosk makes it at start: doctor's disk check needs it
+            config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            checks.append(Check("data-dir", Status.WARN, f"cannot create {config.data_dir}: {exc}",
+                                "the terminal creates it at its first start; check the owner"))
 
     live = validate(config, reader_probe=reader_probe)
     checks += (run or asyncio.run)(live)
