@@ -166,17 +166,35 @@ max_per_day_sats = 0
     assert _charge(config, card_file, 90)[1]["status"] == "queued"  # still within the day
 
 
-def _unknown_card(sb: SandboxThread, path) -> None:
-    """A card on the sandbox's host whose keys no configured issuer has."""
+def _unknown_card(sb: SandboxThread, path, config: str) -> None:
+    """A card on the sandbox's host whose keys no configured issuer has.
+
+    Under another issuer's key a foreign card's `p` decrypts to a well-formed header about one
+    tap in 256; SUN cannot tell that from a forged CMAC (the terminal then says cmac-mismatch,
+    and refuses all the same). The test is about the unknown-card policy, so the stranger is one
+    whose next tap does not fall in that 1/256 under the sandbox issuer's keys."""
+    from terminal.app.config import load_config
+    from terminal.app.root import build_keyring
+    from terminal.protocols.boltcard import TapReason
+
     keys = BoltcardKeys(*(bytes([n + 1]) * 16 for n in range(5)), version=1)
-    simcards.create_programmed(path, f"http://127.0.0.1:{sb.port}/ln", keys)
+    keyring = build_keyring(load_config(config))
+    for _ in range(20):
+        simcards.create_programmed(path, f"http://127.0.0.1:{sb.port}/ln", keys)
+        probe = path.with_suffix(".probe.json")
+        probe.write_bytes(path.read_bytes())
+        verdict = keyring.verify_tap(simcards.tap(probe))  # the tap the charge will read
+        probe.unlink()
+        if verdict.reason is TapReason.UNKNOWN_ISSUER:
+            return
+    raise AssertionError("no stranger card in 20 tries")
 
 
 def test_an_unknown_card_on_a_host_that_requires_verification_is_refused_unsent(tmp_path):
     with SandboxThread(tmp_path / "sb") as sb:
         config = _config(sb)  # the sandbox issuer lists 127.0.0.1: require-verification
         card_file = tmp_path / "stranger.json"
-        _unknown_card(sb, card_file)
+        _unknown_card(sb, card_file, config)
         scans = len(sb.core.state.withdrawals)
         code, result = _charge(config, card_file)
         assert code == 4 and result["reason"] == "unknown-card-refused"
@@ -193,7 +211,7 @@ def test_an_unknown_card_on_an_online_only_host_goes_to_its_issuer_online_never_
     path.write_text(text)
     config = str(path)
     card_file = tmp_path / "stranger.json"
-    _unknown_card(sb, card_file)
+    _unknown_card(sb, card_file, config)
     try:
         code, result = _charge(config, card_file)
         # It went online: the issuer itself refused it (its keys do not fit this card).
