@@ -143,6 +143,14 @@ class CardPolicy:
         self._listeners: list[Callable[[], None]] = []
 
     # -- checkout's hook ----------------------------------------------------------------------
+    def issuer_decides(self, url: str) -> bool:
+        """Whether a tap this terminal cannot verify goes to its issuer (the host is
+        `online-only`). There, a failed local CMAC is not proof of a forgery: under one issuer's
+        K1 another key set's card decrypts to a well-formed header one tap in 256, and then its
+        CMAC fails. The issuer checks it; it is never accepted offline."""
+        host = tap_host(url)
+        return bool(host) and self.settings.unknown_policy(host) is UnknownCardPolicy.ONLINE_ONLY
+
     def check(self, verification: TapVerification, url: str, *, amount_msat: int | None,
               online: bool) -> CardRefusal | None:
         """Right after the SUN check: may this card go on? Never raises for a tap."""

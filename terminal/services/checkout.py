@@ -385,6 +385,11 @@ class SaleSession:
             late = LateTap(self.record.id, self.sale.state, "")
             return TapResult("late", "sale-ended", _late_text(late.state))
         verification = co.keyring.verify_tap(url)
+        if (verification.reason is TapReason.CMAC_MISMATCH and co.card_policy is not None
+                and co.card_policy.issuer_decides(url)):
+            # Unverifiable here, not proven forged: an unknown card for the host's policy.
+            verification = TapVerification(False, TapReason.UNKNOWN_ISSUER,
+                                           detail=verification.detail)
         if verification.reason is not None and verification.reason is not TapReason.UNKNOWN_ISSUER:
             return TapResult("refused", verification.reason.value,
                              TAP_MESSAGES.get(verification.reason, verification.detail))
