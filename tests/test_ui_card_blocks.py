@@ -72,8 +72,10 @@ def test_tap_to_block_with_a_reason_then_unblock_from_the_list(demo, tmp_path: P
             assert c.tools.choose(Tool.BLOCK)
             await c.present_card(_stranger(tmp_path))
             assert c.tools.phase is ToolPhase.FAILED
-            assert "does not verify with the configured keys (unknown-issuer)" in \
-                c.tools.detail_lines[0]
+            # (One tap in 256 of a stranger decrypts under the demo issuer's K1 and then fails
+            # its CMAC: the same refusal, named cmac-mismatch.)
+            assert any(f"does not verify with the configured keys ({why})" in
+                       c.tools.detail_lines[0] for why in ("unknown-issuer", "cmac-mismatch"))
             assert "unknown-card policy" in c.tools.next_text
             # Unblock from the list.
             c.blocks.unblock(row.card_id)
