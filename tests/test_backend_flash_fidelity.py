@@ -3,18 +3,19 @@ received payments through `transactions` + `transactionDetails`, purged invoices
 codes where Flash puts them, USD invoice expiry, exact fractional cents, batched status, EXPIRED
 pushed before PAID, and the invoice budget. Real HTTP and WebSocket on 127.0.0.1."""
 
+# ruff: noqa: F811 - the sandbox fixtures (tests/helpers/flash_sandbox.py) are parameters here
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import bolt11
 import pytest
+from helpers.flash_sandbox import sandbox, sb  # noqa: F401 - the shared fixtures
 
 from terminal.adapters.backends.budget import BackendBudget
 from terminal.adapters.backends.flash import FlashBackend, ReconnectPolicy
@@ -34,31 +35,6 @@ from terminal.sandbox import FlashLimits, SandboxThread
 
 TERMINAL = "ft-fidelity"
 
-
-class MovableClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture(scope="module")
-def server():
-    clock = MovableClock()
-    with tempfile.TemporaryDirectory() as tmp, SandboxThread(Path(tmp), clock=clock) as sb:
-        sb.clock = clock
-        yield sb
-
-
-@pytest.fixture
-def sb(server):
-    server.faults.reset()
-    server.reset_limits()
-    server.clock.offset = 0.0
-    yield server
-    server.faults.reset()
-    server.clock.offset = 0.0
 
 
 def run(scenario, timeout: float = 20.0) -> Any:

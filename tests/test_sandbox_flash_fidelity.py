@@ -3,18 +3,18 @@ scopes, status of unknown and purged invoices, the WebSocket's rules, transactio
 complexity. Real HTTP and WebSocket over loopback; Flash's real numbers, on a clock the test moves
 (or, where the server itself must wait, on windows scaled down)."""
 
+# ruff: noqa: F811 - the sandbox fixtures (tests/helpers/flash_sandbox.py) are parameters here
+
 from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
-import time
 from decimal import Decimal
-from pathlib import Path
 
 import bolt11
 import httpx
 import pytest
+from helpers.flash_sandbox import sandbox, sb  # noqa: F401 - the shared fixtures
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -61,31 +61,6 @@ query details($id: String!) {
 }"""
 IBEX_TEXT = "An error occurred. Contact support if error persists."
 
-
-class MovableClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture(scope="module")
-def server():
-    clock = MovableClock()
-    with tempfile.TemporaryDirectory() as tmp, SandboxThread(Path(tmp), clock=clock) as sb:
-        sb.clock = clock
-        yield sb
-
-
-@pytest.fixture
-def sb(server):
-    server.faults.reset()
-    server.reset_limits()
-    server.clock.offset = 0.0
-    yield server
-    server.faults.reset()
-    server.clock.offset = 0.0
 
 
 @pytest.fixture
