@@ -20,7 +20,9 @@ import httpx
 import pytest
 from helpers.flash_sandbox import (  # noqa: F401 - fixtures
     CREATE_USD,
+    DETAILS,
     SEND,
+    TRANSACTIONS,
     create_usd_invoice,
     gql,
     sandbox,
@@ -64,19 +66,6 @@ mutation create($input: LnInvoiceCreateInput!) {
   lnInvoiceCreate(input: $input) {
     errors { message code path }
     invoice { paymentHash paymentRequest satoshis }
-  }
-}"""
-TRANSACTIONS = """
-query txs($first: Int, $last: Int, $after: String) {
-  me { defaultAccount { transactions(first: $first, last: $last, after: $after) {
-    edges { cursor node { id createdAt direction status memo settlementCurrency
-      initiationVia { __typename ... on InitiationViaLn { paymentHash } } } } } } }
-}"""
-DETAILS = """
-query details($id: String!) {
-  transactionDetails(input: {transactionId: $id}) {
-    errors { message }
-    transactionDetails { id accountId amount currency createdAt invoice paymentHash memo }
   }
 }"""
 DEFAULT_WALLET = """

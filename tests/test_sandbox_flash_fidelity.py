@@ -14,7 +14,12 @@ from decimal import Decimal
 import bolt11
 import httpx
 import pytest
-from helpers.flash_sandbox import sandbox, sb  # noqa: F401 - the shared fixtures
+from helpers.flash_sandbox import (  # noqa: F401 - the shared fixtures
+    DETAILS,
+    TRANSACTIONS,
+    sandbox,
+    sb,
+)
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -46,19 +51,6 @@ subscription status($input: LnInvoicePaymentStatusInput!) {
 }"""
 ME = "{ me { id } }"
 ME_WALLETS = "{ me { defaultAccount { wallets { id walletCurrency } } } }"
-TRANSACTIONS = """
-query txs($first: Int, $last: Int, $after: String) {
-  me { defaultAccount { transactions(first: $first, last: $last, after: $after) {
-    edges { cursor node { id createdAt direction status memo settlementCurrency
-      initiationVia { __typename ... on InitiationViaLn { paymentHash } } } } } } }
-}"""
-DETAILS = """
-query details($id: String!) {
-  transactionDetails(input: {transactionId: $id}) {
-    errors { message }
-    transactionDetails { id accountId amount currency createdAt invoice paymentHash memo }
-  }
-}"""
 IBEX_TEXT = "An error occurred. Contact support if error persists."
 
 

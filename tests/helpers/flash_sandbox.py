@@ -23,6 +23,22 @@ mutation create($input: LnUsdInvoiceCreateOnBehalfOfRecipientInput!) {
 }"""
 
 
+# A wallet's transactions and one row's details, as a merchant's API key reads them.
+TRANSACTIONS = """
+query txs($first: Int, $last: Int, $after: String) {
+  me { defaultAccount { transactions(first: $first, last: $last, after: $after) {
+    edges { cursor node { id createdAt direction status memo settlementCurrency
+      initiationVia { __typename ... on InitiationViaLn { paymentHash } } } } } } }
+}"""
+DETAILS = """
+query details($id: String!) {
+  transactionDetails(input: {transactionId: $id}) {
+    errors { message }
+    transactionDetails { id accountId amount currency createdAt invoice paymentHash memo }
+  }
+}"""
+
+
 SEND = """
 mutation send($input: LnInvoicePaymentInput!) {
   lnInvoicePaymentSend(input: $input) { status errors { message code } }
