@@ -37,7 +37,7 @@ def _row(name: str, samples: list[float], extra: str = "") -> str:
 
 
 async def _bench(refunds: int, histories: list[int]) -> None:
-    from test_refund_e2e import sending_config
+    from helpers.refund_flow import sending_config
 
     from terminal.adapters import simcards
     from terminal.app.config import load_config

@@ -52,7 +52,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_sync import Rig, SyncPolicy  # noqa: E402
+from helpers.sync_rig import Rig  # noqa: E402
+from terminal.services.sync import SyncPolicy  # noqa: E402
 
 from terminal.adapters.backends.budget import BackendBudget  # noqa: E402
 from terminal.adapters.books.ledger import Ledger  # noqa: E402

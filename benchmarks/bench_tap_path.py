@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_sync import Rig  # noqa: E402
+from helpers.sync_rig import Rig  # noqa: E402
 
 from terminal.app.root import build_keyring  # noqa: E402
 from terminal.services.checkout import Checkout  # noqa: E402

@@ -50,3 +50,16 @@ def test_no_test_module_or_helper_imports_a_test_module():
     }
     assert offenders == {}, ("move what they share into tests/helpers/ (a module per job): "
                              f"{offenders}")
+
+
+def test_no_benchmark_or_script_imports_a_test_module():
+    """Benchmarks reuse the test rigs; they take them from tests/helpers/ like the tests do, so
+    a test file can move without breaking a benchmark nobody runs in CI."""
+    root = TESTS.parent
+    offenders = {
+        str(path.relative_to(root)): found
+        for folder in ("benchmarks", "scripts")
+        for path in sorted((root / folder).rglob("*.py"))
+        if (found := imported_test_modules(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}, f"import from tests/helpers/ instead: {offenders}"
