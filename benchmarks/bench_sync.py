@@ -53,7 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.sync_rig import Rig  # noqa: E402
-from terminal.services.sync import SyncPolicy  # noqa: E402
 
 from terminal.adapters.backends.budget import BackendBudget  # noqa: E402
 from terminal.adapters.books.ledger import Ledger  # noqa: E402
@@ -62,6 +61,7 @@ from terminal.core.budget import (  # noqa: E402
     FLASH_INVOICE_LIMIT,
     WindowLimit,
 )
+from terminal.services.sync import SyncPolicy  # noqa: E402
 
 SANDBOX_HANDLERS = ("create_invoice", "withdraw_request", "withdraw_check", "withdraw_pay",
                     "query_status")
@@ -309,7 +309,14 @@ def run_once(args: argparse.Namespace) -> Run:
             cpu_started = time.process_time()
             sys_started = os.times().system
             started = time.perf_counter()
-            report, status_requests = asyncio.run(_drain(rig, args, per_item))
+            if args.profile is not None:  # cProfile inflates small calls: shares, not times
+                import cProfile
+
+                with cProfile.Profile() as profile:
+                    report, status_requests = asyncio.run(_drain(rig, args, per_item))
+                profile.dump_stats(args.profile)
+            else:
+                report, status_requests = asyncio.run(_drain(rig, args, per_item))
             drain_s = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
             sys_s = os.times().system - sys_started
@@ -420,6 +427,8 @@ def main() -> None:
         "--durable-sandbox", action="store_true",
         help="keep the sandbox's own fsynced whole-state rewrite on every change (it grows with "
         "every invoice, so the sandbox, not the terminal, dominates at 1,000)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="write a cProfile of the (last) drain to FILE (pstats format)")
     parser.add_argument("--serve-sandbox", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--sandbox-limits", default="off", help=argparse.SUPPRESS)
     args = parser.parse_args()
