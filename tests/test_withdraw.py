@@ -378,7 +378,10 @@ async def test_https_pins_resolved_address_and_keeps_sni(tmp_path: Path) -> None
         async with WithdrawClient(policy, resolver=resolver, ssl_context=ctx) as client:
             req = await client.fetch_request(card)
             await client.submit(req, BOLT11, 5_000)
-        assert calls == [("issuer.example", issuer.port)] * 2
+            # Resolved (and checked) once per connection; the callback reused the TLS one.
+            assert client.stats.connections_opened == 1
+            assert client.stats.requests_sent == 2
+        assert calls == [("issuer.example", issuer.port)]
         assert [s.host_header for s in issuer.seen] == [f"issuer.example:{issuer.port}"] * 2
     finally:
         issuer.stop()

@@ -137,12 +137,21 @@ async def test_connects_to_the_checked_address_resolving_once(issuer: Issuer) ->
 
 
 @pytest.mark.anyio
-async def test_pinned_backend_refuses_a_connection_nobody_checked() -> None:
-    from terminal.adapters.withdraw import ClientStats, _PinnedNetworkBackend
+async def test_the_pools_resolver_checks_every_address_it_hands_out() -> None:
+    # The connection pool connects only to what its resolver returns: that resolver is the
+    # policy check, so a name that also answers a private address yields nothing to connect to.
+    from terminal.adapters.withdraw import ClientStats, _PolicyResolver
 
-    backend = _PinnedNetworkBackend(ClientStats())
-    with pytest.raises(UrlRefused, match="unchecked"):
-        await backend.connect_tcp("127.0.0.1", 9)
+    stats = ClientStats()
+    resolver = _PolicyResolver(StubResolver({"mixed.example": ["93.184.215.14", "10.0.0.5"],
+                                             "public.example": ["93.184.215.14"]}),
+                               UrlPolicy(), stats)
+    with pytest.raises(UrlRefused, match="non-public"):
+        await resolver.resolve("mixed.example", 443)
+    [only] = await resolver.resolve("public.example.", 443)
+    assert (only["host"], only["port"], only["hostname"]) == ("93.184.215.14", 443,
+                                                              "public.example.")
+    assert stats.resolutions == 2
 
 
 # --- redirects, callbacks, schemes -------------------------------------------------------------

@@ -1,25 +1,29 @@
-"""LNURL-withdraw over httpx, with the URL policy enforced on the wire.
+"""LNURL-withdraw over aiohttp, with the URL policy enforced on the wire.
 
 The decisions live in `terminal.protocols.lnurl` (pure); this module makes the connections honour
 them:
 
-- Every request resolves its host through an injectable resolver, checks EVERY resolved address
-  against the policy, then connects only to those addresses (a network backend pinned per
-  request), while the URL, Host header and TLS SNI/certificate check keep the name. A DNS answer
-  cannot change between the check and the connect (DNS rebinding).
+- Every new connection resolves its host through an injectable resolver, and the connection pool
+  connects only to addresses the policy checked in that same answer (the pool's resolver IS the
+  check), while the URL, Host header and TLS SNI/certificate check keep the name. A DNS answer
+  cannot change between the check and the connect (DNS rebinding); a kept-alive connection was
+  made to a checked address. An IP-literal host is checked before the request.
 - Redirects: same scheme/host/port only, at most `policy.max_redirects`, each re-checked
   (withdrawRequest GET only; the callback never follows a redirect).
 - Bodies are streamed and cut at `policy.max_response_bytes`; compressed bodies are refused
   (we ask for `identity`, so a gzip bomb cannot grow past the cap).
 - Per-operation total deadline on top of connect/read timeouts: a server trickling one byte per
   100 ms satisfies every read timeout but not the deadline.
-- Requests go straight to the transport, not through `httpx.AsyncClient`: the client logs every
-  request URL at INFO, and the callback URL carries k1, the invoice and the PIN.
+- No URL reaches a log or an exception message of ours: the callback URL carries k1, the
+  invoice and the PIN. aiohttp logs no request URLs; its exceptions are never chained (`from
+  None`) or formatted, only named.
+- aiohttp, not httpx, because a payout makes three or four of these requests and httpx costs
+  five times the CPU per request (`terminal.adapters.wire`).
 """
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 import inspect
 import json
 import logging
@@ -27,15 +31,17 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urljoin
 
-import anyio
-import anyio.to_thread
-import httpcore
+import aiohttp
+import aiohttp.abc
 import httpx
+import yarl
 
 from terminal import __version__
-from terminal.adapters.backends.http import LivenessBackend, pooled_transport
+from terminal.adapters.wire import BodyTooLarge, LoopSession, never_sent, read_capped
 from terminal.protocols.lnurl import (
     CallbackAccepted,
     CallbackOutcomeUnknown,
@@ -96,64 +102,88 @@ class ClientStats:
     requests_sent: int = 0  # requests handed to the transport
 
 
-@dataclass(frozen=True)
-class _Pin:
-    host: str
-    port: int
-    addresses: tuple[str, ...]
+class _PolicyResolver(aiohttp.abc.AbstractResolver):
+    """The connection pool's resolver: the injectable resolver's answer with EVERY address
+    checked against the policy. The pool connects only to what this returns, so the addresses
+    checked are the addresses used."""
 
-
-# The addresses checked for the request in flight in this task. httpcore opens the connection
-# inside `handle_async_request`, in the caller's task, so a context variable reaches it.
-_PINNED: contextvars.ContextVar[_Pin | None] = contextvars.ContextVar("lnurl_pin", default=None)
-
-
-class _PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses the policy checked for this request's host; fails closed."""
-
-    def __init__(self, stats: ClientStats) -> None:
-        self._inner = LivenessBackend()
+    def __init__(self, resolver: Resolver, policy: UrlPolicy, stats: ClientStats) -> None:
+        self._resolver = resolver
+        self._policy = policy
         self._stats = stats
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        pin = _PINNED.get()
-        if pin is None or pin.host != _norm_host(host) or pin.port != port:
-            raise UrlRefused(f"connection to unchecked host {host}:{port} refused")
-        last: Exception | None = None
-        for address in pin.addresses:
-            self._stats.connections_opened += 1
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None  # pin.addresses is never empty (check_addresses)
-        raise last
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET,
+                      ) -> list[aiohttp.abc.ResolveResult]:
+        name = _norm_host(host)
+        target = Target(url="", scheme="", host=name, port=port)
+        if target.is_onion:  # never asked of DNS: the name would leak (checked before, too)
+            raise IssuerUnreachable(f"{name}: .onion issuers need Tor (not configured)")
+        self._stats.resolutions += 1
+        addresses: object  # the resolver is pluggable: its answer is checked below
+        try:
+            addresses = await self._lookup(name, port)
+        except OSError as exc:
+            raise IssuerUnreachable(f"{name}: DNS lookup failed ({exc})") from None
+        if isinstance(addresses, str | bytes) or not isinstance(addresses, Sequence):
+            raise UrlRefused(f"{name}: resolver returned {type(addresses).__name__}")
+        return [{"hostname": host, "host": address, "port": port,
+                 "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                 "proto": 0, "flags": socket.AI_NUMERICHOST}
+                for address in check_addresses(target, addresses, self._policy)]
 
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        raise UrlRefused("unix sockets are not LNURL targets")
+    async def _lookup(self, host: str, port: int) -> object:
+        resolver = self._resolver
+        if inspect.iscoroutinefunction(resolver) or inspect.iscoroutinefunction(
+            getattr(resolver, "__call__", None)  # noqa: B004 - async callable objects
+        ):
+            pending = resolver(host, port)
+            return await pending if inspect.isawaitable(pending) else pending
+        # getaddrinfo blocks: run it in a worker thread; on the deadline, abandon it.
+        return await asyncio.get_running_loop().run_in_executor(None, resolver, host, port)
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
+
+
+def _wire_trace(stats: ClientStats) -> aiohttp.TraceConfig:
+    """Counts the requests that went on the wire, and marks a request's `_Progress` sent once it
+    has a connection (a moment before its first byte leaves: "may have reached the issuer")."""
+
+    async def connected(session: aiohttp.ClientSession, context: SimpleNamespace,
+                        params: object) -> None:
+        progress = context.trace_request_ctx
+        if isinstance(progress, _Progress):
+            progress.sent = True
+
+    async def headers_sent(session: aiohttp.ClientSession, context: SimpleNamespace,
+                           params: object) -> None:
+        stats.requests_sent += 1
+
+    config = aiohttp.TraceConfig()
+    config.on_connection_create_end.append(connected)
+    config.on_connection_reuseconn.append(connected)
+    config.on_request_headers_sent.append(headers_sent)
+    config.freeze()
+    return config
+
+
+def _counting_sockets(stats: ClientStats) -> Callable[[Any], socket.socket]:
+    """The pool's socket factory: counts TCP connect attempts (each to a checked address)."""
+
+    def new_socket(addr_info: Any) -> socket.socket:
+        family, kind, proto, _canonical, _address = addr_info
+        stats.connections_opened += 1
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return new_socket
 
 
 class _Progress:
-    """Whether the request may have reached the issuer (request headers started going out)."""
+    """Whether the request may have reached the issuer (it had a connection)."""
 
     def __init__(self) -> None:
         self.sent = False
-
-    async def trace(self, event: str, info: dict[str, Any]) -> None:
-        if event.endswith("send_request_headers.started"):
-            self.sent = True
 
 
 @dataclass(frozen=True)
@@ -181,14 +211,9 @@ class WithdrawClient:
         self.timeouts = timeouts or Timeouts()
         self.stats = ClientStats()
         self._resolver: Resolver = resolver or system_resolver
-        # Every connection may be kept: with fewer kept than used, a drain of many taps (several
-        # at once) opens and closes a connection per request. No proxy from the environment: a
-        # proxy would resolve names itself.
-        self._transport = pooled_transport(
-            httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30),
-            ssl_context=ssl_context or httpx.create_ssl_context(),
-            network_backend=_PinnedNetworkBackend(self.stats),
-        )
+        # httpx's context: the same CA bundle (certifi) as every other HTTP client here.
+        self._ssl = ssl_context or httpx.create_ssl_context()
+        self._session = LoopSession(self._new_session)
         self._headers = {
             "Accept": "application/json",
             "Accept-Encoding": "identity",
@@ -202,7 +227,20 @@ class WithdrawClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._session.aclose()
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        # Every connection may be kept: with fewer kept than used, a drain of many taps (several
+        # at once) opens and closes a connection per request. No proxy from the environment (a
+        # proxy would resolve names itself), no cookies, no decompression (see `_read_capped`).
+        connector = aiohttp.TCPConnector(
+            limit=8, keepalive_timeout=30.0, use_dns_cache=False, ssl=self._ssl,
+            resolver=_PolicyResolver(self._resolver, self.policy, self.stats),
+            socket_factory=_counting_sockets(self.stats))
+        return aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(), trace_configs=[_wire_trace(self.stats)],
+            requote_redirect_url=False)
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -216,11 +254,13 @@ class WithdrawClient:
         url = decode_lnurl(lnurl_or_url, insecure_hosts=self.policy.allow_insecure_hosts)
         target = check_url(url, self.policy)
         try:
-            with anyio.fail_after(self.timeouts.fetch_deadline):
+            async with asyncio.timeout(self.timeouts.fetch_deadline):
                 answer = await self._get(target, self.timeouts.read, follow_redirects=True)
+        except aiohttp.ClientError as exc:  # before TimeoutError: aiohttp's own timeouts
+            raise IssuerUnreachable(f"{target.host}: {type(exc).__name__}") from None
         except TimeoutError:
             raise IssuerUnreachable(f"{target.host}: no answer within the deadline") from None
-        except httpx.TransportError as exc:
+        except OSError as exc:
             raise IssuerUnreachable(f"{target.host}: {type(exc).__name__}") from None
         payload = _json_or_none(answer.body)
         if payload is None:
@@ -261,18 +301,20 @@ class WithdrawClient:
         target = check_url(url, self.policy)
         progress = _Progress()
         try:
-            with anyio.fail_after(self.timeouts.callback_deadline):
+            async with asyncio.timeout(self.timeouts.callback_deadline):
                 answer = await self._get(
                     target, self.timeouts.callback_read, follow_redirects=False, progress=progress
                 )
+        except aiohttp.ClientError as exc:  # before TimeoutError: aiohttp's own timeouts
+            if never_sent(exc):
+                raise IssuerUnreachable(f"{target.host}: {type(exc).__name__}") from None
+            # `from None`: aiohttp's exceptions carry the request, whose URL holds k1, pr, PIN.
+            raise self._unsent_or_unknown(progress, target, type(exc).__name__) from None
         except TimeoutError:
             raise self._unsent_or_unknown(
                 progress, target, "no answer within the deadline"
             ) from None
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise IssuerUnreachable(f"{target.host}: {type(exc).__name__}") from None
-        except httpx.TransportError as exc:
-            # `from None`: httpx exceptions carry the request, whose URL holds k1, pr and PIN.
+        except OSError as exc:
             raise self._unsent_or_unknown(progress, target, type(exc).__name__) from None
         except IssuerGarbage as exc:  # e.g. an oversized or compressed answer
             raise self._unsent_or_unknown(progress, target, exc.args[0]) from None
@@ -295,12 +337,14 @@ class WithdrawClient:
         leave it."""
         target = check_url(url, self.policy)
         try:
-            with anyio.fail_after(self.timeouts.fetch_deadline):
+            async with asyncio.timeout(self.timeouts.fetch_deadline):
                 answer = await self._get(target, self.timeouts.read, follow_redirects=True,
                                          headers=headers)
+        except aiohttp.ClientError as exc:  # before TimeoutError: aiohttp's own timeouts
+            raise IssuerUnreachable(f"{target.host}: {type(exc).__name__}") from None
         except TimeoutError:
             raise IssuerUnreachable(f"{target.host}: no answer within the deadline") from None
-        except httpx.TransportError as exc:
+        except OSError as exc:
             raise IssuerUnreachable(f"{target.host}: {type(exc).__name__}") from None
         return answer.status, answer.body
 
@@ -321,106 +365,61 @@ class WithdrawClient:
         progress: _Progress | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> _Answer:
+        session = self._session.get()
+        t = self.timeouts
+        # aiohttp's `connect` covers waiting for a pooled connection and making one.
+        timeout = aiohttp.ClientTimeout(total=None, connect=2 * t.connect,
+                                        sock_connect=t.connect, sock_read=read_timeout)
         for _hop in range(self.policy.max_redirects + 1):
-            addresses = await self._resolve(target)
-            response = await self._send(target, addresses, read_timeout, progress, headers)
-            try:
-                if follow_redirects and response.status_code in _REDIRECT_STATUSES:
-                    location = response.headers.get("location")
+            url = self._wire_url(target)
+            async with session.get(url, headers={**self._headers, **(headers or {})},
+                                   timeout=timeout, allow_redirects=False,
+                                   trace_request_ctx=progress) as response:
+                if follow_redirects and response.status in _REDIRECT_STATUSES:
+                    location = response.headers.get("Location")
                     if not location:
                         raise IssuerGarbage(f"{target.host}: redirect without Location")
                     try:
-                        nxt = str(httpx.URL(target.url).join(location))
-                    except httpx.InvalidURL:
+                        nxt = urljoin(target.url, location)
+                    except ValueError:
                         raise IssuerGarbage(f"{target.host}: unusable redirect") from None
                     target = check_redirect(target, nxt, self.policy)
                     continue
-                return _Answer(response.status_code, await self._read_capped(response))
-            finally:
-                await response.aclose()
+                return _Answer(response.status, await self._read_capped(response))
         raise UrlRefused(f"{target.host}: more than {self.policy.max_redirects} redirects")
 
-    async def _resolve(self, target: Target) -> list[str]:
+    def _wire_url(self, target: Target) -> yarl.URL:
+        """The URL as aiohttp will send it, once it agrees with the policy's reading: two URL
+        parsers must agree on where we go, or the check proved nothing. Names are resolved
+        and checked by the pool (`_PolicyResolver`); an IP literal is checked here."""
         if target.is_onion:
             # Resolving a .onion name through DNS would leak it; reaching it needs Tor.
             raise IssuerUnreachable(f"{target.host}: .onion issuers need Tor (not configured)")
+        try:
+            url = yarl.URL(target.url, encoded=True)  # sent as written: k1, pr and PIN included
+            where = (url.scheme, _norm_host(url.raw_host or ""), url.port)
+        except (ValueError, TypeError):
+            raise UrlRefused(f"{target.host}: URL refused by the HTTP client") from None
+        if where != (target.scheme, target.host, target.port):
+            raise UrlRefused(f"{target.host}: URL parsers disagree on the destination")
         literal = target.ip_literal
         if literal is not None:
-            return check_addresses(target, [str(literal)], self.policy)
-        self.stats.resolutions += 1
-        resolver = self._resolver
-        addresses: object  # the resolver is pluggable: its answer is checked below
-        try:
-            if inspect.iscoroutinefunction(resolver) or inspect.iscoroutinefunction(
-                getattr(resolver, "__call__", None)  # noqa: B004 - async callable objects
-            ):
-                pending = resolver(target.host, target.port)
-                addresses = await pending if inspect.isawaitable(pending) else pending
-            else:
-                # getaddrinfo blocks: run it in a worker thread; on the deadline, abandon it.
-                addresses = await anyio.to_thread.run_sync(
-                    resolver, target.host, target.port, abandon_on_cancel=True
-                )
-        except OSError as exc:
-            raise IssuerUnreachable(f"{target.host}: DNS lookup failed ({exc})") from None
-        if isinstance(addresses, str | bytes) or not isinstance(addresses, Sequence):
-            raise UrlRefused(f"{target.host}: resolver returned {type(addresses).__name__}")
-        return check_addresses(target, addresses, self.policy)
+            check_addresses(target, [str(literal)], self.policy)
+        return url
 
-    async def _send(
-        self,
-        target: Target,
-        addresses: list[str],
-        read_timeout: float,
-        progress: _Progress | None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        try:
-            url = httpx.URL(target.url)
-        except httpx.InvalidURL:
-            raise UrlRefused(f"{target.host}: URL refused by the HTTP client") from None
-        default_port = 443 if url.scheme == "https" else 80
-        # Two URL parsers must agree on where we go, or the check proved nothing.
-        if (url.scheme, _norm_host(url.host), url.port or default_port) != (
-            target.scheme,
-            target.host,
-            target.port,
-        ):
-            raise UrlRefused(f"{target.host}: URL parsers disagree on the destination")
-        t = self.timeouts
-        extensions: dict[str, Any] = {
-            "timeout": {
-                "connect": t.connect,
-                "read": read_timeout,
-                "write": t.write,
-                "pool": t.connect,
-            }
-        }
-        if progress is not None:
-            extensions["trace"] = progress.trace
-        request = httpx.Request("GET", url, headers={**self._headers, **(headers or {})},
-                                extensions=extensions)
-        token = _PINNED.set(_Pin(target.host, target.port, tuple(addresses)))
-        try:
-            self.stats.requests_sent += 1
-            return await self._transport.handle_async_request(request)
-        finally:
-            _PINNED.reset(token)
-
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self.policy.max_response_bytes
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise ResponseTooLarge(f"declared body of {declared} bytes exceeds {cap}")
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
+            response.close()
             raise IssuerGarbage(f"unrequested content-encoding {encoding!r}")
-        body = bytearray()
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > cap:
-                raise ResponseTooLarge(f"body exceeds {cap} bytes")
-        return bytes(body)
+        try:
+            return await read_capped(response, cap)
+        except BodyTooLarge as exc:
+            if exc.declared is not None:
+                raise ResponseTooLarge(
+                    f"declared body of {exc.declared} bytes exceeds {cap}") from None
+            raise ResponseTooLarge(f"body exceeds {cap} bytes") from None
 
 
 def _norm_host(host: str) -> str:

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from terminal.adapters.backends import flash_errors
 from terminal.adapters.backends.budget import BackendBudget
 from terminal.adapters.backends.http import (
+    HttpAnswer,
     JsonEndpoint,
     RetryPolicy,
     body_excerpt,
@@ -156,7 +155,7 @@ class FlashTransport:
             log.info("Flash %s: waiting %.1f s for the API key's request budget", operation, wait)
             await self.retry.sleep(wait)
 
-    def _parse(self, response: httpx.Response, operation: str, *, mutation: bool,
+    def _parse(self, response: HttpAnswer, operation: str, *, mutation: bool,
                keyed: bool) -> Answer:
         status = response.status_code
         if status in (401, 403):
@@ -188,7 +187,7 @@ class FlashTransport:
                                        f"{body_excerpt(response)!r}", code=f"http_{status}")
         return Answer(data, errors)
 
-    def _unauthorized(self, response: httpx.Response, keyed: bool) -> str:
+    def _unauthorized(self, response: HttpAnswer, keyed: bool) -> str:
         body = try_json(response)
         code = body.get("error") if isinstance(body, dict) else None
         if not (keyed and self.credentials.present):

@@ -1,4 +1,4 @@
-"""httpx helpers shared by the HTTP backends: one request with its errors mapped, one backoff
+"""HTTP helpers shared by the backends: one request with its errors mapped, one backoff
 (exponential with full jitter) for retries and reconnects, retries for idempotent reads honouring
 Retry-After, JSON without floats, and server text made fit for a screen or a log.
 
@@ -13,18 +13,17 @@ import json
 import logging
 import random
 import re
-import select
-import socket
-import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import httpcore
+import aiohttp
 import httpx
+import yarl
 
+from terminal.adapters.wire import WIRE_ERRORS, BodyTooLarge, LoopSession, never_sent, read_capped
 from terminal.core.ports.backend import (
     BackendError,
     BackendProtocolError,
@@ -149,149 +148,89 @@ def transport_error(exc: httpx.TransportError, service: str) -> BackendUnavailab
         code="network")
 
 
-class _LivenessStream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream whose "is the idle connection still open?" answer is cheap.
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """An HTTP answer read whole: what the parsers below need of a response."""
 
-    httpcore's pool asks it of every idle connection at every request (`has_expired`), and its
-    anyio stream looks the socket up through anyio's attribute table each time, which rebuilds
-    a dict of every attribute per call: a tenth of a request's CPU with a handful of pooled
-    connections. Here the socket is looked up once; the answer is the one httpcore computes
-    (a poll for readability: an idle HTTP/1.1 connection that is readable was closed by the
-    server). Reads, writes, TLS and every other attribute are the wrapped stream's.
-    """
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
-        return _LivenessStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return _is_readable(self._socket)
-        if info == "socket":
-            return self._socket
-        return self._inner.get_extra_info(info)
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
 
 
-def _is_readable(sock: socket.socket | None) -> bool:
-    """httpcore's `is_socket_readable`: a socket that is gone counts as readable (closed)."""
-    fd = -1 if sock is None else sock.fileno()
-    if fd < 0:
-        return True
-    poll = select.poll()
-    poll.register(fd, select.POLLIN)
-    return bool(poll.poll(0))
+class HasBody(Protocol):
+    """An answer with a status, headers and a body read whole (`HttpAnswer`, `httpx.Response`)."""
 
-
-class LivenessBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend (anyio, or `inner`) with `_LivenessStream` streams."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
-        return _LivenessStream(await self._inner.connect_tcp(host, port, timeout, local_address,
-                                                             socket_options))
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None,
-                                  ) -> httpcore.AsyncNetworkStream:
-        return _LivenessStream(await self._inner.connect_unix_socket(path, timeout,
-                                                                     socket_options))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def pooled_transport(limits: httpx.Limits, *, ssl_context: ssl.SSLContext | None = None,
-                     network_backend: httpcore.AsyncNetworkBackend | None = None
-                     ) -> httpx.AsyncHTTPTransport:
-    """httpx's transport (HTTP/1.1, no retries, no proxy from the environment) over a
-    connection pool on `network_backend` (default: `LivenessBackend()`). httpx builds its pool
-    itself and offers no way to pass a network backend, so the pool is rebuilt here with the
-    same settings."""
-    context = ssl_context or httpx.create_ssl_context(trust_env=False)
-    transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, limits=limits,
-                                         retries=0)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        # httpx's internals moved: its own pool is slower here, never wrong. Never fail for it.
-        log.warning("httpx transport internals changed: using its default connection pool")
-        return transport
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        http1=True,
-        http2=False,
-        retries=0,
-        network_backend=network_backend or LivenessBackend(),
-    )
-    return transport
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> bytes: ...
 
 
 class JsonEndpoint:
-    """JSON POSTs to one URL over a pooled, kept-alive connection, straight to httpx's public
-    transport API: no client layer (redirects, cookies, auth, event hooks, per-request URL
-    merging), which an API call of ours never uses and which costs a third of the CPU of a
-    request. Transport failures are mapped by `transport_error`; responses are read whole
-    (at most `max_body_bytes`) and closed."""
+    """JSON POSTs to one URL over pooled, kept-alive connections (aiohttp: see
+    `terminal.adapters.wire` for why not httpx). Transport failures are mapped like `send`
+    maps httpx's; answers are read whole (at most `max_body_bytes`), never decompressed (none is
+    asked for), no cookies kept, no proxy taken from the environment."""
 
     def __init__(self, url: str, *, service: str, timeout: httpx.Timeout,
-                 limits: httpx.Limits | None = None, max_body_bytes: int = 4 * 1024 * 1024
-                 ) -> None:
-        self.url = httpx.URL(url)
+                 max_connections: int = 16, max_body_bytes: int = 4 * 1024 * 1024) -> None:
+        self.url = yarl.URL(url)
         self.service = service
-        self._timeout = {"connect": timeout.connect, "read": timeout.read,
-                         "write": timeout.write, "pool": timeout.pool}
+        connect = timeout.connect if timeout.connect is not None else timeout.pool
+        # aiohttp's `connect` covers waiting for a pooled connection too.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=_added(timeout.pool, connect), sock_connect=connect,
+            sock_read=timeout.read)
         self._max_body = max_body_bytes
-        self._transport = pooled_transport(
-            limits or httpx.Limits(max_connections=16, max_keepalive_connections=16,
-                                   keepalive_expiry=30.0))
-        self._base = [("Host", self.url.netloc.decode("ascii")), ("Accept", "application/json"),
-                      ("Content-Type", "application/json"), ("User-Agent", "flash-terminal")]
+        self._max_connections = max_connections
+        self._headers = {"Accept": "application/json", "Accept-Encoding": "identity",
+                         "Content-Type": "application/json", "User-Agent": "flash-terminal"}
+        self._session = LoopSession(self._new_session)
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, keepalive_timeout=30.0,
+            ssl=httpx.create_ssl_context(trust_env=False))
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                     trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+                                     timeout=self._timeout)
 
     async def post(self, content: bytes, headers: Mapping[str, str] | None = None
-                   ) -> httpx.Response:
-        request = httpx.Request("POST", self.url, content=content,
-                                headers=[*self._base, *(headers or {}).items()],
-                                extensions={"timeout": self._timeout})
+                   ) -> HttpAnswer:
+        session = self._session.get()
         try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, self.service) from exc
-        try:
-            body = bytearray()
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > self._max_body:
-                    raise BackendProtocolError(
-                        f"{self.service} answered more than {self._max_body // 1024} KiB",
-                        code="too_large")
-        except httpx.TransportError as exc:
-            raise transport_error(exc, self.service) from exc
-        finally:
-            await response.aclose()
-        return httpx.Response(response.status_code, headers=response.headers,
-                              content=bytes(body), request=request)
+            async with session.post(self.url, data=content,
+                                    headers={**self._headers, **(headers or {})}) as response:
+                body = await read_capped(response, self._max_body)
+                return HttpAnswer(response.status, response.headers, body)
+        except BodyTooLarge:
+            raise BackendProtocolError(
+                f"{self.service} answered more than {self._max_body // 1024} KiB",
+                code="too_large") from None
+        except WIRE_ERRORS as exc:
+            raise wire_error(exc, self.service) from None
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._session.aclose()
+
+
+def wire_error(exc: BaseException, service: str) -> BackendUnavailable:
+    """`transport_error` for an aiohttp failure: the same three codes."""
+    if never_sent(exc):
+        return BackendUnavailable(
+            f"cannot reach {service} ({type(exc).__name__}); check the network connection",
+            code="not_sent")
+    if isinstance(exc, TimeoutError):
+        return BackendUnavailable(f"{service} did not answer in time", code="timeout")
+    return BackendUnavailable(
+        f"{service} did not answer ({type(exc).__name__}); check the network connection",
+        code="network")
+
+
+def _added(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
 
 
 def _json_default(value: object) -> str:
@@ -300,7 +239,7 @@ def _json_default(value: object) -> str:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def parse_json(response: httpx.Response, *, service: str) -> Any:
+def parse_json(response: HasBody, *, service: str) -> Any:
     """The body as JSON, numbers with a fraction as `Decimal` (money never becomes a float)."""
     try:
         return json.loads(response.content, parse_float=Decimal)
@@ -312,21 +251,21 @@ def parse_json(response: httpx.Response, *, service: str) -> Any:
         ) from exc
 
 
-def try_json(response: httpx.Response) -> Any:
+def try_json(response: HasBody) -> Any:
     try:
         return json.loads(response.content, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
-def body_excerpt(response: httpx.Response, limit: int = 120) -> str:
+def body_excerpt(response: HasBody, limit: int = 120) -> str:
     """A short, tag-free, cleaned excerpt of a body for an error message (a proxy's HTML error
     page becomes its visible text)."""
     text = response.content[: limit * 8].decode("utf-8", "replace") if response.content else ""
     return clean_text(_TAG_RE.sub(" ", text), limit)
 
 
-def retry_after_s(response: httpx.Response, default: float = 1.0, *,
+def retry_after_s(response: HasBody, default: float = 1.0, *,
                   now: Callable[[], float] = time.time) -> float:
     """Retry-After as seconds: delta-seconds or an HTTP-date; `default` when absent or garbage."""
     return parse_retry_after(response.headers.get("Retry-After", ""), default, now=now)
