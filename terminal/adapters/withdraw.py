@@ -211,8 +211,7 @@ class WithdrawClient:
         self.timeouts = timeouts or Timeouts()
         self.stats = ClientStats()
         self._resolver: Resolver = resolver or system_resolver
-        # httpx's context: the same CA bundle (certifi) as every other HTTP client here.
-        self._ssl = ssl_context or httpx.create_ssl_context()
+        self._ssl = ssl_context  # made on the first https request (loading CAs takes ~20 ms)
         self._session = LoopSession(self._new_session)
         self._headers = {
             "Accept": "application/json",
@@ -234,7 +233,7 @@ class WithdrawClient:
         # at once) opens and closes a connection per request. No proxy from the environment (a
         # proxy would resolve names itself), no cookies, no decompression (see `_read_capped`).
         connector = aiohttp.TCPConnector(
-            limit=8, keepalive_timeout=30.0, use_dns_cache=False, ssl=self._ssl,
+            limit=8, keepalive_timeout=30.0, use_dns_cache=False,
             resolver=_PolicyResolver(self._resolver, self.policy, self.stats),
             socket_factory=_counting_sockets(self.stats))
         return aiohttp.ClientSession(
@@ -374,6 +373,7 @@ class WithdrawClient:
             url = self._wire_url(target)
             async with session.get(url, headers={**self._headers, **(headers or {})},
                                    timeout=timeout, allow_redirects=False,
+                                   ssl=self._tls() if target.scheme == "https" else True,
                                    trace_request_ctx=progress) as response:
                 if follow_redirects and response.status in _REDIRECT_STATUSES:
                     location = response.headers.get("Location")
@@ -387,6 +387,12 @@ class WithdrawClient:
                     continue
                 return _Answer(response.status, await self._read_capped(response))
         raise UrlRefused(f"{target.host}: more than {self.policy.max_redirects} redirects")
+
+    def _tls(self) -> ssl.SSLContext:
+        """httpx's context: the same CA bundle (certifi) as every other HTTP client here."""
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
 
     def _wire_url(self, target: Target) -> yarl.URL:
         """The URL as aiohttp will send it, once it agrees with the policy's reading: two URL
