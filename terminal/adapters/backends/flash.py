@@ -58,7 +58,8 @@ from terminal.adapters.backends.flash_graphql import Credentials, FlashTransport
 from terminal.adapters.backends.flash_history import FlashHistory
 from terminal.adapters.backends.flash_send import FlashSender
 from terminal.adapters.backends.flash_status import StatusBatcher, status_from_payload
-from terminal.adapters.backends.http import Backoff, JsonEndpoint, RetryPolicy, clean_text
+from terminal.adapters.backends.http import Backoff, RetryPolicy, clean_text
+from terminal.adapters.backends.json_endpoint import JsonEndpoint
 from terminal.core import money
 from terminal.core.ports.backend import (
     BackendError,

@@ -19,8 +19,6 @@ from typing import Any
 from terminal.adapters.backends import flash_errors
 from terminal.adapters.backends.budget import BackendBudget
 from terminal.adapters.backends.http import (
-    HttpAnswer,
-    JsonEndpoint,
     RetryPolicy,
     body_excerpt,
     parse_json,
@@ -28,6 +26,7 @@ from terminal.adapters.backends.http import (
     try_json,
     with_retries,
 )
+from terminal.adapters.backends.json_endpoint import HttpAnswer, JsonEndpoint
 from terminal.core.budget import Ticket
 from terminal.core.ports.backend import (
     BackendProtocolError,
