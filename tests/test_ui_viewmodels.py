@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from terminal.app.ui import strings
 from terminal.app.ui.viewmodels import AdminLock, Attempt, Screen
 from terminal.app.ui.viewmodels.admin import mask_key
-from terminal.app.ui.viewmodels.history import card_label
+from terminal.app.ui.viewmodels.history import card_label, totals_text
 from terminal.app.ui.viewmodels.status import StatusViewModel
 from terminal.app.ui.viewmodels.tones import (
     COLOURS,
@@ -26,6 +26,7 @@ from terminal.app.ui.viewmodels.tones import (
 from terminal.core.money import JMD, SAT, USD, Money, currency
 from terminal.core.pins import hash_pin, verify_pin
 from terminal.core.tips import TipChoice, tip_minor
+from terminal.core.totals import Totals
 from terminal.services.till import AmountEntry, PayPhase, PinEntry, ResultKind, Step
 
 
@@ -355,3 +356,14 @@ def test_history_never_opens_over_an_open_invoice(tmp_path: Path) -> None:
             await env.stop()
 
     asyncio.run(scenario())
+
+
+def test_totals_name_sales_priced_in_sats_beside_the_fiat_ones() -> None:
+    # A day of $14.38 + $9.00 card/QR sales and one 150,000-sat sale: the dollars must not read
+    # as the worth of all 174,611 sats.
+    mixed = Totals(taken=3, taken_msat=174_611_000, minor={"USD": 2338, "SAT": 150_000})
+    assert totals_text(mixed) == "3 sales · $23.38 + 150,000 sats (174,611 sats)"
+    fiat_only = Totals(taken=2, taken_msat=24_611_000, minor={"USD": 2338})
+    assert totals_text(fiat_only) == "2 sales · $23.38 (24,611 sats)"
+    sats_only = Totals(taken=1, taken_msat=150_000_000, minor={"SAT": 150_000})
+    assert totals_text(sats_only) == "1 sale · 150,000 sats"

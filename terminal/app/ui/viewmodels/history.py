@@ -30,22 +30,26 @@ def card_label(card_id: str | None) -> str:
 
 def totals_text(tot: Totals) -> str:
     """"12 sales · $40.00 + J$1,200.00 (48,210 sats)", pending offline ones named apart."""
-    parts = [format_money(Money(v, currency(k))) for k, v in sorted(tot.minor.items())
-             if k != "SAT"]
-    sats = format_msat(Msat(tot.taken_msat))
-    money = " + ".join(parts) + f" ({sats})" if parts else sats
     key = "history.total.one" if tot.taken == 1 else "history.total"
-    text = t(key, count=tot.taken, total=money)
+    text = t(key, count=tot.taken, total=_money_and_sats(tot, " ({})"))
     if tot.pending:
         text += " · " + t("history.pending", count=tot.pending)
     return text
 
 
-def _money_and_sats(tot: Totals) -> str:
-    parts = [format_money(Money(v, currency(k))) for k, v in sorted(tot.minor.items())
-             if k != "SAT"]
+def _money_and_sats(tot: Totals, sats_format: str = " · {}") -> str:
+    """What was taken in each pricing currency, then the sats of it all: "$14.38 + 150,000 sats
+    (165,137 sats)". Sales priced in sats are named in the sum too, or a merchant reading "$14.38
+    (165,137 sats)" would take the sats for the dollars' worth."""
+    fiat = [format_money(Money(v, currency(k))) for k, v in sorted(tot.minor.items())
+            if k != "SAT"]
     sats = format_msat(Msat(tot.taken_msat))
-    return " + ".join(parts) + f" · {sats}" if parts else sats
+    if not fiat:
+        return sats
+    priced_in_sats = tot.minor.get("SAT", 0)
+    if priced_in_sats:
+        fiat.append(format_money(Money(priced_in_sats, currency("SAT"))))
+    return " + ".join(fiat) + sats_format.format(sats)
 
 
 @dataclass(frozen=True)
