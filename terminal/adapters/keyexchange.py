@@ -19,6 +19,7 @@ validation lists `[{"path", "message"}]`, or any `{"message": …}`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Mapping
@@ -27,8 +28,8 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
+from terminal.adapters.backends.json_endpoint import HttpAnswer, HttpClient
+from terminal.core.ports.backend import BackendProtocolError, BackendUnavailable
 from terminal.protocols.boltcard import CardKeys, derive_card_keys, derive_k1, verify_tap_url
 from terminal.protocols.boltcard.provisioning import (
     BoltcardKeys,
@@ -51,6 +52,7 @@ DEEPLINK_SCHEME = "boltcard"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024  # a key-exchange answer is a few hundred bytes
 DEFAULT_KEY_VERSION = 1
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 BTCPAY_FIRST_KEY_VERSION = 0  # BTCPay registers a new card at version 0
 
 
@@ -292,21 +294,14 @@ def fetch_keys(
         raise KeyExchangeError(f"key-exchange URL refused: {error}") from None
     body = {"UID": uid.hex().upper()} if uid is not None else {"LNURLW": str(lnurlw)}
     try:
-        with (
-            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
-            client.stream("POST", link.url, json=body) as response,
-        ):
-            raw = b""
-            for chunk in response.iter_bytes():
-                raw += chunk
-                if len(raw) > MAX_RESPONSE_BYTES:
-                    raise KeyExchangeError("issuer's answer is far too large")
-    except httpx.HTTPError as error:
-        raise KeyExchangeError(
-            f"issuer {target.host} unreachable ({type(error).__name__})"
-        ) from None
-    if response.is_redirect:
+        response = asyncio.run(_post(link.url, body, f"issuer {target.host}", timeout))
+    except BackendProtocolError:
+        raise KeyExchangeError("issuer's answer is far too large") from None
+    except BackendUnavailable as error:
+        raise KeyExchangeError(error.message) from None
+    if response.status_code in REDIRECTS:
         raise KeyExchangeError("issuer answered with a redirect (not followed)")
+    raw = response.content
     try:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -319,6 +314,19 @@ def fetch_keys(
             raise KeyExchangeError(f"issuer refused: {reason} (HTTP {response.status_code})")
         raise KeyExchangeError(f"issuer answered HTTP {response.status_code}")
     return parse_issuer_response(payload)
+
+
+async def _post(url: str, body: dict[str, str], service: str, timeout: float) -> HttpAnswer:
+    """One POST on the HTTP stack of every other client (aiohttp: no redirect followed, no
+    proxy from the environment, the answer capped), on a loop of its own: `fetch_keys` is
+    synchronous, called by the card tools from a worker thread where no loop runs, once per
+    card; a session made and closed per call costs nothing there."""
+    client = HttpClient(service=service, timeout_s=timeout, max_connections=1,
+                        https=url[:6].lower() == "https:", max_body_bytes=MAX_RESPONSE_BYTES)
+    try:
+        return await client.request("POST", url, json_body=body)
+    finally:
+        await client.aclose()
 
 
 # --- key sources for `terminal.protocols.boltcard.provisioning.program_card` / `wipe_card`
