@@ -28,7 +28,7 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from terminal.adapters.backends.json_endpoint import HttpAnswer, HttpClient
+from terminal.adapters.backends.json_endpoint import one_request
 from terminal.core.ports.backend import BackendProtocolError, BackendUnavailable
 from terminal.protocols.boltcard import CardKeys, derive_card_keys, derive_k1, verify_tap_url
 from terminal.protocols.boltcard.provisioning import (
@@ -281,7 +281,8 @@ def fetch_keys(
     """POST `{"UID": …}` (program) or `{"LNURLW": …}` (reset) to the issuer; parse the answer.
 
     `url` may be a `boltcard://` deeplink. The terminal's URL policy applies (scheme, allowed
-    hosts, public addresses); redirects are not followed.
+    hosts, public addresses); redirects are not followed. Synchronous (aiohttp on a loop of
+    its own): call it where no event loop runs.
     """
     if (uid is None) == (lnurlw is None):
         raise ValueError("give the card's UID (program) or its tap URL (reset), not both")
@@ -294,7 +295,10 @@ def fetch_keys(
         raise KeyExchangeError(f"key-exchange URL refused: {error}") from None
     body = {"UID": uid.hex().upper()} if uid is not None else {"LNURLW": str(lnurlw)}
     try:
-        response = asyncio.run(_post(link.url, body, f"issuer {target.host}", timeout))
+        # A loop of its own: the card tools call this from a worker thread where none runs.
+        response = asyncio.run(one_request("POST", link.url, service=f"issuer {target.host}",
+                                           timeout_s=timeout, json_body=body,
+                                           max_body_bytes=MAX_RESPONSE_BYTES))
     except BackendProtocolError:
         raise KeyExchangeError("issuer's answer is far too large") from None
     except BackendUnavailable as error:
@@ -314,19 +318,6 @@ def fetch_keys(
             raise KeyExchangeError(f"issuer refused: {reason} (HTTP {response.status_code})")
         raise KeyExchangeError(f"issuer answered HTTP {response.status_code}")
     return parse_issuer_response(payload)
-
-
-async def _post(url: str, body: dict[str, str], service: str, timeout: float) -> HttpAnswer:
-    """One POST on the HTTP stack of every other client (aiohttp: no redirect followed, no
-    proxy from the environment, the answer capped), on a loop of its own: `fetch_keys` is
-    synchronous, called by the card tools from a worker thread where no loop runs, once per
-    card; a session made and closed per call costs nothing there."""
-    client = HttpClient(service=service, timeout_s=timeout, max_connections=1,
-                        https=url[:6].lower() == "https:", max_body_bytes=MAX_RESPONSE_BYTES)
-    try:
-        return await client.request("POST", url, json_body=body)
-    finally:
-        await client.aclose()
 
 
 # --- key sources for `terminal.protocols.boltcard.provisioning.program_card` / `wipe_card`

@@ -140,6 +140,19 @@ class HttpClient:
         await self._session.aclose()
 
 
+async def one_request(method: str, url: str, *, service: str, timeout_s: float,
+                      headers: Mapping[str, str] | None = None, json_body: Any = None,
+                      max_body_bytes: int = MAX_BODY_BYTES) -> HttpAnswer:
+    """A single request on a session of its own (made and closed here), for the rare callers:
+    enrolment's checks, the key exchange, the sandbox's command line."""
+    client = HttpClient(service=service, timeout_s=timeout_s, max_connections=1,
+                        https=url[:6].lower() == "https:", max_body_bytes=max_body_bytes)
+    try:
+        return await client.request(method, url, headers=headers, json_body=json_body)
+    finally:
+        await client.aclose()
+
+
 def too_large(service: str, cap: int) -> BackendProtocolError:
     return BackendProtocolError(f"{service} answered more than {cap // 1024} KiB",
                                 code="too_large")
