@@ -2,8 +2,9 @@
 posts JSON to one URL (Flash's GraphQL endpoint, on the payout path); `HttpClient` makes any
 request of one service (BTCPay's Greenfield API). Both answer an `HttpAnswer` read whole under a
 size cap, never decompressed (identity is asked), keep no cookies, take no proxy from the
-environment, and map a failure on the wire to the one set of codes
-(`wire_error`): `not_sent` only when the request certainly never left."""
+environment, follow no redirect (a 307 would post a mutation again, credentials included,
+wherever it points), and map a failure on the wire to the one set of codes (`wire_error`):
+`not_sent` only when the request certainly never left."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class JsonEndpoint:
                    ) -> HttpAnswer:
         session = self._session.get()
         try:
-            async with session.post(self.url, data=content,
+            async with session.post(self.url, data=content, allow_redirects=False,
                                     headers={**self._headers, **(headers or {})}) as response:
                 body = await read_capped(response, self._max_body)
                 return HttpAnswer(response.status, response.headers, body)
