@@ -150,6 +150,7 @@ class IssuerServer:
     def __init__(self) -> None:
         self.seen: list[dict] = []
         self.answer: tuple[int, object] = (200, LNBITS)
+        self.headers: dict[str, str] = {}
         app = Starlette(routes=[Route("/new", self._new, methods=["POST"])])
         self.server = LoopbackServer(app, name="issuer")
         self.port = self.server.port
@@ -157,7 +158,7 @@ class IssuerServer:
     async def _new(self, request: Request) -> JSONResponse:
         self.seen.append(await request.json())
         status, body = self.answer
-        return JSONResponse(body, status_code=status)
+        return JSONResponse(body, status_code=status, headers=self.headers)
 
     def __enter__(self) -> IssuerServer:
         self.server.start()
@@ -207,6 +208,26 @@ def test_fetch_errors(issuer: IssuerServer) -> None:
     with pytest.raises(KeyExchangeError, match="refused"):
         fetch_keys(url, UrlPolicy(), uid=bytes(7))
     assert len(issuer.seen) == seen
+
+
+def test_fetch_follows_no_redirect_and_names_an_unreachable_issuer(issuer: IssuerServer
+                                                                   ) -> None:
+    url = f"http://127.0.0.1:{issuer.port}/new"
+    issuer.answer, issuer.headers = (307, LNBITS), {"Location": "/new"}  # would POST again
+    with pytest.raises(KeyExchangeError, match="redirect"):
+        fetch_keys(url, POLICY, uid=bytes(7))
+    assert len(issuer.seen) == 1
+    issuer.server.stop()  # nothing listens any more
+    with pytest.raises(KeyExchangeError) as info:
+        fetch_keys(url, POLICY, uid=bytes(7))
+    assert str(info.value).startswith("cannot reach issuer 127.0.0.1 (")
+    assert "/new" not in str(info.value)
+
+
+def test_fetch_refuses_a_huge_answer(issuer: IssuerServer) -> None:
+    issuer.answer = (200, {"pad": "x" * 70_000, **LNBITS})
+    with pytest.raises(KeyExchangeError, match="far too large"):
+        fetch_keys(f"http://127.0.0.1:{issuer.port}/new", POLICY, uid=bytes(7))
 
 
 # --- refusals as the issuers send them -----------------------------------------------------------

@@ -19,6 +19,7 @@ validation lists `[{"path", "message"}]`, or any `{"message": …}`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Mapping
@@ -27,8 +28,8 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
+from terminal.adapters.backends.json_endpoint import one_request
+from terminal.core.ports.backend import BackendProtocolError, BackendUnavailable
 from terminal.protocols.boltcard import CardKeys, derive_card_keys, derive_k1, verify_tap_url
 from terminal.protocols.boltcard.provisioning import (
     BoltcardKeys,
@@ -51,6 +52,7 @@ DEEPLINK_SCHEME = "boltcard"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024  # a key-exchange answer is a few hundred bytes
 DEFAULT_KEY_VERSION = 1
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 BTCPAY_FIRST_KEY_VERSION = 0  # BTCPay registers a new card at version 0
 
 
@@ -279,7 +281,8 @@ def fetch_keys(
     """POST `{"UID": …}` (program) or `{"LNURLW": …}` (reset) to the issuer; parse the answer.
 
     `url` may be a `boltcard://` deeplink. The terminal's URL policy applies (scheme, allowed
-    hosts, public addresses); redirects are not followed.
+    hosts, public addresses); redirects are not followed. Synchronous (aiohttp on a loop of
+    its own): call it where no event loop runs.
     """
     if (uid is None) == (lnurlw is None):
         raise ValueError("give the card's UID (program) or its tap URL (reset), not both")
@@ -292,21 +295,17 @@ def fetch_keys(
         raise KeyExchangeError(f"key-exchange URL refused: {error}") from None
     body = {"UID": uid.hex().upper()} if uid is not None else {"LNURLW": str(lnurlw)}
     try:
-        with (
-            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
-            client.stream("POST", link.url, json=body) as response,
-        ):
-            raw = b""
-            for chunk in response.iter_bytes():
-                raw += chunk
-                if len(raw) > MAX_RESPONSE_BYTES:
-                    raise KeyExchangeError("issuer's answer is far too large")
-    except httpx.HTTPError as error:
-        raise KeyExchangeError(
-            f"issuer {target.host} unreachable ({type(error).__name__})"
-        ) from None
-    if response.is_redirect:
+        # A loop of its own: the card tools call this from a worker thread where none runs.
+        response = asyncio.run(one_request("POST", link.url, service=f"issuer {target.host}",
+                                           timeout_s=timeout, json_body=body,
+                                           max_body_bytes=MAX_RESPONSE_BYTES))
+    except BackendProtocolError:
+        raise KeyExchangeError("issuer's answer is far too large") from None
+    except BackendUnavailable as error:
+        raise KeyExchangeError(error.message) from None
+    if response.status_code in REDIRECTS:
         raise KeyExchangeError("issuer answered with a redirect (not followed)")
+    raw = response.content
     try:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
-
+from terminal.adapters.backends.json_endpoint import one_request
 from terminal.adapters.system.files import atomic_write
 
 # The checks shared with the doctor: one vocabulary and one look at each part for both reports.
@@ -61,6 +61,7 @@ from terminal.app.checks import (
     probe_reader,
 )
 from terminal.app.config import Config, ConfigError, IssuerSettings, load_config, parse_config
+from terminal.core.ports.backend import BackendError
 from terminal.protocols.boltcard.keys import key_fingerprint
 
 CODE_PREFIX = "FT1:"
@@ -642,33 +643,34 @@ def _rate_check(cur: str, rate: Any, max_age_s: int) -> Check:
 async def _check_reachable(config: Config) -> Check:
     """One unauthenticated request: the server answers at that URL at all."""
     backend = config.backend
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=False) as client:
-        try:
-            if backend.kind == "flash":
-                from terminal.adapters.backends import flash_documents as docs
+    if backend.kind == "flash":
+        from terminal.adapters.backends import flash_documents as docs
 
-                assert backend.flash is not None
-                url = backend.flash.http_url
-                response = await client.post(url, json={
-                    "query": docs.GLOBALS_NETWORK, "variables": {},
-                    "operationName": "GlobalsNetwork"})
-            else:
-                assert backend.btcpay is not None
-                url = backend.btcpay.url.rstrip("/") + "/api/v1/health"
-                response = await client.get(url)
-        except httpx.HTTPError as exc:
-            return Check("backend", Status.FAIL,
-                         f"cannot reach {backend.kind} at {_host(url)} ({type(exc).__name__})",
-                         _url_fix(config))
+        assert backend.flash is not None
+        url = backend.flash.http_url
+        method, body = "POST", {"query": docs.GLOBALS_NETWORK, "variables": {},
+                                "operationName": "GlobalsNetwork"}
+    else:
+        assert backend.btcpay is not None
+        url = backend.btcpay.url.rstrip("/") + "/api/v1/health"
+        method, body = "GET", None
+    started = time.perf_counter()
+    try:
+        response = await one_request(method, url, service=f"{backend.kind} at {_host(url)}",
+                                     timeout_s=HTTP_TIMEOUT_S, json_body=body)
+    except BackendError as exc:
+        return Check("backend", Status.FAIL, exc.message, _url_fix(config))
+    elapsed_ms = (time.perf_counter() - started) * 1000
     if response.status_code >= 500 or response.status_code in (404, 405):
         return Check("backend", Status.FAIL,
                      f"{_host(url)} answered HTTP {response.status_code}", _url_fix(config))
     return Check("backend", Status.OK, f"{backend.kind} answers at {_host(url)} "
-                 f"({response.elapsed.total_seconds() * 1000:.0f} ms)")
+                 f"({elapsed_ms:.0f} ms)")
 
 
 def _host(url: str) -> str:
-    return httpx.URL(url).netloc.decode("ascii", "replace") or url
+    """host[:port] of a URL, never its credentials, path or query."""
+    return urlsplit(url).netloc.rpartition("@")[2] or url
 
 
 def _url_fix(config: Config) -> str:
@@ -717,10 +719,10 @@ async def _check_privilege(config: Config) -> Check:
 
     url = btcpay.url.rstrip("/") + "/api/v1/api-keys/current"
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=False) as client:
-            response = await client.get(url, headers={"Authorization": f"token {btcpay.api_key}"})
-        listed = response.json().get("permissions")
-    except (httpx.HTTPError, ValueError, AttributeError):
+        response = await one_request("GET", url, service="BTCPay", timeout_s=HTTP_TIMEOUT_S,
+                                     headers={"Authorization": f"token {btcpay.api_key}"})
+        listed = json.loads(response.content).get("permissions")
+    except (BackendError, ValueError, AttributeError):
         listed = None
     if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
         return Check("privilege", Status.WARN, "BTCPay did not list the key's permissions")

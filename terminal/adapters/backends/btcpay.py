@@ -48,18 +48,16 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
-
 from terminal.adapters.backends.btcpay_refunds import BTCPayRefunds
 from terminal.adapters.backends.http import (
     RetryPolicy,
     body_excerpt,
     parse_json,
     retry_after_s,
-    send,
     try_json,
     with_retries,
 )
+from terminal.adapters.backends.json_endpoint import HttpAnswer, HttpClient
 from terminal.core.memo import parse_memo_tag
 from terminal.core.money import Money, UnknownCurrency, currency, minor_per_sat_from_btc_price
 from terminal.core.ports.backend import (
@@ -383,7 +381,6 @@ class BTCPayBackend:
         *,
         network: Network | str,
         terminal_id: str,
-        http_client: httpx.AsyncClient | None = None,
         poll_interval_s: float = 1.0,
         timeout_s: float = 10.0,
         retry: RetryPolicy | None = None,
@@ -397,9 +394,8 @@ class BTCPayBackend:
         self.__api_key = api_key  # name-mangled: never in vars() dumps by accident, nor in repr
         self.network = Network.parse(network)
         self.terminal_id = terminal_id
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
-        self._timeout_s = timeout_s
+        self._http = HttpClient(service=SERVICE, timeout_s=timeout_s,
+                                https=base_url.lower().startswith("https:"))
         self.poll_interval_s = poll_interval_s
         self._retry = retry or RetryPolicy()
         self._clock = clock
@@ -430,16 +426,8 @@ class BTCPayBackend:
         json_body: Any = None,
         expect_json: bool = True,
     ) -> Any:
-        response = await send(
-            self._client,
-            method,
-            url,
-            service=SERVICE,
-            headers=self._auth_headers(),
-            params=params,
-            json_body=json_body,
-            timeout_s=self._timeout_s,
-        )
+        response = await self._http.request(method, url, headers=self._auth_headers(),
+                                            params=params, json_body=json_body)
         if response.status_code >= 300:
             raise self._error(response, permission)
         if not expect_json:
@@ -456,7 +444,7 @@ class BTCPayBackend:
             lambda: self._call("GET", url, permission=permission, params=params), self._retry
         )
 
-    def _error(self, response: httpx.Response, permission: str | None) -> BackendError:
+    def _error(self, response: HttpAnswer, permission: str | None) -> BackendError:
         status = response.status_code
         body = try_json(response)
         code = clean_text(body.get("code"), 60) if isinstance(body, dict) else ""
@@ -899,8 +887,7 @@ class BTCPayBackend:
         return Health(found.ok, found.detail, found.latency_ms)
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        await self._http.aclose()
 
 
 # ---------------------------------------------------------------------- helpers (pure)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from terminal.adapters.backends.http import clean_text, send, try_json, with_retries
+from terminal.adapters.backends.http import clean_text, try_json, with_retries
 from terminal.core.ports.backend import (
     BackendError,
     BackendProtocolError,
@@ -46,7 +46,6 @@ PAYOUT_METHOD = "BTC-LN"
 MSAT_PER_BTC = 10**11
 SATS_PER_BTC = Decimal(10**8)
 MAX_PULL_PAYMENTS = 2000  # looked through for a lost refund
-SERVICE = "BTCPay"
 
 REFUND_ADVICE = (f"Refund from the invoice's page in BTCPay, or give the terminal's API key "
                  f"{PERM_REFUND} (and {PERM_APPROVE}, so claims are paid without approval).")
@@ -74,9 +73,15 @@ class BTCPayRefunds:
         body = {"refundVariant": "Custom", "customAmount": btc_amount(amount_msat),
                 "customCurrency": "BTC", "name": name, "description": description,
                 "payoutMethodId": PAYOUT_METHOD}
-        response = await send(b._client, "POST", b._store_url(f"/invoices/{invoice_ref}/refund"),
-                              service=SERVICE, headers=b._auth_headers(), json_body=body,
-                              timeout_s=b._timeout_s)
+        try:
+            response = await b._http.request("POST",
+                                             b._store_url(f"/invoices/{invoice_ref}/refund"),
+                                             headers=b._auth_headers(), json_body=body)
+        except BackendProtocolError as exc:
+            # An answer too large to read: BTCPay had the request, it may have made the refund.
+            raise BackendUnavailable(f"BTCPay may have made the refund, but its answer could "
+                                     f"not be read ({exc.message}).",
+                                     code="answer_unreadable") from None
         if response.status_code >= 300:
             raise self._refund_error(response)
         try:
@@ -118,10 +123,9 @@ class BTCPayRefunds:
         b = self._backend
         body = {"destination": destination, "amount": btc_amount(amount_msat),
                 "payoutMethodId": PAYOUT_METHOD}
-        response = await send(b._client, "POST",
-                              f"{b._base}/pull-payments/{pull_payment_id}/payouts",
-                              service=SERVICE, headers={"Accept": "application/json"},
-                              json_body=body, timeout_s=b._timeout_s)
+        response = await b._http.request("POST",
+                                         f"{b._base}/pull-payments/{pull_payment_id}/payouts",
+                                         json_body=body)
         if response.status_code >= 300:
             raise b._error(response, None)
         data = _json(response)

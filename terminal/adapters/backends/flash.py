@@ -49,8 +49,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from terminal.adapters.backends import flash_documents as docs
 from terminal.adapters.backends import flash_errors, flash_ws
 from terminal.adapters.backends.budget import BackendBudget
@@ -219,7 +217,7 @@ class FlashBackend:
         self.budget = budget or BackendBudget(path=budget_path, clock=clock)
         self._endpoint = JsonEndpoint(
             http_url, service=f"Flash at {urlsplit(http_url).netloc}",
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)))
+            timeout_s=timeout_s, connect_timeout_s=min(timeout_s, 5.0))
         self._gql = FlashTransport(self._endpoint, self._credentials, self.budget, retry, clock)
         self._statuses = StatusBatcher(self._gql)
         self._history = FlashHistory(

@@ -1,4 +1,4 @@
-"""HTTP helpers shared by the backends: one request with its errors mapped, one backoff
+"""HTTP helpers shared by the backends (the requests themselves: `json_endpoint`): one backoff
 (exponential with full jitter) for retries and reconnects, retries for idempotent reads honouring
 Retry-After, JSON without floats, and server text made fit for a screen or a log.
 
@@ -19,13 +19,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-import httpx
-
 from terminal.core.ports.backend import (
     BackendError,
     BackendProtocolError,
     BackendRateLimited,
-    BackendUnavailable,
 )
 from terminal.core.text import clean_text as _clean
 
@@ -101,52 +98,8 @@ async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy) ->
             attempt += 1
 
 
-async def send(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    service: str,
-    headers: Mapping[str, str] | None = None,
-    params: Mapping[str, str] | None = None,
-    json_body: Any = None,
-    content: bytes | None = None,
-    timeout_s: float | None = None,
-) -> httpx.Response:
-    """One HTTP exchange. Transport failures become `BackendUnavailable` with a message naming
-    `service` and the kind of failure, never the URL's query or any header. The code tells
-    whether the request certainly never left (`not_sent`: connect failures) or may have reached
-    the server (`timeout`, `network`): a non-idempotent caller must not resend the latter."""
-    kwargs: dict[str, Any] = {"headers": dict(headers or {}), "params": params}
-    if json_body is not None:
-        content = json.dumps(json_body, default=_json_default).encode()
-    if content is not None:
-        kwargs["content"] = content
-        kwargs["headers"]["Content-Type"] = "application/json"
-    if timeout_s is not None:
-        kwargs["timeout"] = timeout_s
-    try:
-        return await client.request(method, url, **kwargs)
-    except httpx.TransportError as exc:
-        raise transport_error(exc, service) from exc
-
-
-def transport_error(exc: httpx.TransportError, service: str) -> BackendUnavailable:
-    """The one mapping of a transport failure: `not_sent` when the request certainly never
-    left (connect failures), `timeout`/`network` when it may have reached the server."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return BackendUnavailable(
-            f"cannot reach {service} ({type(exc).__name__}); check the network connection",
-            code="not_sent")
-    if isinstance(exc, httpx.TimeoutException):
-        return BackendUnavailable(f"{service} did not answer in time", code="timeout")
-    return BackendUnavailable(
-        f"{service} did not answer ({type(exc).__name__}); check the network connection",
-        code="network")
-
-
 class HasBody(Protocol):
-    """An answer with a status, headers and a body read whole (`HttpAnswer`, `httpx.Response`)."""
+    """An answer with a status, headers and a body read whole (`json_endpoint.HttpAnswer`)."""
 
     @property
     def status_code(self) -> int: ...
@@ -156,7 +109,8 @@ class HasBody(Protocol):
     def content(self) -> bytes: ...
 
 
-def _json_default(value: object) -> str:
+def json_default(value: object) -> str:
+    """`json.dumps`'s `default`: a `Decimal` as its text (money never becomes a float)."""
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

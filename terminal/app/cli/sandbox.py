@@ -24,9 +24,8 @@ import signal
 import tomllib
 from pathlib import Path
 
-import httpx
-
 from terminal.adapters import simcards
+from terminal.adapters.backends.json_endpoint import HttpAnswer, one_request
 from terminal.app.cli.exits import paragraph
 from terminal.protocols.boltcard.provisioning import BoltcardKeys
 
@@ -169,22 +168,32 @@ def _wallet_from_running(data: Path, name: str) -> dict | None:
     base = _running_base(data)
     if base is None:
         return None
-    try:
-        response = httpx.get(f"{base}/sandbox/wallets/{quote(name, safe='')}", timeout=5.0)
-    except httpx.TransportError:
+    response = _ask("GET", f"{base}/sandbox/wallets/{quote(name, safe='')}")
+    if response is None:
         return None
     if response.status_code == 400:
-        return {"error": response.json().get("error", "bad name")}
-    if response.is_error:  # the running sandbox refused it: say why, as at rest
+        return {"error": json.loads(response.content).get("error", "bad name")}
+    if response.status_code >= 400:  # the running sandbox refused it: say why, as at rest
         from terminal.sandbox.core import SandboxError
 
         try:
-            said = response.json().get("error")
+            said = json.loads(response.content).get("error")
         except (ValueError, AttributeError):
             said = None
         raise SandboxError(said if isinstance(said, str) and said
                            else f"the sandbox answered HTTP {response.status_code}")
-    return response.json()
+    return json.loads(response.content)
+
+
+def _ask(method: str, url: str, body: dict | None = None) -> HttpAnswer | None:
+    """One request to the sandbox serving DIR; None when none answers there."""
+    from terminal.core.ports.backend import BackendError
+
+    try:
+        return asyncio.run(one_request(method, url, service="the sandbox", timeout_s=5.0,
+                                       json_body=body))
+    except BackendError:
+        return None
 
 
 def _running_base(data: Path) -> str | None:
@@ -204,22 +213,20 @@ def _register_with_running(data: Path, uid: bytes, balance: int, options: dict) 
     except (OSError, KeyError, tomllib.TOMLDecodeError):
         return None
     base = http_url.rsplit("/graphql", 1)[0]
-    try:
-        response = httpx.post(f"{base}/sandbox/cards",
-                              json={"uid": uid.hex(), "balance_sats": balance, **options},
-                              timeout=5.0)
-    except httpx.TransportError:
+    response = _ask("POST", f"{base}/sandbox/cards",
+                    {"uid": uid.hex(), "balance_sats": balance, **options})
+    if response is None:
         return None
-    if response.is_error:  # the running sandbox refused it: say why, as at rest
+    if response.status_code >= 400:  # the running sandbox refused it: say why, as at rest
         from terminal.sandbox.core import SandboxError
 
         try:
-            said = response.json().get("error")
+            said = json.loads(response.content).get("error")
         except (ValueError, AttributeError):
             said = None
         raise SandboxError(said if isinstance(said, str) and said
                            else f"the sandbox answered HTTP {response.status_code}")
-    return response.json()
+    return json.loads(response.content)
 
 
 def _register_at_rest(args: argparse.Namespace, uid: bytes, options: dict) -> dict:
