@@ -1,24 +1,28 @@
-"""aiohttp under the two clients on the payout path: Flash's GraphQL endpoint and the LNURL client.
+"""aiohttp under every HTTP client of the terminal (Flash, BTCPay, LNURL, key exchange, enrolment).
 
-Why not httpx, which the other HTTP adapters speak: a kept-alive loopback JSON request costs
-~110 µs of CPU through aiohttp (a C parser, no per-request cancel scopes or pool bookkeeping)
-against ~560 µs through httpx's bare transport, and every queued payout makes three or four of
-them. The sync drain's goal (≤ 2 ms of terminal CPU per payout, `benchmarks/bench_sync.py`) is
-out of reach on httpx.
+Why aiohttp and not httpx (which the terminal spoke before): a kept-alive loopback JSON request
+costs ~110 µs of CPU through aiohttp (a C parser, no per-request cancel scopes or pool
+bookkeeping) against ~560 µs through httpx's bare transport, and every queued payout makes three
+or four of them. The sync drain's goal (≤ 2 ms of terminal CPU per payout,
+`benchmarks/bench_sync.py`) is out of reach on httpx.
 
-What the clients share lives here: a session made lazily on the running event loop (a client is
-built by the composition root before any loop runs, and the command line runs one loop per
-command), the one classification of a failure into "certainly never sent" or "may have reached
-the server", and a body read under a size cap.
+What every HTTP client of the terminal shares lives here: a session made lazily on the running
+event loop (a client is built by the composition root before any loop runs, and the command
+line runs one loop per command), the one classification of a failure into "certainly never
+sent" or "may have reached the server", a body read under a size cap, and the TLS trust.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
+import ssl
 from collections.abc import Callable
 
 import aiohttp
+import certifi
 
 # The failures that happen before a request can leave: no connection was made (refused,
 # unreachable, DNS, TLS handshake, connect or pool timeout).
@@ -26,6 +30,17 @@ _UNSENT: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,
                                             aiohttp.ConnectionTimeoutError)
 # Everything a request can fail with on the wire (aiohttp's timeouts are TimeoutErrors).
 WIRE_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The CAs every https request of the terminal trusts: SSL_CERT_FILE or SSL_CERT_DIR when
+    set (a site's own CA, as httpx honoured them), else certifi's bundle. Made once, on the first
+    https request: loading it takes ~20 ms."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def never_sent(exc: BaseException) -> bool:

@@ -17,8 +17,8 @@ them:
 - No URL reaches a log or an exception message of ours: the callback URL carries k1, the
   invoice and the PIN. aiohttp logs no request URLs; its exceptions are never chained (`from
   None`) or formatted, only named.
-- aiohttp, not httpx, because a payout makes three or four of these requests and httpx costs
-  five times the CPU per request (`terminal.adapters.wire`).
+- aiohttp, like every HTTP client here: a payout makes three or four of these requests, and
+  httpx cost five times the CPU per request (`terminal.adapters.wire`).
 """
 
 from __future__ import annotations
@@ -37,11 +37,16 @@ from urllib.parse import urljoin
 
 import aiohttp
 import aiohttp.abc
-import httpx
 import yarl
 
 from terminal import __version__
-from terminal.adapters.wire import BodyTooLarge, LoopSession, never_sent, read_capped
+from terminal.adapters.wire import (
+    BodyTooLarge,
+    LoopSession,
+    never_sent,
+    read_capped,
+    tls_context,
+)
 from terminal.protocols.lnurl import (
     CallbackAccepted,
     CallbackOutcomeUnknown,
@@ -211,7 +216,7 @@ class WithdrawClient:
         self.timeouts = timeouts or Timeouts()
         self.stats = ClientStats()
         self._resolver: Resolver = resolver or system_resolver
-        self._ssl = ssl_context  # made on the first https request (loading CAs takes ~20 ms)
+        self._ssl = ssl_context
         self._session = LoopSession(self._new_session)
         self._headers = {
             "Accept": "application/json",
@@ -389,10 +394,8 @@ class WithdrawClient:
         raise UrlRefused(f"{target.host}: more than {self.policy.max_redirects} redirects")
 
     def _tls(self) -> ssl.SSLContext:
-        """httpx's context: the same CA bundle (certifi) as every other HTTP client here."""
-        if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
-        return self._ssl
+        """The given context, else the one every https client here trusts (`wire.tls_context`)."""
+        return self._ssl or tls_context()
 
     def _wire_url(self, target: Target) -> yarl.URL:
         """The URL as aiohttp will send it, once it agrees with the policy's reading: two URL

@@ -8,19 +8,23 @@ wherever it points), and map a failure on the wire to the one set of codes (`wir
 
 from __future__ import annotations
 
-import functools
 import json
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import certifi
 import yarl
 
 from terminal.adapters.backends.http import json_default
-from terminal.adapters.wire import WIRE_ERRORS, BodyTooLarge, LoopSession, never_sent, read_capped
+from terminal.adapters.wire import (
+    WIRE_ERRORS,
+    BodyTooLarge,
+    LoopSession,
+    never_sent,
+    read_capped,
+    tls_context,
+)
 from terminal.core.ports.backend import BackendProtocolError, BackendUnavailable
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -35,13 +39,6 @@ class HttpAnswer:
     status_code: int
     headers: Mapping[str, str]
     content: bytes
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """certifi's CAs, like every other client here; made once, on the first https request (it
-    takes ~20 ms to load)."""
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 def client_timeout(read_s: float, connect_s: float | None = None) -> aiohttp.ClientTimeout:

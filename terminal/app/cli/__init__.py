@@ -69,7 +69,7 @@ def _command(argv: Sequence[str]) -> str | None:
 
 LOG_ENV = "FLASH_TERMINAL_LOG"  # DEBUG | INFO | WARNING (default WARNING; `run` uses INFO)
 # Libraries that log every request or frame at DEBUG/INFO: URLs there can carry tap data.
-QUIET_LOGGERS = ("httpx", "httpcore", "websockets", "nfc", "uvicorn.access", "hpack")
+QUIET_LOGGERS = ("aiohttp", "websockets", "nfc", "uvicorn.access", "hpack")
 
 
 def configure_logging(default: str = "WARNING") -> None:
