@@ -346,10 +346,13 @@ class Ledger:
         self._pending_moves.intersection_update(ids)
         if not ids or self.read_only:
             return
-        view = self._db.journal.table_view(SALES)
-        docs = [view[str(self._sale_doc[s])] for s in ids]  # serialised at once: not copied
+        journal = self._db.journal
+        view = journal.table_view(SALES)
+        keys = [str(self._sale_doc[s]) for s in ids]
+        docs = [view[key] for key in keys]  # serialised at once: not copied
+        texts = [journal.doc_text(SALES, key) for key in keys]  # their JSON, already written
         try:
-            moves = self._archive.put_docs(docs)
+            moves = self._archive.put_docs(docs, texts)
         except BooksDamaged:
             raise
         except StorageError as exc:

@@ -546,6 +546,11 @@ class JournalStorage(Storage):
         """The live documents of one table (read-only by contract: never mutate them)."""
         return self._tables.get(name, {})
 
+    def doc_text(self, name: str, key: str) -> str:
+        """The JSON of a live document as it was committed (encoded now when not cached)."""
+        text = self._texts.get(name, {}).get(key)
+        return text if text is not None else _encode(self._tables[name][key])
+
     def has_table(self, name: str) -> bool:
         return name in self._tables
 
