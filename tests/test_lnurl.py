@@ -4,6 +4,8 @@ core)."""
 from __future__ import annotations
 
 import ipaddress
+import sys
+import unicodedata
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -25,6 +27,7 @@ from terminal.protocols.lnurl import (
     UrlPolicy,
     UrlRefused,
     WithdrawRequest,
+    _has_space_or_control,
     build_callback_url,
     check_addresses,
     check_amount,
@@ -148,6 +151,15 @@ def test_decode_raises_only_its_error_type(text: str) -> None:
 
 
 # --- URL policy --------------------------------------------------------------------------------
+
+
+def test_space_or_control_check_is_the_unicode_category_rule_for_every_character() -> None:
+    # The URL check asks `str.isprintable` (in C) instead of looking up each character's
+    # category: the same answer for every code point, the ASCII space included.
+    differ = [cp for cp in range(sys.maxunicode + 1)
+              if _has_space_or_control(chr(cp)) != (unicodedata.category(chr(cp))[0] in "CZ")]
+    assert differ == []
+    assert _has_space_or_control("https://a.example/x y") and not _has_space_or_control("ok")
 
 
 def test_https_public_host_passes() -> None:

@@ -97,9 +97,13 @@ AFFECTS_JOURNAL = (
 )
 
 
+# Strict JSON (no NaN) so every line parses the same in any reader. One encoder for every write:
+# `json.dumps` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _encode(value: Any) -> str:
-    # Strict JSON (no NaN) so every line parses the same in any reader.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 @functools.lru_cache(maxsize=64)
