@@ -134,6 +134,29 @@ def test_one_payment_hash_one_sale_across_both_stores(path):
         assert led.find_sale_by_payment_hash("ff" * 32) is None
 
 
+def test_a_new_payment_hash_is_looked_up_in_the_archive_once_until_a_move(path, monkeypatch):
+    asked = []
+    lookup = archive_module.SaleArchive.by_payment_hash
+
+    def counting(self, payment_hash):
+        asked.append(payment_hash)
+        return lookup(self, payment_hash)
+
+    monkeypatch.setattr(archive_module.SaleArchive, "by_payment_hash", counting)
+    with Ledger(path, move_batch=1) as led:
+        new = sale(7, "queued")
+        assert led.find_sale_by_payment_hash(new.payment_hash) is None  # the sync worker's check
+        led.save_sale(new)  # checks the hash again: the archive was just asked
+        assert asked == [new.payment_hash]
+        assert led.find_sale_by_payment_hash(sale(8).payment_hash) is None
+        led.save_sale(sale(8))  # paid: moves to the archive, which forgets the miss
+        assert journal_sales(led).keys() == {str(led._sale_doc[new.id])}
+        assert led.find_sale_by_payment_hash(sale(8).payment_hash) == sale(8)
+        assert asked == [new.payment_hash, sale(8).payment_hash, sale(8).payment_hash]
+        with pytest.raises(DuplicatePaymentHash):
+            led.save_sale(sale(9, payment_hash=sale(8).payment_hash))
+
+
 def test_unsynced_sales_are_found_through_the_index(path):
     with Ledger(path) as led:
         for n in range(4):
