@@ -1032,13 +1032,17 @@ class JournalTable(Table):
         self.clear_cache()
 
     def replace(self, doc_id: int, document: Mapping) -> None:
-        """Store `document` as the whole of document `doc_id` (insert or overwrite), O(1)."""
+        """Store `document` as the whole of document `doc_id` (insert or overwrite), O(1).
+
+        The operations `_update_table` would stage for it, built directly (the ledger's every
+        write comes here)."""
+        storage, name, key = self._storage, self.name, str(doc_id)
         new = dict(document)
-
-        def updater(table: MutableMapping) -> None:
-            table[doc_id] = new
-
-        self._update_table(updater)
+        ops: list[Op] = [] if storage.has_table(name) else [(OP_CLEAR, name)]
+        if storage.table_view(name).get(key, _MISSING) != new:  # else: nothing changed
+            ops.append((OP_PUT, name, key, new))
+        storage.commit(ops)
+        self.clear_cache()
         if self._next_id is not None and doc_id >= self._next_id:
             self._next_id = doc_id + 1
 
