@@ -377,7 +377,9 @@ class Ledger:
         self._pending_moves.difference_update(ids)
 
     def _journal_sale(self, sale_id: str) -> SaleRecord | None:
-        doc = self._get(SALES, self._sale_doc.get(sale_id))
+        doc_id = self._sale_doc.get(sale_id)
+        doc = None if doc_id is None else self._db.journal.table_view(SALES).get(str(doc_id))
+        # The live document, not a copy: `from_doc` copies its lists, the rest are scalars.
         return None if doc is None else SaleRecord.from_doc(doc)
 
     # -------------------------------------------------------------------------------- sales
@@ -463,7 +465,7 @@ class Ledger:
 
     def _journal_sales(self) -> Iterator[SaleRecord]:
         for _, doc in self._raw(SALES):
-            yield SaleRecord.from_doc(_copy(doc))
+            yield SaleRecord.from_doc(doc)  # copies what it keeps (see `_journal_sale`)
 
     def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]:
         """All sales created in [start, end) (unbounded where None), oldest first.
