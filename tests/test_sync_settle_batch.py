@@ -8,16 +8,17 @@ an outcome), and the next pass resolves them through their invoices, paying no o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import os
 
 import pytest
-from helpers.sync_rig import Rig, SyncClock
+from helpers.sync_rig import FAST, Rig, SyncClock
 
 from terminal.adapters.books.ledger import Ledger
 from terminal.core.ports.backend import InvoiceStatus
 from terminal.core.records import PayoutStatus
-from terminal.services.sync import _Followed, _Settlements
+from terminal.services.sync import SyncPolicy, _Followed, _Settlements
 
 
 @pytest.fixture
@@ -107,3 +108,30 @@ def test_paid_outcomes_of_one_status_answer_share_one_journal_record(rig):
     paid_cards = {p.card_id for p in payouts[:4]}
     assert all(rig.ledger.card(c.card_id).queued_msat == (0 if c.card_id in paid_cards
                                                           else 100_000) for c in cards)
+
+
+async def _sync_counting_status_requests(rig: Rig, policy: SyncPolicy):
+    backend, withdraw = rig.parts()
+    try:
+        report = await rig.worker(backend, withdraw, policy=policy, concurrency=6).run_once()
+        return report, backend.status_requests
+    finally:
+        await backend.aclose()
+        await withdraw.aclose()
+
+
+def test_payouts_sent_within_the_batch_time_are_checked_in_one_status_request(rig):
+    cards = [rig.new_card(10_000) for _ in range(6)]
+    asyncio.run(rig.queue([(card, 1, 100) for card in cards]))
+    before = rig.ledger.counts()["journal_records"]
+
+    # The first payout sent is checked at once; every later one waits for the batch time, so
+    # they are all asked about together (and recorded paid together).
+    report, requests = asyncio.run(_sync_counting_status_requests(
+        rig, dataclasses.replace(FAST, settle_batch_s=2.0)))
+
+    assert (report.paid, report.failed, report.pending) == (6, 0, 0)
+    assert requests <= 2
+    records = rig.ledger.counts()["journal_records"] - before
+    assert records <= 2 * 6 + 2  # write-ahead and "submitted" per payout, the paid ones batched
+    assert all(n == 1 for n in rig.gets.values()) and len(rig.gets) == 6
