@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 import unicodedata
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
@@ -28,6 +28,7 @@ from terminal.protocols.lnurl import (
     UrlRefused,
     WithdrawRequest,
     _has_space_or_control,
+    _query_value,
     build_callback_url,
     check_addresses,
     check_amount,
@@ -414,3 +415,11 @@ def test_card_uid_mismatch_reads_as_one_sentence() -> None:
     error = error_for_reason("Card UID mis-match.")
     assert error.user_message == ("The card's issuer declined the payment: Card UID mis-match. "
                                   "Ask for another payment method.")
+
+
+# Property: a callback query value is written exactly as `quote(value, safe="")` would write it
+# (letters and digits skip the call).
+@given(st.one_of(st.text(max_size=60), st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789",
+                                               max_size=500)))
+def test_query_values_are_percent_encoded_as_quote_does(value: str) -> None:
+    assert _query_value(value) == quote(value, safe="")
