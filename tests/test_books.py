@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import zlib
 from datetime import date, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from helpers.books_damage import flip_a_bit_in_an_archived_sale
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from terminal.adapters.books import archive as archive_module
 from terminal.adapters.books.errors import BooksDamaged
 from terminal.adapters.books.ledger import DuplicatePaymentHash, Ledger
 from terminal.core import history
@@ -132,6 +134,29 @@ def test_one_payment_hash_one_sale_across_both_stores(path):
         assert led.find_sale_by_payment_hash("ff" * 32) is None
 
 
+def test_a_new_payment_hash_is_looked_up_in_the_archive_once_until_a_move(path, monkeypatch):
+    asked = []
+    lookup = archive_module.SaleArchive.by_payment_hash
+
+    def counting(self, payment_hash):
+        asked.append(payment_hash)
+        return lookup(self, payment_hash)
+
+    monkeypatch.setattr(archive_module.SaleArchive, "by_payment_hash", counting)
+    with Ledger(path, move_batch=1) as led:
+        new = sale(7, "queued")
+        assert led.find_sale_by_payment_hash(new.payment_hash) is None  # the sync worker's check
+        led.save_sale(new)  # checks the hash again: the archive was just asked
+        assert asked == [new.payment_hash]
+        assert led.find_sale_by_payment_hash(sale(8).payment_hash) is None
+        led.save_sale(sale(8))  # paid: moves to the archive, which forgets the miss
+        assert journal_sales(led).keys() == {str(led._sale_doc[new.id])}
+        assert led.find_sale_by_payment_hash(sale(8).payment_hash) == sale(8)
+        assert asked == [new.payment_hash, sale(8).payment_hash, sale(8).payment_hash]
+        with pytest.raises(DuplicatePaymentHash):
+            led.save_sale(sale(9, payment_hash=sale(8).payment_hash))
+
+
 def test_unsynced_sales_are_found_through_the_index(path):
     with Ledger(path) as led:
         for n in range(4):
@@ -166,10 +191,8 @@ def test_a_move_interrupted_after_the_archive_commit_shows_the_sale_once(path):
 
 
 def test_a_full_disk_for_the_archive_keeps_settled_sales_in_the_journal(path, monkeypatch):
-    from terminal.adapters.books import archive as archive_module
-
     with Ledger(path, move_batch=1) as led:
-        def full(self, docs):
+        def full(self, docs, texts=None):
             raise archive_module.StorageFullError("the disk is full")
 
         monkeypatch.setattr(archive_module.SaleArchive, "put_docs", full)
@@ -179,6 +202,32 @@ def test_a_full_disk_for_the_archive_keeps_settled_sales_in_the_journal(path, mo
         led.save_sale(sale(2))  # the next move takes the waiting one along
         assert journal_sales(led) == {}
         assert led.counts()["sales_archived"] == 2
+
+
+# Property: an archived record is stored as the journal's JSON, compressed, and reads back as
+# the same document whatever its size (the compressor's 4 KB window is smaller than some).
+@settings(max_examples=60)
+@given(st.dictionaries(st.text(max_size=8), st.one_of(
+    st.integers(), st.text(max_size=3000), st.none(), st.booleans(),
+    st.lists(st.text(max_size=40), max_size=200)), max_size=12))
+def test_archived_documents_read_back_exactly(doc):
+    blob = archive_module._doc_blob(doc, archive_module._doc_text(doc))
+    assert blob == archive_module._doc_blob(doc)
+    assert archive_module.decode_doc(blob) == doc
+    assert zlib.decompress(blob) == archive_module._doc_text(doc).encode("utf-8")
+
+
+def test_a_move_stores_the_json_the_journal_wrote(path):
+    with Ledger(path, move_batch=2) as led:
+        led.save_sale(sale(1))
+        text = led._db.journal.doc_text("sales", str(led._sale_doc[sale(1).id]))
+        led.save_sale(sale(2))  # the batch moves
+        assert journal_sales(led) == {}
+        blob = led._archive._read(lambda db: db.execute(
+            "SELECT d.doc FROM sales s JOIN docs d ON d.n = s.n WHERE s.id = ?",
+            (sale(1).id,)).fetchone()[0])
+        assert zlib.decompress(blob) == text.encode("utf-8")
+        assert led.get_sale(sale(1).id) == sale(1)
 
 
 # ------------------------------------------------------------------------- the query port

@@ -83,9 +83,16 @@ def test_returned_records_are_copies(ledger):
     ledger.save_sale(sale("s1", history=[StateChange(0.0, "created", "created", "created")]))
     got = ledger.get_sale("s1")
     got.history.append(StateChange(1.0, "x", "created", "paid"))
+    got.history[0].at = 5.0
     got.state = "paid"
+    got.refund_ids.append("r1")
     assert ledger.get_sale("s1").history == [StateChange(0.0, "created", "created", "created")]
     assert ledger.get_sale("s1").state == "created"
+    assert ledger.get_sale("s1").refund_ids == []
+    for record in (ledger.open_sales() + ledger.sales()):
+        record.refund_ids.append("r2")
+        record.history.clear()
+    assert ledger.get_sale("s1").refund_ids == [] and len(ledger.get_sale("s1").history) == 1
 
 
 def test_open_and_queued_sales_follow_state_changes(ledger):

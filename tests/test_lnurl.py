@@ -4,7 +4,9 @@ core)."""
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import parse_qsl, urlsplit
+import sys
+import unicodedata
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
@@ -25,6 +27,8 @@ from terminal.protocols.lnurl import (
     UrlPolicy,
     UrlRefused,
     WithdrawRequest,
+    _has_space_or_control,
+    _query_value,
     build_callback_url,
     check_addresses,
     check_amount,
@@ -148,6 +152,15 @@ def test_decode_raises_only_its_error_type(text: str) -> None:
 
 
 # --- URL policy --------------------------------------------------------------------------------
+
+
+def test_space_or_control_check_is_the_unicode_category_rule_for_every_character() -> None:
+    # The URL check asks `str.isprintable` (in C) instead of looking up each character's
+    # category: the same answer for every code point, the ASCII space included.
+    differ = [cp for cp in range(sys.maxunicode + 1)
+              if _has_space_or_control(chr(cp)) != (unicodedata.category(chr(cp))[0] in "CZ")]
+    assert differ == []
+    assert _has_space_or_control("https://a.example/x y") and not _has_space_or_control("ok")
 
 
 def test_https_public_host_passes() -> None:
@@ -402,3 +415,11 @@ def test_card_uid_mismatch_reads_as_one_sentence() -> None:
     error = error_for_reason("Card UID mis-match.")
     assert error.user_message == ("The card's issuer declined the payment: Card UID mis-match. "
                                   "Ask for another payment method.")
+
+
+# Property: a callback query value is written exactly as `quote(value, safe="")` would write it
+# (letters and digits skip the call).
+@given(st.one_of(st.text(max_size=60), st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789",
+                                               max_size=500)))
+def test_query_values_are_percent_encoded_as_quote_does(value: str) -> None:
+    assert _query_value(value) == quote(value, safe="")

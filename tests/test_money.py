@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -24,6 +26,7 @@ from terminal.core.money import (
     fiat_to_msat,
     format_money,
     format_msat,
+    fractional_minor,
     minor_per_sat_from_btc_price,
     msat_to_fiat,
 )
@@ -269,3 +272,30 @@ def test_policy_boundary(age: float) -> None:
     else:
         with pytest.raises(StaleRate):
             policy.quote("JMD", now=age)
+
+
+def _fractional_minor_reference(value: Fraction, places: int) -> Decimal:
+    """Half-even rounding at 10^-places, in Fraction arithmetic (the definition)."""
+    scaled = value * 10**places
+    whole = math.floor(scaled)
+    rest = scaled - whole
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and whole % 2 == 1):
+        whole += 1
+    return Decimal(whole).scaleb(-places)
+
+
+# Property: the integer arithmetic of fractional_minor rounds exactly as the Fraction definition,
+# halves and negative amounts included.
+@given(st.fractions(max_denominator=10**9), st.integers(0, 8))
+def test_fractional_minor_rounds_half_even_like_the_definition(value: Fraction,
+                                                               places: int) -> None:
+    got = fractional_minor(value, places)
+    assert got == _fractional_minor_reference(value, places)
+    assert str(got) == str(_fractional_minor_reference(value, places))
+
+
+def test_fractional_minor_halves_go_to_even() -> None:
+    assert fractional_minor(Fraction(5, 2), 0) == Decimal(2)
+    assert fractional_minor(Fraction(7, 2), 0) == Decimal(4)
+    assert fractional_minor(Fraction(-5, 2), 0) == Decimal(-2)
+    assert str(fractional_minor(Fraction(1, 8), 2)) == "0.12"

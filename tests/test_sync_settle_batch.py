@@ -8,11 +8,12 @@ an outcome), and the next pass resolves them through their invoices, paying no o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import os
 
 import pytest
-from helpers.sync_rig import Rig, SyncClock
+from helpers.sync_rig import FAST, Rig, SyncClock
 
 from terminal.adapters.books.ledger import Ledger
 from terminal.core.ports.backend import InvoiceStatus
@@ -107,3 +108,55 @@ def test_paid_outcomes_of_one_status_answer_share_one_journal_record(rig):
     paid_cards = {p.card_id for p in payouts[:4]}
     assert all(rig.ledger.card(c.card_id).queued_msat == (0 if c.card_id in paid_cards
                                                           else 100_000) for c in cards)
+
+
+
+def test_payouts_followed_within_the_batch_time_are_checked_in_one_status_request(rig):
+    cards = [rig.new_card(10_000) for _ in range(4)]
+    asyncio.run(rig.queue([(card, 1, 100) for card in cards]))
+    failing = _full_disk_for_paid_records(rig)
+    asyncio.run(rig.sync_once())  # sent and paid, outcomes not recorded: all SUBMITTING
+    failing["on"] = False
+    payouts = rig.ledger.payouts(PayoutStatus.SUBMITTING)
+    assert len(payouts) == 4
+
+    async def follow_one_then_three() -> list[tuple[float, list[str]]]:
+        backend, withdraw = rig.parts()
+        policy = dataclasses.replace(FAST, settle_batch_s=0.3)
+        worker = rig.worker(backend, withdraw, policy=policy)
+        asked: list[tuple[float, list[str]]] = []
+        first_asked, first_answered = asyncio.Event(), asyncio.Event()
+        statuses = worker._statuses
+
+        async def noting(invoices):
+            asked.append((asyncio.get_running_loop().time(), [i.payment_hash for i in invoices]))
+            first_asked.set()
+            try:
+                return await statuses(invoices)
+            finally:
+                first_answered.set()
+
+        worker._statuses = noting
+        try:
+            settlements = _Settlements(worker)
+            sales = [rig.ledger.get_sale(p.sale_id) for p in payouts]
+            futures = [settlements.follow(payouts[0], sales[0], sales[0].invoice())]
+            await first_asked.wait()  # the first is asked about at once, alone
+            futures.append(settlements.follow(payouts[1], sales[1], sales[1].invoice()))
+            await first_answered.wait()  # the second is due: without a batch time, asked now
+            futures += [settlements.follow(payouts[n], sales[n], sales[n].invoice())
+                        for n in range(2, 4)]
+            await settlements.wait()
+            assert [f.result().outcome for f in futures] == ["paid"] * 4
+            return asked
+        finally:
+            await backend.aclose()
+            await withdraw.aclose()
+
+    before = rig.ledger.counts()["journal_records"]
+    asked = asyncio.run(follow_one_then_three())
+
+    hashes = [p.payment_hash for p in payouts]
+    assert [batch for _, batch in asked] == [hashes[:1], hashes[1:]]
+    assert asked[1][0] - asked[0][0] >= 0.3
+    assert rig.ledger.counts()["journal_records"] - before == 2  # one per answer

@@ -35,14 +35,21 @@ def sale_memo(text: str, *, terminal_id: str, sale_id: str,
               max_bytes: int = MAX_MEMO_BYTES) -> str:
     """`text` (cleaned of control characters, shortened to fit) followed by the terminal's tag."""
     tag = tag_text(terminal_id, sale_id)
-    clean = " ".join(
-        "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").split()
-    )
+    clean = " ".join(_without_controls(text).split())
     room = max_bytes - len(tag.encode()) - 1
     encoded = clean.encode()
     if len(encoded) > room:
         clean = encoded[: max(0, room - 3)].decode("utf-8", "ignore").rstrip() + "..."
     return f"{clean} {tag}" if clean else tag
+
+
+def _without_controls(text: str) -> str:
+    """`text` without its characters of Unicode category C* (control, format, unassigned...).
+    A printable text has none (`str.isprintable` is False only for C*, and Z* but the space):
+    checked in C, the per-character lookup only for the rest."""
+    if text.isprintable():
+        return text
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
 
 
 def parse_memo_tag(memo: str | None) -> MemoTag | None:

@@ -117,8 +117,12 @@ class SaleRecord:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> SaleRecord:
+        """The record of `doc`, sharing nothing mutable with it (the books hand over their
+        live documents): its lists are copied, every other field is a scalar."""
         values = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
         values["history"] = [StateChange(**h) for h in values.get("history", [])]
+        if isinstance(values.get("refund_ids"), list):
+            values["refund_ids"] = list(values["refund_ids"])
         return cls(**values)
 
 

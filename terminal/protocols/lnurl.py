@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -301,7 +300,7 @@ def _hostname_of(url: str) -> str:
 
 
 def _require_http_url(url: str) -> str:
-    if any(unicodedata.category(ch)[0] in "CZ" for ch in url):
+    if _has_space_or_control(url):
         raise LnurlDecodeError("URL contains spaces or control characters")
     try:
         parts = urlsplit(url)
@@ -311,6 +310,13 @@ def _require_http_url(url: str) -> str:
     if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
         raise LnurlDecodeError("LNURL does not decode to an http(s) URL with a host")
     return url
+
+
+def _has_space_or_control(text: str) -> bool:
+    """Any character of Unicode category C* (control, format, unassigned...) or Z* (spaces,
+    separators). `str.isprintable` is False for exactly those but the ASCII space: the same
+    answer, in C instead of a lookup per character."""
+    return not text.isprintable() or " " in text
 
 
 # --- URL policy --------------------------------------------------------------------------------
@@ -397,11 +403,14 @@ class Target:
         return _ip_or_none(self.host)
 
 
+@functools.lru_cache(maxsize=64)
 def check_url(url: str, policy: UrlPolicy) -> Target:
     """Apply the static part of the policy (scheme, host syntax, allowlist). Raises `UrlRefused`.
 
     The address part needs DNS: the client calls `check_addresses` on what the host resolves
-    to (an IP literal host is checked right here, no DNS needed).
+    to (an IP literal host is checked right here, no DNS needed). A pure function of its
+    arguments, so the answer is cached (a card's URL is checked when it is fetched and again
+    with its answer); a refusal is not cached, it is raised anew.
     """
     try:
         parts = urlsplit(url)
@@ -485,7 +494,10 @@ def check_redirect(current: Target, location_url: str, policy: UrlPolicy) -> Tar
 
 
 @functools.lru_cache(maxsize=256)  # a few hosts, parsed several times per request
+@functools.lru_cache(maxsize=256)
 def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address `host` spells, or None (cached: the same few issuer hosts every tap, and
+    a name costs `ipaddress` two failed parses)."""
     try:
         return ipaddress.ip_address(host)
     except ValueError:
@@ -648,9 +660,15 @@ def build_callback_url(request: WithdrawRequest, bolt11: str, pin: str | None = 
     added = {"k1": request.k1, "pr": bolt11}
     if pin is not None:
         added["pin"] = validate_pin(pin)
-    kept += [f"{k}={quote(v, safe='')}" for k, v in added.items()]
+    kept += [f"{k}={_query_value(v)}" for k, v in added.items()]
     del fragment  # a fragment is never sent to the server
     return f"{path}?{'&'.join(kept)}"
+
+
+def _query_value(value: str) -> str:
+    """`quote(value, safe="")`; letters and digits only (a BOLT11 invoice, a hex k1) are left as
+    they are without going through `quote` (a Python call per character)."""
+    return value if value.isascii() and value.isalnum() else quote(value, safe="")
 
 
 def raise_for_error_status(

@@ -162,6 +162,10 @@ class Ledger:
         self._by_payment_hash: dict[str, str] = {}
         self._payout_status: dict[str, str] = {}
         self._exposed: dict[str, tuple[int, float]] = {}  # payout id -> (msat, created_at)
+        # The last payment hash the archive was found not to hold: a new invoice's hash is looked
+        # up by the sync worker, then again by `save_sale`. Only this writer adds to the archive
+        # (the moves, which forget it); a read-only ledger never remembers it.
+        self._not_archived: str | None = None
         self._build_indexes()
         # Final sales still in the journal: moves to finish (after a crash, or a failed move).
         self._pending_moves = {s for s, state in self._sale_state.items() if state in FINAL_STATES}
@@ -346,10 +350,14 @@ class Ledger:
         self._pending_moves.intersection_update(ids)
         if not ids or self.read_only:
             return
-        view = self._db.journal.table_view(SALES)
-        docs = [view[str(self._sale_doc[s])] for s in ids]  # serialised at once: not copied
+        journal = self._db.journal
+        view = journal.table_view(SALES)
+        keys = [str(self._sale_doc[s]) for s in ids]
+        docs = [view[key] for key in keys]  # serialised at once: not copied
+        texts = [journal.doc_text(SALES, key) for key in keys]  # their JSON, already written
+        self._not_archived = None  # the archive is about to change
         try:
-            moves = self._archive.put_docs(docs)
+            moves = self._archive.put_docs(docs, texts)
         except BooksDamaged:
             raise
         except StorageError as exc:
@@ -369,7 +377,9 @@ class Ledger:
         self._pending_moves.difference_update(ids)
 
     def _journal_sale(self, sale_id: str) -> SaleRecord | None:
-        doc = self._get(SALES, self._sale_doc.get(sale_id))
+        doc_id = self._sale_doc.get(sale_id)
+        doc = None if doc_id is None else self._db.journal.table_view(SALES).get(str(doc_id))
+        # The live document, not a copy: `from_doc` copies its lists, the rest are scalars.
         return None if doc is None else SaleRecord.from_doc(doc)
 
     # -------------------------------------------------------------------------------- sales
@@ -406,7 +416,7 @@ class Ledger:
             sale_id = self._by_payment_hash.get(key)
             if sale_id is not None:
                 return self._journal_sale(sale_id)
-            archived = self._archive.by_payment_hash(key)
+            archived = self._archived_by_payment_hash(key)
             if archived is None:
                 continue
             if archived.id in self._sale_doc:  # the journal's copy wins
@@ -414,6 +424,14 @@ class Ledger:
                 return current if current is not None and current.payment_hash == key else None
             return archived
         return None
+
+    def _archived_by_payment_hash(self, payment_hash: str) -> SaleRecord | None:
+        if payment_hash == self._not_archived:
+            return None
+        archived = self._archive.by_payment_hash(payment_hash)
+        if archived is None and not self.read_only:
+            self._not_archived = payment_hash
+        return archived
 
     def _sales_where(self, keep: Callable[[str], bool]) -> list[SaleRecord]:
         ids = sorted(
@@ -447,7 +465,7 @@ class Ledger:
 
     def _journal_sales(self) -> Iterator[SaleRecord]:
         for _, doc in self._raw(SALES):
-            yield SaleRecord.from_doc(_copy(doc))
+            yield SaleRecord.from_doc(doc)  # copies what it keeps (see `_journal_sale`)
 
     def sales(self, start: float | None = None, end: float | None = None) -> list[SaleRecord]:
         """All sales created in [start, end) (unbounded where None), oldest first.

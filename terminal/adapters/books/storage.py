@@ -97,9 +97,13 @@ AFFECTS_JOURNAL = (
 )
 
 
+# Strict JSON (no NaN) so every line parses the same in any reader. One encoder for every write:
+# `json.dumps` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _encode(value: Any) -> str:
-    # Strict JSON (no NaN) so every line parses the same in any reader.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 @functools.lru_cache(maxsize=64)
@@ -224,6 +228,10 @@ class JournalStorage(Storage):
         self._lock = threading.RLock()
         self._tables: Tables = {}
         self._sizes: dict[str, dict[str, int]] = {}  # encoded size of each live document
+        # The JSON each live document was committed as, so a compaction writes it again instead
+        # of encoding every document anew (most of its cost). A cache: a document without an
+        # entry (read at open, or after a rollback) is encoded when needed.
+        self._texts: dict[str, dict[str, str]] = {}
         self._live_bytes = 0
         self._size = 0  # bytes of the journal known to be valid
         self._seq = 0  # number of the last record in the journal
@@ -542,6 +550,11 @@ class JournalStorage(Storage):
         """The live documents of one table (read-only by contract: never mutate them)."""
         return self._tables.get(name, {})
 
+    def doc_text(self, name: str, key: str) -> str:
+        """The JSON of a live document as it was committed (encoded now when not cached)."""
+        text = self._texts.get(name, {}).get(key)
+        return text if text is not None else _encode(self._tables[name][key])
+
     def has_table(self, name: str) -> bool:
         return name in self._tables
 
@@ -641,11 +654,15 @@ class JournalStorage(Storage):
 
     def _apply_encoded(self, op: Op, text: str, doc_text: str) -> None:
         # The stored copy is what a reopen would read: JSON types, no shared references.
-        doc = json.loads(doc_text) if op[0] == OP_PUT else None
-        self._apply(op, doc, len(text) + 12)
+        if op[0] == OP_PUT:
+            self._apply(op, json.loads(doc_text), len(text) + 12, doc_text)
+        else:
+            self._apply(op, None, len(text) + 12)
 
-    def _apply(self, op: Op | list[Any], doc: Any, size: int) -> None:
-        """Apply one operation in memory; `size` estimates its line in a compacted journal."""
+    def _apply(self, op: Op | list[Any], doc: Any, size: int, doc_text: str | None = None
+               ) -> None:
+        """Apply one operation in memory; `size` estimates its line in a compacted journal;
+        `doc_text` is the JSON a `put` was written as (None: not known)."""
         kind, name = op[0], op[1]
         if kind == OP_PUT:
             if not isinstance(doc, dict):
@@ -653,20 +670,28 @@ class JournalStorage(Storage):
             key = str(op[2])
             table = self._tables.setdefault(name, {})
             sizes = self._sizes.setdefault(name, {})
+            texts = self._texts.setdefault(name, {})
             table[key] = doc
             self._live_bytes += size - sizes.get(key, 0)
             sizes[key] = size
+            if doc_text is None:
+                texts.pop(key, None)
+            else:
+                texts[key] = doc_text
         elif kind == OP_DEL:
             key = str(op[2])
             self._tables.get(name, {}).pop(key, None)
             self._live_bytes -= self._sizes.get(name, {}).pop(key, 0)
+            self._texts.get(name, {}).pop(key, None)
         elif kind == OP_CLEAR:
             self._live_bytes -= sum(self._sizes.get(name, {}).values())
             self._tables[name] = {}
             self._sizes[name] = {}
+            self._texts[name] = {}
         elif kind == OP_DROP:
             self._live_bytes -= sum(self._sizes.pop(name, {}).values())
             self._tables.pop(name, None)
+            self._texts.pop(name, None)
         else:
             raise KeyError(kind)
 
@@ -685,7 +710,9 @@ class JournalStorage(Storage):
 
     def _restore(self, record: tuple[Any, ...]) -> None:
         kind, name = record[0], record[1]
+        # Rolled-back documents lose their cached JSON (encoded again if a compaction needs it).
         if kind == "table":
+            self._texts.pop(name, None)
             _, _, table, sizes = record
             self._live_bytes -= sum(self._sizes.get(name, {}).values())
             if table is None:
@@ -696,6 +723,7 @@ class JournalStorage(Storage):
                 self._live_bytes += sum(sizes.values())
             return
         _, _, key, doc, size = record
+        self._texts.get(name, {}).pop(key, None)
         table, sizes = self._tables[name], self._sizes[name]
         self._live_bytes -= sizes.pop(key, 0)
         table.pop(key, None)
@@ -836,22 +864,30 @@ class JournalStorage(Storage):
 
     def _write_snapshot(self, tmp: Path) -> int:
         return write_snapshot(tmp, self._tables, self.ledger_id, self._seq, files=self._files,
-                              write_fn=self._write_fn, fsync=self._fsync)
+                              write_fn=self._write_fn, fsync=self._fsync, texts=self._texts)
 
 
-def snapshot_chunks(tables: Mapping[str, Mapping[str, Any]], ledger_id: str,
-                    seq: int) -> Iterator[bytes]:
-    """A whole journal holding `tables` as they stand after record `seq`, in ~1 MB chunks."""
+def snapshot_chunks(tables: Mapping[str, Mapping[str, Any]], ledger_id: str, seq: int,
+                    texts: Mapping[str, Mapping[str, str]] | None = None) -> Iterator[bytes]:
+    """A whole journal holding `tables` as they stand after record `seq`, in ~1 MB chunks.
+
+    `texts` (optional, per table and key): documents already encoded as JSON, written as they
+    are; the others are encoded here."""
     lines = len(tables) + sum(len(t) for t in tables.values())
     header = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "ledger": ledger_id,
               "seq": seq, "lines": lines}
     buffer: list[bytes] = [_header_line(header)]
     pending = len(buffer[0])
+    no_texts: Mapping[str, str] = {}
     for name, table in tables.items():
         buffer.append(_record_line(seq, _encode([[OP_CLEAR, name]])))
+        encoded = texts.get(name, no_texts) if texts is not None else no_texts
         for key, doc in table.items():
+            doc_text = encoded.get(key)
+            if doc_text is None:
+                doc_text = _encode(doc)
             line = _record_line(
-                seq, f"[[\"put\",{_encode_name(name)},{_encode_key(key)},{_encode(doc)}]]")
+                seq, f"[[\"put\",{_encode_name(name)},{_encode_key(key)},{doc_text}]]")
             buffer.append(line)
             pending += len(line)
             if pending >= 1 << 20:
@@ -862,14 +898,16 @@ def snapshot_chunks(tables: Mapping[str, Mapping[str, Any]], ledger_id: str,
 
 def write_snapshot(tmp: Path, tables: Mapping[str, Mapping[str, Any]], ledger_id: str, seq: int,
                    *, files: FileOps = DEFAULT_FILE_OPS, write_fn: WriteFn | None = None,
-                   fsync: bool = True) -> int:
-    """Write a snapshot journal to `tmp` (new, 0600, fsynced); returns its size."""
+                   fsync: bool = True, texts: Mapping[str, Mapping[str, str]] | None = None
+                   ) -> int:
+    """Write a snapshot journal to `tmp` (new, 0600, fsynced); returns its size. `texts`: as
+    in `snapshot_chunks`."""
     write = write_fn or files.write
     fd = files.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         files.fchmod(fd, FILE_MODE)
         total = 0
-        for chunk in snapshot_chunks(tables, ledger_id, seq):
+        for chunk in snapshot_chunks(tables, ledger_id, seq, texts):
             view = memoryview(chunk)
             written = 0
             while written < len(chunk):
@@ -994,13 +1032,17 @@ class JournalTable(Table):
         self.clear_cache()
 
     def replace(self, doc_id: int, document: Mapping) -> None:
-        """Store `document` as the whole of document `doc_id` (insert or overwrite), O(1)."""
+        """Store `document` as the whole of document `doc_id` (insert or overwrite), O(1).
+
+        The operations `_update_table` would stage for it, built directly (the ledger's every
+        write comes here)."""
+        storage, name, key = self._storage, self.name, str(doc_id)
         new = dict(document)
-
-        def updater(table: MutableMapping) -> None:
-            table[doc_id] = new
-
-        self._update_table(updater)
+        ops: list[Op] = [] if storage.has_table(name) else [(OP_CLEAR, name)]
+        if storage.table_view(name).get(key, _MISSING) != new:  # else: nothing changed
+            ops.append((OP_PUT, name, key, new))
+        storage.commit(ops)
+        self.clear_cache()
         if self._next_id is not None and doc_id >= self._next_id:
             self._next_id = doc_id + 1
 
