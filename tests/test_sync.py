@@ -230,8 +230,11 @@ def test_submitting_payout_after_restart_is_resolved_by_invoice_status_not_resen
     url = rig.ledger.payouts()[0].tap_url
     _crash_during_sync(rig, after="callback")
     payout = rig.ledger.payouts()[0]
-    assert payout.status == PayoutStatus.SUBMITTING
-    assert rig.ledger.get_sale(sale_id).state == "submitted"
+    assert payout.status == PayoutStatus.SUBMITTING  # the write-ahead, from before the GET
+    sale = rig.ledger.get_sale(sale_id)
+    # The sale's own SUBMITTED step is saved with the outcome: on disk it is still waiting for
+    # the sync, with the invoice that went out.
+    assert sale.state == "queued" and sale.payment_hash == payout.payment_hash
     report = run(rig.sync_once())
     assert report.paid == 1
     assert rig.gets_for(url) == 1  # exactly one GET for that p/c, ever

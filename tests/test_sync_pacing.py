@@ -210,7 +210,7 @@ def test_purged_invoice_that_cannot_be_checked_stays_unresolved(rig):
         assert "read_transactions" in item.message
     payout = rig.ledger.payouts()[0]
     assert payout.status == PayoutStatus.SUBMITTING  # not counted as the merchant's loss
-    assert rig.ledger.get_sale(sale_id).state == "submitted"
+    assert rig.ledger.get_sale(sale_id).state in ("queued", "submitted")  # waiting, not failed
 
 
 def test_purged_unpaid_invoice_checked_in_the_history_is_failed(rig):

@@ -659,8 +659,11 @@ class SyncWorker:
             lnurl.check_amount(request, invoice.amount_msat, None)
         except lnurl.LnurlError as exc:  # nothing was sent: the card cannot pay this (PIN, max)
             return self._finish_failed(payout, sale, exc.code, _plain(exc))
-        self._sale_event(sale, "submitted")  # write-ahead: from here the callback may be out
-        self.ledger.save_sale(sale)
+        # The sale reads SUBMITTED from here; it is saved with the outcome, not on its own. The
+        # write-ahead that keeps this callback from ever going twice is the payout's SUBMITTING
+        # record, durable since before the GET; a QUEUED and a SUBMITTED sale are alike to every
+        # reader (refunds, recovery, receipts, the queue). One durable write fewer per payout.
+        self._sale_event(sale, "submitted")
         for attempt in range(self.policy.callback_retries + 1):
             try:
                 await self.withdraw.submit(request, invoice.bolt11, invoice.amount_msat, None)
