@@ -75,18 +75,28 @@ Refunds and pull payments [GreenfieldInvoiceController.cs `RefundInvoice`, Invoi
   withdrawRequest (`GET /BTC/UILNURL/withdraw/pp/{id}`) offers what is left of it.
 - `GET …/stores/{storeId}/pull-payments[?includeArchived=true]` (canviewpullpayments), newest
   first; `POST /api/v1/pull-payments/{id}/payouts` (no auth) `{destination, amount,
-  payoutMethodId}`: a BOLT11, Lightning Address or LNURL for `BTC-LN`; `overdraft`,
-  `duplicate-destination`, 422 for a bad method or destination; the payout's state is
+  payoutMethodId}`: a BOLT11, Lightning Address or LNURL for `BTC-LN` (HandleCreatePayout,
+  LightningLikePayoutHandler, ClaimRequest.GetClaimedAmount): 400 `overdraft` when the
+  payouts not Cancelled plus this one exceed the pull payment's amount; 400
+  `duplicate-destination` only for a BOLT11 whose payment hash an open (not Completed or
+  Cancelled) payout of any pull payment holds (addresses and LNURLs are reusable: a second
+  POST to one makes a second payout); 422 for a bad method or destination, an expired BOLT11,
+  one expiring sooner than the pull payment's `BOLT11Expiration` (days), or one asking more
+  than the amount claimed (a BOLT11's own amount is what is claimed). The payout is
   `AwaitingPayment` when claims are auto-approved, else `AwaitingApproval`.
+- `GET /api/v1/pull-payments/{id}/payouts[?includeCancelled=true]` (no auth): its payouts
+  (Cancelled ones only when asked), 404 `pullpayment-not-found`. `approve_payout`,
+  `mark_payout` and `cancel_payout` move a payout as HandleApproval / HandleMarkPaid /
+  HandleCancel do: AwaitingApproval → AwaitingPayment → InProgress → Completed, or Cancelled.
 
 Failure injection: `fail_next(...)` (any status/body for the next matching requests) and
 `fail_after_create` (the invoice is created, then the answer is lost as a 502). Tampering knobs
 (a lying server): `bolt11_msat_offset`, `report_wrong_payment_hash`, `bolt11_network`.
 
 What it does NOT model: webhooks, on-chain payments and confirmations, payment tolerance, paying
-payouts out (they stay awaiting), the `/boltcard` tap endpoint, store/rate configuration, rate
-limits (BTCPay has none on API keys), the user's role inside a store, `includePaymentMethods`
-(2.3.9+), Basic auth, the BitPay-compatible API.
+payouts out on its own (they stay awaiting until a test moves them), the `/boltcard` tap
+endpoint, store/rate configuration, rate limits (BTCPay has none on API keys), the user's role
+inside a store, `includePaymentMethods` (2.3.9+), Basic auth, the BitPay-compatible API.
 
 Usage: `with FakeBTCPay() as fake: …fake.base_url…` (a background uvicorn thread).
 """
@@ -311,9 +321,13 @@ class FakePullPayment:
     archived: bool = False
     payouts: list[dict[str, Any]] = field(default_factory=list)
 
+    bolt11_expiration_days: int = 30  # the store's RefundBOLT11Expiration (StoreBlob: 30)
+
     @property
     def claimed(self) -> Decimal:
-        return sum((Decimal(p["originalAmount"]) for p in self.payouts), Decimal(0))
+        """What its payouts hold (Cancelled ones give theirs back)."""
+        return sum((Decimal(p["originalAmount"]) for p in self.payouts
+                    if p["state"] != "Cancelled"), Decimal(0))
 
 
 @dataclass
@@ -354,6 +368,7 @@ class FakeBTCPay:
     flash_plugin_usd_price: Decimal | None = None  # the store's Lightning node is the plugin
     fail_after_create: int = 0  # create the invoice, then answer 502 this many times
     fail_after_refund: int = 0  # create the refund's pull payment, then answer 502
+    fail_after_payout: int = 0  # create the payout, then answer 502
     garble_after_refund: int = 0  # create it, then answer 200 with a proxy's HTML page
     # Tampering knobs (a lying server), to test that the terminal refuses a bad invoice:
     bolt11_msat_offset: int = 0  # BOLT11 amount differs from `due`, no tweak declared
@@ -514,6 +529,7 @@ class FakeBTCPay:
                 Route("/api/v1/pull-payments/{pp_id}/lnurl", self._pull_payment_lnurl),
                 Route("/api/v1/pull-payments/{pp_id}/payouts", self._create_payout,
                       methods=["POST"]),
+                Route("/api/v1/pull-payments/{pp_id}/payouts", self._list_payouts),
                 Route("/BTC/UILNURL/withdraw/pp/{pp_id}", self._pull_payment_withdraw),
             ]
         )
@@ -985,7 +1001,8 @@ class FakeBTCPay:
 
     def _pull_payment_json(self, pp: FakePullPayment) -> dict[str, Any]:
         return {"id": pp.id, "name": pp.name, "description": pp.description,
-                "currency": pp.currency, "amount": str(pp.amount), "BOLT11Expiration": "30",
+                "currency": pp.currency, "amount": str(pp.amount),
+                "BOLT11Expiration": str(pp.bolt11_expiration_days),
                 "autoApproveClaims": pp.auto_approve, "archived": pp.archived,
                 "startsAt": pp.created, "expiresAt": None,
                 "viewLink": f"{self.base_url}/pull-payments/{pp.id}"}
@@ -1151,33 +1168,131 @@ class FakeBTCPay:
                 return pp
             destination = str(body.get("destination") or "").strip()
             lowered = destination.lower().removeprefix("lightning:")
-            valid = ("@" in lowered and "." in lowered.split("@")[-1]) or lowered.startswith(
-                "lnurl1") or lowered.startswith("ln" + _BOLT11_PREFIX.get(self.network, "bc"))
+            invoice: bolt11.Bolt11 | None = None
+            if lowered.startswith("ln" + _BOLT11_PREFIX.get(self.network, "bc")):
+                try:
+                    invoice = bolt11.decode(lowered)
+                except Exception:  # noqa: BLE001 - any undecodable text is "not a BOLT11"
+                    invoice = None
+            valid = invoice is not None or ("@" in lowered and "." in lowered.split("@")[-1]) \
+                or lowered.startswith("lnurl1")
             if not valid:
-                return self._validation(("Destination", "The destination is invalid for the "
-                                         "payment specified"))
-            if any(p["destination"] == destination for p in pp.payouts):
-                return self._api_error("duplicate-destination", "This address is already used "
-                                       "for another payout")
-            if pp.archived:
-                return self._api_error("archived", "You can't claim a pull payment that is "
-                                       "archived")
+                return self._validation(("Destination", "A valid BOLT11 invoice or LNURL Pay or "
+                                         "Lightning address was not provided."))
+            dedup_id: str | None = None
+            invoice_btc: Decimal | None = None
+            if invoice is not None:
+                expires_at = invoice.date + invoice.expiry
+                left_s = expires_at - self.clock()
+                if left_s < 0:
+                    return self._validation(("Destination", "The BOLT11 invoice submitted has "
+                                             "expired."))
+                if left_s < pp.bolt11_expiration_days * 86400:
+                    return self._validation((
+                        "Destination", f"The BOLT11 invoice must have an expiry date of at least "
+                        f"{pp.bolt11_expiration_days} days from submission (Provided was only "
+                        f"{int(left_s // 86400)})."))
+                dedup_id = invoice.payment_hash
+                if invoice.amount_msat:
+                    invoice_btc = Decimal(int(invoice.amount_msat)) / MSAT_PER_BTC
             try:
-                amount = Decimal(str(body.get("amount") or pp.amount - pp.claimed))
+                asked = body.get("amount")
+                amount: Decimal | None = None if asked is None else Decimal(str(asked))
             except InvalidOperation:
                 return self._validation(("Amount", "The amount is invalid"))
-            if amount <= 0 or amount > pp.amount - pp.claimed:
+            # GetClaimedAmount (a BTC pull payment: the BOLT11's amount is comparable).
+            if invoice_btc is not None and pp.currency == "BTC":
+                if amount is not None and invoice_btc > amount:
+                    return self._validation((
+                        "Amount", f"The destination's amount ({invoice_btc} BTC) is more than "
+                        f"the claimed amount ({amount} BTC)."))
+                amount = invoice_btc
+            # HandleCreatePayout, in its order: archived, duplicate, overdraft, too low.
+            if pp.archived:
+                return self._api_error("archived", "This pull payment has been archived")
+            if dedup_id is not None and any(
+                    p.get("_dedup") == dedup_id and p["state"] not in ("Completed", "Cancelled")
+                    for other in self.refunds.values() for p in other.payouts):
+                return self._api_error("duplicate-destination", "This address is already used "
+                                       "for another payout")
+            claimed = amount if amount is not None else pp.amount - pp.claimed
+            if pp.claimed + claimed > pp.amount:
                 return self._api_error("overdraft", "The payout amount overdraft the pull "
                                        "payment's limit")
+            if claimed <= 0:
+                return self._api_error("amount-too-low", "The requested payout amount is too "
+                                       "low")
             payout = {"id": uuid.uuid4().hex[:20], "pullPaymentId": pp.id,
                       "date": int(self.clock()), "destination": destination,
-                      "originalCurrency": pp.currency, "originalAmount": str(amount),
-                      "payoutCurrency": "BTC", "payoutAmount": str(amount),
+                      "originalCurrency": pp.currency, "originalAmount": str(claimed),
+                      "payoutCurrency": "BTC", "payoutAmount": None,
                       "payoutMethodId": "BTC-LN", "revision": 0,
-                      "state": "AwaitingPayment" if pp.auto_approve else "AwaitingApproval",
-                      "paymentProof": None, "metadata": {}}
+                      "state": "AwaitingApproval", "paymentProof": None, "metadata": {},
+                      "_dedup": dedup_id}
             pp.payouts.append(payout)
-            return JSONResponse(payout)
+            if pp.auto_approve:
+                self._approve(payout)
+            if self.fail_after_payout > 0:
+                self.fail_after_payout -= 1
+                return HTMLResponse("<html><body>502 Bad Gateway</body></html>", 502)
+            return JSONResponse(self._payout_json(payout))
+
+    async def _list_payouts(self, request: Request) -> Response:
+        """GreenfieldPullPaymentController.GetPayouts: Cancelled ones only when asked."""
+        early = self._log_and_inject(request)
+        if early:
+            return early
+        cancelled = request.query_params.get("includeCancelled", "false").lower() == "true"
+        with self._lock:
+            pp = self._pull_payment_or_404(request)
+            if isinstance(pp, Response):
+                return pp
+            return JSONResponse([self._payout_json(p) for p in pp.payouts
+                                 if cancelled or p["state"] != "Cancelled"])
+
+    @staticmethod
+    def _payout_json(payout: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in payout.items() if not k.startswith("_")}
+
+    def _payout(self, payout_id: str) -> dict[str, Any]:
+        for pp in self.refunds.values():
+            for payout in pp.payouts:
+                if payout["id"] == payout_id:
+                    return payout
+        raise KeyError(payout_id)
+
+    @staticmethod
+    def _approve(payout: dict[str, Any]) -> None:
+        """HandleApproval: only an AwaitingApproval payout; its BTC amount is set (rate 1)."""
+        if payout["state"] != "AwaitingApproval":
+            raise ValueError(f"payout {payout['id']} is {payout['state']}: InvalidState")
+        payout["state"] = "AwaitingPayment"
+        payout["payoutAmount"] = payout["originalAmount"]
+
+    def approve_payout(self, payout_id: str) -> None:
+        """The merchant approves a claim (POST /api/v1/stores/{id}/payouts/{payoutId})."""
+        with self._lock:
+            self._approve(self._payout(payout_id))
+
+    def mark_payout(self, payout_id: str, state: str) -> None:
+        """HandleMarkPaid: the Lightning payout runs (InProgress) and completes; a Completed
+        payout moves no more; InProgress/Completed only from AwaitingPayment or InProgress."""
+        with self._lock:
+            payout = self._payout(payout_id)
+            current = payout["state"]
+            if current == "Completed" or (
+                    state in ("Completed", "InProgress")
+                    and current not in ("AwaitingPayment", "InProgress", "Completed")) or (
+                    state == "AwaitingPayment" and current != "InProgress"):
+                raise ValueError(f"payout {payout_id} is {current}: InvalidState")
+            payout["state"] = state
+
+    def cancel_payout(self, payout_id: str) -> None:
+        """HandleCancel: any payout not Completed or InProgress becomes Cancelled."""
+        with self._lock:
+            payout = self._payout(payout_id)
+            if payout["state"] not in ("Completed", "InProgress"):
+                payout["state"] = "Cancelled"
 
     def reset_boltcard(self, uid: bytes) -> None:
         """The card was wiped through BTCPay (SetBoltcardResetState: unlinked, counter 0)."""
