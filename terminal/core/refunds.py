@@ -110,6 +110,10 @@ class RefundRecord:
     invoice_expires_at: float | None = None
     backend_ref: str | None = None  # BTCPay: the pull payment's id
     claim_link: str | None = None  # BTCPay: the LNURL-withdraw the customer scans
+    # BTCPay: where the pull payment is paid out (a BOLT11, a Lightning Address, an LNURL-pay
+    # as bech32), written with the SENDING record so a refund found again after a lost answer
+    # or a restart is still paid there. Not a secret, but never logged (say its kind only).
+    claim_destination: str | None = None
     cashier: str | None = None
     terminal_id: str | None = None
     reason: str | None = None  # a code (ledger, exports); `message` is the words

@@ -43,6 +43,8 @@ from terminal.core.ports.refunds import (
     CannotSend,
     InvoicePayer,
     Lookup,
+    PullPaymentPayout,
+    PullPaymentRefund,
     PullPaymentRefunder,
     SendStatus,
 )
@@ -531,8 +533,23 @@ class RefundService:
             self._fail(refund, "no-invoice", "This sale has no BTCPay invoice to refund. Nothing "
                        "was sent.")
             return
-        self._apply(refund, "send")  # write-ahead: the pull payment may exist from here
-        try:
+        # Where it is paid out, known BEFORE the pull payment may exist (the card's payLink is
+        # read now, without a callback): written with the SENDING record, so a refund whose
+        # answer is lost, or a restart, still pays the customer there.
+        destination, note = await self._claim_destination(plan)
+        if destination is not None and plan.parsed is not None \
+                and plan.parsed.kind is DestinationKind.BOLT11:
+            expires_at = _bolt11_expiry(destination)
+            if expires_at is not None and self.clock() >= expires_at:
+                self._fail(refund, "invoice-expired", "The customer's invoice has expired: ask "
+                           "for a new one, or refund with the claim QR. Nothing was sent.")
+                return
+            refund.invoice_expires_at = expires_at
+        refund.claim_destination = destination
+        log.info("refund %s: BTCPay pull payment, paid out to %s", refund.id[:8],
+                 f"the {plan.destination.value} given" if destination else "the claim QR")
+        self._apply(refund, "send", None, note or None)  # write-ahead: the pull payment may
+        try:                                              # exist from here
             issued = await self.pull_payments.refund_invoice(
                 sale.invoice_ref, refund.amount_msat, name=_pull_payment_name(refund),
                 description=f"Refund of sale {sale.id[:8]}")
@@ -545,51 +562,83 @@ class RefundService:
         except BackendError as exc:
             self._fail(refund, exc.reason("refused"), f"{exc.message} Nothing was sent.")
             return
-        refund.backend_ref = issued.pull_payment_id
-        refund.claim_link = issued.claim_link or issued.claim_uri or None
-        self._apply(refund, "sent", None, _claim_words(issued.auto_approved))
-        destination = await self._claim_destination(plan, refund)
-        if destination is None:
-            return
-        try:
-            state = await self.pull_payments.claim(issued.pull_payment_id, destination,
-                                                   refund.amount_msat)
-        except BackendError as exc:
-            refund.message = (f"Refund issued, but BTCPay would not pay it to {refund.target} "
-                              f"({exc.message}): the customer scans the claim QR instead.")
-        else:
-            refund.message = _payout_words(state, refund.target)
-        self._save(refund)
+        await self._issued(refund, issued, just_made=True)
 
-    async def _claim_destination(self, plan: RefundService._Plan,
-                                 refund: RefundRecord) -> str | None:
+    async def _claim_destination(self, plan: RefundService._Plan) -> tuple[str | None, str]:
         """Where BTCPay pays the pull payment out at once (None: the customer scans the claim
-        link): a BOLT11 or address as given, an LNURL-pay as bech32, the card's payLink."""
+        link), and why none when a card says nowhere: a BOLT11 or address as given, an
+        LNURL-pay as bech32, the card's payLink as bech32 (read now, before the send, so it is
+        on the books if the answer to the pull payment is lost)."""
         parsed = plan.parsed
         if parsed is not None:
             if parsed.kind is DestinationKind.BOLT11:
-                return parsed.bolt11
+                return parsed.bolt11, ""
             if parsed.kind is DestinationKind.ADDRESS:
-                return parsed.address
-            return lnurl.encode_lnurl(parsed.url) if parsed.url else None
+                return parsed.address, ""
+            return (lnurl.encode_lnurl(parsed.url) if parsed.url else None), ""
         if plan.destination is Destination.CARD and plan.tap_url is not None:
             try:
                 request = await self.cards.fetch_request(plan.tap_url)  # no callback
             except lnurl.LnurlError as exc:
-                refund.message += f" The card could not be read ({exc.user_message})."
-                self._save(refund)
-                return None
+                return None, (f"The card could not be read ({exc.user_message}): the customer "
+                              "scans the claim QR.")
             if not request.pay_link:
-                refund.message += (" This card's issuer says nowhere to pay it (BTCPay's own "
-                                   "cards carry no payLink): the customer scans the claim QR.")
-                self._save(refund)
-                return None
+                return None, ("This card's issuer says nowhere to pay it (BTCPay's own cards "
+                              "carry no payLink): the customer scans the claim QR.")
             try:
                 link = self.pay_links.parse(request.pay_link)
             except DestinationInvalid:
-                return None
-            return lnurl.encode_lnurl(link.url) if link.url else None
-        return None
+                return None, ("The card's payLink is not one the terminal can use: the customer "
+                              "scans the claim QR.")
+            return (lnurl.encode_lnurl(link.url) if link.url else None), ""
+        return None, ""
+
+    async def _issued(self, refund: RefundRecord, issued: PullPaymentRefund, *,
+                      just_made: bool) -> None:
+        """The pull payment exists: pay it out to the refund's destination (at most one payout
+        per pull payment), then the refund is SENT. `just_made`: this process made it a moment
+        ago (no payout can exist yet); otherwise BTCPay is asked first, as a payout asked for
+        before a lost answer or a restart may exist (a second POST would be a second payout)."""
+        assert self.pull_payments is not None
+        refund.backend_ref = issued.pull_payment_id
+        refund.claim_link = issued.claim_link or issued.claim_uri or None
+        words = _claim_words(issued.auto_approved)
+        note = refund.message if refund.message and just_made else ""
+        destination = refund.claim_destination
+        if not destination:
+            if not note and refund.destination == Destination.CARD.value:
+                note = "The card gave nowhere to pay it out: the customer scans the claim QR."
+            self._apply(refund, "sent", None, f"{words} {note}".strip())
+            return
+        expires_at = refund.invoice_expires_at
+        if expires_at is not None and self.clock() >= expires_at:
+            self._apply(refund, "sent", None, _expired_words(refund.target))
+            return
+        if not just_made:
+            try:
+                existing = await self.pull_payments.payouts(issued.pull_payment_id)
+            except BackendError as exc:  # not known: never claimed blindly; looked up again
+                self._apply(refund, "pending", "payout-unknown", _payout_unknown_words(
+                    refund.target, exc.message))
+                return
+            if existing:
+                self._apply(refund, "sent", None,
+                            _existing_payout_words(existing, destination, refund.target))
+                return
+        try:
+            state = await self.pull_payments.claim(issued.pull_payment_id, destination,
+                                                   refund.amount_msat)
+        except BackendUnavailable as exc:  # the payout may have been made: asked next time
+            self._apply(refund, "pending", "payout-unknown", _payout_unknown_words(
+                refund.target, exc.message))
+            return
+        except BackendError as exc:
+            self._apply(refund, "sent", None, (
+                f"Refund issued, but BTCPay would not pay it to {refund.target} ({exc.message}):"
+                " the customer scans the claim QR instead."))
+            return
+        log.info("refund %s: paid out by BTCPay (%s)", refund.id[:8], state)
+        self._apply(refund, "sent", None, _payout_words(state, refund.target))
 
     async def _look_up_pull_payment(self, refund: RefundRecord) -> None:
         assert self.pull_payments is not None
@@ -598,14 +647,10 @@ class RefundService:
         except BackendError as exc:
             log.info("refund %s: BTCPay lookup failed (%s)", refund.id[:8], exc.message)
             return
-        now = self.clock()
         if found is not None:
-            refund.backend_ref = found.pull_payment_id
-            refund.claim_link = found.claim_link or found.claim_uri or None
-            refund.apply("sent", now, None)
-            refund.message = _claim_words(found.auto_approved)
-            self._save(refund)
-        elif now - (refund.updated_at or refund.created_at) >= BTCPAY_SETTLE_S:
+            await self._issued(refund, found, just_made=False)
+        elif refund.backend_ref is None and (
+                self.clock() - (refund.updated_at or refund.created_at) >= BTCPAY_SETTLE_S):
             self._fail(refund, "not-issued", "BTCPay holds no such refund: nothing was issued. "
                        "Refund again if needed.")
 
@@ -617,8 +662,9 @@ class RefundService:
         for refund in self.books.open_refunds():
             if refund.id in self._active:
                 continue
-            await self._resolve_one(refund)
-            outcomes.append(RefundOutcome.of(refund))
+            current = await self._resolve_one(refund)
+            if current is not None:
+                outcomes.append(RefundOutcome.of(current))
         return outcomes
 
     async def _resolve_sale(self, sale_id: str) -> None:
@@ -626,16 +672,27 @@ class RefundService:
             if not refund.is_final and refund.id not in self._active:
                 await self._resolve_one(refund)
 
-    async def _resolve_one(self, refund: RefundRecord) -> None:
-        state = refund.refund_state
+    async def _resolve_one(self, listed: RefundRecord) -> RefundRecord | None:
+        """Resolve one refund, read afresh from the books (another look-up may have ended it
+        since it was listed) and held as active meanwhile: two look-ups of one refund never
+        run together (a BTCPay refund found again may be paid out: once)."""
+        if listed.id in self._active:
+            return None
+        refund = self.books.get_refund(listed.id) or listed
+        if refund.is_final:
+            return refund
+        self._active.add(refund.id)
         try:
-            if state in NOTHING_SENT:
+            if refund.refund_state in NOTHING_SENT:
                 self._fail(refund, "interrupted-before-send", "The refund stopped before it was "
                            "sent (the terminal restarted). Nothing was sent.")
             else:
                 await self._look_up(refund)
         except Exception:  # one refund's lookup must not stop the others
             log.exception("resolving refund %s failed", refund.id[:8])
+        finally:
+            self._active.discard(refund.id)
+        return refund
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -664,6 +721,49 @@ def _unresolved_words(result: Lookup, why: str) -> str:
                 "refund again until it is resolved: see the wallet's history in the Flash app.")
     return ("Not found in the wallet's transactions yet: still checking. Do not refund again "
             "until it is resolved.")
+
+
+def _expired_words(target: str) -> str:
+    return (f"Refund issued by BTCPay, but the customer's invoice ({target}) expired before it "
+            "could be paid out: nothing was paid to it. The customer scans the claim QR with a "
+            "Lightning wallet, or gives a new invoice to claim it in BTCPay.")
+
+
+def _payout_unknown_words(target: str, why: str) -> str:
+    return (f"Refund issued by BTCPay; whether it is paid out to {target} cannot be read yet "
+            f"({why.rstrip('.')}). The terminal checks again; do not refund again.")
+
+
+def _existing_payout_words(payouts: list[PullPaymentPayout], destination: str,
+                           target: str) -> str:
+    """A payout was made already (before a lost answer or a restart, or by the customer
+    scanning the claim QR): none is made again; say what BTCPay holds."""
+    ours = [p for p in payouts if _same_destination(p.destination, destination)]
+    live = [p for p in payouts if not p.cancelled]
+    if ours and not ours[-1].cancelled:
+        return _payout_words(ours[-1].state, target)
+    if live:
+        return (f"Refund issued by BTCPay and already claimed by a Lightning wallet (the claim "
+                f"QR) ({live[-1].state}): nothing more is paid out to {target}.")
+    return (f"Refund issued by BTCPay; its payout to {target} was cancelled in BTCPay: nothing "
+            "was paid. The merchant decides in BTCPay (the refund's payouts).")
+
+
+def _same_destination(said: str, ours: str) -> bool:
+    def norm(text: str) -> str:
+        text = text.strip().lower()
+        return text.removeprefix("lightning:")
+
+    return norm(said) == norm(ours)
+
+
+def _bolt11_expiry(bolt11: str) -> float | None:
+    from terminal.protocols.invoice import InvoiceCheckError, decode_invoice
+
+    try:
+        return float(decode_invoice(bolt11).expires_at)
+    except InvoiceCheckError:
+        return None
 
 
 def _payout_words(state: str, target: str) -> str:

@@ -74,7 +74,7 @@ from terminal.core.ports.backend import (
     InvoiceStatus,
     ReceivedPayment,
 )
-from terminal.core.ports.refunds import CannotSend, PullPaymentRefund
+from terminal.core.ports.refunds import CannotSend, PullPaymentPayout, PullPaymentRefund
 from terminal.core.text import clean_text as _clean
 from terminal.protocols.invoice import (
     InvoiceCheckError,
@@ -775,6 +775,9 @@ class BTCPayBackend:
 
     async def claim(self, pull_payment_id: str, destination: str, amount_msat: int) -> str:
         return await self._refunds.claim(pull_payment_id, destination, amount_msat)
+
+    async def payouts(self, pull_payment_id: str) -> list[PullPaymentPayout]:
+        return await self._refunds.payouts(pull_payment_id)
 
     async def display_rate(self, currency_code: str) -> DisplayRate:
         try:

@@ -18,7 +18,13 @@ As BTCPay answers (btcpayserver at 2.x: Controllers/GreenField/GreenfieldInvoice
   refund whose answer was lost is found again by its name (`Refund <refund id>`).
 - `POST /api/v1/pull-payments/{id}/payouts` (no auth) `{destination, amount, payoutMethodId}`:
   a payout to a BOLT11, a Lightning Address or an LNURL-pay; errors `duplicate-destination`,
-  `overdraft`, `expired`, `archived`, `amount-too-low`, 422 for a destination BTCPay rejects.
+  `overdraft`, `expired`, `archived`, `amount-too-low`, 422 for a destination BTCPay rejects
+  (an expired BOLT11, or one expiring sooner than the pull payment's `BOLT11Expiration`: the
+  store's RefundBOLT11Expiration, 30 days unless changed). Not idempotent: a second POST makes
+  a second payout (up to the pull payment's limit).
+- `GET /api/v1/pull-payments/{id}/payouts?includeCancelled=true` (no auth) → `[{id, state,
+  destination, originalAmount, …}]`: what was claimed, so a claim whose answer was lost is not
+  made twice. States: AwaitingApproval → AwaitingPayment → InProgress → Completed, or Cancelled.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from terminal.core.ports.backend import (
     BackendUnauthorized,
     BackendUnavailable,
 )
-from terminal.core.ports.refunds import CannotSend, PullPaymentRefund
+from terminal.core.ports.refunds import CannotSend, PullPaymentPayout, PullPaymentRefund
 
 if TYPE_CHECKING:
     from terminal.adapters.backends.btcpay import BTCPayBackend
@@ -46,6 +52,7 @@ PAYOUT_METHOD = "BTC-LN"
 MSAT_PER_BTC = 10**11
 SATS_PER_BTC = Decimal(10**8)
 MAX_PULL_PAYMENTS = 2000  # looked through for a lost refund
+MAX_PAYOUTS = 200  # payouts read of one pull payment (a refund's has one, or a few)
 
 REFUND_ADVICE = (f"Refund from the invoice's page in BTCPay, or give the terminal's API key "
                  f"{PERM_REFUND} (and {PERM_APPROVE}, so claims are paid without approval).")
@@ -131,6 +138,34 @@ class BTCPayRefunds:
         data = _json(response)
         state = data.get("state") if isinstance(data, dict) else None
         return clean_text(state, 40) if isinstance(state, str) else "unknown"
+
+    async def payouts(self, pull_payment_id: str) -> list[PullPaymentPayout]:
+        """The pull payment's payouts, cancelled ones included (a cancelled claim is still a
+        claim the merchant made a decision on: it is not made again)."""
+        b = self._backend
+
+        async def read() -> Any:
+            return await b._call("GET", f"{b._base}/pull-payments/{pull_payment_id}/payouts",
+                                 permission=None, params={"includeCancelled": "true"})
+
+        data = await with_retries(read, b._retry)
+        if not isinstance(data, list):
+            raise BackendProtocolError("BTCPay's payouts of the refund are not a list.",
+                                       code="bad_shape")
+        found = []
+        for entry in data[:MAX_PAYOUTS]:
+            if not isinstance(entry, dict):
+                raise BackendProtocolError("BTCPay's payout is not an object.", code="bad_shape")
+            payout_id, state = entry.get("id"), entry.get("state")
+            if not isinstance(state, str) or not state:
+                raise BackendProtocolError("BTCPay answered a payout without a state.",
+                                           code="bad_shape")
+            destination = entry.get("destination")
+            found.append(PullPaymentPayout(
+                clean_text(payout_id, 100) if isinstance(payout_id, str) else "",
+                clean_text(state, 40),
+                clean_text(destination, 2048) if isinstance(destination, str) else ""))
+        return found
 
     async def _with_link(self, refund: PullPaymentRefund) -> PullPaymentRefund:
         b = self._backend

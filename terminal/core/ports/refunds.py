@@ -88,6 +88,22 @@ class PullPaymentRefund:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class PullPaymentPayout:
+    """One payout of a pull payment as BTCPay lists it (`GET /api/v1/pull-payments/{id}/payouts`
+    with `includeCancelled=true`): its state as BTCPay names it (`AwaitingApproval`,
+    `AwaitingPayment`, `InProgress`, `Completed`, `Cancelled`) and where it goes (cleaned text,
+    compared, never logged)."""
+
+    payout_id: str
+    state: str
+    destination: str = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == "Cancelled"
+
+
 @runtime_checkable
 class PullPaymentRefunder(Protocol):
     """BTCPay: `POST …/invoices/{id}/refund` (a pull payment), its `lnurl`, the list of the
@@ -103,5 +119,10 @@ class PullPaymentRefunder(Protocol):
 
     async def claim(self, pull_payment_id: str, destination: str, amount_msat: int) -> str:
         """Pay the pull payment out to a BOLT11, Lightning Address or LNURL-pay at once;
-        returns the payout's state as BTCPay names it."""
+        returns the payout's state as BTCPay names it. Not idempotent on BTCPay's side: ask
+        `payouts` first when an earlier claim may have been made."""
+        ...
+
+    async def payouts(self, pull_payment_id: str) -> list[PullPaymentPayout]:
+        """Every payout of the pull payment, cancelled ones included."""
         ...
