@@ -1206,7 +1206,8 @@ class FakeBTCPay:
                     return self._validation((
                         "Amount", f"The destination's amount ({invoice_btc} BTC) is more than "
                         f"the claimed amount ({amount} BTC)."))
-                amount = invoice_btc
+                if amount is None or invoice_btc < amount:
+                    amount = invoice_btc
             # HandleCreatePayout, in its order: archived, duplicate, overdraft, too low.
             if pp.archived:
                 return self._api_error("archived", "This pull payment has been archived")
