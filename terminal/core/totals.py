@@ -94,6 +94,19 @@ class Totals:
             self.pending += 1
             self.pending_msat += msat
 
+    def merge(self, other: Totals) -> None:
+        """Count `other`'s sales too (totals of disjoint sets of sales add up field by field)."""
+        self.sales += other.sales
+        self.taken += other.taken
+        self.taken_msat += other.taken_msat
+        self.tips_msat += other.tips_msat
+        self.pending += other.pending
+        self.pending_msat += other.pending_msat
+        self.failed += other.failed
+        for mine, theirs in ((self.minor, other.minor), (self.tips_minor, other.tips_minor)):
+            for code, value in theirs.items():
+                mine[code] = mine.get(code, 0) + value
+
 
 def totals(records: Iterable[Countable]) -> Totals:
     result = Totals()
