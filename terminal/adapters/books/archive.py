@@ -278,6 +278,11 @@ class _InvoiceFacts:
     invoice_final: bool
 
 
+COLUMNS = ("id", "created_at", "state", "method", "card_id", "currency", "amount_minor",
+           "amount_msat", "tip_minor", "tip_msat", "payment_hash", "awaiting_invoice", "synced",
+           "cashier")  # `sales`' columns but n, in `_columns`' order (cashier last: version 2)
+
+
 def _columns(doc: dict[str, Any]) -> tuple[Any, ...]:
     """The indexed columns of one record document (`SaleRecord.to_doc()`)."""
     awaiting = awaiting_invoice(_InvoiceFacts(doc["state"], doc.get("bolt11"),
@@ -407,14 +412,15 @@ class SaleArchive:
     def _stored_cashier(self, sale_id: str, blob: bytes | None, crc: int | None) -> str | None:
         """The cashier of a stored record; None for one that does not read (the full check,
         `ledger check`, reports it; reading that sale reports it too)."""
-        if blob is None or crc is None:
-            return None
         try:
-            return self._record(sale_id, blob, crc).cashier or None
-        except BooksDamaged:
+            if not isinstance(blob, bytes) or _crc(blob) != crc:
+                raise ValueError("fails its check")
+            cashier = decode_doc(blob).get("cashier")  # not a whole SaleRecord: ~2x faster
+        except ValueError:
             log.warning("the archived sale %s does not read: its cashier is left unknown",
                         sale_id)
             return None
+        return cashier if isinstance(cashier, str) and cashier else None
 
     def _damage_from(self, exc: sqlite3.Error) -> StorageError:
         text = str(exc)
@@ -678,11 +684,13 @@ class SaleArchive:
             found.append(Damage(str(self.path), "SQLite's integrity check fails: "
                                 + "; ".join(str(r) for r in rows[:3]), AFFECTS_ARCHIVE))
         bad = 0
-        sql = ("SELECT s.id, s.created_at, s.state, s.payment_hash, d.doc, d.crc "
+        # Every column against its record: totals and per-card usage are counted from them.
+        width = len(COLUMNS) if self.knows_cashiers else len(COLUMNS) - 1
+        sql = (f"SELECT {', '.join('s.' + c for c in COLUMNS[:width])}, d.doc, d.crc "  # noqa: S608
                "FROM sales s LEFT JOIN docs d ON d.n = s.n")
         try:
-            for sale_id, created_at, state, payment_hash, doc, crc in self._stream(sql, []):
-                problem = self._row_problem(sale_id, created_at, state, payment_hash, doc, crc)
+            for row in self._stream(sql, []):
+                problem = self._row_problem(row[:width], row[width], row[width + 1])
                 if problem is None:
                     continue
                 bad += 1
@@ -695,17 +703,16 @@ class SaleArchive:
                                 "their check", AFFECTS_ARCHIVE))
         return found
 
-    def _row_problem(self, sale_id: str, created_at: float, state: str,
-                     payment_hash: str | None, doc: bytes | None,
+    def _row_problem(self, columns: tuple[Any, ...], doc: bytes | None,
                      crc: int | None) -> str | None:
+        sale_id = columns[0]
         if doc is None or crc is None:
             return f"the archived sale {sale_id} has no record"
         try:
             record = self._record(sale_id, doc, crc)
         except BooksDamaged as exc:
             return exc.damage.what
-        if (record.id, record.created_at, record.state, record.payment_hash) != (
-                sale_id, created_at, state, payment_hash):
+        if _columns(record.to_doc())[:len(columns)] != columns:
             return f"the archived sale {sale_id} does not match its index columns"
         return None
 
