@@ -50,10 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from terminal.adapters.books.errors import BooksDamaged, Damage, StorageError, StorageFullError
-from terminal.core.card_usage import CardUsage, merged
+from terminal.core.card_usage import CardUsage, ranked
 from terminal.core.history import SaleSummary, awaiting_invoice
 from terminal.core.records import SaleRecord
-from terminal.core.totals import FAILED_STATES, PENDING_STATES, TAKEN_STATES, Totals
 
 log = logging.getLogger(__name__)
 
@@ -204,42 +203,25 @@ def _marks(values: Iterable[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
-def _usage_sql(clause: str) -> tuple[str, list[Any]]:
-    """Per (card, currency): the counting rule's sums (`terminal.core.totals.Totals.add`), the
-    states bound from its sets (pending ones are taken ones: TAKEN = SETTLED | PENDING)."""
-    taken, pending, failed = (sorted(states) for states in (TAKEN_STATES, PENDING_STATES,
-                                                             FAILED_STATES))
-    is_taken, is_pending = f"state IN ({_marks(taken)})", f"state IN ({_marks(pending)})"
-    sql = (
-        "SELECT card_id, currency, count(*), "  # noqa: S608 (fixed text; values are bound)
-        f"sum(state IN ({_marks(failed)})), "
-        f"sum({is_taken}), "
-        f"sum(CASE WHEN {is_taken} THEN coalesce(amount_msat, 0) ELSE 0 END), "
-        f"sum(CASE WHEN {is_taken} THEN coalesce(tip_msat, 0) ELSE 0 END), "
-        f"sum({is_pending}), "
-        f"sum(CASE WHEN {is_pending} THEN coalesce(amount_msat, 0) ELSE 0 END), "
-        f"sum(CASE WHEN {is_taken} THEN amount_minor ELSE 0 END), "
-        f"sum({is_taken} AND tip_minor != 0), "
-        f"sum(CASE WHEN {is_taken} THEN tip_minor ELSE 0 END), "
-        "min(created_at), max(created_at) "
-        f"FROM sales{clause} GROUP BY card_id, currency"
-    )
-    params = [*failed, *taken, *taken, *taken, *pending, *pending, *taken, *taken, *taken]
-    return sql, params
+# Per (card, state, currency): the sums the counting rule reads (`Totals.add_group` applies it).
+USAGE_SQL = (
+    "SELECT card_id, state, currency, count(*), sum(coalesce(amount_msat, 0)), "
+    "sum(coalesce(tip_msat, 0)), sum(amount_minor), sum(tip_minor != 0), sum(tip_minor), "
+    "min(created_at), max(created_at) FROM sales{where} GROUP BY card_id, state, currency"
+)
 
 
 def _usage_of(rows: Iterable[tuple[Any, ...]]) -> list[CardUsage]:
-    """`CardUsage`s from `_usage_sql`'s rows (a card's currencies added up), ranked."""
-    parts = []
-    for (card_id, code, sales, failed, taken, taken_msat, tips_msat, pending, pending_msat,
-         minor, tipped, tips_minor, first_at, last_at) in rows:
-        totals = Totals(sales=sales, taken=taken, taken_msat=taken_msat, tips_msat=tips_msat,
-                        pending=pending, pending_msat=pending_msat, failed=failed,
-                        # the rule names a currency once a sale in it is taken (or tipped)
-                        minor={code: minor} if taken else {},
-                        tips_minor={code: tips_minor} if tipped else {})
-        parts.append(CardUsage(card_id, totals, first_at, last_at))
-    return merged(parts)
+    """`CardUsage`s from `USAGE_SQL`'s rows (a card's groups added up), ranked."""
+    cards: dict[str, CardUsage] = {}
+    for card_id, state, code, *sums, first_at, last_at in rows:
+        usage = cards.get(card_id)
+        if usage is None:
+            cards[card_id] = usage = CardUsage(card_id)
+        usage.totals.add_group(state, code, *sums)
+        usage.first_at = first_at if usage.first_at is None else min(usage.first_at, first_at)
+        usage.last_at = last_at if usage.last_at is None else max(usage.last_at, last_at)
+    return ranked(cards.values())
 
 
 def _doc_text(doc: dict[str, Any]) -> str:
@@ -639,17 +621,16 @@ class SaleArchive:
     def card_usage(self, where: UsageWhere, *,
                    skip: frozenset[str] = frozenset()) -> list[CardUsage]:
         """Per-card usage of the archived sales matching `where` (exactly), but those in
-        `skip`, counted by SQL under the counting rule: GROUP BY card and currency, one pass
-        over the small `sales` rows; no record is read. Unranked."""
+        `skip`: SQL sums per card, state and currency in one pass over the small `sales` rows
+        (no record is read), to which the counting rule is applied. Ranked."""
         if where.cashier is not None and not self.knows_cashiers:
             raise StorageError(f"the archive {self.path} does not know its sales' cashiers yet")
         clause, params = where.sql()
         if skip:
             clause += " AND id NOT IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(sorted(skip)))
-        sql, head = _usage_sql(clause)
         functions = {"in_days": where.in_days} if where.in_days is not None else {}
-        return _usage_of(self._stream(sql, [*head, *params], functions))
+        return _usage_of(self._stream(USAGE_SQL.format(where=clause), params, functions))
 
     def _stream(self, sql: str, params: Sequence[Any],
                 functions: dict[str, Callable[[float], bool]] | None = None,
