@@ -1,6 +1,10 @@
 """Per-card usage (the payout dashboard's Boltcard view): for each card that tapped, how often,
 how much, and when first and last, under the one counting rule (`terminal.core.totals`).
 
+The books count it without reading records (`SalesHistory.card_usage(UsageFilter)`: SQL sums
+per card, state and currency, to which `Totals.add_group` applies the rule, plus the journal's
+few sales counted here); `card_usage(records)` is the definition they are tested against.
+
 Cards are named by their keyed card id (never a UID). A sale paid by QR after a refused card
 names no card (checkout clears it), so a card is only credited with what it paid.
 """

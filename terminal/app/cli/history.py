@@ -7,7 +7,8 @@ Dates are local YYYY-MM-DD, inclusive. Without --export: a readable table and th
 `--card` without an id is the per-card usage (the payout dashboard's Boltcard view): one row per
 card with its sales, attempts, failures, amounts, tips and first and last use, most used first
 (as a table, or exported: JSON objects `{"card_id", "sales", "attempts", "failed",
-"gross_msat", "tips_msat", "queued_msat", "by_currency", "first_at", "last_at"}` or CSV rows).
+"gross_msat", "tips_msat", "queued_msat", "by_currency", "first_at", "last_at"}` or CSV rows),
+counted by the books (`SalesHistory.card_usage`: SQL sums over the archive, no record read).
 `--cashier ID` keeps the sales that cashier rang up (`none`: rung up without a sign-in).
 The books are opened read-only (no lock), so this works while the terminal is running. Sales are
 streamed from the books as they are written out: an export of any range runs in constant memory.
