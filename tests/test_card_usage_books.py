@@ -226,3 +226,20 @@ def test_a_newer_archive_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(BooksDamaged, match="schema version 3"):
         Ledger(path)
+
+
+def test_the_check_finds_a_counting_column_that_disagrees_with_its_record(
+        tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    records = shop(path)
+    with Ledger(path, read_only=True) as reader:
+        assert reader.verify() == []
+    db = sqlite3.connect(archive_path(path))
+    db.execute("UPDATE sales SET cashier = 'max' WHERE id = ?", (records[0].id,))
+    db.execute("UPDATE sales SET tip_msat = 5 WHERE id = ?", (records[1].id,))
+    db.commit()
+    db.close()
+    with Ledger(path, read_only=True) as reader:
+        found = [d.what for d in reader.verify()]
+    assert found == [f"the archived sale {records[0].id} does not match its index columns",
+                     f"the archived sale {records[1].id} does not match its index columns"]
