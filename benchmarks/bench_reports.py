@@ -7,7 +7,9 @@ For each size (10k and 100k settled sales over 30 days, 40 cards, three cashiers
 and queued ones) the books are filled with group commits (fsync off: filling is not measured),
 then each report is timed `runs` times (median and worst, wall clock). "shift" is an X report
 with no Z yet: every sale of the books; "day" one day's sales (a thirtieth); "day of one
-cashier" the same day filtered; "cards" `history --card`'s per-card usage over every sale. The
+cashier" the same day filtered; "cards" `history --card`'s per-card usage over every sale, as it
+was (every record read, counted in Python) and as the books count it (`Ledger.card_usage`; see
+also bench_card_usage.py). The
 peak RSS of the whole run (VmHWM) shows the books plus the reports' working set.
 """
 
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from terminal.adapters.books.ledger import Ledger
-from terminal.core.card_usage import card_usage
+from terminal.core.card_usage import UsageFilter, card_usage
 from terminal.core.history import SaleQuery
 from terminal.core.records import SaleRecord, StateChange
 from terminal.services.reports import Reports
@@ -84,8 +86,9 @@ def measure(path: Path, size: int, runs: int) -> list[tuple[int, str, tuple[floa
             (size, "shift (X, every sale)", timed(runs, reports.shift)),
             (size, "day", timed(runs, lambda: reports.day(day))),
             (size, "day of one cashier", timed(runs, lambda: reports.day(day, cashier="ana"))),
-            (size, "cards (per-card usage)",
+            (size, "cards (records, before)",
              timed(runs, lambda: card_usage(ledger.sales_matching(SaleQuery())))),
+            (size, "cards (books' SQL)", timed(runs, lambda: ledger.card_usage(UsageFilter()))),
         ]
 
 

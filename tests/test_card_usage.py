@@ -148,6 +148,17 @@ def test_the_history_screen_lists_cards_and_a_card_its_sales(tmp_path: Path) -> 
             assert vm.cashier_filter_text == "Cashier: Nobody signed in"
             assert [r.sale_id for r in vm.rows()] == ["s0005", "s0003", "s0002"]
             assert vm.cycle_cashier_filter() is None and len(vm.rows()) == 5
+            # The Cards view is counted by the books: the rule over the day's sales shown.
+            for state, method, cashier in [("all", "all", None), ("failed", "all", None),
+                                           ("queued", "card", None), ("paid", "all", "ana"),
+                                           ("all", "qr", "none")]:
+                vm.set_filter(state=state, method=method)
+                vm.cashier_filter = cashier
+                shown = [r for r in vm.records() if vm._matches(r, any_card=True)]
+                assert vm.card_usage() == card_usage(shown), (state, method, cashier)
+            vm.cashier_filter = None
+            vm.set_filter(state="failed", method="all")
+            assert [u.card_id for u in vm.card_usage()] == [CARD_B]
         finally:
             await env.stop()
 

@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, tzinfo
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from terminal.core.records import SaleRecord
 from terminal.core.sale import REOPENABLE_BY_PAYMENT, SaleState
@@ -35,6 +35,9 @@ from terminal.core.totals import (
     totals_by_day,
 )
 from terminal.core.totals import totals as total
+
+if TYPE_CHECKING:
+    from terminal.core.card_usage import CardUsage, UsageFilter
 
 METHODS = ("card", "qr")
 STATES = tuple(s.value for s in SaleState)
@@ -164,9 +167,14 @@ def matches(record: SaleFacts, query: SaleQuery) -> bool:
         return False
     if query.method is not None and record.method != query.method:
         return False
+    return in_days(record.created_at, query)
+
+
+def in_days(created_at: float, query: SaleQuery) -> bool:
+    """A sale created at `created_at` is on one of the query's local days."""
     if query.date_from is None and query.date_to is None:
         return True
-    day = local_day(record.created_at, query.tz)
+    day = local_day(created_at, query.tz)
     return (query.date_from is None or day >= query.date_from) and (
         query.date_to is None or day <= query.date_to
     )
@@ -190,6 +198,12 @@ class SalesHistory(Protocol):
 
     def summaries_matching(self, query: SaleQuery) -> Iterator[SaleFacts]:
         """The same selection with only the columns totals need (cheaper), oldest first."""
+        ...
+
+    def card_usage(self, usage: UsageFilter) -> list[CardUsage]:
+        """Per-card usage of the sales `usage` selects, most used first: the same as
+        `terminal.core.card_usage.card_usage` of them (the books count it without reading
+        records)."""
         ...
 
 
@@ -217,6 +231,11 @@ class SalesInMemory:
 
     def summaries_matching(self, query: SaleQuery) -> Iterator[SaleFacts]:
         return iter(select(self.records, query))
+
+    def card_usage(self, usage: UsageFilter) -> list[CardUsage]:
+        from terminal.core.card_usage import card_usage
+
+        return card_usage(r for r in self.records if usage.matches(r))
 
 
 # ------------------------------------------------------------------------------------ export
@@ -293,6 +312,7 @@ __all__ = [
     "Totals",
     "awaiting_invoice",
     "export_doc",
+    "in_days",
     "matches",
     "report",
     "select",

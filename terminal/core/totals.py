@@ -94,6 +94,39 @@ class Totals:
             self.pending += 1
             self.pending_msat += msat
 
+    def add_group(self, state: str, currency: str, count: int, amount_msat: int,
+                  tip_msat: int, amount_minor: int, tipped: int, tip_minor: int) -> None:
+        """`add` for `count` sales of one state and currency at once, given their sums (the
+        books count with SQL): `amount_msat` and `tip_msat` with a missing value as 0,
+        `tipped` how many have a tip in minor units, `tip_minor` the sum of those."""
+        self.sales += count
+        if state in FAILED_STATES:
+            self.failed += count
+        if state not in TAKEN_STATES:
+            return
+        self.taken += count
+        self.taken_msat += amount_msat
+        self.tips_msat += tip_msat
+        self.minor[currency] = self.minor.get(currency, 0) + amount_minor
+        if tipped:
+            self.tips_minor[currency] = self.tips_minor.get(currency, 0) + tip_minor
+        if state in PENDING_STATES:
+            self.pending += count
+            self.pending_msat += amount_msat
+
+    def merge(self, other: Totals) -> None:
+        """Count `other`'s sales too (totals of disjoint sets of sales add up field by field)."""
+        self.sales += other.sales
+        self.taken += other.taken
+        self.taken_msat += other.taken_msat
+        self.tips_msat += other.tips_msat
+        self.pending += other.pending
+        self.pending_msat += other.pending_msat
+        self.failed += other.failed
+        for mine, theirs in ((self.minor, other.minor), (self.tips_minor, other.tips_minor)):
+            for code, value in theirs.items():
+                mine[code] = mine.get(code, 0) + value
+
 
 def totals(records: Iterable[Countable]) -> Totals:
     result = Totals()

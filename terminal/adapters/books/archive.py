@@ -4,12 +4,12 @@ A sale that reaches a final state leaves the journal (which is held in memory) f
 the terminal's memory and start-up follow the work in flight, not years of history. Nothing here
 is loaded at open: every query reads from disk through an index.
 
-Schema (version 1):
+Schema (version 2):
 
     meta(key PRIMARY KEY, value)   ledger id, schema version, `moves` (see below)
     sales(n INTEGER PRIMARY KEY, id UNIQUE, created_at, state, method, card_id, currency,
           amount_minor, amount_msat, tip_minor, tip_msat, payment_hash UNIQUE,
-          awaiting_invoice, synced)
+          awaiting_invoice, synced, cashier)
     docs(n INTEGER PRIMARY KEY, doc, crc)   the whole record: zlib-compressed JSON, and the
                                             CRC-32 of those stored bytes
 
@@ -18,6 +18,13 @@ Schema (version 1):
 stored), checked against its CRC when read. Indexes: time (created_at, id),
 card (card_id, created_at), payment hash (unique), and two partial ones for the few sales still
 to be looked at: invoices the backend has not declared final, and sales not yet marked synced.
+
+Version 2 added `cashier` (who rang the sale up: NULL for nobody), so per-card usage is counted
+by SQL with every filter applied (`card_usage`). A version 1 archive is brought up to date when
+it is first opened for writing (`_migrate_to_2`): the column is added, then filled from the
+stored records in batches, each committed with how far it got (meta `migrate.cashier`), so a
+crash resumes where it stopped; the version becomes 2 only once every row is filled. Software
+that reads version 1 only refuses a version 2 archive (it would add rows without a cashier).
 
 `moves` counts the transactions that moved sales in. The journal records the count after each
 move; an archive whose count is lower than the journal's lost committed moves (a deleted WAL, an
@@ -32,20 +39,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from terminal.adapters.books.errors import BooksDamaged, Damage, StorageError, StorageFullError
+from terminal.core.card_usage import CardUsage, ranked
 from terminal.core.history import SaleSummary, awaiting_invoice
 from terminal.core.records import SaleRecord
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+MIGRATE_BATCH = 20_000  # rows filled per committed step of the version 2 migration
+MIGRATE_MARK = "migrate.cashier"  # meta: the last row (n) the migration has filled
 FILE_MODE = 0o600
 FETCH = 500  # rows per fetch while streaming: constant memory whatever the range
 ZLIB_LEVEL = 6
@@ -76,7 +89,8 @@ CREATE TABLE IF NOT EXISTS sales (
     tip_msat INTEGER,
     payment_hash TEXT UNIQUE,
     awaiting_invoice INTEGER NOT NULL,
-    synced INTEGER NOT NULL
+    synced INTEGER NOT NULL,
+    cashier TEXT
 );
 CREATE TABLE IF NOT EXISTS docs (n INTEGER PRIMARY KEY, doc BLOB NOT NULL, crc INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sales_time ON sales (created_at, id);
@@ -121,6 +135,95 @@ class Where:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+# Per-card usage: a day's bounds are never this far from where the local calendar puts them (UTC
+# offsets span -12 h..+14 h, a day is 23-25 h): rows further inside the bounds match for sure,
+# rows near them are asked the exact day rule (`UsageWhere.in_days`).
+DAY_MARGIN_S = 2 * 86_400.0
+
+
+@dataclass(frozen=True)
+class UsageWhere:
+    """Which archived sales per-card usage counts: the exact filter (not a pre-filter).
+
+    `start`/`end`: the bounds of the query's local days (`history.time_bounds`), with `in_days`
+    the exact rule for a creation time (`history.matches`' dates), asked only near the bounds.
+    """
+
+    start: float | None = None
+    end: float | None = None
+    in_days: Callable[[float], bool] | None = None
+    state: str | None = None
+    states: frozenset[str] | None = None
+    method: str | None = None
+    card_prefix: str | None = None
+    cashier: str | None = None  # NO_CASHIER ("none") also names the sales without one
+    no_cashier: str = "none"
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses = ["card_id IS NOT NULL", "card_id != ''"]
+        params: list[Any] = []
+        if self.start is not None or self.end is not None:
+            if self.in_days is None:
+                raise ValueError("a date range needs its day rule")
+            outer, inner, inner_params = [], [], []
+            if self.start is not None:
+                outer.append("created_at >= ?")
+                params.append(self.start - DAY_MARGIN_S)
+                inner.append("created_at >= ?")
+                inner_params.append(self.start + DAY_MARGIN_S)
+            if self.end is not None:
+                outer.append("created_at < ?")
+                params.append(self.end + DAY_MARGIN_S)
+                inner.append("created_at < ?")
+                inner_params.append(self.end - DAY_MARGIN_S)
+            clauses += outer
+            # SQLite stops at the first true term of an OR: the rule is asked near the bounds.
+            clauses.append(f"(({' AND '.join(inner)}) OR in_days(created_at))")
+            params += inner_params
+        if self.state is not None:
+            clauses.append("state = ?")
+            params.append(self.state)
+        if self.states is not None:
+            clauses.append(f"state IN ({_marks(self.states)})")
+            params += sorted(self.states)
+        if self.method is not None:
+            clauses.append("method = ?")
+            params.append(self.method)
+        if self.card_prefix:
+            # The bound lets the card index serve it; substr is `str.startswith` exactly.
+            clauses.append("card_id >= ? AND substr(card_id, 1, ?) = ?")
+            params += [self.card_prefix, len(self.card_prefix), self.card_prefix]
+        if self.cashier is not None:
+            clauses.append("coalesce(cashier, ?) = ?")
+            params += [self.no_cashier, self.cashier]
+        return " WHERE " + " AND ".join(clauses), params
+
+
+def _marks(values: Iterable[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+# Per (card, state, currency): the sums the counting rule reads (`Totals.add_group` applies it).
+USAGE_SQL = (
+    "SELECT card_id, state, currency, count(*), sum(coalesce(amount_msat, 0)), "
+    "sum(coalesce(tip_msat, 0)), sum(amount_minor), sum(tip_minor != 0), sum(tip_minor), "
+    "min(created_at), max(created_at) FROM sales{where} GROUP BY card_id, state, currency"
+)
+
+
+def _usage_of(rows: Iterable[tuple[Any, ...]]) -> list[CardUsage]:
+    """`CardUsage`s from `USAGE_SQL`'s rows (a card's groups added up), ranked."""
+    cards: dict[str, CardUsage] = {}
+    for card_id, state, code, *sums, first_at, last_at in rows:
+        usage = cards.get(card_id)
+        if usage is None:
+            cards[card_id] = usage = CardUsage(card_id)
+        usage.totals.add_group(state, code, *sums)
+        usage.first_at = first_at if usage.first_at is None else min(usage.first_at, first_at)
+        usage.last_at = last_at if usage.last_at is None else max(usage.last_at, last_at)
+    return ranked(cards.values())
+
+
 def _doc_text(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -157,6 +260,11 @@ class _InvoiceFacts:
     invoice_final: bool
 
 
+COLUMNS = ("id", "created_at", "state", "method", "card_id", "currency", "amount_minor",
+           "amount_msat", "tip_minor", "tip_msat", "payment_hash", "awaiting_invoice", "synced",
+           "cashier")  # `sales`' columns but n, in `_columns`' order (cashier last: version 2)
+
+
 def _columns(doc: dict[str, Any]) -> tuple[Any, ...]:
     """The indexed columns of one record document (`SaleRecord.to_doc()`)."""
     awaiting = awaiting_invoice(_InvoiceFacts(doc["state"], doc.get("bolt11"),
@@ -164,7 +272,7 @@ def _columns(doc: dict[str, Any]) -> tuple[Any, ...]:
     return (doc["id"], doc["created_at"], doc["state"], doc.get("method"), doc.get("card_id"),
             doc["currency"], doc["amount_minor"], doc.get("amount_msat"),
             doc.get("tip_minor") or 0, doc.get("tip_msat"), doc.get("payment_hash"),
-            int(awaiting), int(bool(doc.get("synced"))))
+            int(awaiting), int(bool(doc.get("synced"))), doc.get("cashier") or None)
 
 
 class SaleArchive:
@@ -209,6 +317,8 @@ class SaleArchive:
             if mode.lower() != "wal":
                 raise StorageError(f"the archive {self.path} cannot use a write-ahead log")
             db.executescript(SCHEMA)
+            # A new archive starts at the current version; an older one keeps its own until
+            # it is migrated below.
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                        (SCHEMA_VERSION,))
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('moves', 0)")
@@ -217,6 +327,13 @@ class SaleArchive:
             raise self._damage_from(exc) from exc
         self._db = db
         schema = self._meta("schema")
+        if schema == 1:
+            try:
+                self._migrate_to_2()
+            except BaseException:
+                self.close()
+                raise
+            schema = self._meta("schema")
         if schema != SCHEMA_VERSION:
             self.close()
             raise BooksDamaged(Damage(
@@ -227,6 +344,65 @@ class SaleArchive:
             from terminal.adapters.books.fileops import DEFAULT_FILE_OPS
 
             DEFAULT_FILE_OPS.fsync_dir(self.path.parent)
+
+    def _migrate_to_2(self) -> None:
+        """Version 1 -> 2: add `cashier` and fill it from the stored records (see the module's
+        doc). Each step is one transaction; the version changes last, so a crash anywhere
+        leaves a version 1 archive that this resumes (a row filled twice is filled the same)."""
+
+        def add_column(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                names = {row[1] for row in db.execute("PRAGMA table_info(sales)")}
+                if "cashier" not in names:
+                    db.execute("ALTER TABLE sales ADD COLUMN cashier TEXT")
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 0)",
+                           (MIGRATE_MARK,))
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+
+        def fill_step(db: sqlite3.Connection) -> bool:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                mark = db.execute("SELECT value FROM meta WHERE key = ?",
+                                  (MIGRATE_MARK,)).fetchone()[0]
+                rows = db.execute(
+                    "SELECT s.n, s.id, d.doc, d.crc FROM sales s LEFT JOIN docs d ON d.n = s.n "
+                    "WHERE s.n > ? ORDER BY s.n LIMIT ?", (mark, MIGRATE_BATCH)).fetchall()
+                if rows:
+                    db.executemany("UPDATE sales SET cashier = ? WHERE n = ?",
+                                   [(self._stored_cashier(*row[1:]), row[0]) for row in rows])
+                    db.execute("UPDATE meta SET value = ? WHERE key = ?",
+                               (rows[-1][0], MIGRATE_MARK))
+                else:
+                    db.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
+                    db.execute("DELETE FROM meta WHERE key = ?", (MIGRATE_MARK,))
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            return bool(rows)
+
+        self._run(add_column)
+        while self._run(fill_step):
+            pass
+
+    def _stored_cashier(self, sale_id: str, blob: bytes | None, crc: int | None) -> str | None:
+        """The cashier of a stored record; None for one that does not read (the full check,
+        `ledger check`, reports it; reading that sale reports it too)."""
+        try:
+            if not isinstance(blob, bytes) or _crc(blob) != crc:
+                raise ValueError("fails its check")
+            cashier = decode_doc(blob).get("cashier")  # not a whole SaleRecord: ~2x faster
+        except ValueError:
+            log.warning("the archived sale %s does not read: its cashier is left unknown",
+                        sale_id)
+            return None
+        return cashier if isinstance(cashier, str) and cashier else None
 
     def _damage_from(self, exc: sqlite3.Error) -> StorageError:
         text = str(exc)
@@ -321,7 +497,8 @@ class SaleArchive:
             n = db.execute(
                 "INSERT INTO sales (id, created_at, state, method, card_id, currency, "
                 "amount_minor, amount_msat, tip_minor, tip_msat, payment_hash, "
-                "awaiting_invoice, synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "awaiting_invoice, synced, cashier) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 columns).lastrowid
             db.execute("INSERT INTO docs (n, doc, crc) VALUES (?, ?, ?)", (n, blob, _crc(blob)))
             return
@@ -329,7 +506,7 @@ class SaleArchive:
         db.execute(
             "UPDATE sales SET created_at = ?, state = ?, method = ?, card_id = ?, currency = ?, "
             "amount_minor = ?, amount_msat = ?, tip_minor = ?, tip_msat = ?, payment_hash = ?, "
-            "awaiting_invoice = ?, synced = ? WHERE n = ?", (*columns[1:], n))
+            "awaiting_invoice = ?, synced = ?, cashier = ? WHERE n = ?", (*columns[1:], n))
         db.execute("INSERT OR REPLACE INTO docs (n, doc, crc) VALUES (?, ?, ?)",
                    (n, blob, _crc(blob)))
 
@@ -436,12 +613,35 @@ class SaleArchive:
             if sale_id not in skip:
                 yield self._record(sale_id, doc, crc)
 
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+    @property
+    def knows_cashiers(self) -> bool:
+        """Rows name their cashier (version 2; a version 1 archive opened read-only does not)."""
+        return self._meta("schema") == SCHEMA_VERSION
+
+    def card_usage(self, where: UsageWhere, *,
+                   skip: frozenset[str] = frozenset()) -> list[CardUsage]:
+        """Per-card usage of the archived sales matching `where` (exactly), but those in
+        `skip`: SQL sums per card, state and currency in one pass over the small `sales` rows
+        (no record is read), to which the counting rule is applied. Ranked."""
+        if where.cashier is not None and not self.knows_cashiers:
+            raise StorageError(f"the archive {self.path} does not know its sales' cashiers yet")
+        clause, params = where.sql()
+        if skip:
+            clause += " AND id NOT IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(skip)))
+        functions = {"in_days": where.in_days} if where.in_days is not None else {}
+        return _usage_of(self._stream(USAGE_SQL.format(where=clause), params, functions))
+
+    def _stream(self, sql: str, params: Sequence[Any],
+                functions: dict[str, Callable[[float], bool]] | None = None,
+                ) -> Iterator[tuple[Any, ...]]:
         """Rows of one query on a connection of its own: a consistent snapshot, streamed, that
-        never blocks the writer's connection."""
+        never blocks the writer's connection. `functions`: one-argument SQL functions."""
         if self._db is None and not (self._closed and self.path.exists()):
             return
         reader = self._connect(read_only=True)
+        for name, function in (functions or {}).items():
+            reader.create_function(name, 1, function, deterministic=True)
         try:
             cursor = reader.execute(sql, params)
             while rows := cursor.fetchmany(FETCH):
@@ -465,11 +665,13 @@ class SaleArchive:
             found.append(Damage(str(self.path), "SQLite's integrity check fails: "
                                 + "; ".join(str(r) for r in rows[:3]), AFFECTS_ARCHIVE))
         bad = 0
-        sql = ("SELECT s.id, s.created_at, s.state, s.payment_hash, d.doc, d.crc "
+        # Every column against its record: totals and per-card usage are counted from them.
+        width = len(COLUMNS) if self.knows_cashiers else len(COLUMNS) - 1
+        sql = (f"SELECT {', '.join('s.' + c for c in COLUMNS[:width])}, d.doc, d.crc "  # noqa: S608
                "FROM sales s LEFT JOIN docs d ON d.n = s.n")
         try:
-            for sale_id, created_at, state, payment_hash, doc, crc in self._stream(sql, []):
-                problem = self._row_problem(sale_id, created_at, state, payment_hash, doc, crc)
+            for row in self._stream(sql, []):
+                problem = self._row_problem(row[:width], row[width], row[width + 1])
                 if problem is None:
                     continue
                 bad += 1
@@ -482,19 +684,18 @@ class SaleArchive:
                                 "their check", AFFECTS_ARCHIVE))
         return found
 
-    def _row_problem(self, sale_id: str, created_at: float, state: str,
-                     payment_hash: str | None, doc: bytes | None,
+    def _row_problem(self, columns: tuple[Any, ...], doc: bytes | None,
                      crc: int | None) -> str | None:
+        sale_id = columns[0]
         if doc is None or crc is None:
             return f"the archived sale {sale_id} has no record"
         try:
             record = self._record(sale_id, doc, crc)
         except BooksDamaged as exc:
             return exc.damage.what
-        if (record.id, record.created_at, record.state, record.payment_hash) != (
-                sale_id, created_at, state, payment_hash):
+        if _columns(record.to_doc())[:len(columns)] != columns:
             return f"the archived sale {sale_id} does not match its index columns"
         return None
 
 
-__all__ = ["SCHEMA_VERSION", "SaleArchive", "Where", "decode_doc"]
+__all__ = ["SCHEMA_VERSION", "SaleArchive", "UsageWhere", "Where", "decode_doc"]

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from terminal.adapters.books.archive import SaleArchive, Where
+from terminal.adapters.books.archive import SaleArchive, UsageWhere, Where
 from terminal.adapters.books.errors import BooksDamaged, Damage, StorageError
 from terminal.adapters.books.layout import archive_path
 from terminal.adapters.books.storage import JournalDB, JournalTable, _copy
@@ -50,6 +50,7 @@ from terminal.core.risk import Exposure
 from terminal.core.sale import SaleState
 
 if TYPE_CHECKING:
+    from terminal.core.card_usage import CardUsage, UsageFilter
     from terminal.core.history import SaleFacts, SaleQuery
 
 log = logging.getLogger(__name__)
@@ -515,6 +516,34 @@ class Ledger:
         merged: Iterable[SaleFacts] = heapq.merge(
             (SaleSummary.of(r) for r in live), archived, key=_order)
         return iter(merged)
+
+    def card_usage(self, usage: UsageFilter) -> list[CardUsage]:
+        """Per-card usage of the sales `usage` selects, most used first (`SalesHistory`):
+        the archive's counted by SQL (no record read), the journal's few by the same rule in
+        Python, added up; the journal's copy of a sale wins, as everywhere."""
+        from terminal.core import card_usage as usage_rule
+        from terminal.core import history
+        from terminal.core.cashiers import NO_CASHIER
+
+        live = usage_rule.card_usage(r for r in self._journal_sales() if usage.matches(r))
+        if usage.cashier is not None and not self._archive.knows_cashiers:
+            # A version 1 archive opened read-only (it is migrated when opened for writing).
+            records = (r for r in self._archive.records(
+                self._where(usage.query), skip=frozenset(self._sale_doc)) if usage.matches(r))
+            return usage_rule.merged(live, usage_rule.card_usage(records))
+        query = usage.query
+        start, end = history.time_bounds(query)
+
+        def on_the_days(at: float) -> bool:
+            return history.in_days(at, query)
+
+        where = UsageWhere(
+            start=start, end=end, in_days=on_the_days if (start, end) != (None, None) else None,
+            state=query.state, states=usage.states, method=query.method,
+            card_prefix=query.card_id.lower() if query.card_id else None,
+            cashier=usage.cashier, no_cashier=NO_CASHIER)
+        archived = self._archive.card_usage(where, skip=frozenset(self._sale_doc))
+        return usage_rule.merged(live, archived)
 
     def history(self, query: SaleQuery) -> list[SaleRecord]:
         """Sales matching a history query (dates are local), oldest first."""

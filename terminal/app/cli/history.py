@@ -7,7 +7,8 @@ Dates are local YYYY-MM-DD, inclusive. Without --export: a readable table and th
 `--card` without an id is the per-card usage (the payout dashboard's Boltcard view): one row per
 card with its sales, attempts, failures, amounts, tips and first and last use, most used first
 (as a table, or exported: JSON objects `{"card_id", "sales", "attempts", "failed",
-"gross_msat", "tips_msat", "queued_msat", "by_currency", "first_at", "last_at"}` or CSV rows).
+"gross_msat", "tips_msat", "queued_msat", "by_currency", "first_at", "last_at"}` or CSV rows),
+counted by the books (`SalesHistory.card_usage`: SQL sums over the archive, no record read).
 `--cashier ID` keeps the sales that cashier rang up (`none`: rung up without a sign-in).
 The books are opened read-only (no lock), so this works while the terminal is running. Sales are
 streamed from the books as they are written out: an export of any range runs in constant memory.
@@ -25,13 +26,16 @@ import sys
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from terminal.app.cli.exits import EXIT_OK, EXIT_STORAGE
 from terminal.app.config import load_config
 from terminal.core import history
 from terminal.core.money import Money, UnknownCurrency, currency
 from terminal.core.records import SaleRecord
+
+if TYPE_CHECKING:
+    from terminal.core.card_usage import CardUsage
 
 EXIT_ERROR = EXIT_STORAGE  # the books could not be read, or the output not written
 
@@ -94,12 +98,16 @@ def run_history(args: argparse.Namespace) -> int:
               file=sys.stderr)
     try:
         with Ledger(path, read_only=True) as ledger, _output(args.output) as out:
+            if by_card:  # counted by the books (SQL over the archive), no record read
+                from terminal.core.card_usage import UsageFilter
+
+                usage = ledger.card_usage(UsageFilter(query, cashier=args.cashier or None))
+                write_card_usage(usage, out, args.export)
+                return EXIT_OK
             records: Iterable[SaleRecord] = ledger.sales_matching(query)
             if args.cashier:
                 records = _of_cashier(records, args.cashier)
-            if by_card:
-                write_card_usage(records, out, args.export)
-            elif args.export == "json":
+            if args.export == "json":
                 history.write_json(records, out)
             elif args.export == "csv":
                 history.write_csv(records, out)
@@ -124,14 +132,14 @@ def _of_cashier(records: Iterable[SaleRecord], cashier: str) -> Iterator[SaleRec
     return (r for r in records if (r.cashier or NO_CASHIER) == wanted)
 
 
-def write_card_usage(records: Iterable[SaleRecord], out: TextIO, export: str | None) -> None:
-    """Per-card usage: a table, or JSON / CSV rows (`terminal.core.card_usage`)."""
+def write_card_usage(usage: list[CardUsage], out: TextIO, export: str | None) -> None:
+    """Per-card usage (`terminal.core.card_usage`, most used first): a table, or JSON / CSV
+    rows."""
     import csv
     import json
 
-    from terminal.core.card_usage import CSV_COLUMNS, card_usage
+    from terminal.core.card_usage import CSV_COLUMNS
 
-    usage = card_usage(records)
     if export == "json":
         out.write(json.dumps([u.to_doc() for u in usage], indent=2) + "\n")
         return

@@ -37,6 +37,7 @@ import unicodedata
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from terminal.core.card_usage import CardUsage, UsageFilter
 from terminal.core.cashiers import Attempt
 from terminal.core.money import Money, RateError, currency, fiat_to_msat, format_plain
 from terminal.core.ports.receipts import PrintOutcome, PrintReport, ReceiptPort
@@ -891,6 +892,10 @@ class Till:
         start, end = day_bounds(day, self.tz)
         records = self.checkout.ledger.sales(start=start, end=end)
         return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def card_usage(self, usage: UsageFilter) -> list[CardUsage]:
+        """Per-card usage of the sales `usage` selects, counted by the books (no record read)."""
+        return self.checkout.ledger.card_usage(usage)
 
     def totals_on(self, day: dt.date) -> Totals:
         return totals(self.sales_on(day))

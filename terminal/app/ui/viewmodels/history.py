@@ -15,7 +15,7 @@ from terminal.app.ui.strings import reason_text, t
 from terminal.app.ui.viewmodels.observable import Observable
 from terminal.app.ui.viewmodels.tones import Tone
 from terminal.core import history as core_history
-from terminal.core.card_usage import CardUsage, card_usage
+from terminal.core.card_usage import CardUsage, UsageFilter
 from terminal.core.cashiers import NO_CASHIER
 from terminal.core.money import Money, Msat, currency, format_money, format_msat
 from terminal.core.records import SaleRecord, short_card_id
@@ -174,8 +174,15 @@ class HistoryViewModel(Observable):
         return rows
 
     def card_usage(self) -> list[CardUsage]:
-        shown = [r for r in self.records() if self._matches(r, any_card=True)]
-        return card_usage(shown)
+        """The day's per-card usage under the filters (the card's aside), counted by the books
+        (`SalesHistory.card_usage`): the same as the rule over the day's sales shown."""
+        states = {"all": None, "paid": frozenset({"paid"}), "failed": FAILED_STATES,
+                  "queued": PENDING_STATES}[self.state_filter]
+        query = core_history.SaleQuery(
+            date_from=self.day, date_to=self.day, tz=self.till.tz,
+            method=None if self.method_filter == "all" else self.method_filter)
+        return self.till.card_usage(UsageFilter(query, states=states,
+                                                cashier=self.cashier_filter))
 
     def card_detail(self) -> list[str]:
         """Beside the cards: each one's first and last use of the day and its tips."""
