@@ -58,38 +58,25 @@ def new_session(*, https: bool, max_connections: int, timeout: aiohttp.ClientTim
 
 
 class JsonEndpoint:
-    """JSON POSTs to one URL over pooled, kept-alive connections."""
+    """JSON POSTs to one URL: an `HttpClient` whose method and URL are fixed."""
 
     def __init__(self, url: str, *, service: str, timeout_s: float,
                  connect_timeout_s: float | None = None, max_connections: int = 16,
                  max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.url = yarl.URL(url)
         self.service = service
-        self._timeout = client_timeout(timeout_s, connect_timeout_s)
-        self._max_body = max_body_bytes
-        self._max_connections = max_connections
-        self._headers = {**_HEADERS, "Content-Type": "application/json"}
-        self._session = LoopSession(self._new_session)
-
-    def _new_session(self) -> aiohttp.ClientSession:
-        return new_session(https=self.url.scheme == "https",
-                           max_connections=self._max_connections, timeout=self._timeout)
+        self._client = HttpClient(service=service, timeout_s=timeout_s,
+                                  connect_timeout_s=connect_timeout_s,
+                                  https=self.url.scheme == "https",
+                                  max_connections=max_connections, max_body_bytes=max_body_bytes)
 
     async def post(self, content: bytes, headers: Mapping[str, str] | None = None
                    ) -> HttpAnswer:
-        session = self._session.get()
-        try:
-            async with session.post(self.url, data=content, allow_redirects=False,
-                                    headers={**self._headers, **(headers or {})}) as response:
-                body = await read_capped(response, self._max_body)
-                return HttpAnswer(response.status, response.headers, body)
-        except BodyTooLarge:
-            raise too_large(self.service, self._max_body) from None
-        except WIRE_ERRORS as exc:
-            raise wire_error(exc, self.service) from None
+        """`content` is JSON already (the caller encodes it once)."""
+        return await self._client.request("POST", self.url, headers=headers, content=content)
 
     async def aclose(self) -> None:
-        await self._session.aclose()
+        await self._client.aclose()
 
 
 class HttpClient:
@@ -111,16 +98,20 @@ class HttpClient:
         return new_session(https=self._https, max_connections=self._max_connections,
                            timeout=self._timeout)
 
-    async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+    async def request(self, method: str, url: str | yarl.URL, *,
+                      headers: Mapping[str, str] | None = None,
                       params: Mapping[str, str] | None = None, json_body: Any = None,
-                      timeout_s: float | None = None) -> HttpAnswer:
-        """One exchange. `json_body` is sent as JSON (a `Decimal` as its text). Failures on the
-        wire become `BackendUnavailable` (`wire_error`); a body over the cap is a
-        `BackendProtocolError` `too_large`, though the request did reach the server."""
+                      content: bytes | None = None, timeout_s: float | None = None
+                      ) -> HttpAnswer:
+        """One exchange. `json_body` is sent as JSON (a `Decimal` as its text), `content` as
+        JSON already encoded. Failures on the wire become `BackendUnavailable` (`wire_error`); a
+        body over the cap is a `BackendProtocolError` `too_large`, though the request did reach
+        the server."""
         sent = {**_HEADERS, **(headers or {})}
-        data = None
+        data = content
         if json_body is not None:
             data = json.dumps(json_body, default=json_default).encode()
+        if data is not None:
             sent["Content-Type"] = "application/json"
         timeout = self._timeout if timeout_s is None else client_timeout(timeout_s)
         session = self._session.get()

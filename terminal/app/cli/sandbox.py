@@ -173,7 +173,12 @@ def _wallet_from_running(data: Path, name: str) -> dict | None:
         return None
     if response.status_code == 400:
         return {"error": json.loads(response.content).get("error", "bad name")}
-    if response.status_code >= 400:  # the running sandbox refused it: say why, as at rest
+    return _answer(response)
+
+
+def _answer(response: HttpAnswer) -> dict:
+    """The running sandbox's JSON answer; a refusal raised with its reason, as at rest."""
+    if response.status_code >= 400:
         from terminal.sandbox.core import SandboxError
 
         try:
@@ -207,26 +212,14 @@ def _running_base(data: Path) -> str | None:
 
 def _register_with_running(data: Path, uid: bytes, balance: int, options: dict) -> dict | None:
     """Register through a sandbox already serving DIR (its state lives in that process)."""
-    config = data / "terminal.toml"
-    try:
-        http_url = tomllib.loads(config.read_text())["backend"]["flash"]["http_url"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
+    base = _running_base(data)
+    if base is None:
         return None
-    base = http_url.rsplit("/graphql", 1)[0]
     response = _ask("POST", f"{base}/sandbox/cards",
                     {"uid": uid.hex(), "balance_sats": balance, **options})
     if response is None:
         return None
-    if response.status_code >= 400:  # the running sandbox refused it: say why, as at rest
-        from terminal.sandbox.core import SandboxError
-
-        try:
-            said = json.loads(response.content).get("error")
-        except (ValueError, AttributeError):
-            said = None
-        raise SandboxError(said if isinstance(said, str) and said
-                           else f"the sandbox answered HTTP {response.status_code}")
-    return json.loads(response.content)
+    return _answer(response)
 
 
 def _register_at_rest(args: argparse.Namespace, uid: bytes, options: dict) -> dict:
