@@ -262,6 +262,11 @@ def _sun_mac(k2: bytes, uid: bytes, counter: bytes) -> bytes:
     return _cmac(session, b"")[1::2]
 
 
+def _bad_gateway() -> HTMLResponse:
+    """A proxy's answer for a request the server did carry out: the outcome is lost."""
+    return HTMLResponse("<html><body>502 Bad Gateway</body></html>", 502)
+
+
 # ---------------------------------------------------------------------- records
 
 
@@ -853,10 +858,18 @@ class FakeBTCPay:
         )
         with self._lock:
             self.invoices[inv.id] = inv
-            if self.fail_after_create > 0:
-                self.fail_after_create -= 1
-                return HTMLResponse("<html><body>502 Bad Gateway</body></html>", 502)
+            if self._spend("fail_after_create"):  # done, but its answer is lost
+                return _bad_gateway()
             return JSONResponse(self._invoice_json(inv))
+
+    def _spend(self, knob: str) -> bool:
+        """Take one from a fault counter (`fail_after_*`, `garble_after_*`): True while any is
+        left. Called under the lock."""
+        left = getattr(self, knob)
+        if left <= 0:
+            return False
+        setattr(self, knob, left - 1)
+        return True
 
     async def _get_invoice(self, request: Request) -> Response:
         early = self._pre(request, "btcpay.store.canviewinvoices")
@@ -1092,11 +1105,9 @@ class FakeBTCPay:
                 description=body.get("description"), currency=cur, amount=amount,
                 auto_approve=auto, created=int(self.clock()), invoice_id=inv.id)
             self.refunds[pp.id] = pp
-            if self.fail_after_refund > 0:
-                self.fail_after_refund -= 1
-                return HTMLResponse("<html><body>502 Bad Gateway</body></html>", 502)
-            if self.garble_after_refund > 0:
-                self.garble_after_refund -= 1
+            if self._spend("fail_after_refund"):  # done, but its answer is lost
+                return _bad_gateway()
+            if self._spend("garble_after_refund"):
                 return HTMLResponse("<html><body>Welcome</body></html>", 200)
             return JSONResponse(self._pull_payment_json(pp))
 
@@ -1233,9 +1244,8 @@ class FakeBTCPay:
             pp.payouts.append(payout)
             if pp.auto_approve:
                 self._approve(payout)
-            if self.fail_after_payout > 0:
-                self.fail_after_payout -= 1
-                return HTMLResponse("<html><body>502 Bad Gateway</body></html>", 502)
+            if self._spend("fail_after_payout"):  # done, but its answer is lost
+                return _bad_gateway()
             return JSONResponse(self._payout_json(payout))
 
     async def _list_payouts(self, request: Request) -> Response:
